@@ -1,0 +1,290 @@
+"""Argument checking and shape arithmetic shared by `fastconv.ops` and `fastconv.reference`.
+
+Every public entry point validates here, so the compiled kernels can assume valid, contiguous
+input ("prior validation of data is assumed") and both backends reject the same bad input with
+the same message.
+"""
+import numbers
+from typing import NamedTuple
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def normalize_tuple(value, n, name, *, allow_zero=False):
+    """Return `value` as a tuple of `n` positive ints (an int is repeated `n` times)."""
+    if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
+        values = (int(value),) * n
+    else:
+        try:
+            values = tuple(value)
+        except TypeError:
+            values = None
+        if (
+            values is None
+            or len(values) != n
+            or not all(isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, bool)
+                       for v in values)
+        ):
+            raise ValueError(
+                f"The `{name}` argument must be an integer or a tuple of {n} integers. "
+                f"Received {name}={value!r}"
+            )
+        values = tuple(int(v) for v in values)
+    low = 0 if allow_zero else 1
+    if any(v < low for v in values):
+        kind = "non-negative" if allow_zero else "positive"
+        raise ValueError(
+            f"The `{name}` argument must contain only {kind} integers. Received {name}={value!r}"
+        )
+    return values
+
+
+def as_float_array(x, name, dtype=None):
+    """Return `x` as a float32/float64 ndarray.
+
+    Other float dtypes are cast (float16 -> float32), integers become float64 (or `dtype`),
+    and bool/complex/object/string input is refused. With `dtype`, the result has that dtype.
+    """
+    if isinstance(x, np.ndarray):
+        arr = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"`{name}` must be an array of numbers; could not convert: {exc}") from None
+    kind = arr.dtype.kind
+    if kind not in "fiu":
+        raise TypeError(
+            f"`{name}` must have a real float or integer dtype; received dtype {arr.dtype}."
+        )
+    if dtype is not None:
+        return arr.astype(dtype, copy=False)
+    if kind == "f":
+        if arr.dtype in FLOAT_DTYPES:
+            return arr
+        return arr.astype(np.float32 if arr.dtype.itemsize < 4 else np.float64)
+    return arr.astype(np.float64)
+
+
+def check_float_dtype(dtype, name="dtype"):
+    """Return the numpy dtype for a layer's `dtype=` argument (float32 or float64)."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"`{name}` must be 'float32' or 'float64'; received {dtype!r}.") from None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"`{name}` must be 'float32' or 'float64'; received {dtype!r}.")
+    return dt
+
+
+def check_rank(arr, rank, name, layout):
+    if arr.ndim != rank:
+        raise ValueError(
+            f"`{name}` must be a {rank}-D array {layout}; received shape {arr.shape}."
+        )
+
+
+def _check_finite_shape(arr, name):
+    if any(s == 0 for s in arr.shape):
+        raise ValueError(f"`{name}` must not have empty axes; received shape {arr.shape}.")
+
+
+def resolve_padding(padding, in_hw, kernel_hw, strides, dilation, name="padding"):
+    """Return explicit ((top, bottom), (left, right)) padding.
+
+    `padding` is "valid", "same" (TensorFlow semantics: output = ceil(in / stride), the extra
+    pixel, if any, at the bottom/right), an int, a pair (ph, pw) or ((top, bottom), (left, right)).
+    """
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return ((0, 0), (0, 0))
+        if mode == "same":
+            pads = []
+            for size, k, s, d in zip(in_hw, kernel_hw, strides, dilation):
+                out = -(-size // s)
+                eff = (k - 1) * d + 1
+                total = max((out - 1) * s + eff - size, 0)
+                pads.append((total // 2, total - total // 2))
+            return tuple(pads)
+        raise ValueError(
+            f"The `{name}` argument must be 'valid', 'same', an int, a pair of ints or "
+            f"((top, bottom), (left, right)). Received {name}={padding!r}"
+        )
+    if isinstance(padding, (numbers.Integral, np.integer)) and not isinstance(padding, bool):
+        p = normalize_tuple(padding, 2, name, allow_zero=True)
+        return ((p[0], p[0]), (p[1], p[1]))
+    try:
+        items = tuple(padding)
+    except TypeError:
+        items = None
+    if items is not None and len(items) == 2:
+        if all(isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, bool) for v in items):
+            p = normalize_tuple(items, 2, name, allow_zero=True)
+            return ((p[0], p[0]), (p[1], p[1]))
+        try:
+            tb = normalize_tuple(items[0], 2, name, allow_zero=True)
+            lr = normalize_tuple(items[1], 2, name, allow_zero=True)
+            return (tb, lr)
+        except ValueError:
+            pass
+    raise ValueError(
+        f"The `{name}` argument must be 'valid', 'same', an int, a pair of ints or "
+        f"((top, bottom), (left, right)) of non-negative ints. Received {name}={padding!r}"
+    )
+
+
+class ConvGeometry(NamedTuple):
+    """Resolved geometry of a 2-D convolution or pooling window on NHWC input."""
+
+    n: int
+    h: int
+    w: int
+    c: int
+    kh: int
+    kw: int
+    out_h: int
+    out_w: int
+    strides: tuple
+    padding: tuple  # ((top, bottom), (left, right))
+    dilation: tuple
+
+    @property
+    def output_shape(self):
+        return (self.n, self.out_h, self.out_w)
+
+
+def window_geometry(input_shape, kernel_hw, strides, padding, dilation, *, what="kernel"):
+    """Resolve padding and output size; raise if the window does not fit the padded input."""
+    n, h, w, c = input_shape
+    pads = resolve_padding(padding, (h, w), kernel_hw, strides, dilation)
+    out = []
+    for size, k, s, d, (p0, p1), axis in zip((h, w), kernel_hw, strides, dilation, pads,
+                                             ("height", "width")):
+        eff = (k - 1) * d + 1
+        padded = size + p0 + p1
+        if eff > padded:
+            raise ValueError(
+                f"The {what} (effective {axis} {eff} with dilation) is larger than the padded "
+                f"input {axis} {padded}: input shape {tuple(input_shape)}, {what} size "
+                f"{tuple(kernel_hw)}, padding {padding!r}."
+            )
+        out.append((padded - eff) // s + 1)
+    return ConvGeometry(n, h, w, c, kernel_hw[0], kernel_hw[1], out[0], out[1],
+                        tuple(strides), pads, tuple(dilation))
+
+
+def check_conv2d(x, kernel, bias, strides, padding, dilation_rate, groups):
+    """Validate conv2d arguments; return (x, kernel, bias, geometry, groups) in one dtype."""
+    x = as_float_array(x, "x")
+    check_rank(x, 4, "x", "(batch, height, width, channels)")
+    _check_finite_shape(x, "x")
+    kernel = as_float_array(kernel, "kernel", x.dtype)
+    check_rank(kernel, 4, "kernel", "(kernel_h, kernel_w, in_channels // groups, filters)")
+    _check_finite_shape(kernel, "kernel")
+    strides = normalize_tuple(strides, 2, "strides")
+    dilation = normalize_tuple(dilation_rate, 2, "dilation_rate")
+    if not isinstance(groups, (numbers.Integral, np.integer)) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"The `groups` argument must be a positive integer. Received groups={groups!r}")
+    groups = int(groups)
+    c = x.shape[3]
+    kh, kw, kc, filters = kernel.shape
+    if c % groups:
+        raise ValueError(
+            f"Input channels ({c}) must be divisible by `groups` ({groups}); x shape {x.shape}."
+        )
+    if filters % groups:
+        raise ValueError(
+            f"The number of filters ({filters}) must be divisible by `groups` ({groups})."
+        )
+    if kc != c // groups:
+        raise ValueError(
+            f"`kernel` must have shape (kh, kw, in_channels // groups = {c // groups}, filters); "
+            f"received {kernel.shape} for x of shape {x.shape} and groups={groups}."
+        )
+    if bias is not None:
+        bias = as_float_array(bias, "bias", x.dtype)
+        if bias.shape != (filters,):
+            raise ValueError(f"`bias` must have shape ({filters},); received {bias.shape}.")
+    if strides != (1, 1) and dilation != (1, 1):
+        raise ValueError(
+            "`strides` > 1 together with `dilation_rate` > 1 is not supported (as in Keras). "
+            f"Received strides={strides}, dilation_rate={dilation}."
+        )
+    geo = window_geometry(x.shape, (kh, kw), strides, padding, dilation)
+    return x, kernel, bias, geo, groups
+
+
+def check_grad_output(dy, expected_shape, dtype, name="dy"):
+    dy = as_float_array(dy, name, dtype)
+    if tuple(dy.shape) != tuple(expected_shape):
+        raise ValueError(f"`{name}` must have shape {tuple(expected_shape)}; received {dy.shape}.")
+    return dy
+
+
+def pool_geometry(input_shape, pool_size, strides, padding):
+    """Geometry of pooling on an NHWC shape; `strides=None` means strides = pool_size (Keras)."""
+    pool = normalize_tuple(pool_size, 2, "pool_size")
+    strides = pool if strides is None else normalize_tuple(strides, 2, "strides")
+    if not (isinstance(padding, str) and padding.lower() in ("valid", "same")):
+        raise ValueError(f"The `padding` argument must be 'valid' or 'same'. Received padding={padding!r}")
+    return window_geometry(input_shape, pool, strides, padding.lower(), (1, 1), what="pool window")
+
+
+def check_pool2d(x, pool_size, strides, padding):
+    """Validate pooling input and arguments; return (x, geometry)."""
+    x = as_float_array(x, "x")
+    check_rank(x, 4, "x", "(batch, height, width, channels)")
+    _check_finite_shape(x, "x")
+    return x, pool_geometry(x.shape, pool_size, strides, padding)
+
+
+def check_input_shape(input_shape, rank, name="input_shape"):
+    try:
+        shape = tuple(int(s) for s in input_shape)
+    except TypeError:
+        raise ValueError(f"`{name}` must be a tuple of {rank} ints; received {input_shape!r}.") from None
+    if len(shape) != rank or any(s < 1 for s in shape):
+        raise ValueError(f"`{name}` must be a tuple of {rank} positive ints; received {input_shape!r}.")
+    return shape
+
+
+def check_batch_norm(x, gamma, beta, epsilon):
+    x = as_float_array(x, "x")
+    if x.ndim < 2:
+        raise ValueError(f"`x` must have at least 2 dimensions (batch, ..., channels); received shape {x.shape}.")
+    _check_finite_shape(x, "x")
+    c = x.shape[-1]
+    gamma = as_float_array(gamma, "gamma", x.dtype)
+    beta = as_float_array(beta, "beta", x.dtype)
+    for arr, nm in ((gamma, "gamma"), (beta, "beta")):
+        if arr.shape != (c,):
+            raise ValueError(f"`{nm}` must have shape ({c},) (one value per channel); received {arr.shape}.")
+    if not (isinstance(epsilon, numbers.Real) and epsilon > 0 and np.isfinite(epsilon)):
+        raise ValueError(f"`epsilon` must be a positive finite number; received {epsilon!r}.")
+    return x, gamma, beta, float(epsilon)
+
+
+def check_channel_vector(v, c, dtype, name):
+    v = as_float_array(v, name, dtype)
+    if v.shape != (c,):
+        raise ValueError(f"`{name}` must have shape ({c},); received {v.shape}.")
+    return v
+
+
+def check_dense(x, kernel, bias):
+    x = as_float_array(x, "x")
+    check_rank(x, 2, "x", "(batch, features)")
+    kernel = as_float_array(kernel, "kernel", x.dtype)
+    check_rank(kernel, 2, "kernel", "(in_features, units)")
+    if kernel.shape[0] != x.shape[1]:
+        raise ValueError(
+            f"`kernel` must have shape (in_features={x.shape[1]}, units); received {kernel.shape}."
+        )
+    if bias is not None:
+        bias = as_float_array(bias, "bias", x.dtype)
+        if bias.shape != (kernel.shape[1],):
+            raise ValueError(f"`bias` must have shape ({kernel.shape[1]},); received {bias.shape}.")
+    return x, kernel, bias

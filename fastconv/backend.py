@@ -1,0 +1,71 @@
+"""Which implementation the layers run on, and how many threads the compiled kernels use.
+
+`set_backend("compiled")` (default) runs every layer on `fastconv.ops`;
+`set_backend("reference")` on the pure-NumPy `fastconv.reference`, so any model can be
+checked end to end against the specification. `use_backend(name)` does the same for a block.
+"""
+import contextlib
+import importlib
+import os
+import threading
+
+_BACKENDS = ("compiled", "reference")
+_state = threading.local()
+_default_backend = "compiled"
+_num_threads = None  # None: follow OpenMP's own default (OMP_NUM_THREADS, threadpoolctl)
+
+
+def _check_name(name):
+    if name not in _BACKENDS:
+        raise ValueError(f"`backend` must be one of {_BACKENDS}; received {name!r}.")
+    return name
+
+
+def set_backend(name):
+    """Select the backend for all threads: "compiled" or "reference"."""
+    global _default_backend
+    _default_backend = _check_name(name)
+    _state.name = None
+
+
+def get_backend():
+    return getattr(_state, "name", None) or _default_backend
+
+
+@contextlib.contextmanager
+def use_backend(name):
+    """Run the block (in this thread) on the given backend."""
+    _check_name(name)
+    previous = getattr(_state, "name", None)
+    _state.name = name
+    try:
+        yield
+    finally:
+        _state.name = previous
+
+
+def get_ops():
+    """The module of kernels for the current backend (`fastconv.ops` or `fastconv.reference`)."""
+    if get_backend() == "reference":
+        return importlib.import_module("fastconv.reference")
+    return importlib.import_module("fastconv.ops")
+
+
+def set_num_threads(n):
+    """Use `n` threads in the compiled kernels (None: back to OpenMP's default)."""
+    global _num_threads
+    if n is None:
+        _num_threads = None
+        return
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"`n` must be a positive integer number of threads; received {n!r}.")
+    _num_threads = n
+
+
+def get_num_threads():
+    """Threads the compiled kernels use: the value set, else OpenMP's max (OMP_NUM_THREADS)."""
+    if _num_threads is not None:
+        return _num_threads
+    from ._core import cpu
+
+    return max(1, cpu.omp_max_threads())

@@ -1,0 +1,170 @@
+"""Validated entry points to the compiled core; same functions and signatures as `fastconv.reference`.
+
+Each function checks its arguments in Python (`fastconv._validation`), makes the arrays
+C-contiguous in one dtype, allocates the outputs and calls the `nogil` kernel, which assumes
+valid input and writes every element of its outputs.
+"""
+import numpy as np
+
+from . import _validation as V
+from .backend import get_num_threads
+
+try:
+    from ._core import batchnorm as _bn
+    from ._core import conv as _conv
+    from ._core import pool as _pool
+except ImportError as exc:  # pragma: no cover - only on a broken install
+    raise ImportError(
+        "fastconv's compiled core is missing or failed to load "
+        f"({exc}). Install the package with `pip install .` (or `pip install -e .`) so the "
+        "extension modules are built, or use fastconv.set_backend('reference')."
+    ) from exc
+
+
+def _c(a):
+    return None if a is None else np.ascontiguousarray(a)
+
+
+def _pads(geo):
+    (pt, pb), (pl, pr) = geo.padding
+    return (pt, pb, pl, pr)
+
+
+def conv2d_forward(x, kernel, bias=None, strides=1, padding="valid", dilation_rate=1, groups=1):
+    """2-D convolution of NHWC `x` with an HWIO `kernel` (see `fastconv.reference.conv2d_forward`)."""
+    x, kernel, bias, geo, groups = V.check_conv2d(x, kernel, bias, strides, padding, dilation_rate, groups)
+    out = np.empty((geo.n, geo.out_h, geo.out_w, kernel.shape[3]), dtype=x.dtype)
+    _conv.conv2d_forward(_c(x), _c(kernel), _c(bias), out, geo.strides, _pads(geo),
+                         geo.dilation, groups, get_num_threads())
+    return out
+
+
+def conv2d_backward(dy, x, kernel, strides=1, padding="valid", dilation_rate=1, groups=1,
+                    need_input_grad=True, need_bias_grad=True):
+    """Return (dx or None, dkernel, dbias or None)."""
+    x, kernel, _, geo, groups = V.check_conv2d(x, kernel, None, strides, padding, dilation_rate, groups)
+    filters = kernel.shape[3]
+    dy = V.check_grad_output(dy, (geo.n, geo.out_h, geo.out_w, filters), x.dtype)
+    dx = np.empty(x.shape, dtype=x.dtype) if need_input_grad else None
+    dkernel = np.empty(kernel.shape, dtype=x.dtype)
+    dbias = np.empty((filters,), dtype=x.dtype) if need_bias_grad else None
+    _conv.conv2d_backward(_c(dy), _c(x), _c(kernel), dx, dkernel, dbias, geo.strides,
+                          _pads(geo), geo.dilation, groups, get_num_threads())
+    return dx, dkernel, dbias
+
+
+def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid"):
+    x, geo = V.check_pool2d(x, pool_size, strides, padding)
+    out = np.empty(geo.output_shape + (geo.c,), dtype=x.dtype)
+    _pool.max_pool2d_forward(_c(x), out, (geo.kh, geo.kw), geo.strides, _pads(geo), get_num_threads())
+    return out
+
+
+def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
+    x, geo = V.check_pool2d(x, pool_size, strides, padding)
+    dy = V.check_grad_output(dy, geo.output_shape + (geo.c,), x.dtype)
+    dx = np.empty(x.shape, dtype=x.dtype)
+    _pool.max_pool2d_backward(_c(dy), _c(x), dx, (geo.kh, geo.kw), geo.strides, _pads(geo),
+                              get_num_threads())
+    return dx
+
+
+def avg_pool2d_forward(x, pool_size=2, strides=None, padding="valid"):
+    x, geo = V.check_pool2d(x, pool_size, strides, padding)
+    out = np.empty(geo.output_shape + (geo.c,), dtype=x.dtype)
+    _pool.avg_pool2d_forward(_c(x), out, (geo.kh, geo.kw), geo.strides, _pads(geo), get_num_threads())
+    return out
+
+
+def avg_pool2d_backward(dy, input_shape, pool_size=2, strides=None, padding="valid", dtype=None):
+    shape = V.check_input_shape(input_shape, 4)
+    dy = V.as_float_array(dy, "dy", dtype)
+    geo = V.pool_geometry(shape, pool_size, strides, padding)
+    dy = V.check_grad_output(dy, geo.output_shape + (geo.c,), dy.dtype)
+    dx = np.empty(shape, dtype=dy.dtype)
+    _pool.avg_pool2d_backward(_c(dy), dx, (geo.kh, geo.kw), geo.strides, _pads(geo), get_num_threads())
+    return dx
+
+
+def _check_global(x):
+    x = V.as_float_array(x, "x")
+    V.check_rank(x, 4, "x", "(batch, height, width, channels)")
+    return x
+
+
+def global_avg_pool2d_forward(x):
+    x = _check_global(x)
+    out = np.empty((x.shape[0], x.shape[3]), dtype=x.dtype)
+    _pool.global_avg_pool2d_forward(_c(x), out, get_num_threads())
+    return out
+
+
+def global_avg_pool2d_backward(dy, input_shape, dtype=None):
+    n, h, w, c = V.check_input_shape(input_shape, 4)
+    dy = V.check_grad_output(V.as_float_array(dy, "dy", dtype), (n, c), dtype)
+    dx = np.empty((n, h, w, c), dtype=dy.dtype)
+    _pool.global_avg_pool2d_backward(_c(dy), dx, get_num_threads())
+    return dx
+
+
+def global_max_pool2d_forward(x):
+    x = _check_global(x)
+    out = np.empty((x.shape[0], x.shape[3]), dtype=x.dtype)
+    _pool.global_max_pool2d_forward(_c(x), out, get_num_threads())
+    return out
+
+
+def global_max_pool2d_backward(dy, x):
+    x = _check_global(x)
+    dy = V.check_grad_output(dy, (x.shape[0], x.shape[3]), x.dtype)
+    dx = np.empty(x.shape, dtype=x.dtype)
+    _pool.global_max_pool2d_backward(_c(dy), _c(x), dx, get_num_threads())
+    return dx
+
+
+def _rows(a):
+    """View an (..., C) array as (M, C) rows for the batch-norm kernels."""
+    a = np.ascontiguousarray(a)
+    return a.reshape(-1, a.shape[-1])
+
+
+def batch_norm_forward_training(x, gamma, beta, epsilon=1e-3):
+    """Return (y, mean, var): batch statistics over every axis but the last (biased var)."""
+    x, gamma, beta, epsilon = V.check_batch_norm(x, gamma, beta, epsilon)
+    c = x.shape[-1]
+    y = np.empty(x.shape, dtype=x.dtype)
+    mean = np.empty((c,), dtype=x.dtype)
+    var = np.empty((c,), dtype=x.dtype)
+    _bn.batch_norm_forward_training(_rows(x), _c(gamma), _c(beta), epsilon, y.reshape(-1, c),
+                                    mean, var, get_num_threads())
+    return y, mean, var
+
+
+def batch_norm_forward_inference(x, gamma, beta, moving_mean, moving_var, epsilon=1e-3):
+    x, gamma, beta, epsilon = V.check_batch_norm(x, gamma, beta, epsilon)
+    c = x.shape[-1]
+    mean = V.check_channel_vector(moving_mean, c, x.dtype, "moving_mean")
+    var = V.check_channel_vector(moving_var, c, x.dtype, "moving_var")
+    y = np.empty(x.shape, dtype=x.dtype)
+    _bn.batch_norm_forward_inference(_rows(x), _c(gamma), _c(beta), _c(mean), _c(var), epsilon,
+                                     y.reshape(-1, c), get_num_threads())
+    return y
+
+
+def batch_norm_backward(dy, x, gamma, mean, var, epsilon=1e-3):
+    """Return (dx, dgamma, dbeta) for training-mode batch norm."""
+    x, gamma, _, epsilon = V.check_batch_norm(x, gamma, np.zeros_like(gamma), epsilon)
+    c = x.shape[-1]
+    mean = V.check_channel_vector(mean, c, x.dtype, "mean")
+    var = V.check_channel_vector(var, c, x.dtype, "var")
+    dy = V.check_grad_output(dy, x.shape, x.dtype)
+    dx = np.empty(x.shape, dtype=x.dtype)
+    dgamma = np.empty((c,), dtype=x.dtype)
+    dbeta = np.empty((c,), dtype=x.dtype)
+    _bn.batch_norm_backward(_rows(dy), _rows(x), _c(gamma), _c(mean), _c(var), epsilon,
+                            dx.reshape(-1, c), dgamma, dbeta, get_num_threads())
+    return dx, dgamma, dbeta
+
+
+# Dense layers use NumPy's matmul for now (issue 3 moves them onto the compiled GEMM).
+from .reference.dense import dense_backward, dense_forward  # noqa: E402,F401

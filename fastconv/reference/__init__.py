@@ -1,0 +1,31 @@
+"""Pure-NumPy reference implementation of every kernel: the executable specification.
+
+Same functions and signatures as `fastconv.ops`; the compiled core is tested against it.
+"""
+from .conv import conv2d_backward, conv2d_forward
+from .dense import dense_backward, dense_forward
+from .normalization import (
+    batch_norm_backward,
+    batch_norm_forward_inference,
+    batch_norm_forward_training,
+)
+from .pooling import (
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    global_avg_pool2d_backward,
+    global_avg_pool2d_forward,
+    global_max_pool2d_backward,
+    global_max_pool2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+)
+
+__all__ = [
+    "conv2d_forward", "conv2d_backward",
+    "max_pool2d_forward", "max_pool2d_backward",
+    "avg_pool2d_forward", "avg_pool2d_backward",
+    "global_avg_pool2d_forward", "global_avg_pool2d_backward",
+    "global_max_pool2d_forward", "global_max_pool2d_backward",
+    "batch_norm_forward_training", "batch_norm_forward_inference", "batch_norm_backward",
+    "dense_forward", "dense_backward",
+]

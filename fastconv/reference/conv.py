@@ -1,0 +1,40 @@
+"""Reference 2-D convolution on NHWC input with HWIO kernels, in plain NumPy."""
+import numpy as np
+
+from .. import _validation as V
+from ._windows import crop_padding, pad_nhwc, scatter_windows, windows
+
+
+def conv2d_forward(x, kernel, bias=None, strides=1, padding="valid", dilation_rate=1, groups=1):
+    """y[n, oh, ow, f] = sum over the window and the group's channels of x * kernel (+ bias)."""
+    x, kernel, bias, geo, groups = V.check_conv2d(x, kernel, bias, strides, padding, dilation_rate, groups)
+    kh, kw, cin_g, filters = kernel.shape
+    win = windows(pad_nhwc(x, geo.padding), geo)  # (N, OH, OW, KH, KW, C)
+    win = win.reshape(win.shape[:5] + (groups, cin_g))
+    k = kernel.reshape(kh, kw, cin_g, groups, filters // groups)
+    y = np.einsum("nhwijgc,ijcgf->nhwgf", win, k, optimize=True)
+    y = y.reshape(geo.n, geo.out_h, geo.out_w, filters)
+    if bias is not None:
+        y = y + bias
+    return np.ascontiguousarray(y, dtype=x.dtype)
+
+
+def conv2d_backward(dy, x, kernel, strides=1, padding="valid", dilation_rate=1, groups=1,
+                    need_input_grad=True, need_bias_grad=True):
+    """Return (dx or None, dkernel, dbias or None) for the loss gradient `dy`."""
+    x, kernel, _, geo, groups = V.check_conv2d(x, kernel, None, strides, padding, dilation_rate, groups)
+    kh, kw, cin_g, filters = kernel.shape
+    dy = V.check_grad_output(dy, (geo.n, geo.out_h, geo.out_w, filters), x.dtype)
+    xp = pad_nhwc(x, geo.padding)
+    win = windows(xp, geo)
+    win = win.reshape(win.shape[:5] + (groups, cin_g))
+    dyg = dy.reshape(geo.n, geo.out_h, geo.out_w, groups, filters // groups)
+    k = kernel.reshape(kh, kw, cin_g, groups, filters // groups)
+    dkernel = np.einsum("nhwijgc,nhwgf->ijcgf", win, dyg, optimize=True).reshape(kernel.shape)
+    dbias = dy.sum(axis=(0, 1, 2)) if need_bias_grad else None
+    dx = None
+    if need_input_grad:
+        dwin = np.einsum("nhwgf,ijcgf->nhwijgc", dyg, k, optimize=True)
+        dwin = dwin.reshape(dwin.shape[:5] + (groups * cin_g,))
+        dx = np.ascontiguousarray(crop_padding(scatter_windows(dwin, xp.shape, geo), geo.padding))
+    return dx, np.ascontiguousarray(dkernel, dtype=x.dtype), dbias

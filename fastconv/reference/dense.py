@@ -1,0 +1,15 @@
+"""Reference fully-connected layer: y = x @ kernel + bias."""
+from .. import _validation as V
+
+
+def dense_forward(x, kernel, bias=None):
+    x, kernel, bias = V.check_dense(x, kernel, bias)
+    y = x @ kernel
+    return y + bias if bias is not None else y
+
+
+def dense_backward(dy, x, kernel, need_input_grad=True, need_bias_grad=True):
+    x, kernel, _ = V.check_dense(x, kernel, None)
+    dy = V.check_grad_output(dy, (x.shape[0], kernel.shape[1]), x.dtype)
+    dx = dy @ kernel.T if need_input_grad else None
+    return dx, x.T @ dy, (dy.sum(axis=0) if need_bias_grad else None)

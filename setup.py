@@ -1,0 +1,165 @@
+"""Build the compiled core of fastconv.
+
+Every ``src/fastconv/<name>.pyx`` becomes the extension module ``fastconv._core.<name>``,
+linked with the C sources it lists in ``MODULE_SOURCES``. C files whose name ends in
+``_avx2.c`` or ``_avx512.c`` are compiled with that ISA's flags only; everything else
+is compiled for the baseline ISA, and the right kernels are chosen at run time
+(``src/fastconv/kernels/dispatch.c``). Nothing is compiled with ``-march=native``.
+
+OpenMP is detected with a test compile. Where it is missing, or with
+``FASTCONV_NO_OPENMP=1``, the build succeeds single-threaded with a warning.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import warnings
+from glob import glob
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+SRC = os.path.join("src", "fastconv")
+KERNELS = os.path.join(SRC, "kernels")
+
+# C sources linked into each extension module (besides its .pyx).
+GEMM_SOURCES = [
+    os.path.join(KERNELS, name)
+    for name in ("dispatch.c", "gemm_generic.c", "gemm_avx2.c", "gemm_avx512.c")
+]
+MODULE_SOURCES = {
+    "conv": GEMM_SOURCES + [os.path.join(KERNELS, "conv2d.c")],
+    "pool": [os.path.join(KERNELS, "pool2d.c")],
+    "batchnorm": [os.path.join(KERNELS, "batchnorm.c")],
+    "cpu": GEMM_SOURCES,
+}
+
+# Per-ISA flags, applied by file-name suffix (GCC/Clang and MSVC spellings).
+ISA_FLAGS_UNIX = {
+    "_avx2.c": ["-mavx2", "-mfma", "-mf16c"],
+    "_avx512.c": ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq", "-mfma", "-mavx2"],
+}
+ISA_FLAGS_MSVC = {"_avx2.c": ["/arch:AVX2"], "_avx512.c": ["/arch:AVX512"]}
+
+
+def _openmp_flags(compiler_type):
+    """Return (compile_args, link_args) for OpenMP, or None when it is unavailable."""
+    if os.environ.get("FASTCONV_NO_OPENMP", "") not in ("", "0"):
+        return None
+    if compiler_type == "msvc":
+        return ["/openmp"], []
+    if sys.platform == "darwin":
+        return ["-Xpreprocessor", "-fopenmp"], ["-lomp"]
+    return ["-fopenmp"], ["-fopenmp"]
+
+
+def _compiles_with_openmp(compiler, flags):
+    """Try to compile and link a tiny OpenMP program with the build's compiler."""
+    code = textwrap.dedent(
+        """
+        #include <omp.h>
+        int main(void) {
+            int n = 0;
+            #pragma omp parallel reduction(+:n)
+            n += 1;
+            return n > 0 ? 0 : 1;
+        }
+        """
+    )
+    tmp = tempfile.mkdtemp(prefix="fastconv-omp-")
+    try:
+        src = os.path.join(tmp, "check_openmp.c")
+        with open(src, "w") as f:
+            f.write(code)
+        objs = compiler.compile([src], output_dir=tmp, extra_postargs=flags[0])
+        compiler.link_executable(objs, "check_openmp", output_dir=tmp, extra_postargs=flags[1])
+        return True
+    except Exception:  # any compile or link failure means: no OpenMP
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class BuildExt(build_ext):
+    """build_ext with OpenMP detection and per-file ISA flags."""
+
+    def build_extensions(self):
+        ctype = self.compiler.compiler_type
+        flags = _openmp_flags(ctype)
+        if flags is not None and not _compiles_with_openmp(self.compiler, flags):
+            flags = None
+        if flags is None:
+            msg = (
+                "fastconv: building WITHOUT OpenMP; kernels will run single-threaded. "
+                "Install an OpenMP runtime (libgomp / libomp) and rebuild for multithreading."
+            )
+            warnings.warn(msg)
+            print("*" * 78 + "\n" + msg + "\n" + "*" * 78, file=sys.stderr)
+            omp_compile, omp_link = [], []
+        else:
+            omp_compile, omp_link = flags
+        if ctype == "msvc":
+            base = ["/O2", "/fp:precise"]
+            isa_flags = ISA_FLAGS_MSVC
+        else:
+            base = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-std=c99",
+                    "-Wno-unused-function", "-Wno-unreachable-code"]
+            isa_flags = ISA_FLAGS_UNIX
+        for ext in self.extensions:
+            ext.extra_compile_args = base + omp_compile + list(ext.extra_compile_args)
+            ext.extra_link_args = omp_link + list(ext.extra_link_args)
+            if flags is None:
+                ext.define_macros.append(("FASTCONV_NO_OPENMP", "1"))
+
+        # Add the ISA flags to the files that ask for them, and only to those.
+        original_compile = self.compiler._compile if hasattr(self.compiler, "_compile") else None
+        is_x86 = _is_x86()
+
+        if original_compile is not None:
+            def _compile(obj, src, ext, cc_args, extra_postargs, pp_opts):
+                extra = list(extra_postargs)
+                for suffix, isa in isa_flags.items():
+                    if src.endswith(suffix) and is_x86:
+                        extra = extra + isa
+                return original_compile(obj, src, ext, cc_args, extra, pp_opts)
+
+            self.compiler._compile = _compile
+        super().build_extensions()
+
+
+def _is_x86():
+    import platform
+
+    return platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+
+
+def extensions():
+    exts = []
+    for pyx in sorted(glob(os.path.join(SRC, "*.pyx"))):
+        name = os.path.splitext(os.path.basename(pyx))[0]
+        exts.append(
+            Extension(
+                f"fastconv._core.{name}",
+                sources=[pyx] + MODULE_SOURCES.get(name, []),
+                include_dirs=[np.get_include(), SRC, KERNELS],
+                define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            )
+        )
+    return cythonize(
+        exts,
+        language_level=3,
+        compiler_directives={
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+            "embedsignature": True,
+        },
+    )
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})
