@@ -138,9 +138,13 @@ def _is_x86():
 
 
 def extensions():
+    # FASTCONV_BUILD_ONLY=conv,cpu builds a subset (for kernel development only).
+    only = {n for n in os.environ.get("FASTCONV_BUILD_ONLY", "").split(",") if n}
     exts = []
     for pyx in sorted(glob(os.path.join(SRC, "*.pyx"))):
         name = os.path.splitext(os.path.basename(pyx))[0]
+        if only and name not in only:
+            continue
         exts.append(
             Extension(
                 f"fastconv._core.{name}",

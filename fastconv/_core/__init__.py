@@ -1,0 +1,1 @@
+"""Compiled extension modules of fastconv (built from src/fastconv/). Import through fastconv.ops."""
