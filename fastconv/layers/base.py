@@ -61,6 +61,8 @@ class Layer:
         self._weights = []
         self._grads = {}
         self._cache = None  # what forward(training=True) kept for backward
+        # False on a model's first layer: backward() may skip dL/dx and return None.
+        self.compute_input_gradient = True
 
     # -- weights -------------------------------------------------------------------------
     def add_weight(self, name, shape, initializer, trainable=True, regularizer=None):

@@ -1,0 +1,50 @@
+"""Keras-style layers: `from fastconv.layers import Conv2D, Dense, ...`.
+
+`serialize(layer)` gives {"class_name": ..., "config": ...} and `deserialize(config)` rebuilds
+the (unbuilt) layer; models use them to save and load their architecture.
+"""
+from .base import Layer
+from .core import Activation, Dense
+from .regularization import Dropout
+from .reshaping import Flatten
+
+_LAYER_CLASSES = [Dense, Activation, Dropout, Flatten]
+# Names deserialize() accepts; aliases (e.g. MaxPool2D) point at the same class.
+_REGISTRY = {cls.__name__: cls for cls in _LAYER_CLASSES}
+
+
+def serialize(layer):
+    """Return {"class_name": ..., "config": ...} describing `layer` (JSON-serialisable)."""
+    if not isinstance(layer, Layer):
+        raise TypeError(f"`layer` must be a fastconv Layer; received {type(layer).__name__}.")
+    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+
+
+def deserialize(config, custom_objects=None):
+    """Rebuild a layer from `serialize`'s output.
+
+    Args:
+        config: dict with "class_name" and "config".
+        custom_objects: optional dict name -> Layer subclass for user-defined layers.
+    """
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ValueError(
+            f"A layer config must be a dict with 'class_name' and 'config'; received {config!r}."
+        )
+    name = config["class_name"]
+    registry = dict(_REGISTRY)
+    registry.update(custom_objects or {})
+    cls = registry.get(name)
+    if cls is None:
+        raise ValueError(f"Unknown layer class {name!r}; known: {sorted(registry)}.")
+    return cls(**dict(config.get("config") or {}))
+
+
+def get(identifier):
+    """Return a Layer from a Layer instance or a serialized config."""
+    if isinstance(identifier, Layer):
+        return identifier
+    return deserialize(identifier)
+
+
+__all__ = ["Layer", "serialize", "deserialize", "get"] + [c.__name__ for c in _LAYER_CLASSES]

@@ -1,0 +1,83 @@
+"""Dropout."""
+import numbers
+
+import numpy as np
+
+from .. import utils
+from .base import Layer
+
+
+class Dropout(Layer):
+    """Randomly sets a fraction `rate` of the inputs to 0 during training (inverted dropout).
+
+    The kept inputs are scaled by 1 / (1 - rate), so nothing changes at inference, where the
+    layer is the identity.
+
+    Args:
+        rate: fraction of the inputs to drop, in [0, 1).
+        noise_shape: shape of the binary mask, broadcast against the input (None entries take
+            the input's size), e.g. (None, 1, 1, None) drops whole feature maps.
+        seed: int for a reproducible sequence of masks; None draws from fastconv's generator
+            (`fastconv.utils.set_random_seed`).
+    """
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if (isinstance(rate, bool) or not isinstance(rate, numbers.Real)
+                or not 0 <= rate < 1):
+            raise ValueError(
+                f"The `rate` argument must be a number in [0, 1); received rate={rate!r}."
+            )
+        self.rate = float(rate)
+        if noise_shape is not None:
+            try:
+                noise_shape = tuple(None if s is None else int(s) for s in noise_shape)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"`noise_shape` must be None or a tuple of ints/None; received {noise_shape!r}."
+                ) from None
+        self.noise_shape = noise_shape
+        self.seed = utils.check_seed(seed)
+        if isinstance(self.seed, np.random.Generator):
+            self._generator = self.seed
+        elif self.seed is not None:
+            self._generator = np.random.default_rng(self.seed)
+        else:
+            self._generator = None  # draw from utils.get_rng() at call time
+
+    def _mask_shape(self, shape):
+        if self.noise_shape is None:
+            return shape
+        if len(self.noise_shape) != len(shape):
+            raise ValueError(
+                f"Layer {self.name!r}: `noise_shape` {self.noise_shape} must have the rank of the "
+                f"input, whose shape is {shape}."
+            )
+        mask_shape = tuple(s if n is None else n for n, s in zip(self.noise_shape, shape))
+        if any(m not in (1, s) for m, s in zip(mask_shape, shape)):
+            raise ValueError(
+                f"Layer {self.name!r}: `noise_shape` {self.noise_shape} does not broadcast to the "
+                f"input shape {shape} (each entry must be 1, None or the input's size)."
+            )
+        return mask_shape
+
+    def call(self, x, training):
+        if not training or self.rate == 0:
+            if training:
+                self._cache = None
+            return x
+        rng = self._generator or utils.get_rng()
+        keep = rng.random(self._mask_shape(x.shape)) >= self.rate
+        mask = keep.astype(self.dtype) * self.dtype.type(1.0 / (1.0 - self.rate))
+        self._cache = mask
+        return x * mask
+
+    def call_backward(self, dy):
+        mask = self._cache
+        return dy if mask is None else dy * mask
+
+    def get_config(self):
+        config = super().get_config()
+        seed = self.seed if not isinstance(self.seed, np.random.Generator) else None
+        config.update({"rate": self.rate, "noise_shape": self.noise_shape, "seed": seed})
+        return config
