@@ -4,13 +4,27 @@
 the (unbuilt) layer; models use them to save and load their architecture.
 """
 from .base import Layer
+from .convolutional import Conv2D, DepthwiseConv2D
 from .core import Activation, Dense
+from .normalization import BatchNormalization
+from .pooling import (
+    AveragePooling2D,
+    AvgPool2D,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling2D,
+    MaxPool2D,
+    MaxPooling2D,
+)
 from .regularization import Dropout
 from .reshaping import Flatten
 
-_LAYER_CLASSES = [Dense, Activation, Dropout, Flatten]
+_LAYER_CLASSES = [
+    Conv2D, DepthwiseConv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
+    GlobalMaxPooling2D, BatchNormalization, Dense, Flatten, Dropout, Activation,
+]
 # Names deserialize() accepts; aliases (e.g. MaxPool2D) point at the same class.
 _REGISTRY = {cls.__name__: cls for cls in _LAYER_CLASSES}
+_REGISTRY.update({"MaxPool2D": MaxPool2D, "AvgPool2D": AvgPool2D})
 
 
 def serialize(layer):
@@ -47,4 +61,5 @@ def get(identifier):
     return deserialize(identifier)
 
 
-__all__ = ["Layer", "serialize", "deserialize", "get"] + [c.__name__ for c in _LAYER_CLASSES]
+__all__ = ["Layer", "serialize", "deserialize", "get", "MaxPool2D", "AvgPool2D"] + [
+    c.__name__ for c in _LAYER_CLASSES]

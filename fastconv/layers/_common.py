@@ -1,6 +1,8 @@
 """Argument handling shared by the layers: initializers, regularizers, activations, formats."""
 import numbers
 
+import numpy as np
+
 from .. import activations, initializers
 
 
@@ -95,3 +97,24 @@ def check_rank(layer, input_shape, rank, layout):
             f"Layer {layer.name!r} ({type(layer).__name__}) expects {rank + 1}-D input "
             f"(batch, {layout}); received input shape (batch,) + {tuple(input_shape)}."
         )
+
+
+class ChannelsLayout:
+    """Mixin: NHWC kernels under a channels_last or channels_first layer."""
+
+    def _hwc(self, input_shape):
+        check_rank(self, input_shape, 3,
+                   "channels, height, width" if self.data_format == "channels_first"
+                   else "height, width, channels")
+        if self.data_format == "channels_first":
+            c, h, w = input_shape
+            return h, w, c
+        return tuple(input_shape)
+
+    def _to_nhwc(self, x):
+        return np.transpose(x, (0, 2, 3, 1)) if self.data_format == "channels_first" else x
+
+    def _from_nhwc(self, y):
+        if self.data_format == "channels_first":
+            return np.ascontiguousarray(np.transpose(y, (0, 3, 1, 2)))
+        return y

@@ -1,0 +1,148 @@
+"""Max/average pooling and global pooling layers (TensorFlow 'same' semantics)."""
+from .. import _validation as V
+from ..backend import get_ops
+from . import _common as C
+from .base import Layer
+
+
+class _Pooling2D(C.ChannelsLayout, Layer):
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = V.normalize_tuple(pool_size, 2, "pool_size")
+        self.strides = self.pool_size if strides is None else V.normalize_tuple(strides, 2, "strides")
+        if not (isinstance(padding, str) and padding.lower() in ("valid", "same")):
+            raise ValueError(
+                f"The `padding` argument must be 'valid' or 'same'. Received padding={padding!r}"
+            )
+        self.padding = padding.lower()
+        self.data_format = C.normalize_data_format(data_format)
+
+    def compute_output_shape(self, input_shape):
+        h, w, c = self._hwc(input_shape)
+        geo = V.pool_geometry((1, h, w, c), self.pool_size, self.strides, self.padding)
+        if self.data_format == "channels_first":
+            return (c, geo.out_h, geo.out_w)
+        return (geo.out_h, geo.out_w, c)
+
+    def _args(self):
+        return dict(pool_size=self.pool_size, strides=self.strides, padding=self.padding)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"pool_size": self.pool_size, "strides": self.strides,
+                       "padding": self.padding, "data_format": self.data_format})
+        return config
+
+
+class MaxPooling2D(_Pooling2D):
+    """Max pooling over (pool_h, pool_w) windows.
+
+    Args:
+        pool_size: int or (ph, pw).
+        strides: int or (sh, sw); None means pool_size.
+        padding: "valid" or "same".
+        data_format: None/"channels_last" or "channels_first".
+    """
+
+    def call(self, x, training):
+        x = self._to_nhwc(x)
+        y = get_ops().max_pool2d_forward(x, **self._args())
+        if training:
+            self._cache = x
+        return self._from_nhwc(y)
+
+    def call_backward(self, dy):
+        x = self._cache
+        return self._from_nhwc(get_ops().max_pool2d_backward(self._to_nhwc(dy), x, **self._args()))
+
+
+class AveragePooling2D(_Pooling2D):
+    """Average pooling over (pool_h, pool_w) windows ('same' windows average the real pixels).
+
+    Args:
+        pool_size: int or (ph, pw).
+        strides: int or (sh, sw); None means pool_size.
+        padding: "valid" or "same".
+        data_format: None/"channels_last" or "channels_first".
+    """
+
+    def call(self, x, training):
+        x = self._to_nhwc(x)
+        y = get_ops().avg_pool2d_forward(x, **self._args())
+        if training:
+            self._cache = x.shape
+        return self._from_nhwc(y)
+
+    def call_backward(self, dy):
+        dx = get_ops().avg_pool2d_backward(self._to_nhwc(dy), self._cache, **self._args(),
+                                           dtype=self.dtype)
+        return self._from_nhwc(dx)
+
+
+MaxPool2D = MaxPooling2D
+AvgPool2D = AveragePooling2D
+
+
+class _GlobalPooling2D(C.ChannelsLayout, Layer):
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = C.normalize_data_format(data_format)
+        self.keepdims = C.check_bool(keepdims, "keepdims")
+
+    def compute_output_shape(self, input_shape):
+        c = self._hwc(input_shape)[2]
+        if not self.keepdims:
+            return (c,)
+        return (c, 1, 1) if self.data_format == "channels_first" else (1, 1, c)
+
+    def _expand(self, y):
+        """(N, C) -> the layer's output layout."""
+        if not self.keepdims:
+            return y
+        return y.reshape((y.shape[0],) + self.output_shape)
+
+    def _squeeze(self, dy):
+        return dy.reshape(dy.shape[0], -1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"data_format": self.data_format, "keepdims": self.keepdims})
+        return config
+
+
+class GlobalAveragePooling2D(_GlobalPooling2D):
+    """Average over height and width: (N, H, W, C) -> (N, C) (or (N, 1, 1, C) with keepdims).
+
+    Args:
+        data_format: None/"channels_last" or "channels_first".
+        keepdims: keep the spatial axes with size 1.
+    """
+
+    def call(self, x, training):
+        x = self._to_nhwc(x)
+        if training:
+            self._cache = x.shape
+        return self._expand(get_ops().global_avg_pool2d_forward(x))
+
+    def call_backward(self, dy):
+        dx = get_ops().global_avg_pool2d_backward(self._squeeze(dy), self._cache, dtype=self.dtype)
+        return self._from_nhwc(dx)
+
+
+class GlobalMaxPooling2D(_GlobalPooling2D):
+    """Maximum over height and width: (N, H, W, C) -> (N, C) (or (N, 1, 1, C) with keepdims).
+
+    Args:
+        data_format: None/"channels_last" or "channels_first".
+        keepdims: keep the spatial axes with size 1.
+    """
+
+    def call(self, x, training):
+        x = self._to_nhwc(x)
+        if training:
+            self._cache = x
+        return self._expand(get_ops().global_max_pool2d_forward(x))
+
+    def call_backward(self, dy):
+        dx = get_ops().global_max_pool2d_backward(self._squeeze(dy), self._cache)
+        return self._from_nhwc(dx)
