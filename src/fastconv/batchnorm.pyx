@@ -1,0 +1,215 @@
+"""Compiled batch normalization over the rows of an (M, C) array (fastconv._core.batchnorm).
+
+Called by `fastconv.ops`, which views (..., C) inputs as (M, C) rows; the semantics are those
+of `fastconv.reference.normalization` (statistics per channel, biased variance). Every
+function checks its arrays cheaply (ndarray, float32/float64 with one dtype for all,
+C-contiguous, shapes consistent, outputs writeable and not overlapping the inputs), raising
+TypeError/ValueError, then runs the C kernel (src/fastconv/kernels/batchnorm.c) without the
+GIL. Outputs may be uninitialised (np.empty): the kernels write every element. Results are
+bit-identical for any `num_threads`.
+"""
+import math
+
+import numpy as np
+
+cimport numpy as cnp
+from libc.stddef cimport ptrdiff_t
+
+cnp.import_array()
+
+cdef extern from "batchnorm.h" nogil:
+    int fc_batch_norm_forward_training_f32(const float *x, const float *gamma, const float *beta,
+                                           double epsilon, float *y, float *mean, float *var,
+                                           ptrdiff_t rows, ptrdiff_t cols, int nt)
+    int fc_batch_norm_forward_training_f64(const double *x, const double *gamma,
+                                           const double *beta, double epsilon, double *y,
+                                           double *mean, double *var, ptrdiff_t rows,
+                                           ptrdiff_t cols, int nt)
+    int fc_batch_norm_forward_inference_f32(const float *x, const float *gamma, const float *beta,
+                                            const float *mean, const float *var, double epsilon,
+                                            float *y, ptrdiff_t rows, ptrdiff_t cols, int nt)
+    int fc_batch_norm_forward_inference_f64(const double *x, const double *gamma,
+                                            const double *beta, const double *mean,
+                                            const double *var, double epsilon, double *y,
+                                            ptrdiff_t rows, ptrdiff_t cols, int nt)
+    int fc_batch_norm_backward_f32(const float *dy, const float *x, const float *gamma,
+                                   const float *mean, const float *var, double epsilon,
+                                   float *dx, float *dgamma, float *dbeta, ptrdiff_t rows,
+                                   ptrdiff_t cols, int nt)
+    int fc_batch_norm_backward_f64(const double *dy, const double *x, const double *gamma,
+                                   const double *mean, const double *var, double epsilon,
+                                   double *dx, double *dgamma, double *dbeta, ptrdiff_t rows,
+                                   ptrdiff_t cols, int nt)
+
+_FLOAT32 = np.dtype(np.float32)
+_FLOAT64 = np.dtype(np.float64)
+# More threads than this only idle (and could exhaust the process); results do not change.
+_MAX_THREADS = 512
+
+
+def _rows_array(x, str name):
+    """Check the (M, C) data array; it fixes the dtype of all the others."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"`{name}` must be a numpy.ndarray; received {type(x).__name__}.")
+    if x.dtype != _FLOAT32 and x.dtype != _FLOAT64:
+        raise TypeError(f"`{name}` must have dtype float32 or float64; received dtype {x.dtype}.")
+    if x.ndim != 2:
+        raise ValueError(f"`{name}` must be a 2-D array (rows, channels); received shape {x.shape}.")
+    if x.shape[0] < 1 or x.shape[1] < 1:
+        raise ValueError(f"`{name}` must not have empty axes; received shape {x.shape}.")
+    if not x.flags.c_contiguous:
+        raise ValueError(f"`{name}` must be C-contiguous.")
+    return x
+
+
+def _like(a, str name, tuple shape, dtype, bint output=False):
+    """Check an array that must have the given shape and dtype."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"`{name}` must be a numpy.ndarray; received {type(a).__name__}.")
+    if a.dtype != dtype:
+        raise ValueError(f"`{name}` must have the same dtype as x ({dtype}); received dtype {a.dtype}.")
+    if a.shape != shape:
+        raise ValueError(f"`{name}` must have shape {shape}; received shape {a.shape}.")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"`{name}` must be C-contiguous.")
+    if output and not a.flags.writeable:
+        raise ValueError(f"`{name}` (an output) must be writeable.")
+    return a
+
+
+def _separate(outputs, inputs):
+    """Refuse outputs that overlap an input or each other: the kernels read while they write."""
+    for i, (out, out_name) in enumerate(outputs):
+        for arr, name in list(inputs) + list(outputs[i + 1:]):
+            if np.may_share_memory(out, arr):
+                raise ValueError(f"`{out_name}` must not overlap `{name}`.")
+
+
+def _epsilon(epsilon):
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`epsilon` must be a number; received {epsilon!r}.")
+    eps = float(epsilon)
+    if not (eps > 0 and math.isfinite(eps)):
+        raise ValueError(f"`epsilon` must be a positive finite number; received {epsilon!r}.")
+    return eps
+
+
+def _threads(num_threads):
+    if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
+        raise ValueError(f"`num_threads` must be a positive int; received {num_threads!r}.")
+    return int(min(num_threads, _MAX_THREADS))
+
+
+cdef inline void *_data(cnp.ndarray a):
+    return cnp.PyArray_DATA(a)
+
+
+def batch_norm_forward_training(x, gamma, beta, epsilon, y, mean, var, num_threads):
+    """Fill y (M, C), mean (C,) and the biased variance var (C,) from the batch x (M, C)."""
+    _rows_array(x, "x")
+    dt = x.dtype
+    cdef ptrdiff_t rows = x.shape[0], cols = x.shape[1]
+    channel = (cols,)
+    _like(gamma, "gamma", channel, dt)
+    _like(beta, "beta", channel, dt)
+    _like(y, "y", x.shape, dt, output=True)
+    _like(mean, "mean", channel, dt, output=True)
+    _like(var, "var", channel, dt, output=True)
+    _separate([(y, "y"), (mean, "mean"), (var, "var")], [(x, "x"), (gamma, "gamma"), (beta, "beta")])
+    cdef double eps = _epsilon(epsilon)
+    cdef int nt = _threads(num_threads)
+    cdef void *px = _data(x)
+    cdef void *pg = _data(gamma)
+    cdef void *pb = _data(beta)
+    cdef void *py = _data(y)
+    cdef void *pm = _data(mean)
+    cdef void *pv = _data(var)
+    cdef int status
+    if dt == _FLOAT32:
+        with nogil:
+            status = fc_batch_norm_forward_training_f32(
+                <const float *>px, <const float *>pg, <const float *>pb, eps, <float *>py,
+                <float *>pm, <float *>pv, rows, cols, nt)
+    else:
+        with nogil:
+            status = fc_batch_norm_forward_training_f64(
+                <const double *>px, <const double *>pg, <const double *>pb, eps, <double *>py,
+                <double *>pm, <double *>pv, rows, cols, nt)
+    if status != 0:
+        raise MemoryError("batch_norm_forward_training: could not allocate its scratch memory.")
+
+
+def batch_norm_forward_inference(x, gamma, beta, mean, var, epsilon, y, num_threads):
+    """Fill y (M, C) normalising x with the given (moving) mean and var."""
+    _rows_array(x, "x")
+    dt = x.dtype
+    cdef ptrdiff_t rows = x.shape[0], cols = x.shape[1]
+    channel = (cols,)
+    _like(gamma, "gamma", channel, dt)
+    _like(beta, "beta", channel, dt)
+    _like(mean, "mean", channel, dt)
+    _like(var, "var", channel, dt)
+    _like(y, "y", x.shape, dt, output=True)
+    _separate([(y, "y")], [(x, "x"), (gamma, "gamma"), (beta, "beta"), (mean, "mean"), (var, "var")])
+    cdef double eps = _epsilon(epsilon)
+    cdef int nt = _threads(num_threads)
+    cdef void *px = _data(x)
+    cdef void *pg = _data(gamma)
+    cdef void *pb = _data(beta)
+    cdef void *pm = _data(mean)
+    cdef void *pv = _data(var)
+    cdef void *py = _data(y)
+    cdef int status
+    if dt == _FLOAT32:
+        with nogil:
+            status = fc_batch_norm_forward_inference_f32(
+                <const float *>px, <const float *>pg, <const float *>pb, <const float *>pm,
+                <const float *>pv, eps, <float *>py, rows, cols, nt)
+    else:
+        with nogil:
+            status = fc_batch_norm_forward_inference_f64(
+                <const double *>px, <const double *>pg, <const double *>pb, <const double *>pm,
+                <const double *>pv, eps, <double *>py, rows, cols, nt)
+    if status != 0:
+        raise MemoryError("batch_norm_forward_inference: could not allocate its scratch memory.")
+
+
+def batch_norm_backward(dy, x, gamma, mean, var, epsilon, dx, dgamma, dbeta, num_threads):
+    """Fill dx (M, C), dgamma (C,) and dbeta (C,) for training-mode batch norm."""
+    _rows_array(x, "x")
+    dt = x.dtype
+    cdef ptrdiff_t rows = x.shape[0], cols = x.shape[1]
+    channel = (cols,)
+    _like(dy, "dy", x.shape, dt)
+    _like(gamma, "gamma", channel, dt)
+    _like(mean, "mean", channel, dt)
+    _like(var, "var", channel, dt)
+    _like(dx, "dx", x.shape, dt, output=True)
+    _like(dgamma, "dgamma", channel, dt, output=True)
+    _like(dbeta, "dbeta", channel, dt, output=True)
+    _separate([(dx, "dx"), (dgamma, "dgamma"), (dbeta, "dbeta")],
+              [(dy, "dy"), (x, "x"), (gamma, "gamma"), (mean, "mean"), (var, "var")])
+    cdef double eps = _epsilon(epsilon)
+    cdef int nt = _threads(num_threads)
+    cdef void *pdy = _data(dy)
+    cdef void *px = _data(x)
+    cdef void *pg = _data(gamma)
+    cdef void *pm = _data(mean)
+    cdef void *pv = _data(var)
+    cdef void *pdx = _data(dx)
+    cdef void *pdg = _data(dgamma)
+    cdef void *pdb = _data(dbeta)
+    cdef int status
+    if dt == _FLOAT32:
+        with nogil:
+            status = fc_batch_norm_backward_f32(
+                <const float *>pdy, <const float *>px, <const float *>pg, <const float *>pm,
+                <const float *>pv, eps, <float *>pdx, <float *>pdg, <float *>pdb, rows, cols, nt)
+    else:
+        with nogil:
+            status = fc_batch_norm_backward_f64(
+                <const double *>pdy, <const double *>px, <const double *>pg, <const double *>pm,
+                <const double *>pv, eps, <double *>pdx, <double *>pdg, <double *>pdb, rows,
+                cols, nt)
+    if status != 0:
+        raise MemoryError("batch_norm_backward: could not allocate its scratch memory.")

@@ -1,0 +1,300 @@
+/* Batch normalization over the rows of an (M, C) array: see batchnorm.h.
+ *
+ * Column reductions (mean/variance forward, sum(dy) and sum(dy * (x - mean)) backward) run
+ * over tiles of at most FC_BN_COL_BLOCK columns by chunk_rows rows. chunk_rows depends on C
+ * only, so the tiling -- and with it every rounding -- is the same for any thread count.
+ * Each tile writes its partial results to its own slot; after a barrier the partials of
+ * each column are merged in chunk order. A tile is small enough to stay in L1/L2, so the
+ * forward pass can afford an exact two-pass mean/variance per tile (double accumulators),
+ * merged with Chan et al.'s pairwise update: no E[x^2] - E[x]^2 cancellation, even for
+ * float32 data with a large offset, while reading x from memory only once for the stats.
+ *
+ * One OpenMP parallel region per call: tiles, then columns (merge), then rows (output).
+ *
+ * This file is a template: it includes itself twice, once for float and once for double,
+ * with T the element type and SFX(name) adding the type suffix to a function name.
+ */
+#ifndef FC_BATCHNORM_TEMPLATE
+
+#include "batchnorm.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(__SSE2__)
+#include <xmmintrin.h>
+/* Flush denormals to zero (MXCSR FTZ|DAZ) in the calling thread while a kernel runs:
+ * tiny values near zero would otherwise take the slow microcode path. */
+#define FC_FTZ_BEGIN() unsigned int fc_saved_csr_ = _mm_getcsr(); _mm_setcsr(fc_saved_csr_ | 0x8040u)
+#define FC_FTZ_END() _mm_setcsr(fc_saved_csr_)
+#else
+#define FC_FTZ_BEGIN() ((void)0)
+#define FC_FTZ_END() ((void)0)
+#endif
+
+#define FC_BN_COL_BLOCK 256      /* columns per tile (per-column accumulators live on the stack) */
+#define FC_BN_TILE_ELEMS 8192    /* target elements per tile: 32 KiB of float32, fits L1 */
+#define FC_BN_MIN_CHUNK_ROWS 32  /* bounds the partials to 1/32 of the rows */
+
+static inline ptrdiff_t fc_bn_min(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
+
+/* Rows per reduction chunk: a function of the column count only (never of the threads). */
+static ptrdiff_t fc_bn_chunk_rows(ptrdiff_t cols)
+{
+    ptrdiff_t width = fc_bn_min(cols, FC_BN_COL_BLOCK);
+    ptrdiff_t r = FC_BN_TILE_ELEMS / width;
+    return r < FC_BN_MIN_CHUNK_ROWS ? FC_BN_MIN_CHUNK_ROWS : r;
+}
+
+/* The tiling of an (rows, cols) array, shared by the reductions. */
+typedef struct {
+    ptrdiff_t rows, cols, chunk_rows, chunks, col_blocks;
+} fc_bn_tiling;
+
+static fc_bn_tiling fc_bn_make_tiling(ptrdiff_t rows, ptrdiff_t cols)
+{
+    fc_bn_tiling t;
+    t.rows = rows;
+    t.cols = cols;
+    t.chunk_rows = fc_bn_chunk_rows(cols);
+    t.chunks = (rows + t.chunk_rows - 1) / t.chunk_rows;
+    t.col_blocks = (cols + FC_BN_COL_BLOCK - 1) / FC_BN_COL_BLOCK;
+    return t;
+}
+
+/* Tile `tile` covers rows [*r0, *r0 + *nr) and columns [*c0, *c0 + *nc) of chunk *chunk. */
+static inline void fc_bn_tile(const fc_bn_tiling *t, ptrdiff_t tile, ptrdiff_t *chunk,
+                              ptrdiff_t *r0, ptrdiff_t *nr, ptrdiff_t *c0, ptrdiff_t *nc)
+{
+    *chunk = tile / t->col_blocks;
+    *c0 = (tile % t->col_blocks) * FC_BN_COL_BLOCK;
+    *nc = fc_bn_min(FC_BN_COL_BLOCK, t->cols - *c0);
+    *r0 = *chunk * t->chunk_rows;
+    *nr = fc_bn_min(t->chunk_rows, t->rows - *r0);
+}
+
+#define FC_BATCHNORM_TEMPLATE
+#define T float
+#define SFX(name) name##_f32
+#include "batchnorm.c"
+#undef T
+#undef SFX
+#define T double
+#define SFX(name) name##_f64
+#include "batchnorm.c"
+#undef T
+#undef SFX
+#undef FC_BATCHNORM_TEMPLATE
+
+#else /* FC_BATCHNORM_TEMPLATE: the body below is compiled once per element type T. */
+
+/* out[r, c] = (x[r, c] - shift[c]) * scale[c] + bias[c] for the rows of this thread's share. */
+static void SFX(fc_bn_affine_rows)(const T *x, T *out, const T *restrict shift,
+                                   const T *restrict scale, const T *restrict bias,
+                                   ptrdiff_t rows, ptrdiff_t cols)
+{
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const T *restrict xr = x + r * cols;
+        T *restrict yr = out + r * cols;
+        for (ptrdiff_t c = 0; c < cols; c++) yr[c] = (xr[c] - shift[c]) * scale[c] + bias[c];
+    }
+}
+
+int SFX(fc_batch_norm_forward_training)(const T *x, const T *gamma, const T *beta, double epsilon,
+                                        T *y, T *mean, T *var, ptrdiff_t rows, ptrdiff_t cols,
+                                        int num_threads)
+{
+    const fc_bn_tiling t = fc_bn_make_tiling(rows, cols);
+    const ptrdiff_t tiles = t.chunks * t.col_blocks;
+    /* Scratch: per-chunk column means and sums of squared deviations, then the scale. */
+    double *part_mean = (double *)malloc(sizeof(double) * (size_t)(2 * t.chunks * cols + cols));
+    if (part_mean == NULL) return -1;
+    double *part_m2 = part_mean + t.chunks * cols;
+    T *scale = (T *)(part_m2 + t.chunks * cols);
+    (void)num_threads;
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(num_threads)
+#endif
+    {
+        FC_FTZ_BEGIN();
+        /* 1. Exact two-pass mean and M2 of each tile (the tile is cache-resident). */
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+        for (ptrdiff_t tile = 0; tile < tiles; tile++) {
+            ptrdiff_t k, r0, nr, c0, nc;
+            double sum[FC_BN_COL_BLOCK], m2[FC_BN_COL_BLOCK];
+            fc_bn_tile(&t, tile, &k, &r0, &nr, &c0, &nc);
+            for (ptrdiff_t i = 0; i < nc; i++) sum[i] = 0.0;
+            for (ptrdiff_t r = r0; r < r0 + nr; r++) {
+                const T *restrict xr = x + r * cols + c0;
+                for (ptrdiff_t i = 0; i < nc; i++) sum[i] += (double)xr[i];
+            }
+            for (ptrdiff_t i = 0; i < nc; i++) {
+                sum[i] /= (double)nr; /* now the tile mean */
+                m2[i] = 0.0;
+            }
+            for (ptrdiff_t r = r0; r < r0 + nr; r++) {
+                const T *restrict xr = x + r * cols + c0;
+                for (ptrdiff_t i = 0; i < nc; i++) {
+                    double d = (double)xr[i] - sum[i];
+                    m2[i] += d * d;
+                }
+            }
+            for (ptrdiff_t i = 0; i < nc; i++) {
+                part_mean[k * cols + c0 + i] = sum[i];
+                part_m2[k * cols + c0 + i] = m2[i];
+            }
+        }
+        /* 2. Merge the chunks of each column in chunk order (Chan et al.), then the outputs. */
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+        for (ptrdiff_t b = 0; b < t.col_blocks; b++) {
+            ptrdiff_t c0 = b * FC_BN_COL_BLOCK, nc = fc_bn_min(FC_BN_COL_BLOCK, cols - c0);
+            double mu[FC_BN_COL_BLOCK], m2[FC_BN_COL_BLOCK];
+            double count = (double)fc_bn_min(t.chunk_rows, rows);
+            for (ptrdiff_t i = 0; i < nc; i++) {
+                mu[i] = part_mean[c0 + i];
+                m2[i] = part_m2[c0 + i];
+            }
+            for (ptrdiff_t k = 1; k < t.chunks; k++) {
+                double nb = (double)fc_bn_min(t.chunk_rows, rows - k * t.chunk_rows);
+                double total = count + nb, wb = nb / total, wab = count * nb / total;
+                const double *restrict pm = part_mean + k * cols + c0;
+                const double *restrict pq = part_m2 + k * cols + c0;
+                for (ptrdiff_t i = 0; i < nc; i++) {
+                    double delta = pm[i] - mu[i];
+                    mu[i] += delta * wb;
+                    m2[i] += pq[i] + delta * delta * wab;
+                }
+                count = total;
+            }
+            for (ptrdiff_t i = 0; i < nc; i++) {
+                double v = m2[i] / (double)rows;
+                mean[c0 + i] = (T)mu[i];
+                var[c0 + i] = (T)v;
+                scale[c0 + i] = (T)((double)gamma[c0 + i] / sqrt(v + epsilon));
+            }
+        }
+        /* 3. y = (x - mean) * scale + beta: subtracting first keeps offsets exact. */
+        SFX(fc_bn_affine_rows)(x, y, mean, scale, beta, rows, cols);
+        FC_FTZ_END();
+    }
+    free(part_mean);
+    return 0;
+}
+
+int SFX(fc_batch_norm_forward_inference)(const T *x, const T *gamma, const T *beta, const T *mean,
+                                         const T *var, double epsilon, T *y, ptrdiff_t rows,
+                                         ptrdiff_t cols, int num_threads)
+{
+    T *scale = (T *)malloc(sizeof(T) * (size_t)cols);
+    if (scale == NULL) return -1;
+    (void)num_threads;
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(num_threads)
+#endif
+    {
+        FC_FTZ_BEGIN();
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+        for (ptrdiff_t c = 0; c < cols; c++)
+            scale[c] = (T)((double)gamma[c] / sqrt((double)var[c] + epsilon));
+        SFX(fc_bn_affine_rows)(x, y, mean, scale, beta, rows, cols);
+        FC_FTZ_END();
+    }
+    free(scale);
+    return 0;
+}
+
+int SFX(fc_batch_norm_backward)(const T *dy, const T *x, const T *gamma, const T *mean,
+                                const T *var, double epsilon, T *dx, T *dgamma, T *dbeta,
+                                ptrdiff_t rows, ptrdiff_t cols, int num_threads)
+{
+    const fc_bn_tiling t = fc_bn_make_tiling(rows, cols);
+    const ptrdiff_t tiles = t.chunks * t.col_blocks;
+    /* Scratch: per-chunk sums of dy and of dy * (x - mean), then dx's coefficients. */
+    double *part_dy = (double *)malloc(sizeof(double) * (size_t)(2 * t.chunks * cols + 3 * cols));
+    if (part_dy == NULL) return -1;
+    double *part_dyxc = part_dy + t.chunks * cols;
+    T *coef_dy = (T *)(part_dyxc + t.chunks * cols);
+    T *coef_xc = coef_dy + cols;
+    T *coef_0 = coef_xc + cols;
+    (void)num_threads;
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(num_threads)
+#endif
+    {
+        FC_FTZ_BEGIN();
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+        for (ptrdiff_t tile = 0; tile < tiles; tile++) {
+            ptrdiff_t k, r0, nr, c0, nc;
+            double s_dy[FC_BN_COL_BLOCK], s_dyxc[FC_BN_COL_BLOCK];
+            fc_bn_tile(&t, tile, &k, &r0, &nr, &c0, &nc);
+            for (ptrdiff_t i = 0; i < nc; i++) s_dy[i] = s_dyxc[i] = 0.0;
+            for (ptrdiff_t r = r0; r < r0 + nr; r++) {
+                const T *restrict xr = x + r * cols + c0;
+                const T *restrict gr = dy + r * cols + c0;
+                const T *restrict mr = mean + c0;
+                for (ptrdiff_t i = 0; i < nc; i++) {
+                    double g = (double)gr[i];
+                    s_dy[i] += g;
+                    s_dyxc[i] += g * ((double)xr[i] - (double)mr[i]);
+                }
+            }
+            for (ptrdiff_t i = 0; i < nc; i++) {
+                part_dy[k * cols + c0 + i] = s_dy[i];
+                part_dyxc[k * cols + c0 + i] = s_dyxc[i];
+            }
+        }
+        /* Merge in chunk order; dx = a * dy + b * (x - mean) + c0 with, per channel,
+         * a = gamma * inv_std, b = -a * inv_std^2 * sum(dy * (x - mean)) / M,
+         * c0 = -a * sum(dy) / M  (the reference's formula, expanded). */
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+        for (ptrdiff_t c = 0; c < cols; c++) {
+            double s_dy = 0.0, s_dyxc = 0.0;
+            for (ptrdiff_t k = 0; k < t.chunks; k++) {
+                s_dy += part_dy[k * cols + c];
+                s_dyxc += part_dyxc[k * cols + c];
+            }
+            double inv_std = 1.0 / sqrt((double)var[c] + epsilon);
+            double a = (double)gamma[c] * inv_std;
+            dbeta[c] = (T)s_dy;
+            dgamma[c] = (T)(s_dyxc * inv_std);
+            coef_dy[c] = (T)a;
+            coef_xc[c] = (T)(-a * inv_std * inv_std * s_dyxc / (double)rows);
+            coef_0[c] = (T)(-a * s_dy / (double)rows);
+        }
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+        for (ptrdiff_t r = 0; r < rows; r++) {
+            const T *restrict xr = x + r * cols;
+            const T *restrict gr = dy + r * cols;
+            T *restrict dr = dx + r * cols;
+            const T *restrict a = coef_dy, *restrict b = coef_xc, *restrict c0 = coef_0;
+            const T *restrict mu = mean;
+            for (ptrdiff_t c = 0; c < cols; c++)
+                dr[c] = a[c] * gr[c] + b[c] * (xr[c] - mu[c]) + c0[c];
+        }
+        FC_FTZ_END();
+    }
+    free(part_dy);
+    return 0;
+}
+
+#endif /* FC_BATCHNORM_TEMPLATE */

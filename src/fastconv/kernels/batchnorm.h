@@ -1,0 +1,38 @@
+/* Batch normalization over the rows of an (M, C) array, per column (channel), float32/float64.
+ *
+ * All arrays are C-contiguous; outputs may be uninitialised: every element is written. The
+ * kernels assume validated arguments (see src/fastconv/batchnorm.pyx): M, C >= 1, epsilon > 0.
+ * Column statistics are reduced over a fixed tiling of the rows that depends on (M, C) only
+ * and merged in a fixed order, so results are bit-identical for any num_threads.
+ *
+ * Semantics are those of fastconv/reference/normalization.py (biased variance). The
+ * functions return 0, or -1 when their scratch memory (about 16 bytes per channel per
+ * FC_BN_MIN_CHUNK_ROWS rows at most) cannot be allocated; nothing is written then.
+ */
+#ifndef FASTCONV_BATCHNORM_H
+#define FASTCONV_BATCHNORM_H
+
+#include <stddef.h>
+
+#define FC_DECLARE_BATCHNORM(T, SFX)                                                            \
+    /* y = (x - mean) / sqrt(var + eps) * gamma + beta with the batch mean and biased var. */  \
+    int fc_batch_norm_forward_training_##SFX(const T *x, const T *gamma, const T *beta,       \
+                                             double epsilon, T *y, T *mean, T *var,            \
+                                             ptrdiff_t rows, ptrdiff_t cols, int num_threads); \
+    /* Same with given (moving) mean and var. */                                               \
+    int fc_batch_norm_forward_inference_##SFX(const T *x, const T *gamma, const T *beta,      \
+                                              const T *mean, const T *var, double epsilon,     \
+                                              T *y, ptrdiff_t rows, ptrdiff_t cols,            \
+                                              int num_threads);                                \
+    /* dx, dgamma, dbeta of training-mode batch norm whose batch statistics were mean/var. */  \
+    int fc_batch_norm_backward_##SFX(const T *dy, const T *x, const T *gamma, const T *mean,  \
+                                     const T *var, double epsilon, T *dx, T *dgamma,           \
+                                     T *dbeta, ptrdiff_t rows, ptrdiff_t cols,                 \
+                                     int num_threads);
+
+FC_DECLARE_BATCHNORM(float, f32)
+FC_DECLARE_BATCHNORM(double, f64)
+
+#undef FC_DECLARE_BATCHNORM
+
+#endif /* FASTCONV_BATCHNORM_H */

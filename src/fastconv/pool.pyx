@@ -1,0 +1,294 @@
+"""Compiled 2-D max/average pooling and global pooling on NHWC arrays (fastconv._core.pool).
+
+Called by `fastconv.ops`; the semantics are those of `fastconv.reference.pooling`. Every
+function checks its arrays cheaply (ndarray, float32/float64 with one dtype for all,
+C-contiguous, shapes consistent, outputs writeable and not overlapping the inputs), raising
+TypeError/ValueError, then runs the C kernel (src/fastconv/kernels/pool2d.c) without the
+GIL. Outputs may be uninitialised (np.empty): the kernels write every element.
+"""
+import numpy as np
+
+cimport numpy as cnp
+from libc.stddef cimport ptrdiff_t
+
+cnp.import_array()
+
+cdef extern from "pool2d.h" nogil:
+    ctypedef struct fc_pool2d_geometry:
+        ptrdiff_t n, h, w, c
+        ptrdiff_t out_h, out_w
+        ptrdiff_t pool_h, pool_w
+        ptrdiff_t stride_h, stride_w
+        ptrdiff_t pad_top, pad_left
+
+    void fc_max_pool2d_forward_f32(const float *x, float *out, const fc_pool2d_geometry *g, int nt)
+    void fc_max_pool2d_forward_f64(const double *x, double *out, const fc_pool2d_geometry *g, int nt)
+    void fc_max_pool2d_backward_f32(const float *dy, const float *x, float *dx,
+                                    const fc_pool2d_geometry *g, int nt)
+    void fc_max_pool2d_backward_f64(const double *dy, const double *x, double *dx,
+                                    const fc_pool2d_geometry *g, int nt)
+    void fc_avg_pool2d_forward_f32(const float *x, float *out, const fc_pool2d_geometry *g, int nt)
+    void fc_avg_pool2d_forward_f64(const double *x, double *out, const fc_pool2d_geometry *g, int nt)
+    void fc_avg_pool2d_backward_f32(const float *dy, float *dx, const fc_pool2d_geometry *g, int nt)
+    void fc_avg_pool2d_backward_f64(const double *dy, double *dx, const fc_pool2d_geometry *g, int nt)
+    void fc_global_avg_pool2d_forward_f32(const float *x, float *out, ptrdiff_t n, ptrdiff_t h,
+                                          ptrdiff_t w, ptrdiff_t c, int nt)
+    void fc_global_avg_pool2d_forward_f64(const double *x, double *out, ptrdiff_t n, ptrdiff_t h,
+                                          ptrdiff_t w, ptrdiff_t c, int nt)
+    void fc_global_avg_pool2d_backward_f32(const float *dy, float *dx, ptrdiff_t n, ptrdiff_t h,
+                                           ptrdiff_t w, ptrdiff_t c, int nt)
+    void fc_global_avg_pool2d_backward_f64(const double *dy, double *dx, ptrdiff_t n, ptrdiff_t h,
+                                           ptrdiff_t w, ptrdiff_t c, int nt)
+    void fc_global_max_pool2d_forward_f32(const float *x, float *out, ptrdiff_t n, ptrdiff_t h,
+                                          ptrdiff_t w, ptrdiff_t c, int nt)
+    void fc_global_max_pool2d_forward_f64(const double *x, double *out, ptrdiff_t n, ptrdiff_t h,
+                                          ptrdiff_t w, ptrdiff_t c, int nt)
+    void fc_global_max_pool2d_backward_f32(const float *dy, const float *x, float *dx, ptrdiff_t n,
+                                           ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, int nt)
+    void fc_global_max_pool2d_backward_f64(const double *dy, const double *x, double *dx,
+                                           ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, int nt)
+
+_FLOAT32 = np.dtype(np.float32)
+_FLOAT64 = np.dtype(np.float64)
+# More threads than this only idle (and could exhaust the process); results do not change.
+_MAX_THREADS = 512
+
+
+def _array(a, str name, int ndim, dtype=None, bint output=False):
+    """Check one array argument; `dtype=None` means: float32 or float64 (the reference dtype)."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"`{name}` must be a numpy.ndarray; received {type(a).__name__}.")
+    if dtype is None:
+        if a.dtype != _FLOAT32 and a.dtype != _FLOAT64:
+            raise TypeError(f"`{name}` must have dtype float32 or float64; received dtype {a.dtype}.")
+    elif a.dtype != dtype:
+        raise ValueError(f"`{name}` must have the same dtype as the other arrays ({dtype}); "
+                         f"received dtype {a.dtype}.")
+    if a.ndim != ndim:
+        raise ValueError(f"`{name}` must be a {ndim}-D array; received shape {a.shape}.")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"`{name}` must be C-contiguous.")
+    if a.size == 0:
+        raise ValueError(f"`{name}` must not have empty axes; received shape {a.shape}.")
+    if output and not a.flags.writeable:
+        raise ValueError(f"`{name}` (an output) must be writeable.")
+    return a
+
+
+def _separate(out, str out_name, inputs):
+    """Refuse an output that overlaps an input: the kernels read while they write."""
+    for arr, name in inputs:
+        if np.may_share_memory(out, arr):
+            raise ValueError(f"`{out_name}` must not overlap `{name}`.")
+
+
+def _ints(value, str name, int count, int minimum):
+    """A tuple of `count` Python ints >= minimum."""
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise TypeError(f"`{name}` must be a tuple of {count} ints; received {value!r}.") from None
+    if len(items) != count or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                      for v in items):
+        raise ValueError(f"`{name}` must be a tuple of {count} ints; received {value!r}.")
+    items = tuple(int(v) for v in items)
+    if any(v < minimum for v in items):
+        raise ValueError(f"`{name}` must contain ints >= {minimum}; received {value!r}.")
+    return items
+
+
+def _threads(num_threads):
+    if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
+        raise ValueError(f"`num_threads` must be a positive int; received {num_threads!r}.")
+    return int(min(num_threads, _MAX_THREADS))
+
+
+cdef fc_pool2d_geometry _geometry(tuple in_shape, tuple out_shape, str out_name,
+                                  pool, strides, pads) except *:
+    """Validate the window arguments against the input and output shapes."""
+    cdef fc_pool2d_geometry g
+    ph, pw = _ints(pool, "pool", 2, 1)
+    sh, sw = _ints(strides, "strides", 2, 1)
+    pt, pb, pl, pr = _ints(pads, "pads", 4, 0)
+    if pt >= ph or pb >= ph or pl >= pw or pr >= pw:
+        raise ValueError(f"Each of `pads` (top, bottom, left, right) = {(pt, pb, pl, pr)} must be "
+                         f"smaller than the pool size {(ph, pw)} on its axis, so that every "
+                         "window holds a real pixel.")
+    n, h, w, c = in_shape
+    if h + pt + pb < ph or w + pl + pr < pw:
+        raise ValueError(f"The pool window {(ph, pw)} is larger than the padded input "
+                         f"({h + pt + pb}, {w + pl + pr}).")
+    oh = (h + pt + pb - ph) // sh + 1
+    ow = (w + pl + pr - pw) // sw + 1
+    if out_shape != (n, oh, ow, c):
+        raise ValueError(f"`{out_name}` must have shape {(n, oh, ow, c)} for input shape {in_shape}, "
+                         f"pool {(ph, pw)}, strides {(sh, sw)} and pads {(pt, pb, pl, pr)}; "
+                         f"received {out_shape}.")
+    g.n, g.h, g.w, g.c = n, h, w, c
+    g.out_h, g.out_w = oh, ow
+    g.pool_h, g.pool_w = ph, pw
+    g.stride_h, g.stride_w = sh, sw
+    g.pad_top, g.pad_left = pt, pl
+    return g
+
+
+cdef inline void *_data(cnp.ndarray a):
+    return cnp.PyArray_DATA(a)
+
+
+def max_pool2d_forward(x, out, pool, strides, pads, num_threads):
+    """Max pooling: out (N, OH, OW, C) from x (N, H, W, C); pads = (top, bottom, left, right)."""
+    _array(x, "x", 4)
+    _array(out, "out", 4, x.dtype, output=True)
+    _separate(out, "out", [(x, "x")])
+    cdef fc_pool2d_geometry g = _geometry(x.shape, out.shape, "out", pool, strides, pads)
+    cdef int nt = _threads(num_threads)
+    cdef void *px = _data(x)
+    cdef void *po = _data(out)
+    if x.dtype == _FLOAT32:
+        with nogil:
+            fc_max_pool2d_forward_f32(<const float *>px, <float *>po, &g, nt)
+    else:
+        with nogil:
+            fc_max_pool2d_forward_f64(<const double *>px, <double *>po, &g, nt)
+
+
+def max_pool2d_backward(dy, x, dx, pool, strides, pads, num_threads):
+    """Gradient of max pooling: dy to the first maximal element of each window (row-major)."""
+    _array(x, "x", 4)
+    _array(dy, "dy", 4, x.dtype)
+    _array(dx, "dx", 4, x.dtype, output=True)
+    if dx.shape != x.shape:
+        raise ValueError(f"`dx` must have the shape of x {x.shape}; received {dx.shape}.")
+    _separate(dx, "dx", [(x, "x"), (dy, "dy")])
+    cdef fc_pool2d_geometry g = _geometry(x.shape, dy.shape, "dy", pool, strides, pads)
+    cdef int nt = _threads(num_threads)
+    cdef void *pdy = _data(dy)
+    cdef void *px = _data(x)
+    cdef void *pdx = _data(dx)
+    if x.dtype == _FLOAT32:
+        with nogil:
+            fc_max_pool2d_backward_f32(<const float *>pdy, <const float *>px, <float *>pdx, &g, nt)
+    else:
+        with nogil:
+            fc_max_pool2d_backward_f64(<const double *>pdy, <const double *>px, <double *>pdx, &g, nt)
+
+
+def avg_pool2d_forward(x, out, pool, strides, pads, num_threads):
+    """Average pooling over the real (unpadded) pixels of each window."""
+    _array(x, "x", 4)
+    _array(out, "out", 4, x.dtype, output=True)
+    _separate(out, "out", [(x, "x")])
+    cdef fc_pool2d_geometry g = _geometry(x.shape, out.shape, "out", pool, strides, pads)
+    cdef int nt = _threads(num_threads)
+    cdef void *px = _data(x)
+    cdef void *po = _data(out)
+    if x.dtype == _FLOAT32:
+        with nogil:
+            fc_avg_pool2d_forward_f32(<const float *>px, <float *>po, &g, nt)
+    else:
+        with nogil:
+            fc_avg_pool2d_forward_f64(<const double *>px, <double *>po, &g, nt)
+
+
+def avg_pool2d_backward(dy, dx, pool, strides, pads, num_threads):
+    """Gradient of average pooling; dx has the input's shape."""
+    _array(dy, "dy", 4)
+    _array(dx, "dx", 4, dy.dtype, output=True)
+    _separate(dx, "dx", [(dy, "dy")])
+    cdef fc_pool2d_geometry g = _geometry(dx.shape, dy.shape, "dy", pool, strides, pads)
+    cdef int nt = _threads(num_threads)
+    cdef void *pdy = _data(dy)
+    cdef void *pdx = _data(dx)
+    if dy.dtype == _FLOAT32:
+        with nogil:
+            fc_avg_pool2d_backward_f32(<const float *>pdy, <float *>pdx, &g, nt)
+    else:
+        with nogil:
+            fc_avg_pool2d_backward_f64(<const double *>pdy, <double *>pdx, &g, nt)
+
+
+def _global_shapes(image, str image_name, vec, str vec_name):
+    n, h, w, c = image.shape
+    if vec.shape != (n, c):
+        raise ValueError(f"`{vec_name}` must have shape {(n, c)} for `{image_name}` of shape "
+                         f"{image.shape}; received {vec.shape}.")
+    return n, h, w, c
+
+
+def global_avg_pool2d_forward(x, out, num_threads):
+    """out (N, C) = mean of x (N, H, W, C) over H and W."""
+    _array(x, "x", 4)
+    _array(out, "out", 2, x.dtype, output=True)
+    _separate(out, "out", [(x, "x")])
+    cdef ptrdiff_t n, h, w, c
+    n, h, w, c = _global_shapes(x, "x", out, "out")
+    cdef int nt = _threads(num_threads)
+    cdef void *px = _data(x)
+    cdef void *po = _data(out)
+    if x.dtype == _FLOAT32:
+        with nogil:
+            fc_global_avg_pool2d_forward_f32(<const float *>px, <float *>po, n, h, w, c, nt)
+    else:
+        with nogil:
+            fc_global_avg_pool2d_forward_f64(<const double *>px, <double *>po, n, h, w, c, nt)
+
+
+def global_avg_pool2d_backward(dy, dx, num_threads):
+    """dx (N, H, W, C) = dy (N, C) / (H * W) at every pixel."""
+    _array(dy, "dy", 2)
+    _array(dx, "dx", 4, dy.dtype, output=True)
+    _separate(dx, "dx", [(dy, "dy")])
+    cdef ptrdiff_t n, h, w, c
+    n, h, w, c = _global_shapes(dx, "dx", dy, "dy")
+    cdef int nt = _threads(num_threads)
+    cdef void *pdy = _data(dy)
+    cdef void *pdx = _data(dx)
+    if dy.dtype == _FLOAT32:
+        with nogil:
+            fc_global_avg_pool2d_backward_f32(<const float *>pdy, <float *>pdx, n, h, w, c, nt)
+    else:
+        with nogil:
+            fc_global_avg_pool2d_backward_f64(<const double *>pdy, <double *>pdx, n, h, w, c, nt)
+
+
+def global_max_pool2d_forward(x, out, num_threads):
+    """out (N, C) = max of x (N, H, W, C) over H and W (NaN propagates)."""
+    _array(x, "x", 4)
+    _array(out, "out", 2, x.dtype, output=True)
+    _separate(out, "out", [(x, "x")])
+    cdef ptrdiff_t n, h, w, c
+    n, h, w, c = _global_shapes(x, "x", out, "out")
+    cdef int nt = _threads(num_threads)
+    cdef void *px = _data(x)
+    cdef void *po = _data(out)
+    if x.dtype == _FLOAT32:
+        with nogil:
+            fc_global_max_pool2d_forward_f32(<const float *>px, <float *>po, n, h, w, c, nt)
+    else:
+        with nogil:
+            fc_global_max_pool2d_forward_f64(<const double *>px, <double *>po, n, h, w, c, nt)
+
+
+def global_max_pool2d_backward(dy, x, dx, num_threads):
+    """dx: dy at the first maximal pixel (row-major) of each (sample, channel), zero elsewhere."""
+    _array(x, "x", 4)
+    _array(dy, "dy", 2, x.dtype)
+    _array(dx, "dx", 4, x.dtype, output=True)
+    if dx.shape != x.shape:
+        raise ValueError(f"`dx` must have the shape of x {x.shape}; received {dx.shape}.")
+    _separate(dx, "dx", [(x, "x"), (dy, "dy")])
+    cdef ptrdiff_t n, h, w, c
+    n, h, w, c = _global_shapes(x, "x", dy, "dy")
+    cdef int nt = _threads(num_threads)
+    cdef void *pdy = _data(dy)
+    cdef void *px = _data(x)
+    cdef void *pdx = _data(dx)
+    if x.dtype == _FLOAT32:
+        with nogil:
+            fc_global_max_pool2d_backward_f32(<const float *>pdy, <const float *>px, <float *>pdx,
+                                              n, h, w, c, nt)
+    else:
+        with nogil:
+            fc_global_max_pool2d_backward_f64(<const double *>pdy, <const double *>px,
+                                              <double *>pdx, n, h, w, c, nt)
