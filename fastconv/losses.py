@@ -226,11 +226,12 @@ class SparseCategoricalCrossentropy(Loss):
             return per_sample, grad / count
         p, row_sum = _normalized_probabilities(y_pred)
         p_true = np.take_along_axis(p, index, axis=-1)[..., 0]
-        per_sample = -np.log(np.clip(p_true, EPSILON, 1.0 - EPSILON))
+        clipped = np.clip(p_true, EPSILON, 1.0 - EPSILON)
+        per_sample = -np.log(clipped)
         if not need_grad:
             return per_sample, None
         grad_p = np.zeros_like(p)
-        d_true = np.where(_clip_mask(p_true), -1.0 / (p_true * count), 0.0)
+        d_true = np.where(_clip_mask(p_true), -1.0 / (clipped * count), 0.0)
         np.put_along_axis(grad_p, index, d_true[..., None].astype(p.dtype), axis=-1)
         return per_sample, _grad_through_normalization(grad_p, p, row_sum)
 
