@@ -1,0 +1,226 @@
+"""Compiled 2-D convolution on NHWC input with HWIO kernels (float32 and float64).
+
+Called by `fastconv.ops`, which validates the user's arguments and allocates the outputs;
+the checks here are the cheap ones that keep the C kernels memory-safe (dtypes, ranks,
+contiguity, shapes consistent with the geometry). The kernels (src/fastconv/kernels/conv2d.c)
+run without the GIL, write every element of their outputs, and give bit-identical results
+for any `num_threads`.
+"""
+import numbers
+
+import numpy as np
+
+cimport cython
+from cython cimport floating
+from libc.stddef cimport ptrdiff_t
+
+cdef extern from "conv2d_params.h":
+    ctypedef struct fc_conv2d_params:
+        ptrdiff_t n, h, w, c
+        ptrdiff_t kh, kw, f
+        ptrdiff_t out_h, out_w
+        ptrdiff_t stride_h, stride_w
+        ptrdiff_t pad_top, pad_bottom, pad_left, pad_right
+        ptrdiff_t dil_h, dil_w
+        ptrdiff_t groups
+
+cdef extern from "conv2d.h":
+    int FC_CONV_OK
+    int FC_CONV_NOMEM
+    int fc_conv2d_forward_f32(const fc_conv2d_params *p, const float *x, const float *w,
+                              const float *bias, float *y, int num_threads) nogil
+    int fc_conv2d_forward_f64(const fc_conv2d_params *p, const double *x, const double *w,
+                              const double *bias, double *y, int num_threads) nogil
+    int fc_conv2d_backward_f32(const fc_conv2d_params *p, const float *dy, const float *x,
+                               const float *w, float *dx, float *dw, float *db,
+                               int num_threads) nogil
+    int fc_conv2d_backward_f64(const fc_conv2d_params *p, const double *dy, const double *x,
+                               const double *w, double *dx, double *dw, double *db,
+                               int num_threads) nogil
+
+cdef extern from "dispatch.h":
+    int FC_DISPATCH_OK
+    int fc_dispatch_init()
+
+
+def _check_dispatch():
+    # Same rules as fastconv._core.cpu (which raises the detailed error on import).
+    if fc_dispatch_init() != FC_DISPATCH_OK:
+        from . import cpu  # noqa: F401  (raises ValueError / RuntimeError explaining why)
+        raise RuntimeError("FASTCONV_ISA names an instruction set that cannot be used here.")
+
+
+_check_dispatch()
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _int_tuple(value, n, name, low):
+    try:
+        items = tuple(value)
+    except TypeError:
+        items = None
+    if (items is None or len(items) != n
+            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in items)
+            or any(v < low for v in items)):
+        raise ValueError(f"`{name}` must be a tuple of {n} integers >= {low}; received {value!r}.")
+    return tuple(int(v) for v in items)
+
+
+def _positive_int(value, name):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer; received {value!r}.")
+    return int(value)
+
+
+def _array(a, name, dtype, shape, optional=False):
+    """Check that `a` is a C-contiguous ndarray of `dtype` and `shape` (None entries: any)."""
+    if a is None:
+        if optional:
+            return None
+        raise TypeError(f"`{name}` must be a numpy array, not None.")
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"`{name}` must be a numpy.ndarray; received {type(a).__name__}.")
+    if dtype is None:
+        if a.dtype not in _FLOATS:
+            raise ValueError(f"`{name}` must have dtype float32 or float64; received {a.dtype}.")
+    elif a.dtype != dtype:
+        raise ValueError(f"`{name}` must have dtype {dtype} (that of `x`); received {a.dtype}.")
+    if a.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, a.shape)):
+        expected = tuple("?" if s is None else s for s in shape)
+        raise ValueError(f"`{name}` must have shape {expected}; received {a.shape}.")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"`{name}` must be C-contiguous.")
+    if any(s == 0 for s in a.shape):
+        raise ValueError(f"`{name}` must not have empty axes; received shape {a.shape}.")
+    return a
+
+
+cdef fc_conv2d_params _geometry(x, kernel, strides, pads, dilation, groups) except *:
+    """Geometry of the convolution; raises ValueError when it is inconsistent."""
+    cdef fc_conv2d_params p
+    sh, sw = _int_tuple(strides, 2, "strides", 1)
+    pt, pb, pl, pr = _int_tuple(pads, 4, "pads", 0)
+    dh, dw = _int_tuple(dilation, 2, "dilation", 1)
+    groups = _positive_int(groups, "groups")
+    n, h, w, c = x.shape
+    kh, kw, kc, f = kernel.shape
+    if c % groups or f % groups or kc != c // groups:
+        raise ValueError(
+            f"`groups`={groups} must divide the input channels ({c}) and the filters ({f}), and "
+            f"`kernel` must have shape (kh, kw, {c // groups if c % groups == 0 else '?'}, f); "
+            f"received kernel shape {kernel.shape}."
+        )
+    eff_h, eff_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    if eff_h > h + pt + pb or eff_w > w + pl + pr:
+        raise ValueError(
+            f"The kernel (effective size {(eff_h, eff_w)} with dilation) is larger than the "
+            f"padded input {(h + pt + pb, w + pl + pr)}."
+        )
+    p.n, p.h, p.w, p.c = n, h, w, c
+    p.kh, p.kw, p.f = kh, kw, f
+    p.out_h = (h + pt + pb - eff_h) // sh + 1
+    p.out_w = (w + pl + pr - eff_w) // sw + 1
+    p.stride_h, p.stride_w = sh, sw
+    p.pad_top, p.pad_bottom, p.pad_left, p.pad_right = pt, pb, pl, pr
+    p.dil_h, p.dil_w = dh, dw
+    p.groups = groups
+    return p
+
+
+cdef int _check_status(int status) except -1:
+    if status == FC_CONV_NOMEM:
+        raise MemoryError("conv2d: could not allocate the kernel's workspace.")
+    if status != FC_CONV_OK:
+        raise RuntimeError(f"conv2d kernel failed with status {status}.")
+    return 0
+
+
+cdef int _forward(const fc_conv2d_params *p, const floating[:, :, :, ::1] x,
+                  const floating[:, :, :, ::1] kernel, const floating[::1] bias,
+                  floating[:, :, :, ::1] out, int num_threads) except -1:
+    cdef const floating *bias_ptr = NULL
+    cdef int status
+    if bias is not None:
+        bias_ptr = &bias[0]
+    with nogil:
+        if floating is float:
+            status = fc_conv2d_forward_f32(p, &x[0, 0, 0, 0], &kernel[0, 0, 0, 0], bias_ptr,
+                                           &out[0, 0, 0, 0], num_threads)
+        else:
+            status = fc_conv2d_forward_f64(p, &x[0, 0, 0, 0], &kernel[0, 0, 0, 0], bias_ptr,
+                                           &out[0, 0, 0, 0], num_threads)
+    return _check_status(status)
+
+
+cdef int _backward(const fc_conv2d_params *p, const floating[:, :, :, ::1] dy,
+                   const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] kernel,
+                   floating[:, :, :, ::1] dx, floating[:, :, :, ::1] dkernel,
+                   floating[::1] dbias, int num_threads) except -1:
+    cdef floating *dx_ptr = NULL
+    cdef floating *db_ptr = NULL
+    cdef int status
+    if dx is not None:
+        dx_ptr = &dx[0, 0, 0, 0]
+    if dbias is not None:
+        db_ptr = &dbias[0]
+    with nogil:
+        if floating is float:
+            status = fc_conv2d_backward_f32(p, &dy[0, 0, 0, 0], &x[0, 0, 0, 0],
+                                            &kernel[0, 0, 0, 0], dx_ptr,
+                                            &dkernel[0, 0, 0, 0], db_ptr, num_threads)
+        else:
+            status = fc_conv2d_backward_f64(p, &dy[0, 0, 0, 0], &x[0, 0, 0, 0],
+                                            &kernel[0, 0, 0, 0], dx_ptr,
+                                            &dkernel[0, 0, 0, 0], db_ptr, num_threads)
+    return _check_status(status)
+
+
+def conv2d_forward(x, kernel, bias, out, strides, pads, dilation, groups, num_threads):
+    """out = conv2d(x, kernel) + bias, written into the preallocated `out`.
+
+    Args:
+        x: C-contiguous (N, H, W, C) float32 or float64 array.
+        kernel: C-contiguous (KH, KW, C // groups, F) array of x's dtype.
+        bias: C-contiguous (F,) array of x's dtype, or None.
+        out: C-contiguous (N, OH, OW, F) array of x's dtype; fully overwritten.
+        strides: (sh, sw). pads: (top, bottom, left, right). dilation: (dh, dw).
+        groups: number of groups (C for depthwise).
+        num_threads: OpenMP threads to use (>= 1).
+    """
+    x = _array(x, "x", None, (None,) * 4)
+    kernel = _array(kernel, "kernel", x.dtype, (None,) * 4)
+    cdef fc_conv2d_params p = _geometry(x, kernel, strides, pads, dilation, groups)
+    bias = _array(bias, "bias", x.dtype, (p.f,), optional=True)
+    out = _array(out, "out", x.dtype, (p.n, p.out_h, p.out_w, p.f))
+    nt = _positive_int(num_threads, "num_threads")
+    if x.dtype == np.float32:
+        _forward[cython.float](&p, x, kernel, bias, out, nt)
+    else:
+        _forward[cython.double](&p, x, kernel, bias, out, nt)
+
+
+def conv2d_backward(dy, x, kernel, dx, dkernel, dbias, strides, pads, dilation, groups,
+                    num_threads):
+    """Gradients of conv2d for the output gradient `dy`, written into preallocated arrays.
+
+    Args:
+        dy: C-contiguous (N, OH, OW, F) output gradient.
+        x, kernel: the forward inputs (see `conv2d_forward`).
+        dx: (N, H, W, C) input gradient, or None to skip it (e.g. for a first layer).
+        dkernel: (KH, KW, C // groups, F) kernel gradient.
+        dbias: (F,) bias gradient, or None.
+        strides, pads, dilation, groups, num_threads: as in `conv2d_forward`.
+    """
+    x = _array(x, "x", None, (None,) * 4)
+    kernel = _array(kernel, "kernel", x.dtype, (None,) * 4)
+    cdef fc_conv2d_params p = _geometry(x, kernel, strides, pads, dilation, groups)
+    dy = _array(dy, "dy", x.dtype, (p.n, p.out_h, p.out_w, p.f))
+    dx = _array(dx, "dx", x.dtype, x.shape, optional=True)
+    dkernel = _array(dkernel, "dkernel", x.dtype, kernel.shape)
+    dbias = _array(dbias, "dbias", x.dtype, (p.f,), optional=True)
+    nt = _positive_int(num_threads, "num_threads")
+    if x.dtype == np.float32:
+        _backward[cython.float](&p, dy, x, kernel, dx, dkernel, dbias, nt)
+    else:
+        _backward[cython.double](&p, dy, x, kernel, dx, dkernel, dbias, nt)

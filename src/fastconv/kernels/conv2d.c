@@ -1,0 +1,109 @@
+/* Convolution driver: implicit GEMM on NHWC with the run-time selected microkernels.
+ *
+ * Forward: M = N*OH*OW output pixels x F_g filters per group, K = KH*KW*C_g. Each thread
+ * takes blocks of output pixels, packs their patches (the im2col rows of just that block)
+ * into a thread-local buffer and multiplies them with the weights, packed once per call
+ * into NR-wide panels. 1x1 / stride 1 / unpadded convolutions multiply the input directly.
+ * Backward-data: dpatches = dy @ W^T per block of output pixels, scattered (col2im) into dx;
+ * blocks are bands of output rows, run in two phases (even bands, then odd bands) so that
+ * no two threads add into the same dx row at once and the order of the additions is fixed.
+ * Backward-weights: dW = patches^T @ dy, reduced over output pixels split into a number of
+ * chunks that depends only on the shape; each chunk sums into its own buffer and the chunks
+ * are added in a fixed order: bit-identical results for any thread count.
+ * Depthwise convolutions (groups == C) use the direct kernels of the table instead.
+ */
+#include "conv2d.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dispatch.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#define FC_PRAGMA(x) _Pragma(#x)
+#define FC_OMP(x) FC_PRAGMA(omp x)
+static int fc_thread_id(void) { return omp_get_thread_num(); }
+#else
+#define FC_OMP(x)
+static int fc_thread_id(void) { return 0; }
+#endif
+
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64) || defined(_M_IX86)
+#include <xmmintrin.h>
+/* Flush denormals to zero (FTZ) and treat denormal inputs as zero (DAZ) in this thread. */
+static unsigned fc_denormals_off(void)
+{
+    unsigned old = _mm_getcsr();
+    _mm_setcsr(old | 0x8040u);
+    return old;
+}
+static void fc_denormals_restore(unsigned old) { _mm_setcsr(old); }
+#else
+static unsigned fc_denormals_off(void) { return 0; }
+static void fc_denormals_restore(unsigned old) { (void)old; }
+#endif
+
+/* 64-byte aligned allocation; the offset to the malloc'ed pointer is kept just before. */
+static void *fc_alloc(size_t bytes)
+{
+    unsigned char *raw = (unsigned char *)malloc(bytes + 64 + sizeof(void *));
+    if (raw == NULL) return NULL;
+    uintptr_t start = (uintptr_t)(raw + sizeof(void *));
+    unsigned char *aligned = (unsigned char *)((start + 63) & ~(uintptr_t)63);
+    ((void **)aligned)[-1] = raw;
+    return aligned;
+}
+
+static void fc_free(void *p)
+{
+    if (p != NULL) free(((void **)p)[-1]);
+}
+
+static ptrdiff_t ceil_div(ptrdiff_t a, ptrdiff_t b) { return (a + b - 1) / b; }
+static ptrdiff_t round_up(ptrdiff_t a, ptrdiff_t b) { return ceil_div(a, b) * b; }
+static ptrdiff_t min_pd(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
+static ptrdiff_t max_pd(ptrdiff_t a, ptrdiff_t b) { return a > b ? a : b; }
+
+/* 1x1 kernel, stride 1, no padding: the patch matrix is the input itself. */
+static int is_pointwise(const fc_conv2d_params *p)
+{
+    return p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 &&
+           p->pad_top == 0 && p->pad_bottom == 0 && p->pad_left == 0 && p->pad_right == 0;
+}
+
+/* Number of output-pixel chunks of the weight-gradient reduction: a function of the shape
+ * only (never of the thread count), so the summation order is fixed. */
+static ptrdiff_t weight_grad_chunks(ptrdiff_t pixels, ptrdiff_t dw_elems, size_t elem_size)
+{
+    const ptrdiff_t max_chunks = 32, min_pixels = 256;
+    const double max_bytes = 64.0 * 1024 * 1024; /* extra partial sums, all chunks */
+    ptrdiff_t chunks = min_pd(max_chunks, max_pd(1, pixels / min_pixels));
+    while (chunks > 1 && (double)(chunks - 1) * (double)dw_elems * (double)elem_size > max_bytes)
+        chunks--;
+    return chunks;
+}
+
+/* Output rows per band of the backward-data scatter: bands b and b + 2 never touch the same
+ * input row. Depends on the shape only. */
+static ptrdiff_t scatter_band_rows(const fc_conv2d_params *p, ptrdiff_t target_pixels)
+{
+    ptrdiff_t min_rows = ceil_div((p->kh - 1) * p->dil_h + 1, p->stride_h);
+    ptrdiff_t rows = max_pd(min_rows, ceil_div(target_pixels, p->out_w));
+    /* Keep some bands per image for parallelism on small batches. */
+    ptrdiff_t few = max_pd(min_rows, p->out_h / 4);
+    return max_pd(1, min_pd(rows, few));
+}
+
+#define FC_T float
+#define FC_SFX f32
+#include "conv2d_impl.h"
+#undef FC_T
+#undef FC_SFX
+
+#define FC_T double
+#define FC_SFX f64
+#include "conv2d_impl.h"
+#undef FC_T
+#undef FC_SFX

@@ -1,0 +1,30 @@
+/* 2-D convolution on NHWC input with an HWIO kernel (float32 and float64), forward and backward.
+ *
+ * Semantics are those of fastconv/reference/conv.py: groups split the input channels and the
+ * filters group-major, explicit asymmetric padding, dilation, strides. All arrays are
+ * C-contiguous and the arguments validated (see src/fastconv/conv.pyx); outputs may be
+ * uninitialised: every element is written. Results are bit-identical for any num_threads.
+ *
+ * Return value: FC_CONV_OK, or FC_CONV_NOMEM when a workspace could not be allocated
+ * (outputs are then unspecified).
+ */
+#ifndef FASTCONV_CONV2D_H
+#define FASTCONV_CONV2D_H
+
+#include "conv2d_params.h"
+
+enum { FC_CONV_OK = 0, FC_CONV_NOMEM = 1 };
+
+#define FC_DECLARE_CONV2D(T, SFX)                                                              \
+    /* y = conv(x, w) + bias; bias may be NULL. */                                             \
+    int fc_conv2d_forward_##SFX(const fc_conv2d_params *p, const T *x, const T *w,             \
+                                const T *bias, T *y, int num_threads);                         \
+    /* Gradients for the output gradient dy; dx and db may be NULL (not wanted). */            \
+    int fc_conv2d_backward_##SFX(const fc_conv2d_params *p, const T *dy, const T *x,           \
+                                 const T *w, T *dx, T *dw, T *db, int num_threads);
+
+FC_DECLARE_CONV2D(float, f32)
+FC_DECLARE_CONV2D(double, f64)
+#undef FC_DECLARE_CONV2D
+
+#endif /* FASTCONV_CONV2D_H */

@@ -1,0 +1,401 @@
+/* Convolution driver for one dtype; included by conv2d.c with FC_T / FC_SFX defined. */
+#define FC_CI_CAT_(a, b) a##_##b
+#define FC_CI_CAT(a, b) FC_CI_CAT_(a, b)
+#define FC_FN(base) FC_CI_CAT(base, FC_SFX)
+#define FC_KT(kt, field) ((kt)->FC_CI_CAT(field, FC_SFX))
+
+/* Largest reduction length per microkernel call: keeps a B panel (KC x NR) in L1/L2. */
+#define FC_KC_MAX ((ptrdiff_t)(sizeof(FC_T) == 4 ? 256 : 192))
+/* Output pixels per block of the forward / backward-data GEMMs, in microtiles. */
+#define FC_MB_TILES 8
+/* Output pixels per sub-block of the weight-gradient GEMM. */
+#define FC_WB_PIXELS ((ptrdiff_t)256)
+
+/* Copy columns [k0, k0 + kn) of the group-`g` patch rows of output pixels [m0, m0 + mb)
+ * into dst (row r at dst + r * ld); padding taps give zeros. Column k = tap * C_g + c. */
+static void FC_FN(pack_patches)(const fc_conv2d_params *p, const FC_T *x, ptrdiff_t g,
+                                ptrdiff_t m0, ptrdiff_t mb, ptrdiff_t k0, ptrdiff_t kn,
+                                FC_T *dst, ptrdiff_t ld)
+{
+    const ptrdiff_t cg = p->c / p->groups, pixels = p->out_h * p->out_w;
+    ptrdiff_t n = m0 / pixels, oh = (m0 % pixels) / p->out_w, ow = m0 % p->out_w;
+    for (ptrdiff_t r = 0; r < mb; r++) {
+        FC_T *row = dst + r * ld;
+        const ptrdiff_t ih0 = oh * p->stride_h - p->pad_top, iw0 = ow * p->stride_w - p->pad_left;
+        const FC_T *ximg = x + n * p->h * p->w * p->c + g * cg;
+        ptrdiff_t k = k0;
+        while (k < k0 + kn) {
+            const ptrdiff_t tap = k / cg, c = k - tap * cg;
+            const ptrdiff_t len = min_pd(cg - c, k0 + kn - k);
+            const ptrdiff_t ih = ih0 + (tap / p->kw) * p->dil_h;
+            const ptrdiff_t iw = iw0 + (tap % p->kw) * p->dil_w;
+            FC_T *out = row + (k - k0);
+            if (ih >= 0 && ih < p->h && iw >= 0 && iw < p->w) {
+                const FC_T *src = ximg + (ih * p->w + iw) * p->c + c;
+                if (len >= 16) memcpy(out, src, (size_t)len * sizeof(FC_T));
+                else for (ptrdiff_t q = 0; q < len; q++) out[q] = src[q];
+            } else {
+                for (ptrdiff_t q = 0; q < len; q++) out[q] = 0;
+            }
+            k += len;
+        }
+        if (++ow == p->out_w) {
+            ow = 0;
+            if (++oh == p->out_h) { oh = 0; n++; }
+        }
+    }
+}
+
+/* Add dpatch rows of output pixels [m0, m0 + mb), group g, into dx (col2im). */
+static void FC_FN(scatter_patches)(const fc_conv2d_params *p, const FC_T *src, ptrdiff_t ld,
+                                   ptrdiff_t g, ptrdiff_t m0, ptrdiff_t mb, FC_T *dx)
+{
+    const ptrdiff_t cg = p->c / p->groups, pixels = p->out_h * p->out_w;
+    ptrdiff_t n = m0 / pixels, oh = (m0 % pixels) / p->out_w, ow = m0 % p->out_w;
+    for (ptrdiff_t r = 0; r < mb; r++) {
+        const FC_T *row = src + r * ld;
+        FC_T *dimg = dx + n * p->h * p->w * p->c + g * cg;
+        for (ptrdiff_t i = 0; i < p->kh; i++) {
+            const ptrdiff_t ih = oh * p->stride_h - p->pad_top + i * p->dil_h;
+            if (ih < 0 || ih >= p->h) continue;
+            for (ptrdiff_t j = 0; j < p->kw; j++) {
+                const ptrdiff_t iw = ow * p->stride_w - p->pad_left + j * p->dil_w;
+                if (iw < 0 || iw >= p->w) continue;
+                FC_T *dst = dimg + (ih * p->w + iw) * p->c;
+                const FC_T *add = row + (i * p->kw + j) * cg;
+                for (ptrdiff_t c = 0; c < cg; c++) dst[c] += add[c];
+            }
+        }
+        if (++ow == p->out_w) {
+            ow = 0;
+            if (++oh == p->out_h) { oh = 0; n++; }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Forward                                                                              */
+/* ------------------------------------------------------------------------------------ */
+
+static int FC_FN(depthwise_forward)(const fc_kernel_table *kt, const fc_conv2d_params *p,
+                                    const FC_T *x, const FC_T *w, const FC_T *bias, FC_T *y,
+                                    int num_threads)
+{
+    const ptrdiff_t rows = p->n * p->out_h;
+    (void)num_threads;
+    FC_OMP(parallel num_threads(num_threads))
+    {
+        unsigned csr = fc_denormals_off();
+        FC_OMP(for schedule(static))
+        for (ptrdiff_t row = 0; row < rows; row++) FC_KT(kt, dw_forward)(p, x, w, bias, y, row);
+        fc_denormals_restore(csr);
+    }
+    return FC_CONV_OK;
+}
+
+int FC_FN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_T *w,
+                             const FC_T *bias, FC_T *y, int num_threads)
+{
+    const fc_kernel_table *kt = fc_get_kernels();
+    if (num_threads < 1) num_threads = 1;
+    if (p->groups == p->c) return FC_FN(depthwise_forward)(kt, p, x, w, bias, y, num_threads);
+
+    const int mr = FC_KT(kt, mr), nr = FC_KT(kt, nr);
+    const ptrdiff_t G = p->groups, cg = p->c / G, fg = p->f / G, F = p->f;
+    const ptrdiff_t K = p->kh * p->kw * cg, M = p->n * p->out_h * p->out_w;
+    const ptrdiff_t panels = ceil_div(fg, nr);
+    const ptrdiff_t kblocks = ceil_div(K, FC_KC_MAX), kc = ceil_div(K, kblocks);
+    const ptrdiff_t mb_max = (ptrdiff_t)mr * FC_MB_TILES, mblocks = ceil_div(M, mb_max);
+    const ptrdiff_t lda = round_up(kc, 16) + 16; /* +16: rows not a multiple of 4 KiB apart */
+    const int direct = is_pointwise(p);
+
+    FC_T *wpack = (FC_T *)fc_alloc((size_t)(G * panels * K * nr) * sizeof(FC_T));
+    FC_T *abuf = direct ? NULL : (FC_T *)fc_alloc((size_t)(num_threads * mb_max * lda) * sizeof(FC_T));
+    if (wpack == NULL || (!direct && abuf == NULL)) {
+        fc_free(wpack);
+        fc_free(abuf);
+        return FC_CONV_NOMEM;
+    }
+
+    FC_OMP(parallel num_threads(num_threads))
+    {
+        unsigned csr = fc_denormals_off();
+        /* Weights -> panels: wpack[((g * panels + pj) * K + k) * nr + j] = w[k, g, pj*nr + j]. */
+        FC_OMP(for schedule(static))
+        for (ptrdiff_t row = 0; row < G * panels * K; row++) {
+            const ptrdiff_t k = row % K, gp = row / K, g = gp / panels, pj = gp % panels;
+            const ptrdiff_t f0 = pj * nr, cols = min_pd(nr, fg - f0);
+            FC_T *dst = wpack + row * nr;
+            const FC_T *src = w + k * F + g * fg + f0;
+            for (ptrdiff_t j = 0; j < cols; j++) dst[j] = src[j];
+            for (ptrdiff_t j = cols; j < nr; j++) dst[j] = 0;
+        }
+        FC_T *a_own = direct ? NULL : abuf + (ptrdiff_t)fc_thread_id() * mb_max * lda;
+        FC_OMP(for schedule(static))
+        for (ptrdiff_t blk = 0; blk < mblocks; blk++) {
+            const ptrdiff_t m0 = blk * mb_max, mb = min_pd(mb_max, M - m0);
+            for (ptrdiff_t g = 0; g < G; g++) {
+                for (ptrdiff_t kb = 0; kb < kblocks; kb++) {
+                    const ptrdiff_t k0 = kb * kc, kn = min_pd(kc, K - k0);
+                    const FC_T *a;
+                    ptrdiff_t ld;
+                    if (direct) {
+                        a = x + m0 * p->c + g * cg + k0;
+                        ld = p->c;
+                    } else {
+                        FC_FN(pack_patches)(p, x, g, m0, mb, k0, kn, a_own, lda);
+                        a = a_own;
+                        ld = lda;
+                    }
+                    const int last = kb == kblocks - 1;
+                    for (ptrdiff_t pj = 0; pj < panels; pj++) {
+                        const FC_T *bp = wpack + ((g * panels + pj) * K + k0) * nr;
+                        const ptrdiff_t f0 = g * fg + pj * nr;
+                        const int cols = (int)min_pd(nr, fg - pj * nr);
+                        const FC_T *bias_p = (last && bias != NULL) ? bias + f0 : NULL;
+                        for (ptrdiff_t ir = 0; ir < mb; ir += mr) {
+                            FC_KT(kt, gemm_rowa)(kn, a + ir * ld, ld, bp, y + (m0 + ir) * F + f0, F,
+                                                 (int)min_pd(mr, mb - ir), cols, kb > 0, bias_p);
+                        }
+                    }
+                }
+            }
+        }
+        fc_denormals_restore(csr);
+    }
+    fc_free(wpack);
+    fc_free(abuf);
+    return FC_CONV_OK;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Backward                                                                             */
+/* ------------------------------------------------------------------------------------ */
+
+/* Weight (and bias) gradient of a depthwise convolution, chunked as described on top. */
+static int FC_FN(depthwise_backward)(const fc_kernel_table *kt, const fc_conv2d_params *p,
+                                     const FC_T *dy, const FC_T *x, const FC_T *w, FC_T *dx,
+                                     FC_T *dw, FC_T *db, int num_threads)
+{
+    const ptrdiff_t M = p->n * p->out_h * p->out_w, F = p->f;
+    const ptrdiff_t dw_elems = p->kh * p->kw * F;
+    const ptrdiff_t chunks = weight_grad_chunks(M, dw_elems + F, sizeof(FC_T));
+    (void)num_threads; /* unused without OpenMP */
+    /* Chunk 0 sums straight into dw / db; chunks 1.. into this workspace. */
+    FC_T *part = NULL;
+    if (chunks > 1) {
+        part = (FC_T *)fc_alloc((size_t)((chunks - 1) * (dw_elems + F)) * sizeof(FC_T));
+        if (part == NULL) return FC_CONV_NOMEM;
+    }
+    FC_OMP(parallel num_threads(num_threads))
+    {
+        unsigned csr = fc_denormals_off();
+        FC_OMP(for schedule(static) nowait)
+        for (ptrdiff_t ch = 0; ch < chunks; ch++) {
+            FC_T *cdw = ch == 0 ? dw : part + (ch - 1) * (dw_elems + F);
+            FC_T *cdb = db == NULL ? NULL : (ch == 0 ? db : part + (ch - 1) * (dw_elems + F) + dw_elems);
+            memset(cdw, 0, (size_t)dw_elems * sizeof(FC_T));
+            if (cdb != NULL) memset(cdb, 0, (size_t)F * sizeof(FC_T));
+            FC_KT(kt, dw_backward_weights)(p, x, dy, cdw, cdb, ch * M / chunks, (ch + 1) * M / chunks);
+        }
+        if (dx != NULL) {
+            const ptrdiff_t rows = p->n * p->h;
+            FC_OMP(for schedule(static))
+            for (ptrdiff_t row = 0; row < rows; row++) FC_KT(kt, dw_backward_data)(p, dy, w, dx, row);
+        } else {
+            FC_OMP(barrier)
+        }
+        /* Fixed-order reduction of the chunk partial sums. */
+        FC_OMP(for schedule(static))
+        for (ptrdiff_t e = 0; e < dw_elems + F; e++) {
+            if (e >= dw_elems && db == NULL) continue;
+            FC_T *out = e < dw_elems ? dw + e : db + (e - dw_elems);
+            FC_T s = *out;
+            for (ptrdiff_t ch = 1; ch < chunks; ch++) s += part[(ch - 1) * (dw_elems + F) + e];
+            *out = s;
+        }
+        fc_denormals_restore(csr);
+    }
+    fc_free(part);
+    return FC_CONV_OK;
+}
+
+int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const FC_T *x,
+                              const FC_T *w, FC_T *dx, FC_T *dw, FC_T *db, int num_threads)
+{
+    const fc_kernel_table *kt = fc_get_kernels();
+    if (num_threads < 1) num_threads = 1;
+    if (p->groups == p->c) return FC_FN(depthwise_backward)(kt, p, dy, x, w, dx, dw, db, num_threads);
+
+    const int mr = FC_KT(kt, mr), nr = FC_KT(kt, nr);
+    const ptrdiff_t G = p->groups, cg = p->c / G, fg = p->f / G, F = p->f;
+    const ptrdiff_t K = p->kh * p->kw * cg, M = p->n * p->out_h * p->out_w;
+    const ptrdiff_t dw_elems = K * F;
+    const int direct = is_pointwise(p);
+
+    /* --- weight gradient workspaces --- */
+    const ptrdiff_t chunks = weight_grad_chunks(M, dw_elems + F, sizeof(FC_T));
+    const ptrdiff_t fpanels = ceil_div(fg, nr);
+    const ptrdiff_t wb = FC_WB_PIXELS;
+    /* Patch columns per pass: keep the patch buffer of a sub-block around 256 KiB. */
+    const ptrdiff_t kcw = min_pd(round_up(K, mr), max_pd(mr, (262144 / (ptrdiff_t)sizeof(FC_T) / wb) / mr * mr));
+    const ptrdiff_t kwblocks = ceil_div(K, kcw);
+    const ptrdiff_t ldw = kcw + 16; /* >= kcw + mr - 1: gemm_cola reads whole microtiles */
+    /* --- input gradient workspaces --- */
+    const ptrdiff_t kpanels = ceil_div(K, nr);
+    const ptrdiff_t fblocks = ceil_div(fg, FC_KC_MAX), fc = ceil_div(fg, fblocks);
+    const ptrdiff_t mb_max = (ptrdiff_t)mr * FC_MB_TILES;
+    const ptrdiff_t ldd = round_up(K, nr) + 16;
+
+    FC_T *part = NULL, *wt = NULL, *pbuf = NULL, *ybuf = NULL, *dbuf = NULL;
+    int failed = 0;
+    if (chunks > 1) failed |= (part = (FC_T *)fc_alloc((size_t)((chunks - 1) * (dw_elems + F)) * sizeof(FC_T))) == NULL;
+    failed |= (pbuf = (FC_T *)fc_alloc((size_t)(num_threads * wb * ldw) * sizeof(FC_T))) == NULL;
+    failed |= (ybuf = (FC_T *)fc_alloc((size_t)(num_threads * fpanels * wb * nr) * sizeof(FC_T))) == NULL;
+    if (dx != NULL) {
+        failed |= (wt = (FC_T *)fc_alloc((size_t)(G * kpanels * fg * nr) * sizeof(FC_T))) == NULL;
+        if (!direct) failed |= (dbuf = (FC_T *)fc_alloc((size_t)(num_threads * mb_max * ldd) * sizeof(FC_T))) == NULL;
+    }
+    if (failed) {
+        fc_free(part); fc_free(wt); fc_free(pbuf); fc_free(ybuf); fc_free(dbuf);
+        return FC_CONV_NOMEM;
+    }
+
+    const ptrdiff_t band_rows = scatter_band_rows(p, mb_max);
+    const ptrdiff_t bands = ceil_div(p->out_h, band_rows);
+
+    FC_OMP(parallel num_threads(num_threads))
+    {
+        unsigned csr = fc_denormals_off();
+        const int tid = fc_thread_id();
+
+        /* ---- dW, db: chunk ch sums pixels [ch*M/chunks, (ch+1)*M/chunks) ---- */
+        FC_T *p_own = pbuf + (ptrdiff_t)tid * wb * ldw;
+        FC_T *y_own = ybuf + (ptrdiff_t)tid * fpanels * wb * nr;
+        FC_OMP(for schedule(static))
+        for (ptrdiff_t ch = 0; ch < chunks; ch++) {
+            FC_T *cdw = ch == 0 ? dw : part + (ch - 1) * (dw_elems + F);
+            FC_T *cdb = db == NULL ? NULL : (ch == 0 ? db : part + (ch - 1) * (dw_elems + F) + dw_elems);
+            const ptrdiff_t c0 = ch * M / chunks, c1 = (ch + 1) * M / chunks;
+            if (cdb != NULL) memset(cdb, 0, (size_t)F * sizeof(FC_T));
+            for (ptrdiff_t m0 = c0; m0 < c1; m0 += wb) {
+                const ptrdiff_t mb = min_pd(wb, c1 - m0);
+                const int accumulate = m0 > c0;
+                if (cdb != NULL)
+                    for (ptrdiff_t r = 0; r < mb; r++) {
+                        const FC_T *g = dy + (m0 + r) * F;
+                        for (ptrdiff_t f = 0; f < F; f++) cdb[f] += g[f];
+                    }
+                for (ptrdiff_t g = 0; g < G; g++) {
+                    /* dy rows of this group -> panels y_own[pj][r][nr] (zero-padded). */
+                    for (ptrdiff_t pj = 0; pj < fpanels; pj++) {
+                        const ptrdiff_t cols = min_pd(nr, fg - pj * nr);
+                        for (ptrdiff_t r = 0; r < mb; r++) {
+                            FC_T *dst = y_own + (pj * wb + r) * nr;
+                            const FC_T *src = dy + (m0 + r) * F + g * fg + pj * nr;
+                            for (ptrdiff_t j = 0; j < cols; j++) dst[j] = src[j];
+                            for (ptrdiff_t j = cols; j < nr; j++) dst[j] = 0;
+                        }
+                    }
+                    for (ptrdiff_t kb = 0; kb < kwblocks; kb++) {
+                        const ptrdiff_t k0 = kb * kcw, kn = min_pd(kcw, K - k0);
+                        FC_FN(pack_patches)(p, x, g, m0, mb, k0, kn, p_own, ldw);
+                        for (ptrdiff_t kt0 = 0; kt0 < kn; kt0 += mr) {
+                            for (ptrdiff_t pj = 0; pj < fpanels; pj++) {
+                                FC_KT(kt, gemm_cola)(mb, p_own + kt0, ldw, y_own + pj * wb * nr,
+                                                     cdw + (k0 + kt0) * F + g * fg + pj * nr, F,
+                                                     (int)min_pd(mr, kn - kt0),
+                                                     (int)min_pd(nr, fg - pj * nr), accumulate, NULL);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        /* (implicit barrier) fixed-order reduction of the chunk partial sums. */
+        if (chunks > 1) {
+            FC_OMP(for schedule(static) nowait)
+            for (ptrdiff_t e = 0; e < dw_elems + F; e++) {
+                if (e >= dw_elems && db == NULL) continue;
+                FC_T *out = e < dw_elems ? dw + e : db + (e - dw_elems);
+                FC_T s = *out;
+                for (ptrdiff_t ch = 1; ch < chunks; ch++) s += part[(ch - 1) * (dw_elems + F) + e];
+                *out = s;
+            }
+        }
+
+        if (dx != NULL) {
+            /* W^T -> panels over K: wt[((g * kpanels + pk) * fg + f) * nr + j] = w[pk*nr + j, g, f]. */
+            FC_OMP(for schedule(static))
+            for (ptrdiff_t row = 0; row < G * kpanels * fg; row++) {
+                const ptrdiff_t f = row % fg, gp = row / fg, g = gp / kpanels, pk = gp % kpanels;
+                const ptrdiff_t k0 = pk * nr, cols = min_pd(nr, K - k0);
+                FC_T *dst = wt + row * nr;
+                for (ptrdiff_t j = 0; j < cols; j++) dst[j] = w[(k0 + j) * F + g * fg + f];
+                for (ptrdiff_t j = cols; j < nr; j++) dst[j] = 0;
+            }
+            if (direct) {
+                /* dx = dy @ W^T, written in place (each element by one thread). */
+                const ptrdiff_t mblocks = ceil_div(M, mb_max);
+                FC_OMP(for schedule(static))
+                for (ptrdiff_t blk = 0; blk < mblocks; blk++) {
+                    const ptrdiff_t m0 = blk * mb_max, mb = min_pd(mb_max, M - m0);
+                    for (ptrdiff_t g = 0; g < G; g++)
+                        for (ptrdiff_t fb = 0; fb < fblocks; fb++) {
+                            const ptrdiff_t f0 = fb * fc, fn = min_pd(fc, fg - f0);
+                            for (ptrdiff_t pk = 0; pk < kpanels; pk++) {
+                                const FC_T *bp = wt + ((g * kpanels + pk) * fg + f0) * nr;
+                                const int cols = (int)min_pd(nr, K - pk * nr);
+                                for (ptrdiff_t ir = 0; ir < mb; ir += mr)
+                                    FC_KT(kt, gemm_rowa)(fn, dy + (m0 + ir) * F + g * fg + f0, F, bp,
+                                                         dx + (m0 + ir) * p->c + g * cg + pk * nr, p->c,
+                                                         (int)min_pd(mr, mb - ir), cols, fb > 0, NULL);
+                            }
+                        }
+                }
+            } else {
+                FC_T *d_own = dbuf + (ptrdiff_t)tid * mb_max * ldd;
+                const ptrdiff_t total = p->n * p->h * p->w * p->c;
+                FC_OMP(for schedule(static))
+                for (ptrdiff_t e = 0; e < total; e++) dx[e] = 0;
+                for (int phase = 0; phase < 2; phase++) {
+                    const ptrdiff_t per_image = (bands + 1 - phase) / 2;
+                    FC_OMP(for schedule(static))
+                    for (ptrdiff_t q = 0; q < p->n * per_image; q++) {
+                        const ptrdiff_t n = q / per_image, band = 2 * (q % per_image) + phase;
+                        const ptrdiff_t oh0 = band * band_rows, oh1 = min_pd(p->out_h, oh0 + band_rows);
+                        const ptrdiff_t b0 = (n * p->out_h + oh0) * p->out_w, b1 = (n * p->out_h + oh1) * p->out_w;
+                        for (ptrdiff_t m0 = b0; m0 < b1; m0 += mb_max) {
+                            const ptrdiff_t mb = min_pd(mb_max, b1 - m0);
+                            for (ptrdiff_t g = 0; g < G; g++) {
+                                for (ptrdiff_t fb = 0; fb < fblocks; fb++) {
+                                    const ptrdiff_t f0 = fb * fc, fn = min_pd(fc, fg - f0);
+                                    for (ptrdiff_t pk = 0; pk < kpanels; pk++) {
+                                        const FC_T *bp = wt + ((g * kpanels + pk) * fg + f0) * nr;
+                                        const int cols = (int)min_pd(nr, K - pk * nr);
+                                        for (ptrdiff_t ir = 0; ir < mb; ir += mr)
+                                            FC_KT(kt, gemm_rowa)(fn, dy + (m0 + ir) * F + g * fg + f0, F, bp,
+                                                                 d_own + ir * ldd + pk * nr, ldd,
+                                                                 (int)min_pd(mr, mb - ir), cols, fb > 0, NULL);
+                                    }
+                                }
+                                FC_FN(scatter_patches)(p, d_own, ldd, g, m0, mb, dx);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        fc_denormals_restore(csr);
+    }
+    fc_free(part); fc_free(wt); fc_free(pbuf); fc_free(ybuf); fc_free(dbuf);
+    return FC_CONV_OK;
+}
+
+#undef FC_KC_MAX
+#undef FC_MB_TILES
+#undef FC_WB_PIXELS
+#undef FC_KT
+#undef FC_FN
+#undef FC_CI_CAT
+#undef FC_CI_CAT_

@@ -1,0 +1,68 @@
+/* Register-blocked GEMM microkernels and depthwise kernels, one table per instruction set.
+ *
+ * Each ISA file (gemm_generic.c, gemm_avx2.c, gemm_avx512.c) keeps its kernels static and
+ * exports only a getter for its table; dispatch.c picks one table at run time.
+ *
+ * Microkernel contract (T = float or double, MR x NR = the table's mr_* x nr_* for T):
+ *   acc[i][j] = sum_{kk < k} A(i, kk) * B[kk * NR + j]      for i < MR, j < NR
+ *   c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0) + acc[i][j] + (bias ? bias[j] : 0)
+ *                                                            for i < m <= MR, j < n <= NR
+ * B is a packed panel of k rows of NR values (zero-padded past the real columns), aligned
+ * to 64 bytes. The two kernels differ in how A is read:
+ *   gemm_rowa: A(i, kk) = a[i * lda + kk]  (rows of A, e.g. image patches, contiguous in kk);
+ *              rows i >= m are never read.
+ *   gemm_cola: A(i, kk) = a[kk * lda + i]  (MR contiguous values per step, e.g. a slice of
+ *              a patch row); a[kk * lda + i] must be readable for all i < MR.
+ * Results for row i depend only on row i's data and k, never on m, n or the thread.
+ */
+#ifndef FASTCONV_GEMM_H
+#define FASTCONV_GEMM_H
+
+#include <stddef.h>
+
+#include "conv2d_params.h"
+
+#define FC_DECLARE_KERNEL_TYPES(T, SFX)                                                        \
+    typedef void (*fc_gemm_##SFX##_fn)(ptrdiff_t k, const T *a, ptrdiff_t lda, const T *b,     \
+                                       T *c, ptrdiff_t ldc, int m, int n, int accumulate,      \
+                                       const T *bias);                                         \
+    /* Depthwise (groups == C) forward: writes output row `row` = n * OH + oh (OW x F). */     \
+    typedef void (*fc_dw_forward_##SFX##_fn)(const fc_conv2d_params *p, const T *x,            \
+                                             const T *w, const T *bias, T *y, ptrdiff_t row);  \
+    /* Depthwise input gradient: writes dx row `row` = n * H + h (W x C), by gathering. */     \
+    typedef void (*fc_dw_backward_data_##SFX##_fn)(const fc_conv2d_params *p, const T *dy,     \
+                                                   const T *w, T *dx, ptrdiff_t row);          \
+    /* Depthwise weight gradient: adds the contributions of output pixels [m0, m1) in order   \
+     * to dw (KH*KW x F) and, if db is not NULL, to db (F). */                                 \
+    typedef void (*fc_dw_backward_weights_##SFX##_fn)(const fc_conv2d_params *p, const T *x,   \
+                                                      const T *dy, T *dw, T *db, ptrdiff_t m0, \
+                                                      ptrdiff_t m1);
+
+FC_DECLARE_KERNEL_TYPES(float, f32)
+FC_DECLARE_KERNEL_TYPES(double, f64)
+#undef FC_DECLARE_KERNEL_TYPES
+
+typedef struct {
+    const char *name; /* "generic", "avx2", "avx512" */
+    int mr_f32, nr_f32, mr_f64, nr_f64;
+    fc_gemm_f32_fn gemm_rowa_f32, gemm_cola_f32;
+    fc_gemm_f64_fn gemm_rowa_f64, gemm_cola_f64;
+    fc_dw_forward_f32_fn dw_forward_f32;
+    fc_dw_forward_f64_fn dw_forward_f64;
+    fc_dw_backward_data_f32_fn dw_backward_data_f32;
+    fc_dw_backward_data_f64_fn dw_backward_data_f64;
+    fc_dw_backward_weights_f32_fn dw_backward_weights_f32;
+    fc_dw_backward_weights_f64_fn dw_backward_weights_f64;
+} fc_kernel_table;
+
+/* Largest MR and NR of any table: drivers size their scratch tiles with these. */
+#define FC_MAX_MR 16
+#define FC_MAX_NR 64
+
+/* Table getters; the AVX ones return NULL when that file was compiled without the ISA flags
+ * (non-x86 builds). They do not check the CPU: dispatch.c does. */
+const fc_kernel_table *fc_kernels_generic(void);
+const fc_kernel_table *fc_kernels_avx2(void);
+const fc_kernel_table *fc_kernels_avx512(void);
+
+#endif /* FASTCONV_GEMM_H */

@@ -1,0 +1,85 @@
+/* AVX2 + FMA kernels (compiled with -mavx2 -mfma; chosen at run time by dispatch.c).
+ *
+ * float32: 6 x 16 tile (12 ymm accumulators), float64: 6 x 8. Column tails use maskload /
+ * maskstore with a lane mask built from the count.
+ */
+#include "gemm.h"
+
+#if defined(__AVX2__) && (defined(__FMA__) || defined(_MSC_VER))
+#include <immintrin.h>
+
+/* Lane masks: lanes [0, n) set, for 32-bit and 64-bit elements. */
+static inline __m256i lanes32(int n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+static inline __m256i lanes64(int n)
+{
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+
+/* ---- float32 ---- */
+#define FC_T float
+#define FC_SFX f32
+#define FC_VT __m256
+#define FC_VLEN 8
+#define FC_MR 6
+#define FC_NV 2
+#define FC_VZERO() _mm256_setzero_ps()
+#define FC_VLOAD(p) _mm256_loadu_ps(p)
+#define FC_VSET1(x) _mm256_set1_ps(x)
+#define FC_VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define FC_VADD(a, b) _mm256_add_ps(a, b)
+#define FC_VSTORE(p, v) _mm256_storeu_ps(p, v)
+#define FC_VLOAD_N(p, n) _mm256_maskload_ps(p, lanes32(n))
+#define FC_VSTORE_N(p, v, n) _mm256_maskstore_ps(p, lanes32(n), v)
+#include "gemm_simd_impl.h"
+#include "conv2d_depthwise_impl.h"
+#undef FC_T
+#undef FC_SFX
+#undef FC_VT
+#undef FC_VLEN
+#undef FC_MR
+#undef FC_NV
+#undef FC_VZERO
+#undef FC_VLOAD
+#undef FC_VSET1
+#undef FC_VFMA
+#undef FC_VADD
+#undef FC_VSTORE
+#undef FC_VLOAD_N
+#undef FC_VSTORE_N
+
+/* ---- float64 ---- */
+#define FC_T double
+#define FC_SFX f64
+#define FC_VT __m256d
+#define FC_VLEN 4
+#define FC_MR 6
+#define FC_NV 2
+#define FC_VZERO() _mm256_setzero_pd()
+#define FC_VLOAD(p) _mm256_loadu_pd(p)
+#define FC_VSET1(x) _mm256_set1_pd(x)
+#define FC_VFMA(a, b, c) _mm256_fmadd_pd(a, b, c)
+#define FC_VADD(a, b) _mm256_add_pd(a, b)
+#define FC_VSTORE(p, v) _mm256_storeu_pd(p, v)
+#define FC_VLOAD_N(p, n) _mm256_maskload_pd(p, lanes64(n))
+#define FC_VSTORE_N(p, v, n) _mm256_maskstore_pd(p, lanes64(n), v)
+#include "gemm_simd_impl.h"
+#include "conv2d_depthwise_impl.h"
+
+static const fc_kernel_table avx2_table = {
+    "avx2", 6, 16, 6, 8,
+    gemm_rowa_f32, gemm_cola_f32, gemm_rowa_f64, gemm_cola_f64,
+    dw_forward_f32, dw_forward_f64,
+    dw_backward_data_f32, dw_backward_data_f64,
+    dw_backward_weights_f32, dw_backward_weights_f64,
+};
+
+const fc_kernel_table *fc_kernels_avx2(void) { return &avx2_table; }
+
+#else /* built without AVX2 flags (non-x86 or a compiler without them) */
+
+const fc_kernel_table *fc_kernels_avx2(void) { return NULL; }
+
+#endif

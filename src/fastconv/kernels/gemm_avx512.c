@@ -1,0 +1,74 @@
+/* AVX-512 kernels (compiled with -mavx512f/vl/bw/dq -mfma; chosen at run time by dispatch.c).
+ *
+ * float32: 12 x 32 tile (24 zmm accumulators), float64: 12 x 16. Column tails use masks.
+ */
+#include "gemm.h"
+
+#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#include <immintrin.h>
+
+/* ---- float32 ---- */
+#define FC_T float
+#define FC_SFX f32
+#define FC_VT __m512
+#define FC_VLEN 16
+#define FC_MR 12
+#define FC_NV 2
+#define FC_VZERO() _mm512_setzero_ps()
+#define FC_VLOAD(p) _mm512_loadu_ps(p)
+#define FC_VSET1(x) _mm512_set1_ps(x)
+#define FC_VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define FC_VADD(a, b) _mm512_add_ps(a, b)
+#define FC_VSTORE(p, v) _mm512_storeu_ps(p, v)
+#define FC_VLOAD_N(p, n) _mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1u), p)
+#define FC_VSTORE_N(p, v, n) _mm512_mask_storeu_ps(p, (__mmask16)((1u << (n)) - 1u), v)
+#include "gemm_simd_impl.h"
+#include "conv2d_depthwise_impl.h"
+#undef FC_T
+#undef FC_SFX
+#undef FC_VT
+#undef FC_VLEN
+#undef FC_MR
+#undef FC_NV
+#undef FC_VZERO
+#undef FC_VLOAD
+#undef FC_VSET1
+#undef FC_VFMA
+#undef FC_VADD
+#undef FC_VSTORE
+#undef FC_VLOAD_N
+#undef FC_VSTORE_N
+
+/* ---- float64 ---- */
+#define FC_T double
+#define FC_SFX f64
+#define FC_VT __m512d
+#define FC_VLEN 8
+#define FC_MR 12
+#define FC_NV 2
+#define FC_VZERO() _mm512_setzero_pd()
+#define FC_VLOAD(p) _mm512_loadu_pd(p)
+#define FC_VSET1(x) _mm512_set1_pd(x)
+#define FC_VFMA(a, b, c) _mm512_fmadd_pd(a, b, c)
+#define FC_VADD(a, b) _mm512_add_pd(a, b)
+#define FC_VSTORE(p, v) _mm512_storeu_pd(p, v)
+#define FC_VLOAD_N(p, n) _mm512_maskz_loadu_pd((__mmask8)((1u << (n)) - 1u), p)
+#define FC_VSTORE_N(p, v, n) _mm512_mask_storeu_pd(p, (__mmask8)((1u << (n)) - 1u), v)
+#include "gemm_simd_impl.h"
+#include "conv2d_depthwise_impl.h"
+
+static const fc_kernel_table avx512_table = {
+    "avx512", 12, 32, 12, 16,
+    gemm_rowa_f32, gemm_cola_f32, gemm_rowa_f64, gemm_cola_f64,
+    dw_forward_f32, dw_forward_f64,
+    dw_backward_data_f32, dw_backward_data_f64,
+    dw_backward_weights_f32, dw_backward_weights_f64,
+};
+
+const fc_kernel_table *fc_kernels_avx512(void) { return &avx512_table; }
+
+#else /* built without AVX-512 flags (non-x86 or a compiler without them) */
+
+const fc_kernel_table *fc_kernels_avx512(void) { return NULL; }
+
+#endif

@@ -1,0 +1,116 @@
+/* GEMM microkernels written once over a small vector abstraction; included by gemm_avx2.c
+ * and gemm_avx512.c (once per dtype) so each is compiled with its own ISA flags.
+ *
+ * The includer defines:
+ *   FC_T, FC_SFX          element type and name suffix (f32 / f64)
+ *   FC_VT, FC_VLEN        vector type and its number of elements
+ *   FC_MR, FC_NV          tile: FC_MR rows x FC_NV vectors (NR = FC_NV * FC_VLEN columns)
+ *   FC_VZERO(), FC_VLOAD(p), FC_VSET1(x), FC_VFMA(a, b, c) = a * b + c, FC_VADD(a, b),
+ *   FC_VSTORE(p, v), FC_VLOAD_N(p, n) and FC_VSTORE_N(p, v, n) for 0 < n < FC_VLEN elements.
+ * The contract of both kernels is in gemm.h. The accumulator array is indexed with
+ * constants only after full unrolling, so the compiler keeps it in registers.
+ */
+#define FC_NR (FC_NV * FC_VLEN)
+#define FC_CAT_(a, b) a##_##b
+#define FC_CAT(a, b) FC_CAT_(a, b)
+#define FC_NAME(base) FC_CAT(base, FC_SFX)
+
+#if defined(__GNUC__) && !defined(__clang__)
+#define FC_UNROLL _Pragma("GCC unroll 16")
+#elif defined(__clang__)
+#define FC_UNROLL _Pragma("unroll")
+#else
+#define FC_UNROLL
+#endif
+
+/* Write the accumulators to C: (accumulate ? C : 0) + acc + bias, rows < m, columns < n. */
+static inline void FC_NAME(store_tile)(FC_VT acc[FC_MR][FC_NV], FC_T *c, ptrdiff_t ldc, int m,
+                                       int n, int accumulate, const FC_T *bias)
+{
+    FC_VT bias_v[FC_NV];
+    int count[FC_NV];
+    FC_UNROLL
+    for (int v = 0; v < FC_NV; v++) {
+        int left = n - v * FC_VLEN;
+        count[v] = left <= 0 ? 0 : (left >= FC_VLEN ? FC_VLEN : left);
+        bias_v[v] = FC_VZERO();
+        if (bias != NULL && count[v] == FC_VLEN) bias_v[v] = FC_VLOAD(bias + v * FC_VLEN);
+        else if (bias != NULL && count[v] > 0) bias_v[v] = FC_VLOAD_N(bias + v * FC_VLEN, count[v]);
+    }
+    FC_UNROLL
+    for (int i = 0; i < FC_MR; i++) {
+        if (i >= m) break;
+        FC_T *row = c + (ptrdiff_t)i * ldc;
+        FC_UNROLL
+        for (int v = 0; v < FC_NV; v++) {
+            FC_T *dst = row + v * FC_VLEN;
+            FC_VT r = acc[i][v];
+            if (count[v] == FC_VLEN) {
+                if (accumulate) r = FC_VADD(FC_VLOAD(dst), r);
+                if (bias != NULL) r = FC_VADD(r, bias_v[v]);
+                FC_VSTORE(dst, r);
+            } else if (count[v] > 0) {
+                if (accumulate) r = FC_VADD(FC_VLOAD_N(dst, count[v]), r);
+                if (bias != NULL) r = FC_VADD(r, bias_v[v]);
+                FC_VSTORE_N(dst, r, count[v]);
+            }
+        }
+    }
+}
+
+/* A(i, kk) = a[i * lda + kk]. */
+static void FC_NAME(gemm_rowa)(ptrdiff_t k, const FC_T *a, ptrdiff_t lda, const FC_T *b,
+                               FC_T *c, ptrdiff_t ldc, int m, int n, int accumulate,
+                               const FC_T *bias)
+{
+    const FC_T *rows[FC_MR];
+    FC_VT acc[FC_MR][FC_NV];
+    FC_UNROLL
+    for (int i = 0; i < FC_MR; i++) {
+        rows[i] = a + (ptrdiff_t)(i < m ? i : m - 1) * lda; /* rows >= m: re-read row m-1 */
+        FC_UNROLL
+        for (int v = 0; v < FC_NV; v++) acc[i][v] = FC_VZERO();
+    }
+    for (ptrdiff_t kk = 0; kk < k; kk++) {
+        FC_VT bv[FC_NV];
+        FC_UNROLL
+        for (int v = 0; v < FC_NV; v++) bv[v] = FC_VLOAD(b + kk * FC_NR + v * FC_VLEN);
+        FC_UNROLL
+        for (int i = 0; i < FC_MR; i++) {
+            FC_VT av = FC_VSET1(rows[i][kk]);
+            FC_UNROLL
+            for (int v = 0; v < FC_NV; v++) acc[i][v] = FC_VFMA(av, bv[v], acc[i][v]);
+        }
+    }
+    FC_NAME(store_tile)(acc, c, ldc, m, n, accumulate, bias);
+}
+
+/* A(i, kk) = a[kk * lda + i]. */
+static void FC_NAME(gemm_cola)(ptrdiff_t k, const FC_T *a, ptrdiff_t lda, const FC_T *b,
+                               FC_T *c, ptrdiff_t ldc, int m, int n, int accumulate,
+                               const FC_T *bias)
+{
+    FC_VT acc[FC_MR][FC_NV];
+    FC_UNROLL
+    for (int i = 0; i < FC_MR; i++) {
+        FC_UNROLL
+        for (int v = 0; v < FC_NV; v++) acc[i][v] = FC_VZERO();
+    }
+    for (ptrdiff_t kk = 0; kk < k; kk++) {
+        const FC_T *ak = a + kk * lda;
+        FC_VT bv[FC_NV];
+        FC_UNROLL
+        for (int v = 0; v < FC_NV; v++) bv[v] = FC_VLOAD(b + kk * FC_NR + v * FC_VLEN);
+        FC_UNROLL
+        for (int i = 0; i < FC_MR; i++) {
+            FC_VT av = FC_VSET1(ak[i]);
+            FC_UNROLL
+            for (int v = 0; v < FC_NV; v++) acc[i][v] = FC_VFMA(av, bv[v], acc[i][v]);
+        }
+    }
+    FC_NAME(store_tile)(acc, c, ldc, m, n, accumulate, bias);
+}
+
+#undef FC_NR
+#undef FC_NAME
+#undef FC_UNROLL
