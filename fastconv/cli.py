@@ -34,6 +34,7 @@ DATASETS = {
 }
 DEFAULT_LEARNING_RATE = {"adam": 1e-3, "sgd": 1e-2}
 SGD_MOMENTUM = 0.9
+COSINE_FLOOR = 0.05  # the cosine schedule ends at this fraction of the initial learning rate
 
 
 # ---------------------------------------------------------------- argument types
@@ -134,6 +135,10 @@ def build_parser():
                        help=f"optimizer (default: adam; sgd uses momentum {SGD_MOMENTUM})")
     train.add_argument("--learning-rate", type=_positive_float, metavar="LR",
                        help="learning rate (default: adam 0.001, sgd 0.01)")
+    train.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine",
+                       help="learning rate over the epochs: cosine decays it from --learning-rate "
+                            f"to {COSINE_FLOOR:g} x it at the last epoch (stable final weights); "
+                            "constant keeps it (default: cosine)")
     train.add_argument("--validation-split", type=_fraction, default=0.0, metavar="FRACTION",
                        help="fraction of the training data held out for per-epoch validation, "
                             "in [0, 1) (default: 0)")
@@ -264,6 +269,18 @@ def _compiled_core_error():
     return None
 
 
+def cosine_schedule(initial_rate, epochs):
+    """Per-epoch learning rates falling from `initial_rate` to COSINE_FLOOR * it along a cosine.
+
+    Returns a `LearningRateScheduler` schedule `f(epoch, lr)`; epoch is 0-based.
+    """
+    def schedule(epoch, lr):
+        progress = epoch / (epochs - 1) if epochs > 1 else 0.0
+        return initial_rate * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + np.cos(np.pi * progress)))
+
+    return schedule
+
+
 def _configure_runtime(args):
     from . import backend
 
@@ -316,15 +333,22 @@ def run_train(args, out):
     batch_size = args.batch_size or defaults["batch_size"]
 
     model = default_model(args.data, defaults["input_shape"])
-    model.compile(optimizer=make_optimizer(args.optimizer, args.learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    optimizer = make_optimizer(args.optimizer, args.learning_rate)
+    callbacks = []
+    if args.lr_schedule == "cosine":
+        from .callbacks import LearningRateScheduler
+
+        callbacks.append(LearningRateScheduler(cosine_schedule(optimizer.learning_rate, epochs)))
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     if not args.quiet:
         print(_describe(args.data, x_train, x_test), file=out)
-        print(f"training {epochs} epoch(s), batch size {batch_size}, {args.optimizer}, "
+        print(f"training {epochs} epoch(s), batch size {batch_size}, {args.optimizer} "
+              f"(learning rate {optimizer.learning_rate:g}, {args.lr_schedule}), "
               f"backend {args.backend}, seed {args.seed}", file=out, flush=True)
     start = time.perf_counter()
     model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs,
-              validation_split=args.validation_split, verbose=0 if args.quiet else 2)
+              validation_split=args.validation_split, callbacks=callbacks,
+              verbose=0 if args.quiet else 2)
     seconds = time.perf_counter() - start
 
     loss, accuracy, correct = _score(model, x_test, y_test, batch_size=256)
