@@ -174,7 +174,9 @@ class Sequential:
             ) from None
         if shape and shape[0] is None:  # Keras-style (None, 28, 28, 1)
             shape = shape[1:]
-        if not shape or any(s is None for s in shape):
+        if (not shape or isinstance(input_shape, str)
+                or not all(isinstance(s, (numbers.Integral, np.integer)) and not isinstance(s, bool)
+                           for s in shape)):
             raise ValueError(
                 f"`input_shape` must be a tuple of positive ints (without the batch axis); "
                 f"received {input_shape!r}."
