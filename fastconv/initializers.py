@@ -321,10 +321,10 @@ _CLASSES = {cls.__name__: cls for cls in set(_ALIASES.values())}
 def serialize(initializer):
     """Return a JSON-serialisable description: {"class_name": ..., "config": ...}.
 
-    Strings are returned unchanged; a plain function (not an `Initializer`) gives None, since
+    Names and config dicts are returned unchanged; a plain function (not an `Initializer`) gives None, since
     it cannot be rebuilt from a name.
     """
-    if initializer is None or isinstance(initializer, str):
+    if initializer is None or isinstance(initializer, (str, dict)):
         return initializer
     if isinstance(initializer, Initializer) and type(initializer).__name__ in _CLASSES:
         return {"class_name": type(initializer).__name__, "config": initializer.get_config()}
