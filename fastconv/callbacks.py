@@ -12,7 +12,7 @@ import csv
 import math
 import numbers
 import os
-import sys
+import warnings
 
 import numpy as np
 
@@ -199,8 +199,8 @@ def _monitor_direction(mode, monitor, who):
 
 
 def _warn_missing(who, monitor, logs):
-    print(f"{who}: the monitored quantity {monitor!r} is not in the logs "
-          f"(available: {', '.join(sorted(logs))}); skipping.", file=sys.stderr)
+    warnings.warn(f"{who}: the monitored quantity {monitor!r} is not in the logs "
+                  f"(available: {', '.join(sorted(logs))}); skipping.", stacklevel=3)
 
 
 class EarlyStopping(Callback):
