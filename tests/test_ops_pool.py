@@ -1,0 +1,432 @@
+"""The compiled pooling kernels (fastconv.ops / fastconv._core.pool) against fastconv.reference.
+
+Covers max/average pooling and global pooling, forward and backward, float32 and float64:
+odd sizes, overlapping windows, stride > pool, non-square windows, 'valid' and 'same', batch 1,
+one and many channels, non-contiguous input, ties (first-max rule), NaN, outputs prefilled
+with NaN (every element must be written), thread-count independence, finite differences and
+bad arguments.
+"""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastconv
+import fastconv.backend
+from fastconv import _validation as V
+from fastconv import ops
+from fastconv import reference as ref
+from fastconv._core import pool as core
+
+DTYPES = [np.float32, np.float64]
+
+# (input shape, pool_size, strides, padding)
+CASES = [
+    ((2, 7, 9, 5), 2, None, "valid"),        # odd sizes: last row/column not covered
+    ((2, 7, 9, 5), 2, None, "same"),         # odd sizes, padded bottom/right
+    ((1, 8, 8, 3), 3, 1, "same"),            # overlap, batch 1
+    ((1, 9, 10, 2), 3, 2, "valid"),          # overlap with stride 2
+    ((3, 10, 11, 1), (2, 3), (3, 2), "valid"),  # non-square pool and strides, C=1
+    ((2, 9, 7, 4), 2, 3, "valid"),           # stride > pool: pixels in no window
+    ((2, 9, 7, 4), 2, 3, "same"),
+    ((1, 5, 6, 300), 3, 2, "same"),          # many channels (more than one block of 256)
+    ((2, 6, 5, 7), (3, 1), (1, 2), "same"),
+    ((1, 4, 4, 2), 4, 1, "valid"),           # one window covers everything
+    ((2, 13, 1, 3), (3, 1), (2, 1), "same"),  # width 1
+    ((1, 3, 3, 2), 5, 1, "same"),            # window larger than the input, heavy padding
+    ((1, 3, 4, 2), 5, 2, "same"),
+    ((1, 11, 3, 33), (4, 2), (1, 1), "same"),  # tall window, many overlapping rows
+]
+CASE_IDS = [f"{s}-p{p}-s{t}-{pad}" for s, p, t, pad in CASES]
+
+GLOBAL_SHAPES = [(1, 1, 1, 1), (2, 5, 7, 3), (1, 3, 4, 300), (3, 1, 9, 2), (2, 6, 6, 17)]
+
+
+def _tol(dtype):
+    return dict(rtol=2e-6, atol=2e-6) if np.dtype(dtype) == np.float32 else dict(rtol=1e-12, atol=1e-12)
+
+
+def _random(shape, dtype, rng):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _small_ints(shape, dtype, rng, high=3):
+    """Values with many exact ties (and sums that are exact in any order)."""
+    return rng.integers(0, high, size=shape).astype(dtype)
+
+
+def _out_shape(shape, pool, strides, padding):
+    return V.pool_geometry(shape, pool, strides, padding).output_shape + (shape[3],)
+
+
+def _core_args(shape, pool, strides, padding):
+    geo = V.pool_geometry(shape, pool, strides, padding)
+    (pt, pb), (pl, pr) = geo.padding
+    return (geo.kh, geo.kw), geo.strides, (pt, pb, pl, pr)
+
+
+@pytest.fixture
+def threads():
+    """Set the thread count for one test and restore the previous setting afterwards."""
+    previous = fastconv.backend._num_threads
+    yield fastconv.set_num_threads
+    fastconv.set_num_threads(previous)
+
+
+# ---- forward and backward against the reference -------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,pool,strides,padding", CASES, ids=CASE_IDS)
+def test_max_pool_matches_reference(shape, pool, strides, padding, dtype):
+    rng = np.random.default_rng(1)
+    x = _random(shape, dtype, rng)
+    y = ops.max_pool2d_forward(x, pool, strides, padding)
+    assert y.dtype == dtype and y.flags.c_contiguous
+    np.testing.assert_array_equal(y, ref.max_pool2d_forward(x, pool, strides, padding))
+    dy = _random(y.shape, dtype, rng)
+    dx = ops.max_pool2d_backward(dy, x, pool, strides, padding)
+    assert dx.dtype == dtype and dx.shape == x.shape
+    np.testing.assert_allclose(dx, ref.max_pool2d_backward(dy, x, pool, strides, padding), **_tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,pool,strides,padding", CASES, ids=CASE_IDS)
+def test_max_pool_ties_take_first_maximum(shape, pool, strides, padding, dtype):
+    # Integer data in {0, 1, 2}: nearly every window has tied maxima. Integer dy keeps every
+    # sum exact, so the result must equal the reference exactly: a different tie-break would
+    # move a gradient to another pixel.
+    rng = np.random.default_rng(2)
+    x = _small_ints(shape, dtype, rng)
+    y = ops.max_pool2d_forward(x, pool, strides, padding)
+    np.testing.assert_array_equal(y, ref.max_pool2d_forward(x, pool, strides, padding))
+    dy = rng.integers(-4, 5, size=y.shape).astype(dtype)
+    np.testing.assert_array_equal(ops.max_pool2d_backward(dy, x, pool, strides, padding),
+                                  ref.max_pool2d_backward(dy, x, pool, strides, padding))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,pool,strides,padding", CASES, ids=CASE_IDS)
+def test_avg_pool_matches_reference(shape, pool, strides, padding, dtype):
+    rng = np.random.default_rng(3)
+    x = _random(shape, dtype, rng)
+    y = ops.avg_pool2d_forward(x, pool, strides, padding)
+    assert y.dtype == dtype and y.flags.c_contiguous
+    np.testing.assert_allclose(y, ref.avg_pool2d_forward(x, pool, strides, padding), **_tol(dtype))
+    dy = _random(y.shape, dtype, rng)
+    dx = ops.avg_pool2d_backward(dy, shape, pool, strides, padding)
+    assert dx.dtype == dtype and dx.shape == shape
+    np.testing.assert_allclose(dx, ref.avg_pool2d_backward(dy, shape, pool, strides, padding),
+                               **_tol(dtype))
+
+
+def test_avg_pool_same_divides_by_real_pixels():
+    # 3x3 input of ones, 2x2 windows, 'same': every window average is exactly 1, padded or not.
+    x = np.ones((1, 3, 3, 1))
+    np.testing.assert_array_equal(ops.avg_pool2d_forward(x, 2, None, "same"), np.ones((1, 2, 2, 1)))
+    # The bottom-right window holds one real pixel: its gradient goes there undivided.
+    dy = np.zeros((1, 2, 2, 1))
+    dy[0, 1, 1, 0] = 8.0
+    dx = ops.avg_pool2d_backward(dy, x.shape, 2, None, "same")
+    expected = np.zeros((1, 3, 3, 1))
+    expected[0, 2, 2, 0] = 8.0
+    np.testing.assert_array_equal(dx, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", GLOBAL_SHAPES)
+def test_global_pooling_matches_reference(shape, dtype):
+    rng = np.random.default_rng(4)
+    x = _random(shape, dtype, rng)
+    dy = _random((shape[0], shape[3]), dtype, rng)
+    np.testing.assert_allclose(ops.global_avg_pool2d_forward(x), ref.global_avg_pool2d_forward(x),
+                               **_tol(dtype))
+    np.testing.assert_array_equal(ops.global_avg_pool2d_backward(dy, shape),
+                                  ref.global_avg_pool2d_backward(dy, shape))
+    np.testing.assert_array_equal(ops.global_max_pool2d_forward(x), ref.global_max_pool2d_forward(x))
+    np.testing.assert_array_equal(ops.global_max_pool2d_backward(dy, x),
+                                  ref.global_max_pool2d_backward(dy, x))
+    # Ties: the first maximal pixel in row-major order takes the gradient.
+    xt = _small_ints(shape, dtype, rng)
+    np.testing.assert_array_equal(ops.global_max_pool2d_forward(xt), ref.global_max_pool2d_forward(xt))
+    np.testing.assert_array_equal(ops.global_max_pool2d_backward(dy, xt),
+                                  ref.global_max_pool2d_backward(dy, xt))
+
+
+def test_global_avg_pool_accumulates_accurately():
+    # 100 x 100 pixels of 0.1 in float32: a float32 running sum drifts, a double one does not.
+    x = np.full((1, 100, 100, 3), 0.1, dtype=np.float32)
+    np.testing.assert_allclose(ops.global_avg_pool2d_forward(x), np.float32(0.1), rtol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nan_propagates_like_reference(dtype):
+    rng = np.random.default_rng(5)
+    shape = (2, 6, 7, 3)
+    x = _random(shape, dtype, rng)
+    x[0, 1, 1, 0] = np.nan
+    x[1, 4, 6, 2] = np.nan
+    x[1, 0, 0, 1] = np.inf
+    x[1, 5, 5, 1] = np.nan  # an inf before a NaN: argmax (the reference) picks the NaN
+    for pool, strides, padding in [(2, None, "same"), (3, 1, "valid")]:
+        y = ops.max_pool2d_forward(x, pool, strides, padding)
+        np.testing.assert_array_equal(y, ref.max_pool2d_forward(x, pool, strides, padding))
+        assert np.isnan(y).any()
+        dy = _random(y.shape, dtype, rng)
+        np.testing.assert_allclose(ops.max_pool2d_backward(dy, x, pool, strides, padding),
+                                   ref.max_pool2d_backward(dy, x, pool, strides, padding),
+                                   **_tol(dtype))
+    np.testing.assert_array_equal(ops.global_max_pool2d_forward(x), ref.global_max_pool2d_forward(x))
+    dy = _random((2, 3), dtype, rng)
+    np.testing.assert_array_equal(ops.global_max_pool2d_backward(dy, x),
+                                  ref.global_max_pool2d_backward(dy, x))
+
+
+def test_non_contiguous_input():
+    rng = np.random.default_rng(6)
+    base = rng.standard_normal((3, 12, 10, 8))
+    x = base[::2, 1::2, ::-1, 1:6]  # strided, reversed and cropped view
+    assert not x.flags.c_contiguous
+    for pool, strides, padding in [(2, None, "valid"), (3, 2, "same")]:
+        np.testing.assert_array_equal(ops.max_pool2d_forward(x, pool, strides, padding),
+                                      ref.max_pool2d_forward(x, pool, strides, padding))
+        np.testing.assert_allclose(ops.avg_pool2d_forward(x, pool, strides, padding),
+                                   ref.avg_pool2d_forward(x, pool, strides, padding), rtol=1e-12)
+        dy = rng.standard_normal(_out_shape(x.shape, pool, strides, padding))[..., ::-1]
+        np.testing.assert_allclose(ops.max_pool2d_backward(dy, x, pool, strides, padding),
+                                   ref.max_pool2d_backward(dy, x, pool, strides, padding), rtol=1e-12)
+        np.testing.assert_allclose(ops.avg_pool2d_backward(dy, x.shape, pool, strides, padding),
+                                   ref.avg_pool2d_backward(dy, x.shape, pool, strides, padding),
+                                   rtol=1e-12)
+    np.testing.assert_array_equal(ops.global_max_pool2d_forward(x), ref.global_max_pool2d_forward(x))
+    np.testing.assert_allclose(ops.global_avg_pool2d_forward(x), ref.global_avg_pool2d_forward(x),
+                               rtol=1e-12)
+
+
+def test_integer_and_float16_input_follow_the_reference_dtypes():
+    x = np.arange(2 * 4 * 4 * 3).reshape(2, 4, 4, 3)
+    y = ops.max_pool2d_forward(x)
+    assert y.dtype == np.float64
+    np.testing.assert_array_equal(y, ref.max_pool2d_forward(x))
+    y16 = ops.avg_pool2d_forward(x.astype(np.float16))
+    assert y16.dtype == np.float32
+
+
+# ---- finite differences (float64) ----------------------------------------------------------------
+
+def _numeric_grad(f, x, eps=1e-6):
+    g = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        old = x[idx]
+        x[idx] = old + eps
+        up = f(x)
+        x[idx] = old - eps
+        down = f(x)
+        x[idx] = old
+        g[idx] = (up - down) / (2 * eps)
+    return g
+
+
+@pytest.mark.parametrize("pool,strides,padding", [(2, None, "same"), (3, 2, "same"), ((2, 3), 1, "valid")])
+def test_backward_matches_finite_differences(pool, strides, padding):
+    rng = np.random.default_rng(7)
+    # Distinct values spaced well above eps: the argmax does not move under the perturbation.
+    shape = (2, 5, 6, 2)
+    x = rng.permutation(np.arange(np.prod(shape), dtype=np.float64)).reshape(shape) * 0.01
+    w = rng.standard_normal(_out_shape(shape, pool, strides, padding))
+
+    dx = ops.max_pool2d_backward(w, x, pool, strides, padding)
+    num = _numeric_grad(lambda v: np.sum(w * ops.max_pool2d_forward(v, pool, strides, padding)), x)
+    np.testing.assert_allclose(dx, num, rtol=1e-7, atol=1e-7)
+
+    dx = ops.avg_pool2d_backward(w, shape, pool, strides, padding)
+    num = _numeric_grad(lambda v: np.sum(w * ops.avg_pool2d_forward(v, pool, strides, padding)), x)
+    np.testing.assert_allclose(dx, num, rtol=1e-7, atol=1e-7)
+
+
+def test_global_backward_matches_finite_differences():
+    rng = np.random.default_rng(8)
+    shape = (2, 3, 4, 3)
+    x = rng.permutation(np.arange(np.prod(shape), dtype=np.float64)).reshape(shape) * 0.01
+    w = rng.standard_normal((2, 3))
+    num = _numeric_grad(lambda v: np.sum(w * ops.global_max_pool2d_forward(v)), x)
+    np.testing.assert_allclose(ops.global_max_pool2d_backward(w, x), num, rtol=1e-7, atol=1e-7)
+    num = _numeric_grad(lambda v: np.sum(w * ops.global_avg_pool2d_forward(v)), x)
+    np.testing.assert_allclose(ops.global_avg_pool2d_backward(w, shape), num, rtol=1e-7, atol=1e-7)
+
+
+# ---- every output element is written ---------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,pool,strides,padding", CASES, ids=CASE_IDS)
+def test_kernels_write_every_element(shape, pool, strides, padding, dtype):
+    # Outputs prefilled with NaN go straight to the kernels: a skipped element stays NaN.
+    rng = np.random.default_rng(9)
+    x = _random(shape, dtype, rng)
+    args = _core_args(shape, pool, strides, padding)
+    out_shape = _out_shape(shape, pool, strides, padding)
+    dy = _random(out_shape, dtype, rng)
+
+    out = np.full(out_shape, np.nan, dtype=dtype)
+    core.max_pool2d_forward(x, out, *args, 2)
+    np.testing.assert_array_equal(out, ref.max_pool2d_forward(x, pool, strides, padding))
+    out = np.full(out_shape, np.nan, dtype=dtype)
+    core.avg_pool2d_forward(x, out, *args, 2)
+    np.testing.assert_allclose(out, ref.avg_pool2d_forward(x, pool, strides, padding), **_tol(dtype))
+    dx = np.full(shape, np.nan, dtype=dtype)
+    core.max_pool2d_backward(dy, x, dx, *args, 2)
+    np.testing.assert_allclose(dx, ref.max_pool2d_backward(dy, x, pool, strides, padding), **_tol(dtype))
+    dx = np.full(shape, np.nan, dtype=dtype)
+    core.avg_pool2d_backward(dy, dx, *args, 2)
+    np.testing.assert_allclose(dx, ref.avg_pool2d_backward(dy, shape, pool, strides, padding),
+                               **_tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", GLOBAL_SHAPES)
+def test_global_kernels_write_every_element(shape, dtype):
+    rng = np.random.default_rng(10)
+    x = _random(shape, dtype, rng)
+    dy = _random((shape[0], shape[3]), dtype, rng)
+    out = np.full(dy.shape, np.nan, dtype=dtype)
+    core.global_avg_pool2d_forward(x, out, 2)
+    np.testing.assert_allclose(out, ref.global_avg_pool2d_forward(x), **_tol(dtype))
+    out = np.full(dy.shape, np.nan, dtype=dtype)
+    core.global_max_pool2d_forward(x, out, 2)
+    np.testing.assert_array_equal(out, ref.global_max_pool2d_forward(x))
+    dx = np.full(shape, np.nan, dtype=dtype)
+    core.global_avg_pool2d_backward(dy, dx, 2)
+    np.testing.assert_array_equal(dx, ref.global_avg_pool2d_backward(dy, shape))
+    dx = np.full(shape, np.nan, dtype=dtype)
+    core.global_max_pool2d_backward(dy, x, dx, 2)
+    np.testing.assert_array_equal(dx, ref.global_max_pool2d_backward(dy, x))
+
+
+# ---- thread-count independence ---------------------------------------------------------------------
+
+def _all_pool_outputs(x, dy_seed):
+    rng = np.random.default_rng(dy_seed)
+    results = []
+    for pool, strides, padding in [(3, 1, "same"), (2, None, "valid"), ((4, 2), (3, 1), "same")]:
+        y = ops.max_pool2d_forward(x, pool, strides, padding)
+        dy = rng.standard_normal(y.shape).astype(x.dtype)
+        results += [y, ops.max_pool2d_backward(dy, x, pool, strides, padding),
+                    ops.avg_pool2d_forward(x, pool, strides, padding),
+                    ops.avg_pool2d_backward(dy, x.shape, pool, strides, padding)]
+    dy = rng.standard_normal((x.shape[0], x.shape[3])).astype(x.dtype)
+    results += [ops.global_avg_pool2d_forward(x), ops.global_max_pool2d_forward(x),
+                ops.global_avg_pool2d_backward(dy, x.shape), ops.global_max_pool2d_backward(dy, x)]
+    return results
+
+
+@pytest.mark.parametrize("shape", [(1, 17, 9, 5), (3, 8, 7, 300)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_results_do_not_depend_on_thread_count(shape, dtype, threads):
+    x = _random(shape, dtype, np.random.default_rng(11))
+    threads(1)
+    one = _all_pool_outputs(x, 12)
+    for n in (2, 3):
+        threads(n)
+        for a, b in zip(one, _all_pool_outputs(x, 12)):
+            assert a.tobytes() == b.tobytes()
+
+
+# ---- property test ---------------------------------------------------------------------------------
+
+@st.composite
+def pool_problems(draw):
+    n = draw(st.integers(1, 3))
+    h = draw(st.integers(1, 9))
+    w = draw(st.integers(1, 9))
+    c = draw(st.integers(1, 6))
+    padding = draw(st.sampled_from(["valid", "same"]))
+    ph = draw(st.integers(1, h if padding == "valid" else 4))
+    pw = draw(st.integers(1, w if padding == "valid" else 4))
+    strides = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    dtype = draw(st.sampled_from(DTYPES))
+    ties = draw(st.booleans())
+    seed = draw(st.integers(0, 2**16))
+    return (n, h, w, c), (ph, pw), strides, padding, dtype, ties, seed
+
+
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(pool_problems())
+def test_property_pooling_matches_reference(problem):
+    shape, pool, strides, padding, dtype, ties, seed = problem
+    rng = np.random.default_rng(seed)
+    x = _small_ints(shape, dtype, rng) if ties else _random(shape, dtype, rng)
+    out_shape = _out_shape(shape, pool, strides, padding)
+    dy = rng.integers(-3, 4, size=out_shape).astype(dtype) if ties else _random(out_shape, dtype, rng)
+    tol = _tol(dtype)
+    np.testing.assert_array_equal(ops.max_pool2d_forward(x, pool, strides, padding),
+                                  ref.max_pool2d_forward(x, pool, strides, padding))
+    np.testing.assert_allclose(ops.max_pool2d_backward(dy, x, pool, strides, padding),
+                               ref.max_pool2d_backward(dy, x, pool, strides, padding), **tol)
+    np.testing.assert_allclose(ops.avg_pool2d_forward(x, pool, strides, padding),
+                               ref.avg_pool2d_forward(x, pool, strides, padding), **tol)
+    np.testing.assert_allclose(ops.avg_pool2d_backward(dy, shape, pool, strides, padding),
+                               ref.avg_pool2d_backward(dy, shape, pool, strides, padding), **tol)
+
+
+# ---- bad arguments ---------------------------------------------------------------------------------
+
+X = np.zeros((2, 6, 6, 3), dtype=np.float32)
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: ops.max_pool2d_forward(np.zeros((6, 6, 3))), ValueError, "4-D"),
+    (lambda: ops.max_pool2d_forward(X, pool_size=0), ValueError, "pool_size"),
+    (lambda: ops.max_pool2d_forward(X, pool_size=(2, 2, 2)), ValueError, "pool_size"),
+    (lambda: ops.avg_pool2d_forward(X, strides=-1), ValueError, "strides"),
+    (lambda: ops.max_pool2d_forward(X, padding="full"), ValueError, "padding"),
+    (lambda: ops.max_pool2d_forward(X, pool_size=7), ValueError, "larger than the padded input"),
+    (lambda: ops.max_pool2d_forward(np.zeros((2, 0, 6, 3))), ValueError, "empty"),
+    (lambda: ops.max_pool2d_forward(X.astype(np.complex64)), TypeError, "dtype"),
+    (lambda: ops.max_pool2d_forward("image"), TypeError, "dtype"),
+    (lambda: ops.max_pool2d_backward(np.zeros((2, 2, 2, 3)), X), ValueError, "dy"),
+    (lambda: ops.avg_pool2d_backward(np.zeros((2, 3, 3, 3)), (2, 6, 6)), ValueError, "input_shape"),
+    (lambda: ops.avg_pool2d_backward(np.zeros((2, 2, 3, 3)), X.shape), ValueError, "dy"),
+    (lambda: ops.global_avg_pool2d_forward(np.zeros((2, 3))), ValueError, "4-D"),
+    (lambda: ops.global_max_pool2d_backward(np.zeros((2, 4)), X), ValueError, "dy"),
+    (lambda: ops.global_avg_pool2d_backward(np.zeros((2, 3)), (2, 6, 6, 4)), ValueError, "dy"),
+])
+def test_bad_arguments_through_ops(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+ARGS = ((2, 2), (2, 2), (0, 0, 0, 0))
+OUT = np.empty((2, 3, 3, 3), dtype=np.float32)
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: core.max_pool2d_forward(X, OUT.astype(np.float64), *ARGS, 1), ValueError, "dtype"),
+    (lambda: core.max_pool2d_forward(X.astype(np.int32), OUT, *ARGS, 1), TypeError, "float32"),
+    (lambda: core.max_pool2d_forward(X.tolist(), OUT, *ARGS, 1), TypeError, "ndarray"),
+    (lambda: core.max_pool2d_forward(X[:, ::2], OUT, *ARGS, 1), ValueError, "C-contiguous"),
+    (lambda: core.max_pool2d_forward(np.asfortranarray(X), OUT, *ARGS, 1), ValueError, "C-contiguous"),
+    (lambda: core.max_pool2d_forward(X, np.empty((2, 3, 3, 4), np.float32), *ARGS, 1), ValueError, "out"),
+    (lambda: core.avg_pool2d_forward(X, OUT, (2, 2), (2, 2), (2, 0, 0, 0), 1), ValueError, "pads"),
+    (lambda: core.avg_pool2d_forward(X, OUT, (2,), (2, 2), (0, 0, 0, 0), 1), ValueError, "pool"),
+    (lambda: core.avg_pool2d_forward(X, OUT, (2, 2), (0, 2), (0, 0, 0, 0), 1), ValueError, "strides"),
+    (lambda: core.avg_pool2d_forward(X, OUT, *ARGS, 0), ValueError, "num_threads"),
+    (lambda: core.max_pool2d_backward(OUT, X, X, *ARGS, 1), ValueError, "overlap"),
+    (lambda: core.max_pool2d_backward(OUT, X, np.empty((2, 6, 6, 2), np.float32), *ARGS, 1),
+     ValueError, "dx"),
+    (lambda: core.avg_pool2d_backward(OUT, np.empty((2, 6, 6, 3)), *ARGS, 1), ValueError, "dtype"),
+    (lambda: core.global_max_pool2d_forward(X, np.empty((2, 4), np.float32), 1), ValueError, "out"),
+    (lambda: core.global_avg_pool2d_backward(np.empty((3, 3), np.float32), X.copy(), 1),
+     ValueError, "dy"),
+    (lambda: core.global_max_pool2d_backward(np.empty((2, 3), np.float32), X, X, 1),
+     ValueError, "overlap"),
+])
+def test_bad_arguments_to_the_kernels(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_read_only_output_is_refused():
+    out = np.empty((2, 3, 3, 3), dtype=np.float32)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        core.max_pool2d_forward(X, out, *ARGS, 1)
