@@ -1,0 +1,109 @@
+"""fastconv._core.cpu: OpenMP threads, the run-time ISA dispatch and FASTCONV_ISA.
+
+Forcing a path runs in a subprocess (the path is chosen once, at import).
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+
+import fastconv
+from fastconv._core import cpu
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
+ALL_PATHS = ["avx512", "avx2", "generic"]  # best first
+
+
+def _run(code, isa=None, **extra_env):
+    env = dict(os.environ, PYTHONPATH=ROOT, **extra_env)
+    env.pop("FASTCONV_ISA", None)
+    if isa is not None:
+        env["FASTCONV_ISA"] = isa
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_isa_name_and_available_are_consistent():
+    available = cpu.isa_available()
+    assert isinstance(available, list) and available
+    assert available[-1] == "generic"
+    assert set(available) <= set(ALL_PATHS)
+    assert available == [p for p in ALL_PATHS if p in available]  # best first, no duplicates
+    assert cpu.isa_name() in available
+    forced = os.environ.get("FASTCONV_ISA", "").strip().lower()
+    if forced in ALL_PATHS:
+        assert cpu.isa_name() == forced
+    else:
+        assert cpu.isa_name() == available[0]  # auto: the best path
+
+
+def test_default_is_best_available_path():
+    proc = _run("from fastconv._core import cpu; print(cpu.isa_name(), cpu.isa_available()[0])")
+    assert proc.returncode == 0, proc.stderr
+    name, best = proc.stdout.split()
+    assert name == best
+
+
+@pytest.mark.parametrize("path", ALL_PATHS)
+def test_forcing_each_path(path):
+    """An available path is used when forced (by both modules); an unavailable one refuses."""
+    code = ("from fastconv._core import cpu, conv; import numpy as np; "
+            "y = np.empty((1, 2, 2, 3), np.float32); "
+            "conv.conv2d_forward(np.ones((1, 3, 3, 2), np.float32), np.ones((2, 2, 2, 3), np.float32), "
+            "None, y, (1, 1), (0, 0, 0, 0), (1, 1), 1, 1); "
+            "assert (y == 8).all(); print(cpu.isa_name())")
+    proc = _run(code, isa=path)
+    if path in cpu.isa_available():
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == path
+    else:
+        assert proc.returncode != 0
+        assert "RuntimeError" in proc.stderr and "FASTCONV_ISA" in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["auto", "  AUTO "])
+def test_auto_values_pick_the_best_path(value):
+    proc = _run("from fastconv._core import cpu; print(cpu.isa_name())", isa=value)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == cpu.isa_available()[0]
+
+
+def test_forced_path_ignores_case_and_blanks():
+    proc = _run("from fastconv._core import cpu; print(cpu.isa_name())", isa=" Generic\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "generic"
+
+
+@pytest.mark.parametrize("module", ["cpu", "conv"])
+@pytest.mark.parametrize("value", ["sse9", "x" * 80])
+def test_invalid_value_raises_at_import(module, value):
+    proc = _run(f"import fastconv._core.{module}", isa=value)
+    assert proc.returncode != 0
+    assert "ValueError" in proc.stderr
+    assert "FASTCONV_ISA must be one of" in proc.stderr
+
+
+def test_invalid_value_reaches_the_user_through_ops():
+    proc = _run("import fastconv.ops", isa="neon")
+    assert proc.returncode != 0
+    assert "FASTCONV_ISA" in proc.stderr and "'neon'" in proc.stderr
+
+
+def test_omp_threads():
+    assert isinstance(cpu.omp_max_threads(), int) and cpu.omp_max_threads() >= 1
+    assert isinstance(cpu.openmp_enabled(), bool)
+    proc = _run("from fastconv._core import cpu; import fastconv; "
+                "print(cpu.omp_max_threads(), fastconv.get_num_threads())", OMP_NUM_THREADS="3")
+    assert proc.returncode == 0, proc.stderr
+    expected = "3 3" if cpu.openmp_enabled() else "1 1"
+    assert proc.stdout.split() == expected.split()
+
+
+def test_compiler_info():
+    info = cpu.compiler_info()
+    assert isinstance(info, str) and info
+    if cpu.openmp_enabled():
+        assert "OpenMP 20" in info  # the _OPENMP date, e.g. 201511
+    else:
+        assert "no OpenMP" in info

@@ -1,0 +1,400 @@
+"""The compiled convolution (fastconv.ops / fastconv._core.conv) against fastconv.reference.
+
+Forward and backward (dx, dkernel, dbias), float32 and float64, over a table of geometries
+and a hypothesis property test: odd sizes, stride > kernel, non-square kernels and strides,
+dilation, explicit asymmetric padding (also wider than the kernel), "same" with strides,
+groups, depthwise with depth multipliers, 1x1 (the plain-GEMM path), filter counts that are
+not multiples of the SIMD width, batch 1, bias None. Plus: non-contiguous input, outputs
+prefilled with NaN (every element must be written), need_input_grad / need_bias_grad,
+bit-identical results for 1 and 2 threads, every ISA path in a subprocess, centred finite
+differences in float64, and bad arguments.
+"""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import fastconv
+from fastconv import _validation as V
+from fastconv import ops
+from fastconv import reference as ref
+from fastconv._core import conv as core
+from fastconv._core import cpu
+
+DTYPES = [np.float32, np.float64]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
+
+# (x shape, kernel shape, strides, padding, dilation, groups)
+CASES = [
+    ((2, 7, 9, 5), (3, 3, 5, 6), 1, "same", 1, 1),              # odd sizes
+    ((1, 8, 8, 4), (1, 1, 4, 40), 1, "valid", 1, 1),            # 1x1: plain GEMM, F % 16 != 0
+    ((2, 6, 5, 8), (1, 1, 4, 34), 1, "valid", 1, 2),            # 1x1 grouped
+    ((2, 9, 8, 6), (1, 1, 6, 7), 2, "valid", 1, 1),             # 1x1 strided: packed path
+    ((1, 7, 7, 3), (1, 1, 3, 5), 1, 1, 1, 1),                   # 1x1 padded: packed path
+    ((2, 9, 7, 6), (3, 2, 3, 8), (2, 3), ((1, 2), (0, 3)), 1, 2),  # asymmetric pads, groups
+    ((2, 11, 10, 4), (3, 3, 4, 37), 1, "same", (2, 1), 1),      # dilation
+    ((1, 12, 13, 3), (2, 3, 3, 4), 1, "valid", (3, 2), 1),      # dilation both axes
+    ((2, 10, 9, 3), (2, 2, 3, 5), 3, "valid", 1, 1),            # stride > kernel
+    ((2, 10, 9, 3), (2, 2, 3, 5), (3, 4), "same", 1, 1),        # "same" with strides
+    ((1, 5, 4, 2), (2, 2, 2, 3), 1, ((3, 0), (0, 4)), 1, 1),    # padding wider than kernel
+    ((1, 5, 5, 1), (5, 5, 1, 3), 1, "valid", 1, 1),             # kernel = input
+    ((3, 14, 14, 32), (3, 3, 32, 64), 1, "same", 1, 1),         # many tiles and chunks
+    ((2, 6, 6, 300), (3, 3, 300, 20), 1, "same", 1, 1),         # K > one K-block
+    ((2, 6, 6, 8), (1, 1, 8, 300), 1, "valid", 1, 1),           # F > one panel
+    ((1, 4, 5, 520), (1, 1, 520, 3), 1, "valid", 1, 1),         # long reduction, 1x1
+    ((1, 5, 6, 4), (1, 1, 1, 300), 1, "valid", 1, 4),           # backward-data F-blocks
+    ((2, 9, 9, 6), (3, 3, 1, 6), 1, "same", 1, 6),              # depthwise
+    ((2, 9, 9, 6), (3, 3, 1, 12), 2, "same", 1, 6),             # depthwise, multiplier 2
+    ((2, 9, 9, 6), (3, 3, 1, 6), 1, "valid", 2, 6),             # depthwise, dilation
+    ((1, 8, 7, 3), (2, 3, 1, 9), (2, 1), ((0, 2), (1, 1)), 1, 3),  # depthwise, asymmetric
+    ((2, 7, 6, 1), (3, 3, 1, 4), 1, "same", 1, 1),              # C=1 (depthwise path, mult 4)
+    ((1, 9, 10, 8), (3, 3, 2, 12), 2, "same", 1, 4),            # groups with C_g = 2
+]
+CASE_IDS = [f"x{c[0]}-k{c[1]}-s{c[2]}-p{c[3]}-d{c[4]}-g{c[5]}" for c in CASES]
+
+
+def _close(actual, expected, dtype, what=""):
+    """Compare with a tolerance relative to the magnitude of the expected values."""
+    scale = max(1.0, float(np.abs(expected).max()))
+    rtol = 1e-4 if np.dtype(dtype) == np.float32 else 1e-10
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale, err_msg=what)
+
+
+def _kwargs(case):
+    _, _, strides, padding, dilation, groups = case
+    return dict(strides=strides, padding=padding, dilation_rate=dilation, groups=groups)
+
+
+def _data(case, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(case[0]).astype(dtype)
+    k = rng.standard_normal(case[1]).astype(dtype)
+    b = rng.standard_normal(case[1][3]).astype(dtype)
+    return x, k, b
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_forward_matches_reference(case, dtype):
+    x, k, b = _data(case, dtype)
+    kw = _kwargs(case)
+    for bias in (b, None):
+        y = ops.conv2d_forward(x, k, bias, **kw)
+        y_ref = ref.conv2d_forward(x, k, bias, **kw)
+        assert y.dtype == np.dtype(dtype) and y.shape == y_ref.shape
+        _close(y, y_ref, dtype, f"bias={'yes' if bias is not None else 'None'}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_backward_matches_reference(case, dtype):
+    x, k, _ = _data(case, dtype)
+    kw = _kwargs(case)
+    y_shape = ref.conv2d_forward(x, k, **kw).shape
+    dy = np.random.default_rng(1).standard_normal(y_shape).astype(dtype)
+    dx, dk, db = ops.conv2d_backward(dy, x, k, **kw)
+    dx_ref, dk_ref, db_ref = ref.conv2d_backward(dy, x, k, **kw)
+    for name, got, want in (("dx", dx, dx_ref), ("dkernel", dk, dk_ref), ("dbias", db, db_ref)):
+        assert got.dtype == np.dtype(dtype) and got.shape == want.shape, name
+        _close(got, want, dtype, name)
+
+
+@st.composite
+def conv_problems(draw):
+    """Small random convolution problems that satisfy the validation rules."""
+    groups = draw(st.sampled_from([1, 1, 2, 3, "depthwise"]))
+    cin_g = draw(st.integers(1, 5))
+    if groups == "depthwise":
+        c = draw(st.integers(1, 7))
+        groups, cin_g, f = c, 1, c * draw(st.integers(1, 3))
+    else:
+        c = cin_g * groups
+        f = groups * draw(st.integers(1, 7))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    use_dilation = draw(st.booleans())
+    strides = (1, 1) if use_dilation else (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3))) if use_dilation else (1, 1)
+    mode = draw(st.sampled_from(["valid", "same", "explicit"]))
+    if mode == "explicit":
+        padding = tuple((draw(st.integers(0, 3)), draw(st.integers(0, 3))) for _ in range(2))
+    else:
+        padding = mode
+    eff_h, eff_w = (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1
+    n = draw(st.integers(1, 3))
+    h = draw(st.integers(max(1, eff_h - 6), eff_h + 8))
+    w = draw(st.integers(max(1, eff_w - 6), eff_w + 8))
+    try:  # the kernel may not fit the padded input: let hypothesis draw another
+        V.window_geometry((n, h, w, c), (kh, kw), strides, padding, dilation)
+    except ValueError:
+        assume(False)
+    return dict(x=(n, h, w, c), k=(kh, kw, cin_g, f), strides=strides, padding=padding,
+                dilation_rate=dilation, groups=groups, bias=draw(st.booleans()),
+                dtype=draw(st.sampled_from(DTYPES)), seed=draw(st.integers(0, 2**16)))
+
+
+@settings(max_examples=100, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(conv_problems())
+def test_property_forward_backward_match_reference(prob):
+    dtype = prob["dtype"]
+    rng = np.random.default_rng(prob["seed"])
+    x = rng.standard_normal(prob["x"]).astype(dtype)
+    k = rng.standard_normal(prob["k"]).astype(dtype)
+    b = rng.standard_normal(prob["k"][3]).astype(dtype) if prob["bias"] else None
+    kw = {key: prob[key] for key in ("strides", "padding", "dilation_rate", "groups")}
+    y = ops.conv2d_forward(x, k, b, **kw)
+    _close(y, ref.conv2d_forward(x, k, b, **kw), dtype, "forward")
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    got = ops.conv2d_backward(dy, x, k, **kw)
+    want = ref.conv2d_backward(dy, x, k, **kw)
+    for name, g, r in zip(("dx", "dkernel", "dbias"), got, want):
+        _close(g, r, dtype, name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_non_contiguous_input(dtype):
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((2, 8, 11, 7)).astype(dtype)
+    x = base.transpose(0, 2, 1, 3)[:, ::2, 1:, 1:6]          # (2, 6, 7, 5), strided view
+    assert not x.flags.c_contiguous
+    k = np.asfortranarray(rng.standard_normal((3, 2, 5, 6)).astype(dtype))
+    kw = dict(strides=(1, 2), padding="same")
+    y = ops.conv2d_forward(x, k, None, **kw)
+    _close(y, ref.conv2d_forward(np.ascontiguousarray(x), np.ascontiguousarray(k), **kw), dtype)
+    dy = rng.standard_normal(y.shape).astype(dtype)[:, ::-1]  # negative strides
+    got = ops.conv2d_backward(dy, x, k, **kw)
+    want = ref.conv2d_backward(np.ascontiguousarray(dy), np.ascontiguousarray(x),
+                               np.ascontiguousarray(k), **kw)
+    for g, r in zip(got, want):
+        _close(g, r, dtype)
+
+
+def _core_args(case):
+    kw = _kwargs(case)
+    x_shape, k_shape = case[0], case[1]
+    geo = V.window_geometry(x_shape, k_shape[:2], V.normalize_tuple(kw["strides"], 2, "s"),
+                            kw["padding"], V.normalize_tuple(kw["dilation_rate"], 2, "d"))
+    (pt, pb), (pl, pr) = geo.padding
+    return geo, (geo.strides, (pt, pb, pl, pr), geo.dilation, kw["groups"])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[5], CASES[13], CASES[18]],
+                         ids=[CASE_IDS[i] for i in (0, 1, 5, 13, 18)])
+def test_core_writes_every_output_element(case, dtype):
+    """Outputs prefilled with NaN: any element the kernels forget to write stays NaN."""
+    x, k, b = _data(case, dtype)
+    geo, (strides, pads, dilation, groups) = _core_args(case)
+    f = k.shape[3]
+    y = np.full((geo.n, geo.out_h, geo.out_w, f), np.nan, dtype=dtype)
+    core.conv2d_forward(x, k, b, y, strides, pads, dilation, groups, 2)
+    _close(y, ref.conv2d_forward(x, k, b, **_kwargs(case)), dtype)
+    dy = np.random.default_rng(2).standard_normal(y.shape).astype(dtype)
+    dx = np.full(x.shape, np.nan, dtype=dtype)
+    dk = np.full(k.shape, np.nan, dtype=dtype)
+    db = np.full((f,), np.nan, dtype=dtype)
+    core.conv2d_backward(dy, x, k, dx, dk, db, strides, pads, dilation, groups, 2)
+    want = ref.conv2d_backward(dy, x, k, **_kwargs(case))
+    for name, g, r in zip(("dx", "dkernel", "dbias"), (dx, dk, db), want):
+        assert not np.isnan(g).any(), name
+        _close(g, r, dtype, name)
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[18]], ids=[CASE_IDS[0], CASE_IDS[18]])
+def test_need_input_grad_and_bias_grad(case):
+    x, k, _ = _data(case, np.float64)
+    kw = _kwargs(case)
+    dy = np.random.default_rng(5).standard_normal(ref.conv2d_forward(x, k, **kw).shape)
+    dx, dk, db = ops.conv2d_backward(dy, x, k, **kw)
+    dx2, dk2, db2 = ops.conv2d_backward(dy, x, k, need_input_grad=False, **kw)
+    assert dx2 is None and dx is not None
+    np.testing.assert_array_equal(dk2, dk)
+    np.testing.assert_array_equal(db2, db)
+    dx3, dk3, db3 = ops.conv2d_backward(dy, x, k, need_input_grad=False, need_bias_grad=False, **kw)
+    assert dx3 is None and db3 is None
+    np.testing.assert_array_equal(dk3, dk)
+
+
+THREAD_CASES = [
+    ((4, 15, 13, 16), (3, 3, 16, 24), 1, "same", 1, 1),   # many weight-gradient chunks
+    ((3, 17, 16, 8), (3, 3, 8, 8), 2, "same", 1, 1),      # strided scatter bands
+    ((2, 20, 20, 12), (3, 3, 1, 12), 1, "same", 1, 12),   # depthwise
+    ((2, 16, 16, 32), (1, 1, 32, 40), 1, "valid", 1, 1),  # 1x1
+    ((1, 40, 9, 6), (5, 3, 3, 10), 1, "same", (2, 1), 2),  # batch 1, dilated, grouped
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", THREAD_CASES, ids=[f"x{c[0]}-k{c[1]}" for c in THREAD_CASES])
+def test_bit_identical_for_any_thread_count(case, dtype):
+    x, k, b = _data(case, dtype, seed=7)
+    kw = _kwargs(case)
+    results = []
+    previous = fastconv.backend._num_threads  # None (OpenMP default) or the value set
+    try:
+        for threads in (1, 2, 3):
+            fastconv.set_num_threads(threads)
+            y = ops.conv2d_forward(x, k, b, **kw)
+            dy = np.cos(y)  # same dy for every thread count
+            results.append((y,) + ops.conv2d_backward(dy, x, k, **kw))
+    finally:
+        fastconv.set_num_threads(previous)
+    for other in results[1:]:
+        for a, c in zip(results[0], other):
+            np.testing.assert_array_equal(a, c)
+    # And still the right answer.
+    _close(results[0][0], ref.conv2d_forward(x, k, b, **kw), dtype)
+
+
+ISA_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from fastconv import ops, reference as ref
+    from fastconv._core import cpu
+    assert cpu.isa_name() == sys.argv[1], (cpu.isa_name(), sys.argv[1])
+    rng = np.random.default_rng(0)
+    cases = [((2, 7, 9, 5), (3, 3, 5, 37), 1, "same", 1, 1),
+             ((1, 6, 6, 20), (1, 1, 20, 19), 1, "valid", 1, 1),
+             ((2, 9, 8, 6), (3, 2, 3, 8), (2, 3), ((1, 2), (0, 3)), 1, 2),
+             ((2, 9, 9, 6), (3, 3, 1, 12), 2, "same", 1, 6),
+             ((1, 11, 10, 4), (3, 3, 4, 17), 1, "same", (2, 2), 1),
+             ((2, 6, 6, 300), (3, 3, 300, 9), 1, "same", 1, 1)]
+    for dtype, rtol in ((np.float32, 1e-4), (np.float64, 1e-10)):
+        for xs, ks, s, p, d, g in cases:
+            kw = dict(strides=s, padding=p, dilation_rate=d, groups=g)
+            x = rng.standard_normal(xs).astype(dtype)
+            k = rng.standard_normal(ks).astype(dtype)
+            b = rng.standard_normal(ks[3]).astype(dtype)
+            y = ops.conv2d_forward(x, k, b, **kw)
+            dy = rng.standard_normal(y.shape).astype(dtype)
+            got = (y,) + ops.conv2d_backward(dy, x, k, **kw)
+            want = (ref.conv2d_forward(x, k, b, **kw),) + ref.conv2d_backward(dy, x, k, **kw)
+            for a, e in zip(got, want):
+                scale = max(1.0, float(np.abs(e).max()))
+                np.testing.assert_allclose(a, e, rtol=rtol, atol=rtol * scale)
+    print("ok", cpu.isa_name())
+    """
+)
+
+
+@pytest.mark.parametrize("isa", cpu.isa_available())
+def test_every_isa_path_matches_reference(isa):
+    env = dict(os.environ, FASTCONV_ISA=isa, PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, "-c", ISA_SCRIPT, isa], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == f"ok {isa}"
+
+
+def test_gradients_match_finite_differences():
+    """Centred differences of L = sum(conv(x, k) + b) * r) in float64."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 6, 5, 4))
+    k = rng.standard_normal((3, 2, 2, 6))
+    b = rng.standard_normal(6)
+    kw = dict(strides=(2, 1), padding=((1, 0), (2, 1)), dilation_rate=1, groups=2)
+    r = rng.standard_normal(ops.conv2d_forward(x, k, b, **kw).shape)
+
+    def loss(x_, k_, b_):
+        return float(np.sum(ops.conv2d_forward(x_, k_, b_, **kw) * r))
+
+    dx, dk, db = ops.conv2d_backward(r, x, k, **kw)
+    eps = 1e-6
+    for arr, grad in ((x, dx), (k, dk), (b, db)):
+        for idx in list(np.ndindex(arr.shape))[:: max(1, arr.size // 25)]:
+            saved = arr[idx]
+            arr[idx] = saved + eps
+            up = loss(x, k, b)
+            arr[idx] = saved - eps
+            down = loss(x, k, b)
+            arr[idx] = saved
+            np.testing.assert_allclose(grad[idx], (up - down) / (2 * eps), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "x_shape, k_shape, kwargs, error",
+    [
+        ((5, 5, 3), (3, 3, 3, 4), {}, ValueError),                         # x rank 3
+        ((1, 5, 5, 3), (3, 3, 4), {}, ValueError),                         # kernel rank 3
+        ((1, 5, 5, 6), (3, 3, 2, 4), dict(groups=4), ValueError),          # groups !| C
+        ((1, 5, 5, 6), (3, 3, 2, 4), dict(groups=3), ValueError),          # groups !| F
+        ((1, 5, 5, 6), (3, 3, 3, 4), dict(groups=3), ValueError),          # kernel C_g wrong
+        ((1, 5, 5, 3), (6, 3, 3, 4), {}, ValueError),                      # kernel > input
+        ((1, 5, 5, 3), (3, 3, 3, 4), dict(dilation_rate=3), ValueError),   # dilated kernel > input
+        ((1, 5, 5, 3), (3, 3, 3, 4), dict(strides=0), ValueError),
+        ((1, 5, 5, 3), (3, 3, 3, 4), dict(padding="full"), ValueError),
+        ((1, 5, 5, 3), (3, 3, 3, 4), dict(groups=0), ValueError),
+        ((0, 5, 5, 3), (3, 3, 3, 4), {}, ValueError),                      # empty batch
+    ],
+)
+def test_bad_arguments_raise(x_shape, k_shape, kwargs, error):
+    x = np.ones(x_shape, np.float32)
+    k = np.ones(k_shape, np.float32)
+    with pytest.raises(error):
+        ops.conv2d_forward(x, k, **kwargs)
+    with pytest.raises(error):
+        ops.conv2d_backward(np.ones((1, 3, 3, 4), np.float32), x, k, **kwargs)
+
+
+def test_bad_dtypes_and_shapes_raise():
+    x = np.ones((1, 5, 5, 3), np.float32)
+    k = np.ones((3, 3, 3, 4), np.float32)
+    with pytest.raises(TypeError, match="x"):
+        ops.conv2d_forward(x.astype(bool), k)
+    with pytest.raises(TypeError, match="x"):
+        ops.conv2d_forward(x.astype(np.complex64), k)
+    with pytest.raises(TypeError, match="kernel"):
+        ops.conv2d_forward(x, k.astype(np.complex128))
+    with pytest.raises(TypeError, match="bias"):
+        ops.conv2d_forward(x, k, np.ones(4, dtype=bool))
+    with pytest.raises(ValueError, match="bias"):
+        ops.conv2d_forward(x, k, np.ones(5, np.float32))
+    with pytest.raises(ValueError, match="dy"):
+        ops.conv2d_backward(np.ones((1, 3, 3, 5), np.float32), x, k)
+    with pytest.raises(TypeError, match="dy"):
+        ops.conv2d_backward(np.ones((1, 3, 3, 4), np.complex64), x, k)
+
+
+def test_core_boundary_checks():
+    """The compiled entry points refuse inconsistent arrays instead of reading out of bounds."""
+    x = np.ones((1, 5, 5, 3), np.float32)
+    k = np.ones((3, 3, 3, 4), np.float32)
+    y = np.empty((1, 3, 3, 4), np.float32)
+    geo = ((1, 1), (0, 0, 0, 0), (1, 1), 1, 1)
+    core.conv2d_forward(x, k, None, y, *geo)                       # consistent: fine
+    with pytest.raises(ValueError, match="kernel"):
+        core.conv2d_forward(x, k.astype(np.float64), None, y, *geo)   # dtype mismatch
+    with pytest.raises(ValueError, match="out"):
+        core.conv2d_forward(x, k, None, y.astype(np.float64), *geo)
+    with pytest.raises(ValueError, match="bias"):
+        core.conv2d_forward(x, k, np.ones(4), y, *geo)
+    with pytest.raises(ValueError, match="out"):
+        core.conv2d_forward(x, k, None, np.empty((1, 4, 3, 4), np.float32), *geo)
+    with pytest.raises(ValueError, match="contiguous"):
+        core.conv2d_forward(x, k, None, np.empty((1, 3, 3, 8), np.float32)[..., ::2], *geo)
+    with pytest.raises(ValueError, match="dtype"):
+        core.conv2d_forward(x.astype(np.int32), k, None, y, *geo)
+    with pytest.raises(TypeError, match="x"):
+        core.conv2d_forward([[1.0]], k, None, y, *geo)
+    with pytest.raises(ValueError, match="groups"):
+        core.conv2d_forward(x, k, None, y, (1, 1), (0, 0, 0, 0), (1, 1), 2, 1)
+    with pytest.raises(ValueError, match="larger"):
+        core.conv2d_forward(x, np.ones((7, 3, 3, 4), np.float32), None, y, *geo)
+    with pytest.raises(ValueError, match="pads"):
+        core.conv2d_forward(x, k, None, y, (1, 1), (0, 0, -1, 0), (1, 1), 1, 1)
+    with pytest.raises(ValueError, match="num_threads"):
+        core.conv2d_forward(x, k, None, y, (1, 1), (0, 0, 0, 0), (1, 1), 1, 0)
+    dy = np.ones((1, 3, 3, 4), np.float32)
+    dk = np.empty_like(k)
+    with pytest.raises(ValueError, match="dx"):
+        core.conv2d_backward(dy, x, k, np.empty((1, 5, 5, 4), np.float32), dk, None, *geo)
+    with pytest.raises(ValueError, match="dkernel"):
+        core.conv2d_backward(dy, x, k, None, dk.astype(np.float64), None, *geo)
+    with pytest.raises(ValueError, match="dy"):
+        core.conv2d_backward(dy[:, :2], x, k, None, dk, None, *geo)
