@@ -21,6 +21,32 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
     ) from exc
 
 
+# Below these amounts of work per thread, a parallel region costs more than it saves (and on a
+# loaded machine a thread waiting at the barrier for a descheduled peer costs far more), so
+# small calls run on fewer threads. Results do not depend on the thread count (the kernels
+# reduce in a fixed order), only the speed does. Tests set both to 0 to force every thread.
+MIN_FLOPS_PER_THREAD = 4_000_000
+MIN_BYTES_PER_THREAD = 256 * 1024
+
+
+def _threads(work, grain):
+    """Threads to use for `work` units, at least `grain` per thread, at most get_num_threads()."""
+    n = get_num_threads()
+    if grain <= 0:
+        return n
+    return max(1, min(n, int(work // grain)))
+
+
+def _conv_threads(geo, kernel):
+    kh, kw, cin_g, filters = kernel.shape
+    flops = 2.0 * geo.n * geo.out_h * geo.out_w * filters * kh * kw * cin_g
+    return _threads(flops, MIN_FLOPS_PER_THREAD)
+
+
+def _mem_threads(*arrays):
+    return _threads(sum(a.nbytes for a in arrays), MIN_BYTES_PER_THREAD)
+
+
 def _c(a):
     return None if a is None else np.ascontiguousarray(a)
 
@@ -35,7 +61,7 @@ def conv2d_forward(x, kernel, bias=None, strides=1, padding="valid", dilation_ra
     x, kernel, bias, geo, groups = V.check_conv2d(x, kernel, bias, strides, padding, dilation_rate, groups)
     out = np.empty((geo.n, geo.out_h, geo.out_w, kernel.shape[3]), dtype=x.dtype)
     _conv.conv2d_forward(_c(x), _c(kernel), _c(bias), out, geo.strides, _pads(geo),
-                         geo.dilation, groups, get_num_threads())
+                         geo.dilation, groups, _conv_threads(geo, kernel))
     return out
 
 
@@ -49,14 +75,14 @@ def conv2d_backward(dy, x, kernel, strides=1, padding="valid", dilation_rate=1, 
     dkernel = np.empty(kernel.shape, dtype=x.dtype)
     dbias = np.empty((filters,), dtype=x.dtype) if need_bias_grad else None
     _conv.conv2d_backward(_c(dy), _c(x), _c(kernel), dx, dkernel, dbias, geo.strides,
-                          _pads(geo), geo.dilation, groups, get_num_threads())
+                          _pads(geo), geo.dilation, groups, _conv_threads(geo, kernel))
     return dx, dkernel, dbias
 
 
 def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid"):
     x, geo = V.check_pool2d(x, pool_size, strides, padding)
     out = np.empty(geo.output_shape + (geo.c,), dtype=x.dtype)
-    _pool.max_pool2d_forward(_c(x), out, (geo.kh, geo.kw), geo.strides, _pads(geo), get_num_threads())
+    _pool.max_pool2d_forward(_c(x), out, (geo.kh, geo.kw), geo.strides, _pads(geo), _mem_threads(x))
     return out
 
 
@@ -65,14 +91,14 @@ def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
     dy = V.check_grad_output(dy, geo.output_shape + (geo.c,), x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype)
     _pool.max_pool2d_backward(_c(dy), _c(x), dx, (geo.kh, geo.kw), geo.strides, _pads(geo),
-                              get_num_threads())
+                              _mem_threads(x, dx))
     return dx
 
 
 def avg_pool2d_forward(x, pool_size=2, strides=None, padding="valid"):
     x, geo = V.check_pool2d(x, pool_size, strides, padding)
     out = np.empty(geo.output_shape + (geo.c,), dtype=x.dtype)
-    _pool.avg_pool2d_forward(_c(x), out, (geo.kh, geo.kw), geo.strides, _pads(geo), get_num_threads())
+    _pool.avg_pool2d_forward(_c(x), out, (geo.kh, geo.kw), geo.strides, _pads(geo), _mem_threads(x))
     return out
 
 
@@ -82,7 +108,7 @@ def avg_pool2d_backward(dy, input_shape, pool_size=2, strides=None, padding="val
     geo = V.pool_geometry(shape, pool_size, strides, padding)
     dy = V.check_grad_output(dy, geo.output_shape + (geo.c,), dy.dtype)
     dx = np.empty(shape, dtype=dy.dtype)
-    _pool.avg_pool2d_backward(_c(dy), dx, (geo.kh, geo.kw), geo.strides, _pads(geo), get_num_threads())
+    _pool.avg_pool2d_backward(_c(dy), dx, (geo.kh, geo.kw), geo.strides, _pads(geo), _mem_threads(dx))
     return dx
 
 
@@ -95,7 +121,7 @@ def _check_global(x):
 def global_avg_pool2d_forward(x):
     x = _check_global(x)
     out = np.empty((x.shape[0], x.shape[3]), dtype=x.dtype)
-    _pool.global_avg_pool2d_forward(_c(x), out, get_num_threads())
+    _pool.global_avg_pool2d_forward(_c(x), out, _mem_threads(x))
     return out
 
 
@@ -103,14 +129,14 @@ def global_avg_pool2d_backward(dy, input_shape, dtype=None):
     n, h, w, c = V.check_input_shape(input_shape, 4)
     dy = V.check_grad_output(V.as_float_array(dy, "dy", dtype), (n, c), dtype)
     dx = np.empty((n, h, w, c), dtype=dy.dtype)
-    _pool.global_avg_pool2d_backward(_c(dy), dx, get_num_threads())
+    _pool.global_avg_pool2d_backward(_c(dy), dx, _mem_threads(dx))
     return dx
 
 
 def global_max_pool2d_forward(x):
     x = _check_global(x)
     out = np.empty((x.shape[0], x.shape[3]), dtype=x.dtype)
-    _pool.global_max_pool2d_forward(_c(x), out, get_num_threads())
+    _pool.global_max_pool2d_forward(_c(x), out, _mem_threads(x))
     return out
 
 
@@ -118,7 +144,7 @@ def global_max_pool2d_backward(dy, x):
     x = _check_global(x)
     dy = V.check_grad_output(dy, (x.shape[0], x.shape[3]), x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype)
-    _pool.global_max_pool2d_backward(_c(dy), _c(x), dx, get_num_threads())
+    _pool.global_max_pool2d_backward(_c(dy), _c(x), dx, _mem_threads(x, dx))
     return dx
 
 
@@ -136,7 +162,7 @@ def batch_norm_forward_training(x, gamma, beta, epsilon=1e-3):
     mean = np.empty((c,), dtype=x.dtype)
     var = np.empty((c,), dtype=x.dtype)
     _bn.batch_norm_forward_training(_rows(x), _c(gamma), _c(beta), epsilon, y.reshape(-1, c),
-                                    mean, var, get_num_threads())
+                                    mean, var, _mem_threads(x, y))
     return y, mean, var
 
 
@@ -147,7 +173,7 @@ def batch_norm_forward_inference(x, gamma, beta, moving_mean, moving_var, epsilo
     var = V.check_channel_vector(moving_var, c, x.dtype, "moving_var")
     y = np.empty(x.shape, dtype=x.dtype)
     _bn.batch_norm_forward_inference(_rows(x), _c(gamma), _c(beta), _c(mean), _c(var), epsilon,
-                                     y.reshape(-1, c), get_num_threads())
+                                     y.reshape(-1, c), _mem_threads(x, y))
     return y
 
 
@@ -162,7 +188,7 @@ def batch_norm_backward(dy, x, gamma, mean, var, epsilon=1e-3):
     dgamma = np.empty((c,), dtype=x.dtype)
     dbeta = np.empty((c,), dtype=x.dtype)
     _bn.batch_norm_backward(_rows(dy), _rows(x), _c(gamma), _c(mean), _c(var), epsilon,
-                            dx.reshape(-1, c), dgamma, dbeta, get_num_threads())
+                            dx.reshape(-1, c), dgamma, dbeta, _mem_threads(x, dy, dx))
     return dx, dgamma, dbeta
 
 

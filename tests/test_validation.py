@@ -102,7 +102,7 @@ def test_resolve_padding(padding, expected):
 def test_backend_switch_and_threads():
     import fastconv
 
-    assert fastconv.get_backend() == "compiled"
+    fastconv.set_backend("compiled")
     with fastconv.use_backend("reference"):
         assert fastconv.get_backend() == "reference"
         assert fastconv.backend.get_ops().__name__ == "fastconv.reference"
@@ -111,3 +111,16 @@ def test_backend_switch_and_threads():
         fastconv.set_backend("gpu")
     with pytest.raises(ValueError, match="positive integer"):
         fastconv.set_num_threads(0)
+
+
+def test_small_work_runs_on_fewer_threads(monkeypatch):
+    import fastconv
+    from fastconv import ops
+
+    monkeypatch.setattr(ops, "MIN_FLOPS_PER_THREAD", 1000)
+    fastconv.set_num_threads(2)
+    assert ops._threads(10, 1000) == 1
+    assert ops._threads(1999, 1000) == 1
+    assert ops._threads(2000, 1000) == 2
+    assert ops._threads(10**9, 1000) == 2
+    assert ops._threads(10, 0) == 2
