@@ -1,0 +1,340 @@
+"""The compiled batch-norm kernels (fastconv.ops / fastconv._core.batchnorm) against the reference.
+
+Training forward, inference forward and backward, float32 and float64, 2-D and 4-D input,
+M = 1, many reduction chunks and channel blocks, non-contiguous input, numerical soundness
+with a large mean offset (against float64 statistics of the same data), outputs prefilled
+with NaN (every element must be written), thread-count independence, finite differences and
+bad arguments.
+"""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastconv
+import fastconv.backend
+from fastconv import ops
+from fastconv import reference as ref
+from fastconv._core import batchnorm as core
+
+DTYPES = [np.float32, np.float64]
+
+SHAPES = [
+    (5, 3),            # 2-D (Dense features)
+    (1, 4),            # M = 1: variance 0
+    (1, 1, 1, 1),
+    (2, 5, 7, 3),      # 4-D NHWC
+    (64, 300),         # more than one block of 256 channels
+    (3000, 5),         # several reduction chunks (uneven last chunk)
+    (7, 3, 5, 40),
+]
+
+
+def _tol(dtype):
+    return dict(rtol=1e-5, atol=1e-5) if np.dtype(dtype) == np.float32 else dict(rtol=1e-11, atol=1e-11)
+
+
+def _params(c, dtype, rng):
+    gamma = (1.0 + 0.5 * rng.standard_normal(c)).astype(dtype)
+    beta = rng.standard_normal(c).astype(dtype)
+    return gamma, beta
+
+
+def _stats64(x):
+    """Mean and biased variance of the same data computed in float64: the ground truth."""
+    rows = x.astype(np.float64).reshape(-1, x.shape[-1])
+    mean = rows.mean(axis=0)
+    return mean, ((rows - mean) ** 2).mean(axis=0)
+
+
+@pytest.fixture
+def threads():
+    """Set the thread count for one test and restore the previous setting afterwards."""
+    previous = fastconv.backend._num_threads
+    yield fastconv.set_num_threads
+    fastconv.set_num_threads(previous)
+
+
+# ---- against the reference ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_forward_training_matches_reference(shape, dtype):
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal(shape) * 2 + 0.5).astype(dtype)
+    gamma, beta = _params(shape[-1], dtype, rng)
+    y, mean, var = ops.batch_norm_forward_training(x, gamma, beta, 1e-3)
+    ry, rmean, rvar = ref.batch_norm_forward_training(x, gamma, beta, 1e-3)
+    assert y.dtype == mean.dtype == var.dtype == dtype
+    assert y.shape == shape and mean.shape == var.shape == (shape[-1],)
+    tol = _tol(dtype)
+    np.testing.assert_allclose(mean, rmean, **tol)
+    np.testing.assert_allclose(var, rvar, **tol)
+    np.testing.assert_allclose(y, ry, **tol)
+    m64, v64 = _stats64(x)
+    np.testing.assert_allclose(mean, m64, rtol=1e-6 if dtype == np.float32 else 1e-14, atol=1e-7)
+    np.testing.assert_allclose(var, v64, rtol=1e-6 if dtype == np.float32 else 1e-13, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_forward_inference_matches_reference(shape, dtype):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(shape).astype(dtype)
+    c = shape[-1]
+    gamma, beta = _params(c, dtype, rng)
+    moving_mean = rng.standard_normal(c).astype(dtype)
+    moving_var = rng.uniform(0.1, 3.0, c).astype(dtype)
+    y = ops.batch_norm_forward_inference(x, gamma, beta, moving_mean, moving_var, 1e-3)
+    assert y.dtype == dtype and y.shape == shape
+    np.testing.assert_allclose(
+        y, ref.batch_norm_forward_inference(x, gamma, beta, moving_mean, moving_var, 1e-3), **_tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_backward_matches_reference(shape, dtype):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(dtype)
+    gamma, beta = _params(shape[-1], dtype, rng)
+    _, mean, var = ref.batch_norm_forward_training(x, gamma, beta, 1e-3)
+    dy = rng.standard_normal(shape).astype(dtype)
+    dx, dgamma, dbeta = ops.batch_norm_backward(dy, x, gamma, mean, var, 1e-3)
+    rdx, rdgamma, rdbeta = ref.batch_norm_backward(dy, x, gamma, mean, var, 1e-3)
+    assert dx.dtype == dgamma.dtype == dbeta.dtype == dtype
+    # Column sums over thousands of rows: the reference accumulates in the input dtype.
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(dbeta, rdbeta, **tol)
+    np.testing.assert_allclose(dgamma, rdgamma, **tol)
+    np.testing.assert_allclose(dx, rdx, **tol)
+
+
+def test_backward_matches_finite_differences():
+    # L = sum(w * y(x, gamma, beta)) with batch statistics: dx includes the paths through
+    # the mean and the variance.
+    rng = np.random.default_rng(4)
+    shape = (3, 2, 3, 4)
+    x = rng.standard_normal(shape)
+    gamma, beta = _params(4, np.float64, rng)
+    w = rng.standard_normal(shape)
+    eps = 1e-3
+
+    def loss(xv, gv, bv):
+        return np.sum(w * ops.batch_norm_forward_training(xv, gv, bv, eps)[0])
+
+    _, mean, var = ops.batch_norm_forward_training(x, gamma, beta, eps)
+    dx, dgamma, dbeta = ops.batch_norm_backward(w, x, gamma, mean, var, eps)
+    for value, analytic, f in [
+        (x, dx, lambda v: loss(v, gamma, beta)),
+        (gamma, dgamma, lambda v: loss(x, v, beta)),
+        (beta, dbeta, lambda v: loss(x, gamma, v)),
+    ]:
+        numeric = np.zeros_like(value)
+        h = 1e-6
+        for idx in np.ndindex(value.shape):
+            old = value[idx]
+            value[idx] = old + h
+            up = f(value)
+            value[idx] = old - h
+            down = f(value)
+            value[idx] = old
+            numeric[idx] = (up - down) / (2 * h)
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-7)
+
+
+def test_m_equal_one_gives_beta():
+    x = np.array([[3.0, -1.0, 7.5]], dtype=np.float32)
+    gamma = np.array([2.0, 1.0, 0.5], dtype=np.float32)
+    beta = np.array([0.25, -1.0, 4.0], dtype=np.float32)
+    y, mean, var = ops.batch_norm_forward_training(x, gamma, beta, 1e-3)
+    np.testing.assert_array_equal(mean, x[0])
+    np.testing.assert_array_equal(var, np.zeros(3, np.float32))
+    np.testing.assert_array_equal(y, beta[None, :])
+    dx, dgamma, dbeta = ops.batch_norm_backward(np.ones_like(x), x, gamma, mean, var, 1e-3)
+    np.testing.assert_array_equal(dx, np.zeros_like(x))  # one row: y does not depend on x
+    np.testing.assert_array_equal(dbeta, np.ones(3, np.float32))
+    np.testing.assert_array_equal(dgamma, np.zeros(3, np.float32))
+
+
+def test_non_contiguous_input():
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((4, 9, 8, 12))
+    x = base[::2, 1::2, ::-1, 2:9]
+    assert not x.flags.c_contiguous
+    gamma, beta = _params(7, np.float64, rng)
+    y, mean, var = ops.batch_norm_forward_training(x, gamma, beta)
+    ry, rmean, rvar = ref.batch_norm_forward_training(x, gamma, beta)
+    np.testing.assert_allclose(y, ry, rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(var, rvar, rtol=1e-11)
+    dy = rng.standard_normal(x.shape)[..., ::-1]
+    for a, b in zip(ops.batch_norm_backward(dy, x, gamma, mean, var, 1e-3),
+                    ref.batch_norm_backward(dy, x, gamma, mean, var, 1e-3)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(ops.batch_norm_forward_inference(x, gamma, beta, mean, var),
+                               ref.batch_norm_forward_inference(x, gamma, beta, mean, var), rtol=1e-11)
+
+
+# ---- numerical soundness --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("offset", [1e3, 1e4])
+def test_large_mean_offset_in_float32(offset):
+    # float32 data far from zero: E[x^2] - E[x]^2 in float32 loses every digit of the variance
+    # (x^2 ~ 1e8, spacing ~ 8), and a float32 running sum over 50k rows drifts. The kernel's
+    # statistics must match float64 statistics of the very same float32 numbers.
+    rng = np.random.default_rng(6)
+    x = (offset + rng.standard_normal((64, 28, 28, 4))).astype(np.float32)
+    gamma = np.ones(4, np.float32)
+    beta = np.zeros(4, np.float32)
+    y, mean, var = ops.batch_norm_forward_training(x, gamma, beta, 1e-3)
+    m64, v64 = _stats64(x)
+    np.testing.assert_allclose(mean, m64, rtol=1e-7)
+    np.testing.assert_allclose(var, v64, rtol=1e-5)
+    y64 = (x.astype(np.float64) - m64) / np.sqrt(v64 + 1e-3)
+    # y is computed from the float32 mean: allow its rounding (half an ulp of the offset).
+    ulp = np.spacing(np.float32(offset))
+    np.testing.assert_allclose(y, y64, atol=ulp + 1e-5)
+
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    dx, dgamma, dbeta = ops.batch_norm_backward(dy, x, gamma, mean, var, 1e-3)
+    # The float64 reference with the same (float32) statistics the kernel was given.
+    dx64, g64, b64 = ref.batch_norm_backward(dy.astype(np.float64), x.astype(np.float64),
+                                             gamma.astype(np.float64), mean.astype(np.float64),
+                                             var.astype(np.float64), 1e-3)
+    np.testing.assert_allclose(dbeta, b64, rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(dgamma, g64, rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(dx, dx64, rtol=1e-4, atol=ulp * 1e-2 + 1e-5)
+
+
+# ---- every output element is written ---------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (5, 3), (3000, 5), (64, 300), (333, 257)])
+def test_kernels_write_every_element(shape, dtype):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(shape).astype(dtype)
+    c = shape[1]
+    gamma, beta = _params(c, dtype, rng)
+    dy = rng.standard_normal(shape).astype(dtype)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+
+    y, mean, var = (np.full(shape, np.nan, dtype), np.full(c, np.nan, dtype), np.full(c, np.nan, dtype))
+    core.batch_norm_forward_training(x, gamma, beta, 1e-3, y, mean, var, 2)
+    for a, b in zip((y, mean, var), ref.batch_norm_forward_training(x, gamma, beta, 1e-3)):
+        np.testing.assert_allclose(a, b, **tol)
+
+    y = np.full(shape, np.nan, dtype)
+    core.batch_norm_forward_inference(x, gamma, beta, mean, var, 1e-3, y, 2)
+    np.testing.assert_allclose(y, ref.batch_norm_forward_inference(x, gamma, beta, mean, var, 1e-3), **tol)
+
+    dx, dgamma, dbeta = (np.full(shape, np.nan, dtype), np.full(c, np.nan, dtype),
+                         np.full(c, np.nan, dtype))
+    core.batch_norm_backward(dy, x, gamma, mean, var, 1e-3, dx, dgamma, dbeta, 2)
+    for a, b in zip((dx, dgamma, dbeta), ref.batch_norm_backward(dy, x, gamma, mean, var, 1e-3)):
+        np.testing.assert_allclose(a, b, **tol)
+
+
+# ---- thread-count independence ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(3000, 5), (100, 600), (4, 9, 9, 16)])
+def test_results_do_not_depend_on_thread_count(shape, dtype, threads):
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal(shape) + 3).astype(dtype)
+    gamma, beta = _params(shape[-1], dtype, rng)
+    dy = rng.standard_normal(shape).astype(dtype)
+
+    def run():
+        y, mean, var = ops.batch_norm_forward_training(x, gamma, beta, 1e-3)
+        yi = ops.batch_norm_forward_inference(x, gamma, beta, mean, var, 1e-3)
+        return (y, mean, var, yi) + ops.batch_norm_backward(dy, x, gamma, mean, var, 1e-3)
+
+    threads(1)
+    one = run()
+    for n in (2, 3):
+        threads(n)
+        for a, b in zip(one, run()):
+            assert a.tobytes() == b.tobytes()
+
+
+# ---- property test ---------------------------------------------------------------------------------
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.integers(1, 700), cols=st.integers(1, 300), dtype=st.sampled_from(DTYPES),
+       offset=st.sampled_from([0.0, -5.0, 100.0]), seed=st.integers(0, 2**16))
+def test_property_matches_reference(rows, cols, dtype, offset, seed):
+    rng = np.random.default_rng(seed)
+    x = (offset + rng.standard_normal((rows, cols))).astype(dtype)
+    gamma, beta = _params(cols, dtype, rng)
+    y, mean, var = ops.batch_norm_forward_training(x, gamma, beta, 1e-3)
+    m64, v64 = _stats64(x)
+    rtol = 1e-6 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(mean, m64, rtol=rtol, atol=1e-12)
+    np.testing.assert_allclose(var, v64, rtol=10 * rtol, atol=1e-12)
+    y64 = (x.astype(np.float64) - m64) / np.sqrt(v64 + 1e-3) * gamma + beta
+    np.testing.assert_allclose(y, y64, rtol=1e-4 if dtype == np.float32 else 1e-10,
+                               atol=1e-4 if dtype == np.float32 else 1e-10)
+    dy = rng.standard_normal((rows, cols)).astype(dtype)
+    tol = dict(rtol=1e-3, atol=1e-3) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-9)
+    for a, b in zip(ops.batch_norm_backward(dy, x, gamma, mean, var, 1e-3),
+                    ref.batch_norm_backward(dy.astype(np.float64), x.astype(np.float64),
+                                            gamma.astype(np.float64), mean.astype(np.float64),
+                                            var.astype(np.float64), 1e-3)):
+        np.testing.assert_allclose(a, b, **tol)
+
+
+# ---- bad arguments ---------------------------------------------------------------------------------
+
+X = np.zeros((4, 3), dtype=np.float32)
+G = np.ones(3, dtype=np.float32)
+B = np.zeros(3, dtype=np.float32)
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: ops.batch_norm_forward_training(X, np.ones(4, np.float32), B), ValueError, "gamma"),
+    (lambda: ops.batch_norm_forward_training(X, np.ones((1, 3)), B), ValueError, "gamma"),
+    (lambda: ops.batch_norm_forward_training(X, G, np.zeros(2)), ValueError, "beta"),
+    (lambda: ops.batch_norm_forward_training(X, G, B, epsilon=0.0), ValueError, "epsilon"),
+    (lambda: ops.batch_norm_forward_training(X, G, B, epsilon=float("nan")), ValueError, "epsilon"),
+    (lambda: ops.batch_norm_forward_training(np.zeros(3), G, B), ValueError, "at least 2"),
+    (lambda: ops.batch_norm_forward_training(np.zeros((0, 3)), G, B), ValueError, "empty"),
+    (lambda: ops.batch_norm_forward_training(X.astype(bool), G, B), TypeError, "dtype"),
+    (lambda: ops.batch_norm_forward_inference(X, G, B, np.zeros(2), np.ones(3)), ValueError, "moving_mean"),
+    (lambda: ops.batch_norm_forward_inference(X, G, B, np.zeros(3), np.ones(4)), ValueError, "moving_var"),
+    (lambda: ops.batch_norm_backward(np.zeros((4, 2)), X, G, B, G), ValueError, "dy"),
+    (lambda: ops.batch_norm_backward(X, X, G, np.zeros(4), G), ValueError, "mean"),
+    (lambda: ops.batch_norm_backward(X, X, np.ones(2), B, G), ValueError, "gamma"),
+])
+def test_bad_arguments_through_ops(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def _outs(shape=(4, 3), dtype=np.float32):
+    return np.empty(shape, dtype), np.empty(shape[1], dtype), np.empty(shape[1], dtype)
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: core.batch_norm_forward_training(X, G.astype(np.float64), B, 1e-3, *_outs(), 1),
+     ValueError, "gamma"),
+    (lambda: core.batch_norm_forward_training(X.astype(np.int64), G, B, 1e-3, *_outs(), 1),
+     TypeError, "float32"),
+    (lambda: core.batch_norm_forward_training(X.reshape(2, 2, 3), G, B, 1e-3, *_outs(), 1),
+     ValueError, "2-D"),
+    (lambda: core.batch_norm_forward_training(np.asfortranarray(np.zeros((4, 3), np.float32)), G, B,
+                                              1e-3, *_outs(), 1), ValueError, "C-contiguous"),
+    (lambda: core.batch_norm_forward_training(X, G, B, 1e-3, *_outs((4, 2)), 1), ValueError, "y"),
+    (lambda: core.batch_norm_forward_training(X, G, B, -1.0, *_outs(), 1), ValueError, "epsilon"),
+    (lambda: core.batch_norm_forward_training(X, G, B, "1e-3", *_outs(), 1), TypeError, "epsilon"),
+    (lambda: core.batch_norm_forward_training(X, G, B, 1e-3, *_outs(), 0), ValueError, "num_threads"),
+    (lambda: core.batch_norm_forward_training(X, G, B, 1e-3, X, G.copy(), B.copy(), 1),
+     ValueError, "overlap"),
+    (lambda: core.batch_norm_forward_inference(X, G, B, B, G, 1e-3, np.empty((4, 3)), 1),
+     ValueError, "dtype"),
+    (lambda: core.batch_norm_backward(X, X, G, B, G, 1e-3, *_outs(), True), ValueError, "num_threads"),
+    (lambda: core.batch_norm_backward(X, X, G, B, G, 1e-3, "dx", G.copy(), B.copy(), 1),
+     TypeError, "ndarray"),
+])
+def test_bad_arguments_to_the_kernels(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
