@@ -41,7 +41,19 @@
 #define FC_BN_TILE_ELEMS 8192    /* target elements per tile: 32 KiB of float32, fits L1 */
 #define FC_BN_MIN_CHUNK_ROWS 32  /* bounds the partials to 1/32 of the rows */
 
+/* Below this many elements per thread, extra threads cost more to wake than they save. */
+#define FC_BN_MIN_WORK_PER_THREAD 32768
+
 static inline ptrdiff_t fc_bn_min(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
+
+/* Threads worth using for `work` elements (at least 1, at most num_threads). Small problems
+ * stay on the calling thread. Results never depend on the thread count. */
+static inline int fc_bn_threads(ptrdiff_t work, int num_threads)
+{
+    ptrdiff_t useful = work / FC_BN_MIN_WORK_PER_THREAD;
+    if (useful < 1) useful = 1;
+    return useful < num_threads ? (int)useful : num_threads;
+}
 
 /* Rows per reduction chunk: a function of the column count only (never of the threads). */
 static ptrdiff_t fc_bn_chunk_rows(ptrdiff_t cols)
@@ -119,6 +131,7 @@ int SFX(fc_batch_norm_forward_training)(const T *x, const T *gamma, const T *bet
     if (part_mean == NULL) return -1;
     double *part_m2 = part_mean + t.chunks * cols;
     T *scale = (T *)(part_m2 + t.chunks * cols);
+    num_threads = fc_bn_threads(rows * cols, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)
@@ -199,6 +212,7 @@ int SFX(fc_batch_norm_forward_inference)(const T *x, const T *gamma, const T *be
 {
     T *scale = (T *)malloc(sizeof(T) * (size_t)cols);
     if (scale == NULL) return -1;
+    num_threads = fc_bn_threads(rows * cols, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)
@@ -230,6 +244,7 @@ int SFX(fc_batch_norm_backward)(const T *dy, const T *x, const T *gamma, const T
     T *coef_dy = (T *)(part_dyxc + t.chunks * cols);
     T *coef_xc = coef_dy + cols;
     T *coef_0 = coef_xc + cols;
+    num_threads = fc_bn_threads(rows * cols, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)

@@ -41,8 +41,20 @@
 /* Channels handled at a time by kernels that keep per-channel state on the stack. */
 #define FC_POOL_CHANNEL_BLOCK 256
 
+/* Below this many elements of work per thread, extra threads cost more to wake than they save. */
+#define FC_POOL_MIN_WORK_PER_THREAD 32768
+
 static inline ptrdiff_t fc_max_pd(ptrdiff_t a, ptrdiff_t b) { return a > b ? a : b; }
 static inline ptrdiff_t fc_min_pd(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
+
+/* Threads worth using for `work` elements (at least 1, at most num_threads). Small problems
+ * stay on the calling thread. Results never depend on the thread count. */
+static inline int fc_pool_threads(ptrdiff_t work, int num_threads)
+{
+    ptrdiff_t useful = work / FC_POOL_MIN_WORK_PER_THREAD;
+    if (useful < 1) useful = 1;
+    return useful < num_threads ? (int)useful : num_threads;
+}
 
 /* The rows [lo, hi) of dx that the work item of output row `oh` owns (see the top comment). */
 static void fc_pool_band(const fc_pool2d_geometry *g, ptrdiff_t oh, ptrdiff_t *lo, ptrdiff_t *hi)
@@ -132,6 +144,7 @@ void SFX(fc_max_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
 {
     const ptrdiff_t H = g->h, W = g->w, C = g->c, OH = g->out_h, OW = g->out_w;
     const ptrdiff_t items = g->n * OH;
+    num_threads = fc_pool_threads(g->n * g->h * g->w * g->c, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) num_threads(num_threads)
@@ -158,6 +171,7 @@ void SFX(fc_max_pool2d_backward)(const T *dy, const T *x, T *dx, const fc_pool2d
     const ptrdiff_t items = g->n * OH;
     /* Windows further than this many output rows above a band can still reach into it. */
     const ptrdiff_t reach = (g->pool_h + g->stride_h - 1) / g->stride_h;
+    num_threads = fc_pool_threads(g->n * g->h * g->w * g->c, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) num_threads(num_threads)
@@ -207,6 +221,7 @@ void SFX(fc_avg_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
 {
     const ptrdiff_t H = g->h, W = g->w, C = g->c, OH = g->out_h, OW = g->out_w;
     const ptrdiff_t items = g->n * OH;
+    num_threads = fc_pool_threads(g->n * g->h * g->w * g->c, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)
@@ -240,6 +255,7 @@ void SFX(fc_avg_pool2d_backward)(const T *dy, T *dx, const fc_pool2d_geometry *g
     const ptrdiff_t H = g->h, W = g->w, C = g->c, OH = g->out_h, OW = g->out_w;
     const ptrdiff_t items = g->n * OH;
     const ptrdiff_t reach = (g->pool_h + g->stride_h - 1) / g->stride_h;
+    num_threads = fc_pool_threads(g->n * g->h * g->w * g->c, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)
@@ -287,6 +303,7 @@ void SFX(fc_global_avg_pool2d_forward)(const T *x, T *out, ptrdiff_t n, ptrdiff_
     const ptrdiff_t pixels = h * w;
     const ptrdiff_t blocks = (c + FC_POOL_CHANNEL_BLOCK - 1) / FC_POOL_CHANNEL_BLOCK;
     const ptrdiff_t items = n * blocks;
+    num_threads = fc_pool_threads(n * h * w * c, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) num_threads(num_threads)
@@ -309,6 +326,7 @@ void SFX(fc_global_avg_pool2d_backward)(const T *dy, T *dx, ptrdiff_t n, ptrdiff
 {
     const ptrdiff_t items = n * h; /* one image row of dx per item */
     const T pixels = (T)(h * w);
+    num_threads = fc_pool_threads(n * h * w * c, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) num_threads(num_threads)
@@ -332,6 +350,7 @@ void SFX(fc_global_max_pool2d_forward)(const T *x, T *out, ptrdiff_t n, ptrdiff_
     const ptrdiff_t pixels = h * w;
     const ptrdiff_t blocks = (c + FC_POOL_CHANNEL_BLOCK - 1) / FC_POOL_CHANNEL_BLOCK;
     const ptrdiff_t items = n * blocks;
+    num_threads = fc_pool_threads(n * h * w * c, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) num_threads(num_threads)
@@ -351,6 +370,7 @@ void SFX(fc_global_max_pool2d_backward)(const T *dy, const T *x, T *dx, ptrdiff_
     const ptrdiff_t pixels = h * w;
     const ptrdiff_t blocks = (c + FC_POOL_CHANNEL_BLOCK - 1) / FC_POOL_CHANNEL_BLOCK;
     const ptrdiff_t items = n * blocks;
+    num_threads = fc_pool_threads(n * h * w * c, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) num_threads(num_threads)
