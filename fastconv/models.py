@@ -47,6 +47,18 @@ def _check_verbose(verbose):
     return 1 if verbose == "auto" else int(verbose)
 
 
+def _first_non_finite_sample(x, chunk_elements=1 << 22):
+    """Index of the first sample of `x` holding NaN or inf, or None (checked in chunks, so a
+    large dataset never needs a full-size temporary)."""
+    per_sample = max(1, x[0].size)
+    step = max(1, chunk_elements // per_sample)
+    for start in range(0, len(x), step):
+        finite = np.isfinite(x[start:start + step].reshape(-1, per_sample)).all(axis=1)
+        if not finite.all():
+            return start + int(np.argmin(finite))
+    return None
+
+
 def _format_value(value):
     value = float(value)
     if value == 0 or 1e-3 <= abs(value) < 1e4:
@@ -401,8 +413,8 @@ class Sequential:
             )
         if x.shape[0] == 0:
             raise ValueError(f"`{name}` is empty (0 samples).")
-        if not np.isfinite(x).all():
-            bad = int(np.argwhere(~np.isfinite(x.reshape(x.shape[0], -1)))[0][0])
+        bad = _first_non_finite_sample(x)
+        if bad is not None:
             raise ValueError(f"`{name}` contains NaN or infinite values (first in sample {bad}).")
         return x
 
