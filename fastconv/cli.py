@@ -32,7 +32,7 @@ DATASETS = {
                "about": "bundled UCI hand-written digits (1,797 8x8 images), no file needed"},
     "mnist": {"input_shape": (28, 28, 1), "epochs": 3, "batch_size": 64,
               "about": "MNIST IDX files (train-images-idx3-ubyte, ... optionally .gz) in --data-dir"},
-    "cifar10": {"input_shape": (32, 32, 3), "epochs": 10, "batch_size": 64,
+    "cifar10": {"input_shape": (32, 32, 3), "epochs": 5, "batch_size": 64,
                 "about": "CIFAR-10 binary or python batches in --data-dir"},
 }
 DEFAULT_LEARNING_RATE = {"adam": 1e-3, "sgd": 1e-2}
@@ -155,7 +155,9 @@ def build_parser():
         "evaluate", help="evaluate a saved model on a data set's test images",
         description="Load a model saved by 'train' (or model.save) and report its loss and "
                     "accuracy on the test set of --data.")
-    evaluate.add_argument("model", metavar="MODEL", help="path of the saved model (.fcz)")
+    evaluate.add_argument("model", metavar="MODEL",
+                          help="path of the saved model (.fcz); for --data digits pass the "
+                               "--seed it was trained with, so the test split is the held-out one")
     _add_data_options(evaluate, for_training=False)
     evaluate.add_argument("--batch-size", type=_positive_int, default=256, metavar="N",
                           help="batch size for inference (default: 256)")
@@ -326,6 +328,13 @@ def _describe(name, x_train, x_test):
 def run_train(args, out):
     from .utils import set_random_seed
 
+    # Check where the model goes before spending time on training.
+    output_dir = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(output_dir):
+        raise DataError(f"--output {args.output!r}: the folder {output_dir!r} does not exist")
+    if os.path.isdir(args.output):
+        raise DataError(f"--output {args.output!r} is a folder; give a file path such as "
+                        f"{os.path.join(args.output, DEFAULT_OUTPUT)!r}")
     (x_train, y_train), (x_test, y_test) = load_dataset(args.data, args.data_dir, args.seed)
     _configure_runtime(args)
     set_random_seed(args.seed)
@@ -363,10 +372,10 @@ def run_train(args, out):
     print(f"test accuracy: {accuracy:.4f} ({correct}/{len(y_test)})  test loss: {loss:.4f}  "
           f"[{args.data}, {epochs} epoch(s), {seconds:.1f} s training]", file=out)
     try:
-        model.save(args.output)
+        written = model.save(args.output) or args.output  # save() may append ".fcz"
     except OSError as exc:
         raise DataError(f"cannot save the model to {args.output!r}: {exc}") from None
-    print(f"model saved to {os.path.abspath(args.output)}", file=out)
+    print(f"model saved to {os.path.abspath(written)}", file=out)
     return 0
 
 

@@ -159,6 +159,25 @@ def test_evaluate_missing_model(tmp_path, capsys):
     assert "model file not found" in capsys.readouterr().err
 
 
+def test_evaluate_unreadable_model(tmp_path, capsys):
+    garbage = tmp_path / "garbage.fcz"
+    garbage.write_bytes(b"not a zip archive")
+    assert main(["evaluate", str(garbage)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fastconv evaluate: error: cannot load the model") and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("make_output", [
+    lambda tmp: tmp / "no_such_folder" / "model.fcz",
+    lambda tmp: tmp,
+])
+def test_bad_output_path_fails_before_training(tmp_path, capsys, make_output):
+    output = str(make_output(tmp_path))
+    assert main(["train", "--output", output]) == 1
+    captured = capsys.readouterr()
+    assert "--output" in captured.err and "test accuracy" not in captured.out
+
+
 # ---------------------------------------------------------------- training runs
 
 def _load_model(path):
@@ -188,6 +207,10 @@ def test_train_mnist_idx_then_evaluate(tmp_path, capsys):
     # `evaluate` on the saved model reports the same test accuracy.
     assert main(["evaluate", str(model_path), "--data", "mnist", "--data-dir", str(data_dir)]) == 0
     assert parse_accuracy(capsys.readouterr().out)[0] == pytest.approx(accuracy, abs=1e-4)
+    # ... and refuses, in one line, data of another image shape.
+    assert main(["evaluate", str(model_path), "--data", "digits"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fastconv evaluate: error: cannot evaluate") and len(err.splitlines()) == 1
 
 
 def test_train_cifar10_binary_subprocess(tmp_path):
@@ -208,11 +231,13 @@ def test_train_cifar10_binary_subprocess(tmp_path):
 
 def test_train_digits_quick_default_output_and_reference_backend(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    code = main(["train", "--epochs", "1", "--limit", "64", "--backend", "reference", "--seed", "5",
-                 "--validation-split", "0.25", "--optimizer", "sgd"])
+    code = main(["train", "--epochs", "2", "--limit", "64", "--backend", "reference", "--seed", "5",
+                 "--validation-split", "0.25", "--optimizer", "sgd", "--lr-schedule", "constant"])
     out = capsys.readouterr().out
     assert code == 0
     assert "backend reference" in out and "64 training and 359 test images of 8x8x1" in out
+    assert "sgd (learning rate 0.01, constant)" in out
+    assert "val_loss" in out  # the per-epoch progress shows the validation split
     parse_accuracy(out)
     assert (tmp_path / "fastconv_model.fcz").is_file()
     assert _load_model(tmp_path / "fastconv_model.fcz").predict(
