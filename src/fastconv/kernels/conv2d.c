@@ -1,13 +1,15 @@
 /* Convolution driver: implicit GEMM on NHWC with the run-time selected microkernels.
  *
  * Forward: M = N*OH*OW output pixels x F_g filters per group, K = KH*KW*C_g. Each thread
- * takes blocks of output pixels, packs their patches (the im2col rows of just that block)
- * into a thread-local buffer and multiplies them with the weights, packed once per call
- * into NR-wide panels. 1x1 / stride 1 / unpadded convolutions multiply the input directly.
+ * takes blocks of output pixels and builds their indirection table (for every tap and pixel
+ * a pointer to the input pixel, or to zeros in the padding: the im2col matrix without the
+ * copy); the indirect microkernel multiplies it with the weights, packed once per call into
+ * NR-wide panels. 1x1 / stride 1 / unpadded convolutions multiply the input directly.
  * Backward-data: dpatches = dy @ W^T per block of output pixels, scattered (col2im) into dx;
  * blocks are bands of output rows, run in two phases (even bands, then odd bands) so that
  * no two threads add into the same dx row at once and the order of the additions is fixed.
- * Backward-weights: dW = patches^T @ dy, reduced over output pixels split into a number of
+ * Backward-weights: dW = patches^T @ dy (patches of a sub-block of pixels copied into a
+ * thread-local buffer), reduced over output pixels split into a number of
  * chunks that depends only on the shape; each chunk sums into its own buffer and the chunks
  * are added in a fixed order: bit-identical results for any thread count.
  * Depthwise convolutions (groups == C) use the direct kernels of the table instead.

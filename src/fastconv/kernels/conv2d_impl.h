@@ -5,7 +5,7 @@
 #define FC_KT(kt, field) ((kt)->FC_CI_CAT(field, FC_SFX))
 
 /* Largest reduction length per microkernel call: keeps a B panel (KC x NR) in L1/L2. */
-#define FC_KC_MAX ((ptrdiff_t)(sizeof(FC_T) == 4 ? 256 : 192))
+#define FC_KC_MAX ((ptrdiff_t)320)
 /* Output pixels per block of the forward / backward-data GEMMs, in microtiles. */
 #define FC_MB_TILES 8
 /* Output pixels per sub-block of the weight-gradient GEMM. */
@@ -18,17 +18,17 @@ static void FC_FN(pack_patches)(const fc_conv2d_params *p, const FC_T *x, ptrdif
                                 FC_T *dst, ptrdiff_t ld)
 {
     const ptrdiff_t cg = p->c / p->groups, pixels = p->out_h * p->out_w;
+    const ptrdiff_t t_first = k0 / cg, c_first = k0 - t_first * cg;
+    const ptrdiff_t i_first = t_first / p->kw, j_first = t_first % p->kw;
     ptrdiff_t n = m0 / pixels, oh = (m0 % pixels) / p->out_w, ow = m0 % p->out_w;
     for (ptrdiff_t r = 0; r < mb; r++) {
         FC_T *row = dst + r * ld;
         const ptrdiff_t ih0 = oh * p->stride_h - p->pad_top, iw0 = ow * p->stride_w - p->pad_left;
         const FC_T *ximg = x + n * p->h * p->w * p->c + g * cg;
-        ptrdiff_t k = k0;
+        ptrdiff_t k = k0, c = c_first, i = i_first, j = j_first;
         while (k < k0 + kn) {
-            const ptrdiff_t tap = k / cg, c = k - tap * cg;
             const ptrdiff_t len = min_pd(cg - c, k0 + kn - k);
-            const ptrdiff_t ih = ih0 + (tap / p->kw) * p->dil_h;
-            const ptrdiff_t iw = iw0 + (tap % p->kw) * p->dil_w;
+            const ptrdiff_t ih = ih0 + i * p->dil_h, iw = iw0 + j * p->dil_w;
             FC_T *out = row + (k - k0);
             if (ih >= 0 && ih < p->h && iw >= 0 && iw < p->w) {
                 const FC_T *src = ximg + (ih * p->w + iw) * p->c + c;
@@ -38,6 +38,8 @@ static void FC_FN(pack_patches)(const fc_conv2d_params *p, const FC_T *x, ptrdif
                 for (ptrdiff_t q = 0; q < len; q++) out[q] = 0;
             }
             k += len;
+            c = 0;
+            if (++j == p->kw) { j = 0; i++; }
         }
         if (++ow == p->out_w) {
             ow = 0;
@@ -93,6 +95,41 @@ static int FC_FN(depthwise_forward)(const fc_kernel_table *kt, const fc_conv2d_p
     return FC_CONV_OK;
 }
 
+/* Indirection rows of output pixels [m0, m0 + mb) for every tap: ind[(tile * taps + t) * mr + i]
+ * points at input pixel (n, ih, iw) (channel 0) of row tile * mr + i, or at `zeros` where the
+ * tap falls in the padding. Rows past mb repeat the block's last row. */
+static void FC_FN(build_indirection)(const fc_conv2d_params *p, const FC_T *x, const FC_T *zeros,
+                                     ptrdiff_t m0, ptrdiff_t mb, int mr, const FC_T **ind)
+{
+    const ptrdiff_t taps = p->kh * p->kw, pixels = p->out_h * p->out_w;
+    const ptrdiff_t tiles = ceil_div(mb, mr);
+    ptrdiff_t n = m0 / pixels, oh = (m0 % pixels) / p->out_w, ow = m0 % p->out_w;
+    for (ptrdiff_t r = 0; r < tiles * mr; r++) {
+        if (r < mb) {
+            const ptrdiff_t ih0 = oh * p->stride_h - p->pad_top, iw0 = ow * p->stride_w - p->pad_left;
+            const FC_T *img = x + n * p->h * p->w * p->c;
+            const FC_T **dst = ind + (r / mr) * taps * mr + r % mr;
+            ptrdiff_t t = 0;
+            for (ptrdiff_t i = 0; i < p->kh; i++) {
+                const ptrdiff_t ih = ih0 + i * p->dil_h;
+                const int row_ok = ih >= 0 && ih < p->h;
+                for (ptrdiff_t j = 0; j < p->kw; j++, t++) {
+                    const ptrdiff_t iw = iw0 + j * p->dil_w;
+                    dst[t * mr] = (row_ok && iw >= 0 && iw < p->w) ? img + (ih * p->w + iw) * p->c : zeros;
+                }
+            }
+            if (++ow == p->out_w) {
+                ow = 0;
+                if (++oh == p->out_h) { oh = 0; n++; }
+            }
+        } else { /* padding rows of the last tile: copy row mb - 1 */
+            const FC_T **dst = ind + (r / mr) * taps * mr + r % mr;
+            const FC_T **src = ind + ((mb - 1) / mr) * taps * mr + (mb - 1) % mr;
+            for (ptrdiff_t t = 0; t < taps; t++) dst[t * mr] = src[t * mr];
+        }
+    }
+}
+
 int FC_FN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_T *w,
                              const FC_T *bias, FC_T *y, int num_threads)
 {
@@ -102,20 +139,29 @@ int FC_FN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_
 
     const int mr = FC_KT(kt, mr), nr = FC_KT(kt, nr);
     const ptrdiff_t G = p->groups, cg = p->c / G, fg = p->f / G, F = p->f;
-    const ptrdiff_t K = p->kh * p->kw * cg, M = p->n * p->out_h * p->out_w;
+    const ptrdiff_t taps = p->kh * p->kw, K = taps * cg, M = p->n * p->out_h * p->out_w;
     const ptrdiff_t panels = ceil_div(fg, nr);
-    const ptrdiff_t kblocks = ceil_div(K, FC_KC_MAX), kc = ceil_div(K, kblocks);
     const ptrdiff_t mb_max = (ptrdiff_t)mr * FC_MB_TILES, mblocks = ceil_div(M, mb_max);
-    const ptrdiff_t lda = round_up(kc, 16) + 16; /* +16: rows not a multiple of 4 KiB apart */
     const int direct = is_pointwise(p);
+    /* Reduction blocks: whole taps of kcc channels (tpb taps per block); the direct path
+     * blocks K = C_g the same way with a single tap. */
+    const ptrdiff_t cblocks = ceil_div(cg, FC_KC_MAX), kcc = ceil_div(cg, cblocks);
+    const ptrdiff_t tblocks0 = ceil_div(taps, max_pd(1, FC_KC_MAX / kcc));
+    const ptrdiff_t tpb = ceil_div(taps, tblocks0), tblocks = ceil_div(taps, tpb);
 
     FC_T *wpack = (FC_T *)fc_alloc((size_t)(G * panels * K * nr) * sizeof(FC_T));
-    FC_T *abuf = direct ? NULL : (FC_T *)fc_alloc((size_t)(num_threads * mb_max * lda) * sizeof(FC_T));
-    if (wpack == NULL || (!direct && abuf == NULL)) {
-        fc_free(wpack);
-        fc_free(abuf);
+    FC_T *zeros = NULL;
+    const FC_T **ind = NULL;
+    int failed = wpack == NULL;
+    if (!direct) {
+        failed |= (zeros = (FC_T *)fc_alloc((size_t)p->c * sizeof(FC_T))) == NULL;
+        failed |= (ind = (const FC_T **)fc_alloc((size_t)(num_threads * mb_max * taps) * sizeof(FC_T *))) == NULL;
+    }
+    if (failed) {
+        fc_free(wpack); fc_free(zeros); fc_free((void *)ind);
         return FC_CONV_NOMEM;
     }
+    if (zeros != NULL) memset(zeros, 0, (size_t)p->c * sizeof(FC_T));
 
     FC_OMP(parallel num_threads(num_threads))
     {
@@ -130,32 +176,34 @@ int FC_FN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_
             for (ptrdiff_t j = 0; j < cols; j++) dst[j] = src[j];
             for (ptrdiff_t j = cols; j < nr; j++) dst[j] = 0;
         }
-        FC_T *a_own = direct ? NULL : abuf + (ptrdiff_t)fc_thread_id() * mb_max * lda;
+        const FC_T **ind_own = ind == NULL ? NULL : ind + (ptrdiff_t)fc_thread_id() * mb_max * taps;
         FC_OMP(for schedule(static))
         for (ptrdiff_t blk = 0; blk < mblocks; blk++) {
             const ptrdiff_t m0 = blk * mb_max, mb = min_pd(mb_max, M - m0);
+            if (ind_own != NULL) FC_FN(build_indirection)(p, x, zeros, m0, mb, mr, ind_own);
             for (ptrdiff_t g = 0; g < G; g++) {
-                for (ptrdiff_t kb = 0; kb < kblocks; kb++) {
-                    const ptrdiff_t k0 = kb * kc, kn = min_pd(kc, K - k0);
-                    const FC_T *a;
-                    ptrdiff_t ld;
-                    if (direct) {
-                        a = x + m0 * p->c + g * cg + k0;
-                        ld = p->c;
-                    } else {
-                        FC_FN(pack_patches)(p, x, g, m0, mb, k0, kn, a_own, lda);
-                        a = a_own;
-                        ld = lda;
-                    }
-                    const int last = kb == kblocks - 1;
-                    for (ptrdiff_t pj = 0; pj < panels; pj++) {
-                        const FC_T *bp = wpack + ((g * panels + pj) * K + k0) * nr;
-                        const ptrdiff_t f0 = g * fg + pj * nr;
-                        const int cols = (int)min_pd(nr, fg - pj * nr);
-                        const FC_T *bias_p = (last && bias != NULL) ? bias + f0 : NULL;
-                        for (ptrdiff_t ir = 0; ir < mb; ir += mr) {
-                            FC_KT(kt, gemm_rowa)(kn, a + ir * ld, ld, bp, y + (m0 + ir) * F + f0, F,
-                                                 (int)min_pd(mr, mb - ir), cols, kb > 0, bias_p);
+                for (ptrdiff_t cb = 0; cb < cblocks; cb++) {
+                    const ptrdiff_t c0 = cb * kcc, kn = min_pd(kcc, cg - c0);
+                    for (ptrdiff_t tb = 0; tb < (direct ? 1 : tblocks); tb++) {
+                        const ptrdiff_t t0 = tb * tpb, tn = min_pd(tpb, taps - t0);
+                        const int first = cb == 0 && tb == 0;
+                        const int last = cb == cblocks - 1 && (direct || tb == tblocks - 1);
+                        for (ptrdiff_t pj = 0; pj < panels; pj++) {
+                            const FC_T *bp = wpack + ((g * panels + pj) * K + t0 * cg + c0) * nr;
+                            const ptrdiff_t f0 = g * fg + pj * nr;
+                            const int cols = (int)min_pd(nr, fg - pj * nr);
+                            const FC_T *bias_p = (last && bias != NULL) ? bias + f0 : NULL;
+                            for (ptrdiff_t ir = 0; ir < mb; ir += mr) {
+                                FC_T *c = y + (m0 + ir) * F + f0;
+                                const int rows = (int)min_pd(mr, mb - ir);
+                                if (direct)
+                                    FC_KT(kt, gemm_rowa)(kn, x + (m0 + ir) * p->c + g * cg + c0, p->c,
+                                                         bp, c, F, rows, cols, !first, bias_p);
+                                else
+                                    FC_KT(kt, gemm_ind)(tn, kn, ind_own + ((ir / mr) * taps + t0) * mr,
+                                                        g * cg + c0, bp, cg * nr, c, F, rows, cols,
+                                                        !first, bias_p);
+                            }
                         }
                     }
                 }
@@ -164,7 +212,8 @@ int FC_FN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_
         fc_denormals_restore(csr);
     }
     fc_free(wpack);
-    fc_free(abuf);
+    fc_free(zeros);
+    fc_free((void *)ind);
     return FC_CONV_OK;
 }
 

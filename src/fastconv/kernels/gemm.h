@@ -13,6 +13,10 @@
  *              rows i >= m are never read.
  *   gemm_cola: A(i, kk) = a[kk * lda + i]  (MR contiguous values per step, e.g. a slice of
  *              a patch row); a[kk * lda + i] must be readable for all i < MR.
+ *   gemm_ind:  indirect (no im2col copy): the reduction runs over `taps` segments of kc steps;
+ *              A(i, t * kc + kk) = ind[t * MR + i][a_offset + kk], and segment t multiplies
+ *              the B rows at b + t * b_tap_stride. All MR pointers of every segment must be
+ *              readable (rows >= m repeat a real row; padding points at zeros).
  * Results for row i depend only on row i's data and k, never on m, n or the thread.
  */
 #ifndef FASTCONV_GEMM_H
@@ -26,6 +30,10 @@
     typedef void (*fc_gemm_##SFX##_fn)(ptrdiff_t k, const T *a, ptrdiff_t lda, const T *b,     \
                                        T *c, ptrdiff_t ldc, int m, int n, int accumulate,      \
                                        const T *bias);                                         \
+    typedef void (*fc_gemm_ind_##SFX##_fn)(ptrdiff_t taps, ptrdiff_t kc, const T *const *ind,  \
+                                           ptrdiff_t a_offset, const T *b,                     \
+                                           ptrdiff_t b_tap_stride, T *c, ptrdiff_t ldc, int m, \
+                                           int n, int accumulate, const T *bias);              \
     /* Depthwise (groups == C) forward: writes output row `row` = n * OH + oh (OW x F). */     \
     typedef void (*fc_dw_forward_##SFX##_fn)(const fc_conv2d_params *p, const T *x,            \
                                              const T *w, const T *bias, T *y, ptrdiff_t row);  \
@@ -47,6 +55,8 @@ typedef struct {
     int mr_f32, nr_f32, mr_f64, nr_f64;
     fc_gemm_f32_fn gemm_rowa_f32, gemm_cola_f32;
     fc_gemm_f64_fn gemm_rowa_f64, gemm_cola_f64;
+    fc_gemm_ind_f32_fn gemm_ind_f32;
+    fc_gemm_ind_f64_fn gemm_ind_f64;
     fc_dw_forward_f32_fn dw_forward_f32;
     fc_dw_forward_f64_fn dw_forward_f64;
     fc_dw_backward_data_f32_fn dw_backward_data_f32;

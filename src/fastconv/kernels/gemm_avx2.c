@@ -71,6 +71,7 @@ static inline __m256i lanes64(int n)
 static const fc_kernel_table avx2_table = {
     "avx2", 6, 16, 6, 8,
     gemm_rowa_f32, gemm_cola_f32, gemm_rowa_f64, gemm_cola_f64,
+    gemm_ind_f32, gemm_ind_f64,
     dw_forward_f32, dw_forward_f64,
     dw_backward_data_f32, dw_backward_data_f64,
     dw_backward_weights_f32, dw_backward_weights_f64,

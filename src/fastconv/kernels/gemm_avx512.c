@@ -60,6 +60,7 @@
 static const fc_kernel_table avx512_table = {
     "avx512", 12, 32, 12, 16,
     gemm_rowa_f32, gemm_cola_f32, gemm_rowa_f64, gemm_cola_f64,
+    gemm_ind_f32, gemm_ind_f64,
     dw_forward_f32, dw_forward_f64,
     dw_backward_data_f32, dw_backward_data_f64,
     dw_backward_weights_f32, dw_backward_weights_f64,

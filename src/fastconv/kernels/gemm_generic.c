@@ -46,6 +46,23 @@
             }                                                                                  \
         }                                                                                      \
         store_tile_##SFX(acc, c, ldc, m, n, accumulate, bias);                                 \
+    }                                                                                          \
+    static void gemm_ind_##SFX(ptrdiff_t taps, ptrdiff_t kc, const T *const *ind,              \
+                               ptrdiff_t a_offset, const T *b, ptrdiff_t b_tap_stride, T *c,   \
+                               ptrdiff_t ldc, int m, int n, int accumulate, const T *bias)     \
+    {                                                                                          \
+        T acc[GENERIC_MR][NR] = {{0}};                                                         \
+        for (ptrdiff_t t = 0; t < taps; t++) {                                                 \
+            const T *bt = b + t * b_tap_stride;                                                \
+            for (ptrdiff_t kk = 0; kk < kc; kk++) {                                            \
+                const T *bk = bt + kk * NR;                                                    \
+                for (int i = 0; i < GENERIC_MR; i++) {                                         \
+                    T av = ind[t * GENERIC_MR + i][a_offset + kk];                             \
+                    for (int j = 0; j < NR; j++) acc[i][j] += av * bk[j];                      \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+        store_tile_##SFX(acc, c, ldc, m, n, accumulate, bias);                                 \
     }
 
 FC_DEFINE_GENERIC_GEMM(float, f32, 8)
@@ -63,6 +80,7 @@ FC_DEFINE_GENERIC_GEMM(double, f64, 4)
 static const fc_kernel_table generic_table = {
     "generic", GENERIC_MR, 8, GENERIC_MR, 4,
     gemm_rowa_f32, gemm_cola_f32, gemm_rowa_f64, gemm_cola_f64,
+    gemm_ind_f32, gemm_ind_f64,
     dw_forward_f32, dw_forward_f64,
     dw_backward_data_f32, dw_backward_data_f64,
     dw_backward_weights_f32, dw_backward_weights_f64,

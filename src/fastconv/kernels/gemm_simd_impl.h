@@ -85,6 +85,38 @@ static void FC_NAME(gemm_rowa)(ptrdiff_t k, const FC_T *a, ptrdiff_t lda, const 
     FC_NAME(store_tile)(acc, c, ldc, m, n, accumulate, bias);
 }
 
+/* Indirect: A(i, t * kc + kk) = ind[t * MR + i][a_offset + kk]; B of tap t at b + t * b_tap_stride. */
+static void FC_NAME(gemm_ind)(ptrdiff_t taps, ptrdiff_t kc, const FC_T *const *ind,
+                              ptrdiff_t a_offset, const FC_T *b, ptrdiff_t b_tap_stride, FC_T *c,
+                              ptrdiff_t ldc, int m, int n, int accumulate, const FC_T *bias)
+{
+    FC_VT acc[FC_MR][FC_NV];
+    FC_UNROLL
+    for (int i = 0; i < FC_MR; i++) {
+        FC_UNROLL
+        for (int v = 0; v < FC_NV; v++) acc[i][v] = FC_VZERO();
+    }
+    for (ptrdiff_t t = 0; t < taps; t++) {
+        const FC_T *rows[FC_MR];
+        const FC_T *bt = b + t * b_tap_stride;
+        FC_UNROLL
+        for (int i = 0; i < FC_MR; i++) rows[i] = ind[t * FC_MR + i] + a_offset;
+        for (ptrdiff_t kk = 0; kk < kc; kk++) {
+            FC_VT bv[FC_NV];
+            FC_UNROLL
+            for (int v = 0; v < FC_NV; v++) bv[v] = FC_VLOAD(bt + kk * FC_NR + v * FC_VLEN);
+            FC_UNROLL
+            for (int i = 0; i < FC_MR; i++) {
+                FC_VT av = FC_VSET1(rows[i][kk]);
+                FC_UNROLL
+                for (int v = 0; v < FC_NV; v++) acc[i][v] = FC_VFMA(av, bv[v], acc[i][v]);
+            }
+        }
+    }
+    (void)m;
+    FC_NAME(store_tile)(acc, c, ldc, m, n, accumulate, bias);
+}
+
 /* A(i, kk) = a[kk * lda + i]. */
 static void FC_NAME(gemm_cola)(ptrdiff_t k, const FC_T *a, ptrdiff_t lda, const FC_T *b,
                                FC_T *c, ptrdiff_t ldc, int m, int n, int accumulate,
