@@ -11,6 +11,8 @@ Subclasses implement `build_weights(input_shape)` (create weights with `add_weig
 `compute_output_shape(input_shape)`, `call(x, training)` and `call_backward(dy)`; they read
 the current kernels from `fastconv.backend.get_ops()`.
 """
+import re
+
 import numpy as np
 
 from .. import _validation as V
@@ -25,12 +27,9 @@ def _unique_name(prefix):
 
 
 def _snake(name):
-    out = []
-    for i, ch in enumerate(name):
-        if ch.isupper() and i and not name[i - 1].isupper():
-            out.append("_")
-        out.append(ch.lower())
-    return "".join(out)
+    """Keras' default layer names: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 class Weight:
