@@ -228,6 +228,12 @@ def test_mnist_zero_dimension(tmp_path):
         mnist.load_data(tmp_path)
 
 
+def test_mnist_absurd_header_dimensions_are_truncation_not_overflow():
+    header = struct.pack(">4I", 0x803, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF)
+    with pytest.raises(ValueError, match="truncated"):
+        mnist.parse_idx(header + bytes(10), mnist.IMAGES_MAGIC, "huge")
+
+
 def test_mnist_label_count_must_match_images(tmp_path):
     data, files = _mnist_folder(tmp_path)
     _replace(files["train_labels"], idx_bytes(data[0][1][:-1]))

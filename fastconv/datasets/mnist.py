@@ -12,6 +12,7 @@ IDX format: a 4-byte magic number `0x00 0x00 <type> <ndim>` (type 0x08 = unsigne
 `ndim` big-endian uint32 dimension sizes, then the data in C order. Images are 0x00000803
 (n, rows, cols), labels 0x00000801 (n,).
 """
+import math
 import os
 
 import numpy as np
@@ -77,7 +78,7 @@ def parse_idx(data, expected_magic, filename="<bytes>"):
     dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     if any(d == 0 for d in dims):
         raise ValueError(f"{filename}: IDX dimensions must be positive; header says {dims}.")
-    expected_size = header_size + int(np.prod(dims, dtype=np.int64))
+    expected_size = header_size + math.prod(dims)  # Python ints: no overflow on absurd headers
     if len(data) != expected_size:
         problem = "truncated" if len(data) < expected_size else "has trailing bytes"
         raise ValueError(
