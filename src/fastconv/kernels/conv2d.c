@@ -5,9 +5,12 @@
  * a pointer to the input pixel, or to zeros in the padding: the im2col matrix without the
  * copy); the indirect microkernel multiplies it with the weights, packed once per call into
  * NR-wide panels. 1x1 / stride 1 / unpadded convolutions multiply the input directly.
- * Backward-data: dpatches = dy @ W^T per block of output pixels, scattered (col2im) into dx;
- * blocks are bands of output rows, run in two phases (even bands, then odd bands) so that
- * no two threads add into the same dx row at once and the order of the additions is fixed.
+ * Backward-data, stride 1: the adjoint convolution (dy convolved with the flipped, transposed
+ * kernel) through the same implicit GEMM, each dx element written once.
+ * Backward-data, larger strides: dpatches = dy @ W^T per block of output pixels, scattered
+ * (col2im) into dx; blocks are bands of output rows, run in two phases (even bands, then odd
+ * bands) so that no two threads add into the same dx row at once and the order of the
+ * additions is fixed.
  * Backward-weights: dW = patches^T @ dy (patches of a sub-block of pixels copied into a
  * thread-local buffer), reduced over output pixels split into a number of
  * chunks that depends only on the shape; each chunk sums into its own buffer and the chunks

@@ -130,13 +130,14 @@ static void FC_FN(build_indirection)(const fc_conv2d_params *p, const FC_T *x, c
     }
 }
 
-int FC_FN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_T *w,
-                             const FC_T *bias, FC_T *y, int num_threads)
+/* y = conv_p(x, W) + bias as an implicit GEMM. With `transposed`, `w` is the HWIO kernel of
+ * the convolution whose *input gradient* p describes (stride 1): p's input is that conv's dy
+ * (C = its F), p's output its dx, and p's kernel is w with the taps flipped and the two
+ * channel axes swapped (the adjoint of a stride-1 convolution). */
+static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p,
+                                     const FC_T *x, const FC_T *w, int transposed,
+                                     const FC_T *bias, FC_T *y, int num_threads)
 {
-    const fc_kernel_table *kt = fc_get_kernels();
-    if (num_threads < 1) num_threads = 1;
-    if (p->groups == p->c) return FC_FN(depthwise_forward)(kt, p, x, w, bias, y, num_threads);
-
     const int mr = FC_KT(kt, mr), nr = FC_KT(kt, nr);
     const ptrdiff_t G = p->groups, cg = p->c / G, fg = p->f / G, F = p->f;
     const ptrdiff_t taps = p->kh * p->kw, K = taps * cg, M = p->n * p->out_h * p->out_w;
@@ -166,14 +167,21 @@ int FC_FN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
-        /* Weights -> panels: wpack[((g * panels + pj) * K + k) * nr + j] = w[k, g, pj*nr + j]. */
+        /* Weights -> panels: wpack[((g * panels + pj) * K + k) * nr + j] = W[k, g, pj*nr + j]
+         * (k = tap * C_g + c), W = w or its transposed adjoint. */
         FC_OMP(for schedule(static))
         for (ptrdiff_t row = 0; row < G * panels * K; row++) {
             const ptrdiff_t k = row % K, gp = row / K, g = gp / panels, pj = gp % panels;
             const ptrdiff_t f0 = pj * nr, cols = min_pd(nr, fg - f0);
             FC_T *dst = wpack + row * nr;
-            const FC_T *src = w + k * F + g * fg + f0;
-            for (ptrdiff_t j = 0; j < cols; j++) dst[j] = src[j];
+            if (!transposed) {
+                const FC_T *src = w + k * F + g * fg + f0;
+                for (ptrdiff_t j = 0; j < cols; j++) dst[j] = src[j];
+            } else { /* w is (KH, KW, fg, p->c): flipped tap, its filter = our channel */
+                const ptrdiff_t t = taps - 1 - k / cg, filt = k % cg;
+                const FC_T *src = w + (t * fg + f0) * p->c + g * cg + filt;
+                for (ptrdiff_t j = 0; j < cols; j++) dst[j] = src[j * p->c];
+            }
             for (ptrdiff_t j = cols; j < nr; j++) dst[j] = 0;
         }
         const FC_T **ind_own = ind == NULL ? NULL : ind + (ptrdiff_t)fc_thread_id() * mb_max * taps;
@@ -215,6 +223,15 @@ int FC_FN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_
     fc_free(zeros);
     fc_free((void *)ind);
     return FC_CONV_OK;
+}
+
+int FC_FN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_T *w,
+                             const FC_T *bias, FC_T *y, int num_threads)
+{
+    const fc_kernel_table *kt = fc_get_kernels();
+    if (num_threads < 1) num_threads = 1;
+    if (p->groups == p->c) return FC_FN(depthwise_forward)(kt, p, x, w, bias, y, num_threads);
+    return FC_FN(implicit_gemm_conv)(kt, p, x, w, 0, bias, y, num_threads);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -280,7 +297,9 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     const ptrdiff_t G = p->groups, cg = p->c / G, fg = p->f / G, F = p->f;
     const ptrdiff_t K = p->kh * p->kw * cg, M = p->n * p->out_h * p->out_w;
     const ptrdiff_t dw_elems = K * F;
-    const int direct = is_pointwise(p);
+    /* Input gradient: stride 1 -> the adjoint convolution, an implicit GEMM of its own (run
+     * after this function's parallel region); larger strides -> dy @ W^T and col2im here. */
+    const int dx_scatter = dx != NULL && (p->stride_h > 1 || p->stride_w > 1);
 
     /* --- weight gradient workspaces --- */
     const ptrdiff_t chunks = weight_grad_chunks(M, dw_elems + F, sizeof(FC_T));
@@ -301,9 +320,9 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     if (chunks > 1) failed |= (part = (FC_T *)fc_alloc((size_t)((chunks - 1) * (dw_elems + F)) * sizeof(FC_T))) == NULL;
     failed |= (pbuf = (FC_T *)fc_alloc((size_t)(num_threads * wb * ldw) * sizeof(FC_T))) == NULL;
     failed |= (ybuf = (FC_T *)fc_alloc((size_t)(num_threads * fpanels * wb * nr) * sizeof(FC_T))) == NULL;
-    if (dx != NULL) {
+    if (dx_scatter) {
         failed |= (wt = (FC_T *)fc_alloc((size_t)(G * kpanels * fg * nr) * sizeof(FC_T))) == NULL;
-        if (!direct) failed |= (dbuf = (FC_T *)fc_alloc((size_t)(num_threads * mb_max * ldd) * sizeof(FC_T))) == NULL;
+        failed |= (dbuf = (FC_T *)fc_alloc((size_t)(num_threads * mb_max * ldd) * sizeof(FC_T))) == NULL;
     }
     if (failed) {
         fc_free(part); fc_free(wt); fc_free(pbuf); fc_free(ybuf); fc_free(dbuf);
@@ -373,7 +392,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
             }
         }
 
-        if (dx != NULL) {
+        if (dx_scatter) {
             /* W^T -> panels over K: wt[((g * kpanels + pk) * fg + f) * nr + j] = w[pk*nr + j, g, f]. */
             FC_OMP(for schedule(static))
             for (ptrdiff_t row = 0; row < G * kpanels * fg; row++) {
@@ -383,26 +402,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                 for (ptrdiff_t j = 0; j < cols; j++) dst[j] = w[(k0 + j) * F + g * fg + f];
                 for (ptrdiff_t j = cols; j < nr; j++) dst[j] = 0;
             }
-            if (direct) {
-                /* dx = dy @ W^T, written in place (each element by one thread). */
-                const ptrdiff_t mblocks = ceil_div(M, mb_max);
-                FC_OMP(for schedule(static))
-                for (ptrdiff_t blk = 0; blk < mblocks; blk++) {
-                    const ptrdiff_t m0 = blk * mb_max, mb = min_pd(mb_max, M - m0);
-                    for (ptrdiff_t g = 0; g < G; g++)
-                        for (ptrdiff_t fb = 0; fb < fblocks; fb++) {
-                            const ptrdiff_t f0 = fb * fc, fn = min_pd(fc, fg - f0);
-                            for (ptrdiff_t pk = 0; pk < kpanels; pk++) {
-                                const FC_T *bp = wt + ((g * kpanels + pk) * fg + f0) * nr;
-                                const int cols = (int)min_pd(nr, K - pk * nr);
-                                for (ptrdiff_t ir = 0; ir < mb; ir += mr)
-                                    FC_KT(kt, gemm_rowa)(fn, dy + (m0 + ir) * F + g * fg + f0, F, bp,
-                                                         dx + (m0 + ir) * p->c + g * cg + pk * nr, p->c,
-                                                         (int)min_pd(mr, mb - ir), cols, fb > 0, NULL);
-                            }
-                        }
-                }
-            } else {
+            {
                 FC_T *d_own = dbuf + (ptrdiff_t)tid * mb_max * ldd;
                 const ptrdiff_t total = p->n * p->h * p->w * p->c;
                 FC_OMP(for schedule(static))
@@ -438,6 +438,17 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
         fc_denormals_restore(csr);
     }
     fc_free(part); fc_free(wt); fc_free(pbuf); fc_free(ybuf); fc_free(dbuf);
+    if (dx != NULL && !dx_scatter) {
+        /* dx[n, h, w] = sum over taps of dy[n, h + pt - i*dh, w + pl - j*dw] . W[i, j]^T */
+        fc_conv2d_params adj = *p;
+        adj.h = p->out_h; adj.w = p->out_w; adj.c = p->f;
+        adj.f = p->c; adj.out_h = p->h; adj.out_w = p->w;
+        adj.pad_top = (p->kh - 1) * p->dil_h - p->pad_top;
+        adj.pad_bottom = (p->kh - 1) * p->dil_h - p->pad_bottom;
+        adj.pad_left = (p->kw - 1) * p->dil_w - p->pad_left;
+        adj.pad_right = (p->kw - 1) * p->dil_w - p->pad_right;
+        return FC_FN(implicit_gemm_conv)(kt, &adj, dy, w, 1, NULL, dx, num_threads);
+    }
     return FC_CONV_OK;
 }
 
