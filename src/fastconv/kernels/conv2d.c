@@ -82,7 +82,7 @@ static int is_pointwise(const fc_conv2d_params *p)
  * only (never of the thread count), so the summation order is fixed. */
 static ptrdiff_t weight_grad_chunks(ptrdiff_t pixels, ptrdiff_t dw_elems, size_t elem_size)
 {
-    const ptrdiff_t max_chunks = 32, min_pixels = 256;
+    const ptrdiff_t max_chunks = 16, min_pixels = 1024;
     const double max_bytes = 64.0 * 1024 * 1024; /* extra partial sums, all chunks */
     ptrdiff_t chunks = min_pd(max_chunks, max_pd(1, pixels / min_pixels));
     while (chunks > 1 && (double)(chunks - 1) * (double)dw_elems * (double)elem_size > max_bytes)

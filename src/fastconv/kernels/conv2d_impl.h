@@ -238,6 +238,32 @@ int FC_FN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_
 /* Backward                                                                             */
 /* ------------------------------------------------------------------------------------ */
 
+/* dw += chunk partials 1..chunks-1 (each `dw_elems` weights then `nb` biases), and db likewise,
+ * in chunk order for every element; called by every thread of the team, which splits the
+ * elements into contiguous ranges (vectorisable; the order per element is the same for any
+ * split). Ends with a barrier. */
+static void FC_FN(reduce_chunks)(const FC_T *part, ptrdiff_t chunks, ptrdiff_t dw_elems, FC_T *dw,
+                                 FC_T *db, ptrdiff_t nb)
+{
+    const ptrdiff_t stride = dw_elems + nb;
+    int team = 1, me = 0;
+#ifdef _OPENMP
+    team = omp_get_num_threads();
+    me = omp_get_thread_num();
+#endif
+    if (chunks > 1) {
+        const ptrdiff_t e0 = stride * me / team, e1 = stride * (me + 1) / team;
+        for (ptrdiff_t ch = 1; ch < chunks; ch++) {
+            const FC_T *src = part + (ch - 1) * stride;
+            const ptrdiff_t w1 = min_pd(e1, dw_elems);
+            for (ptrdiff_t e = e0; e < w1; e++) dw[e] += src[e];
+            if (db != NULL)
+                for (ptrdiff_t e = max_pd(e0, dw_elems); e < e1; e++) db[e - dw_elems] += src[e];
+        }
+    }
+    FC_OMP(barrier)
+}
+
 /* Weight (and bias) gradient of a depthwise convolution, chunked as described on top. */
 static int FC_FN(depthwise_backward)(const fc_kernel_table *kt, const fc_conv2d_params *p,
                                      const FC_T *dy, const FC_T *x, const FC_T *w, FC_T *dx,
@@ -271,15 +297,7 @@ static int FC_FN(depthwise_backward)(const fc_kernel_table *kt, const fc_conv2d_
         } else {
             FC_OMP(barrier)
         }
-        /* Fixed-order reduction of the chunk partial sums. */
-        FC_OMP(for schedule(static))
-        for (ptrdiff_t e = 0; e < dw_elems + F; e++) {
-            if (e >= dw_elems && db == NULL) continue;
-            FC_T *out = e < dw_elems ? dw + e : db + (e - dw_elems);
-            FC_T s = *out;
-            for (ptrdiff_t ch = 1; ch < chunks; ch++) s += part[(ch - 1) * (dw_elems + F) + e];
-            *out = s;
-        }
+        FC_FN(reduce_chunks)(part, chunks, dw_elems, dw, db, F);
         fc_denormals_restore(csr);
     }
     fc_free(part);
@@ -380,17 +398,8 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                 }
             }
         }
-        /* (implicit barrier) fixed-order reduction of the chunk partial sums. */
-        if (chunks > 1) {
-            FC_OMP(for schedule(static) nowait)
-            for (ptrdiff_t e = 0; e < dw_elems + F; e++) {
-                if (e >= dw_elems && db == NULL) continue;
-                FC_T *out = e < dw_elems ? dw + e : db + (e - dw_elems);
-                FC_T s = *out;
-                for (ptrdiff_t ch = 1; ch < chunks; ch++) s += part[(ch - 1) * (dw_elems + F) + e];
-                *out = s;
-            }
-        }
+        /* (after the implicit barrier) */
+        FC_FN(reduce_chunks)(part, chunks, dw_elems, dw, db, F);
 
         if (dx_scatter) {
             /* W^T -> panels over K: wt[((g * kpanels + pk) * fg + f) * nr + j] = w[pk*nr + j, g, f]. */
