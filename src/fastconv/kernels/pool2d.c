@@ -5,16 +5,26 @@
  *
  * Parallelisation and determinism: every output element is written by exactly one work
  * item, and each item does its work in a fixed order, so the results are bit-identical for
- * any number of threads. The backward passes split dx into row bands, one per output row
- * (band `oh` starts where window `oh` starts); a band's work item zeroes it and then adds in
- * the contributions of every window that overlaps it, clipped to the band. Overlapping
- * windows are therefore evaluated once per band they touch, but no two threads ever write
- * the same dx element, and batch 1 still has out_h items to share out.
+ * any number of threads. Forward passes share out the output rows. The backward passes
+ * split dx into row bands, one per group of consecutive output rows (band `o` starts where
+ * window `o` starts); a band's work item visits, in ascending order, every window that
+ * reaches into the band and adds its contribution clipped to the band. A window that
+ * straddles two bands is evaluated by both, but no two threads ever write the same dx
+ * element, each dx element receives its contributions in the same order whoever owns it,
+ * and a batch of 1 still splits into several items. When windows do not overlap (stride >=
+ * pool), dx is assigned instead of accumulated, and only the pixels outside every window are
+ * zeroed; otherwise rows are zeroed just before the first window reaches them (cache-hot).
  *
  * This file is a template: it includes itself twice, once for float and once for double,
  * with T the element type and SFX(name) adding the type suffix to a function name.
  */
 #ifndef FC_POOL2D_TEMPLATE
+
+#if defined(__GNUC__) && !defined(__clang__)
+/* Keep the short per-pixel channel copies as vector loops: gcc would otherwise turn them into
+ * `rep movs`/memcpy, which costs more than the copy itself for a few hundred bytes. */
+#pragma GCC optimize("no-tree-loop-distribute-patterns")
+#endif
 
 #include "pool2d.h"
 
@@ -56,13 +66,34 @@ static inline int fc_pool_threads(ptrdiff_t work, int num_threads)
     return useful < num_threads ? (int)useful : num_threads;
 }
 
-/* The rows [lo, hi) of dx that the work item of output row `oh` owns (see the top comment). */
-static void fc_pool_band(const fc_pool2d_geometry *g, ptrdiff_t oh, ptrdiff_t *lo, ptrdiff_t *hi)
+/* Work items per image of the backward passes: enough to keep threads busy on small batches,
+ * few enough that little work is repeated at band edges. A function of the shape only. */
+#define FC_POOL_MIN_BACKWARD_ITEMS 16
+
+typedef struct {
+    ptrdiff_t rows_per_band; /* output rows per band */
+    ptrdiff_t bands;         /* bands per image */
+} fc_band_plan;
+
+static fc_band_plan fc_plan_bands(const fc_pool2d_geometry *g)
 {
-    ptrdiff_t start = oh * g->stride_h - g->pad_top;
-    ptrdiff_t next = start + g->stride_h;
-    *lo = oh == 0 ? 0 : fc_min_pd(fc_max_pd(start, 0), g->h);
-    *hi = oh == g->out_h - 1 ? g->h : fc_min_pd(fc_max_pd(next, 0), g->h);
+    fc_band_plan p;
+    ptrdiff_t per_image = (FC_POOL_MIN_BACKWARD_ITEMS + g->n - 1) / g->n;
+    if (per_image > g->out_h) per_image = g->out_h;
+    p.rows_per_band = (g->out_h + per_image - 1) / per_image;
+    p.bands = (g->out_h + p.rows_per_band - 1) / p.rows_per_band;
+    return p;
+}
+
+/* The dx rows [lo, hi) owned by the band of output rows [o_lo, o_hi): from where window o_lo
+ * starts to where window o_hi starts (the first/last band extend to the image edges). */
+static void fc_band_rows(const fc_pool2d_geometry *g, ptrdiff_t o_lo, ptrdiff_t o_hi,
+                         ptrdiff_t *lo, ptrdiff_t *hi)
+{
+    ptrdiff_t start = o_lo * g->stride_h - g->pad_top;
+    ptrdiff_t next = o_hi * g->stride_h - g->pad_top;
+    *lo = o_lo == 0 ? 0 : fc_min_pd(fc_max_pd(start, 0), g->h);
+    *hi = o_hi >= g->out_h ? g->h : fc_min_pd(fc_max_pd(next, 0), g->h);
 }
 
 /* Real (unpadded) extent [lo, hi) of window `o` along an axis of the given size. */
@@ -138,6 +169,58 @@ static inline void SFX(fc_first_max_skip)(const T *restrict x, T *restrict targe
     }
 }
 
+/* First-max step when windows do not overlap: dx is assigned (dy or 0), not accumulated. */
+static inline void SFX(fc_first_max_assign)(T *restrict dx, const T *restrict x,
+                                            T *restrict target, const T *restrict dy,
+                                            ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        T v = x[i], t = target[i], g = dy[i];
+        T val = (v == t) ? g : (T)0;
+        T next = (v == t) ? (T)NAN : t;
+        dx[i] = val;
+        target[i] = next;
+    }
+}
+
+/* Zero rows [r_from, r_to) of one image. */
+static inline void SFX(fc_zero_rows)(T *img, const fc_pool2d_geometry *g, ptrdiff_t r_from,
+                                     ptrdiff_t r_to)
+{
+    if (r_to > r_from)
+        memset(img + r_from * g->w * g->c, 0, (size_t)((r_to - r_from) * g->w * g->c) * sizeof(T));
+}
+
+/* Zero the pixels of one row that no window column span covers (non-overlapping windows). */
+static void SFX(fc_zero_column_gaps)(T *row, const fc_pool2d_geometry *g)
+{
+    ptrdiff_t covered = 0;
+    for (ptrdiff_t ow = 0; ow < g->out_w; ow++) {
+        ptrdiff_t c0, c1;
+        fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, g->w, &c0, &c1);
+        if (c0 > covered) memset(row + covered * g->c, 0, (size_t)((c0 - covered) * g->c) * sizeof(T));
+        covered = fc_max_pd(covered, c1);
+    }
+    if (g->w > covered) memset(row + covered * g->c, 0, (size_t)((g->w - covered) * g->c) * sizeof(T));
+}
+
+/* Make dx rows [*ready, s1) of a band ready for window rows [s0, s1): with disjoint windows,
+ * zero the gap rows before s0 and the column gaps of rows [s0, s1) (the window pixels are
+ * assigned later); with overlapping windows, zero rows [*ready, s1) (accumulated into). */
+static inline void SFX(fc_prepare_rows)(T *img, const fc_pool2d_geometry *g, int disjoint,
+                                        ptrdiff_t *ready, ptrdiff_t s0, ptrdiff_t s1)
+{
+    if (s1 <= *ready) return;
+    if (disjoint) {
+        SFX(fc_zero_rows)(img, g, *ready, s0);
+        for (ptrdiff_t r = fc_max_pd(s0, *ready); r < s1; r++)
+            SFX(fc_zero_column_gaps)(img + r * g->w * g->c, g);
+    } else {
+        SFX(fc_zero_rows)(img, g, *ready, s1);
+    }
+    *ready = s1;
+}
+
 /* ---- max pooling --------------------------------------------------------------------------- */
 
 void SFX(fc_max_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g, int num_threads)
@@ -168,50 +251,60 @@ void SFX(fc_max_pool2d_backward)(const T *dy, const T *x, T *dx, const fc_pool2d
                                  int num_threads)
 {
     const ptrdiff_t H = g->h, W = g->w, C = g->c, OH = g->out_h, OW = g->out_w;
-    const ptrdiff_t items = g->n * OH;
-    /* Windows further than this many output rows above a band can still reach into it. */
-    const ptrdiff_t reach = (g->pool_h + g->stride_h - 1) / g->stride_h;
+    const fc_band_plan plan = fc_plan_bands(g);
+    const ptrdiff_t items = g->n * plan.bands;
+    const int disjoint = g->pool_h <= g->stride_h && g->pool_w <= g->stride_w;
+    /* Windows up to this many output rows above a band can still reach into it. */
+    const ptrdiff_t reach = disjoint ? 0 : (g->pool_h + g->stride_h - 1) / g->stride_h;
     num_threads = fc_pool_threads(g->n * g->h * g->w * g->c, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) num_threads(num_threads)
 #endif
     for (ptrdiff_t item = 0; item < items; item++) {
-        ptrdiff_t n = item / OH, oh = item % OH, b0, b1;
+        const ptrdiff_t n = item / plan.bands;
+        const ptrdiff_t o_lo = (item % plan.bands) * plan.rows_per_band;
+        const ptrdiff_t o_hi = fc_min_pd(o_lo + plan.rows_per_band, OH);
+        const T *xn = x + n * H * W * C;
+        T *dxn = dx + n * H * W * C;
         T target[FC_POOL_CHANNEL_BLOCK];
-        fc_pool_band(g, oh, &b0, &b1);
-        if (b1 <= b0) continue; /* empty band (large top padding): nothing to own */
-        memset(dx + (n * H + b0) * W * C, 0, (size_t)((b1 - b0) * W * C) * sizeof(T));
-        for (ptrdiff_t o = fc_max_pd(oh - reach, 0); o <= oh; o++) {
+        ptrdiff_t b0, b1;
+        fc_band_rows(g, o_lo, o_hi, &b0, &b1);
+        ptrdiff_t ready = b0; /* dx rows [b0, ready) are initialised */
+        for (ptrdiff_t o = fc_max_pd(o_lo - reach, 0); o < o_hi; o++) {
             ptrdiff_t r0, r1;
             fc_window_span(o, g->stride_h, g->pad_top, g->pool_h, H, &r0, &r1);
-            if (r1 <= b0 || r0 >= b1) continue; /* window does not touch this band */
+            const ptrdiff_t s0 = fc_max_pd(r0, b0), s1 = fc_min_pd(r1, b1); /* rows written */
+            if (s1 <= s0) continue; /* window does not reach into this band */
+            SFX(fc_prepare_rows)(dxn, g, disjoint, &ready, s0, s1);
             for (ptrdiff_t ow = 0; ow < OW; ow++) {
                 ptrdiff_t c0, c1;
                 fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, W, &c0, &c1);
                 const T *dy_px = dy + ((n * OH + o) * OW + ow) * C;
                 for (ptrdiff_t cb = 0; cb < C; cb += FC_POOL_CHANNEL_BLOCK) {
-                    ptrdiff_t nc = fc_min_pd(FC_POOL_CHANNEL_BLOCK, C - cb);
+                    const ptrdiff_t nc = fc_min_pd(FC_POOL_CHANNEL_BLOCK, C - cb);
                     /* Pass 1: the window maximum (over all its rows, also outside the band). */
-                    SFX(fc_copy)(target, x + ((n * H + r0) * W + c0) * C + cb, nc);
+                    SFX(fc_copy)(target, xn + (r0 * W + c0) * C + cb, nc);
                     for (ptrdiff_t r = r0; r < r1; r++)
                         for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++)
-                            SFX(fc_max_into)(target, x + ((n * H + r) * W + col) * C + cb, nc);
+                            SFX(fc_max_into)(target, xn + (r * W + col) * C + cb, nc);
                     /* Pass 2: walk the window in row-major order up to the band's end; rows
                      * above the band only retire channels whose first maximum lies there. */
-                    ptrdiff_t rend = fc_min_pd(r1, b1);
-                    for (ptrdiff_t r = r0; r < rend; r++) {
+                    for (ptrdiff_t r = r0; r < s1; r++) {
                         for (ptrdiff_t col = c0; col < c1; col++) {
-                            ptrdiff_t off = ((n * H + r) * W + col) * C + cb;
-                            if (r >= b0)
-                                SFX(fc_first_max_scatter)(dx + off, x + off, target, dy_px + cb, nc);
+                            const ptrdiff_t off = (r * W + col) * C + cb;
+                            if (r < s0)
+                                SFX(fc_first_max_skip)(xn + off, target, nc);
+                            else if (disjoint)
+                                SFX(fc_first_max_assign)(dxn + off, xn + off, target, dy_px + cb, nc);
                             else
-                                SFX(fc_first_max_skip)(x + off, target, nc);
+                                SFX(fc_first_max_scatter)(dxn + off, xn + off, target, dy_px + cb, nc);
                         }
                     }
                 }
             }
         }
+        SFX(fc_zero_rows)(dxn, g, ready, b1); /* rows below the last window (or empty band) */
     }
 }
 
@@ -253,8 +346,10 @@ void SFX(fc_avg_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
 void SFX(fc_avg_pool2d_backward)(const T *dy, T *dx, const fc_pool2d_geometry *g, int num_threads)
 {
     const ptrdiff_t H = g->h, W = g->w, C = g->c, OH = g->out_h, OW = g->out_w;
-    const ptrdiff_t items = g->n * OH;
-    const ptrdiff_t reach = (g->pool_h + g->stride_h - 1) / g->stride_h;
+    const fc_band_plan plan = fc_plan_bands(g);
+    const ptrdiff_t items = g->n * plan.bands;
+    const int disjoint = g->pool_h <= g->stride_h && g->pool_w <= g->stride_w;
+    const ptrdiff_t reach = disjoint ? 0 : (g->pool_h + g->stride_h - 1) / g->stride_h;
     num_threads = fc_pool_threads(g->n * g->h * g->w * g->c, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
@@ -266,29 +361,41 @@ void SFX(fc_avg_pool2d_backward)(const T *dy, T *dx, const fc_pool2d_geometry *g
 #pragma omp for schedule(static)
 #endif
         for (ptrdiff_t item = 0; item < items; item++) {
-            ptrdiff_t n = item / OH, oh = item % OH, b0, b1;
+            const ptrdiff_t n = item / plan.bands;
+            const ptrdiff_t o_lo = (item % plan.bands) * plan.rows_per_band;
+            const ptrdiff_t o_hi = fc_min_pd(o_lo + plan.rows_per_band, OH);
+            T *dxn = dx + n * H * W * C;
             T share[FC_POOL_CHANNEL_BLOCK];
-            fc_pool_band(g, oh, &b0, &b1);
-            if (b1 <= b0) continue;
-            memset(dx + (n * H + b0) * W * C, 0, (size_t)((b1 - b0) * W * C) * sizeof(T));
-            for (ptrdiff_t o = fc_max_pd(oh - reach, 0); o <= oh; o++) {
+            ptrdiff_t b0, b1;
+            fc_band_rows(g, o_lo, o_hi, &b0, &b1);
+            ptrdiff_t ready = b0;
+            for (ptrdiff_t o = fc_max_pd(o_lo - reach, 0); o < o_hi; o++) {
                 ptrdiff_t r0, r1;
                 fc_window_span(o, g->stride_h, g->pad_top, g->pool_h, H, &r0, &r1);
-                if (r1 <= b0 || r0 >= b1) continue;
+                const ptrdiff_t s0 = fc_max_pd(r0, b0), s1 = fc_min_pd(r1, b1);
+                if (s1 <= s0) continue;
+                SFX(fc_prepare_rows)(dxn, g, disjoint, &ready, s0, s1);
                 for (ptrdiff_t ow = 0; ow < OW; ow++) {
                     ptrdiff_t c0, c1;
                     fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, W, &c0, &c1);
                     const T count = (T)((r1 - r0) * (c1 - c0));
                     const T *dy_px = dy + ((n * OH + o) * OW + ow) * C;
                     for (ptrdiff_t cb = 0; cb < C; cb += FC_POOL_CHANNEL_BLOCK) {
-                        ptrdiff_t nc = fc_min_pd(FC_POOL_CHANNEL_BLOCK, C - cb);
+                        const ptrdiff_t nc = fc_min_pd(FC_POOL_CHANNEL_BLOCK, C - cb);
+                        /* dy / count in T, exactly as the reference computes the share. */
                         for (ptrdiff_t i = 0; i < nc; i++) share[i] = dy_px[cb + i] / count;
-                        for (ptrdiff_t r = fc_max_pd(r0, b0); r < fc_min_pd(r1, b1); r++)
-                            for (ptrdiff_t col = c0; col < c1; col++)
-                                SFX(fc_add_into)(dx + ((n * H + r) * W + col) * C + cb, share, nc);
+                        for (ptrdiff_t r = s0; r < s1; r++)
+                            for (ptrdiff_t col = c0; col < c1; col++) {
+                                T *d = dxn + (r * W + col) * C + cb;
+                                if (disjoint)
+                                    SFX(fc_copy)(d, share, nc);
+                                else
+                                    SFX(fc_add_into)(d, share, nc);
+                            }
                     }
                 }
             }
+            SFX(fc_zero_rows)(dxn, g, ready, b1);
         }
         FC_FTZ_END();
     }
