@@ -13,6 +13,7 @@ import math
 import numbers
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -802,9 +803,87 @@ class Sequential:
         """Save only the weights (same file format; load them with `load_weights`)."""
         return saving.save_model(self, filepath, overwrite=overwrite, kind="weights")
 
-    def load_weights(self, filepath):
-        """Set the weights from a file written by `save` or `save_weights`."""
-        saving.load_weights_into(self, filepath)
+    def load_weights(self, filepath, skip_mismatch=False):
+        """Set the weights from a file written by `save` or `save_weights`.
+
+        Weights are matched layer by layer, in order: the i-th layer of this model that has
+        weights receives the weights of the i-th layer with weights stored in the file (names
+        are not compared, so a rebuilt model with other layer names loads too). An unbuilt
+        model is first built with the input shape stored in the file.
+
+        Args:
+            filepath: path of a ".fcz" file.
+            skip_mismatch: if True, a layer whose weights do not fit (other shapes or number of
+                arrays), or that has no counterpart in the file, keeps its current weights and
+                a warning names it: e.g. to load a trained convolutional base into a model with
+                a new classification head. If False, any mismatch raises ValueError.
+
+        Raises:
+            ValueError: a mismatch (with `skip_mismatch=False`), or a damaged or foreign file.
+                No weight is changed when it is raised.
+        """
+        if not isinstance(skip_mismatch, (bool, np.bool_)):
+            raise TypeError(f"`skip_mismatch` must be True or False; received {skip_mismatch!r}.")
+        if not skip_mismatch:
+            saving.load_weights_into(self, filepath)
+            return
+        config, arrays = saving.read_model_file(filepath)
+        if not self.built:
+            saved = ((config.get("model") or {}).get("config") or {}).get("input_shape")
+            if saved is None:
+                raise ValueError("The model is not built and the file stores no input shape; call "
+                                 "model.build(input_shape) before load_weights().")
+            self.build(tuple(saved))
+        # The file's arrays grouped by layer (a layer's arrays are stored consecutively).
+        saved_layers = []
+        for entry, array in zip(config["weights"], arrays):
+            name = entry.get("layer")
+            if saved_layers and saved_layers[-1][0] == name:
+                saved_layers[-1][1].append(array)
+            else:
+                saved_layers.append((name, [array]))
+        model_layers = [layer for layer in self._layers if layer._weights]
+        plan, skipped = [], []
+        for i in range(max(len(model_layers), len(saved_layers))):
+            if i >= len(saved_layers):
+                skipped.append(f"layer {model_layers[i].name!r}: the file has no weights for it "
+                               f"(it stores {len(saved_layers)} layers with weights)")
+                continue
+            saved_name, saved = saved_layers[i]
+            if i >= len(model_layers):
+                skipped.append(f"saved layer {saved_name!r}: the model has no layer with weights "
+                               f"left for it ({len(model_layers)} layers with weights)")
+                continue
+            layer = model_layers[i]
+            have = [tuple(w.value.shape) for w in layer._weights]
+            got = [tuple(a.shape) for a in saved]
+            if have != got:
+                skipped.append(f"layer {layer.name!r}: its weights have shapes {have} and the "
+                               f"file's layer {saved_name!r} has {got}")
+                continue
+            plan.append((layer, saved))
+        for layer, saved in plan:
+            layer.set_weights(saved)
+        for reason in skipped:
+            warnings.warn(f"load_weights(skip_mismatch=True) skipped {reason}.", stacklevel=2)
+
+    def get_layer(self, name=None, index=None):
+        """Return a layer by its name or by its index in `layers` (exactly one of the two)."""
+        if (name is None) == (index is None):
+            raise ValueError("get_layer() needs exactly one of `name` and `index`; received "
+                             f"name={name!r}, index={index!r}.")
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, (numbers.Integral, np.integer)):
+                raise TypeError(f"`index` must be an integer; received index={index!r}.")
+            if not -len(self._layers) <= index < len(self._layers):
+                raise ValueError(f"`index`={index} is out of range: model {self.name!r} has "
+                                 f"{len(self._layers)} layers.")
+            return self._layers[index]
+        for layer in self._layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No layer named {name!r} in model {self.name!r}; its layers are "
+                         f"{[layer.name for layer in self._layers]}.")
 
     def __repr__(self):
         return f"<Sequential name={self.name!r}, {len(self._layers)} layers>"
