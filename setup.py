@@ -8,11 +8,17 @@ is compiled for the baseline ISA, and the right kernels are chosen at run time
 
 OpenMP is detected with a test compile. Where it is missing, or with
 ``FASTCONV_NO_OPENMP=1``, the build succeeds single-threaded with a warning.
+
+The modules are compiled against NumPy 2 headers with the C-API target set to NumPy 1.25,
+so one wheel runs with NumPy 1.25+ and 2.x. Every build also writes
+``fastconv/_core/_build_info.py`` (compiler, OpenMP flags, NumPy built against), which
+``fastconv.show_config()`` prints.
 """
 import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import textwrap
 import warnings
@@ -44,6 +50,11 @@ ISA_FLAGS_UNIX = {
     "_avx512.c": ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq", "-mfma", "-mavx2"],
 }
 ISA_FLAGS_MSVC = {"_avx2.c": ["/arch:AVX2"], "_avx512.c": ["/arch:AVX512"]}
+
+# Oldest NumPy the compiled modules run with (their C-API target; keep in step with
+# `dependencies` in pyproject.toml). Building against NumPy 2 with this target gives
+# modules that import on NumPy 1.25+ and 2.x.
+NUMPY_C_API_TARGET = ("1.25", "NPY_1_25_API_VERSION")
 
 
 def _openmp_flags(compiler_type):
@@ -85,7 +96,34 @@ def _compiles_with_openmp(compiler, flags):
 
 
 class BuildExt(build_ext):
-    """build_ext with OpenMP detection and per-file ISA flags."""
+    """build_ext with OpenMP detection, per-file ISA flags and a record of the build."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        # Compile the extension modules side by side (each is one compiler process at a time).
+        if self.parallel is None:
+            self.parallel = os.cpu_count() or 1
+
+    def run(self):
+        super().run()
+        self._write_build_info()
+
+    def _write_build_info(self):
+        """Record how the core was built, next to the modules (wheel, build dir, in-place)."""
+        facts = getattr(self, "_fastconv_build_facts", None)
+        if facts is None:  # nothing was (re)built: keep the existing record
+            return
+        text = (
+            '"""How the compiled core was built (written by setup.py; not in git)."""\n'
+            + "".join(f"{key} = {value!r}\n" for key, value in facts.items())
+        )
+        targets = {os.path.join(self.build_lib, "fastconv", "_core")}
+        if self.inplace or self.editable_mode:
+            targets.add(os.path.join("fastconv", "_core"))
+        for folder in targets:
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, "_build_info.py"), "w") as f:
+                f.write(text)
 
     def build_extensions(self):
         ctype = self.compiler.compiler_type
@@ -114,6 +152,15 @@ class BuildExt(build_ext):
             ext.extra_link_args = omp_link + list(ext.extra_link_args)
             if flags is None:
                 ext.define_macros.append(("FASTCONV_NO_OPENMP", "1"))
+        self._fastconv_build_facts = {
+            "compiler_type": ctype,
+            "compile_args": base + omp_compile,
+            "openmp_link_args": omp_link,
+            "openmp": flags is not None,
+            "numpy_build_version": np.__version__,
+            "numpy_c_api_target": NUMPY_C_API_TARGET[0],
+            "platform": sysconfig.get_platform(),
+        }
 
         # Add the ISA flags to the files that ask for them, and only to those.
         original_compile = self.compiler._compile if hasattr(self.compiler, "_compile") else None
@@ -150,7 +197,10 @@ def extensions():
                 f"fastconv._core.{name}",
                 sources=[pyx] + MODULE_SOURCES.get(name, []),
                 include_dirs=[np.get_include(), SRC, KERNELS],
-                define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+                define_macros=[
+                    ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                    ("NPY_TARGET_VERSION", NUMPY_C_API_TARGET[1]),
+                ],
             )
         )
     return cythonize(
