@@ -174,6 +174,22 @@ def test_non_contiguous_input():
                                ref.batch_norm_forward_inference(x, gamma, beta, mean, var), rtol=1e-11)
 
 
+def test_inputs_are_left_untouched_and_denormal_mode_restored():
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((50, 7)).astype(np.float32)
+    gamma, beta = _params(7, np.float32, rng)
+    dy = rng.standard_normal((50, 7)).astype(np.float32)
+    before = [a.copy() for a in (x, gamma, beta, dy)]
+    _, mean, var = ops.batch_norm_forward_training(x, gamma, beta)
+    ops.batch_norm_forward_inference(x, gamma, beta, mean, var)
+    ops.batch_norm_backward(dy, x, gamma, mean, var)
+    for a, b in zip((x, gamma, beta, dy), before):
+        np.testing.assert_array_equal(a, b)
+    # The kernels flush denormals while they run; the caller's mode must be restored.
+    tiny = np.array([1e-40], dtype=np.float32)
+    assert (tiny * np.float32(1.0))[0] != 0
+
+
 # ---- numerical soundness --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("offset", [1e3, 1e4])

@@ -211,6 +211,24 @@ def test_integer_and_float16_input_follow_the_reference_dtypes():
     assert y16.dtype == np.float32
 
 
+def test_inputs_are_left_untouched_and_denormal_mode_restored():
+    rng = np.random.default_rng(13)
+    x = _random((2, 9, 8, 6), np.float32, rng)
+    x_before = x.copy()
+    dy = _random((2, 3, 3, 6), np.float32, rng)
+    dy_before = dy.copy()
+    ops.max_pool2d_backward(dy, x, 3, None, "same")
+    ops.avg_pool2d_forward(x, 3, 2, "same")
+    ops.avg_pool2d_backward(dy, x.shape, 3, None, "same")
+    np.testing.assert_array_equal(x, x_before)
+    np.testing.assert_array_equal(dy, dy_before)
+    # The kernels flush denormals while they run; the caller's floating-point mode must be
+    # restored, or numpy would silently flush them afterwards too.
+    tiny = np.array([1e-40], dtype=np.float32)
+    assert (tiny * np.float32(1.0))[0] != 0
+    assert (tiny + tiny)[0] > tiny[0]
+
+
 # ---- finite differences (float64) ----------------------------------------------------------------
 
 def _numeric_grad(f, x, eps=1e-6):
