@@ -68,12 +68,26 @@
 FC_DEFINE_GENERIC_GEMM(float, f32, 8)
 FC_DEFINE_GENERIC_GEMM(double, f64, 4)
 
+/* The depthwise kernels' vector abstraction, one element wide: plain C. */
+#define FC_VLEN 1
+#define FC_VZERO() ((FC_T)0)
+#define FC_VLOAD(p) (*(p))
+#define FC_VSET1(x) (x)
+#define FC_VFMA(a, b, c) ((a) * (b) + (c))
+#define FC_VADD(a, b) ((a) + (b))
+#define FC_VSTORE(p, v) (*(p) = (v))
+#define FC_VLOAD_N(p, n) ((void)(n), *(p)) /* never used: no partial vectors of one element */
+#define FC_VSTORE_N(p, v, n) ((void)(n), *(p) = (v))
+
 #define FC_T float
+#define FC_VT float
 #define FC_SFX f32
 #include "conv2d_depthwise_impl.h"
 #undef FC_T
+#undef FC_VT
 #undef FC_SFX
 #define FC_T double
+#define FC_VT double
 #define FC_SFX f64
 #include "conv2d_depthwise_impl.h"
 
