@@ -10,6 +10,13 @@ from typing import NamedTuple
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# Largest kernel size, stride, dilation or padding accepted: far beyond any real network, and
+# small enough that the kernels' index arithmetic (ptrdiff_t) cannot overflow.
+MAX_GEOMETRY_INT = 2**31 - 1
+
+
+def _is_int(value):
+    return isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool)
 
 
 def normalize_tuple(value, n, name, *, allow_zero=False):
@@ -37,6 +44,11 @@ def normalize_tuple(value, n, name, *, allow_zero=False):
         kind = "non-negative" if allow_zero else "positive"
         raise ValueError(
             f"The `{name}` argument must contain only {kind} integers. Received {name}={value!r}"
+        )
+    if any(v > MAX_GEOMETRY_INT for v in values):
+        raise ValueError(
+            f"The `{name}` argument must contain integers <= {MAX_GEOMETRY_INT}. "
+            f"Received {name}={value!r}"
         )
     return values
 
