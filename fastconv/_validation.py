@@ -72,7 +72,7 @@ def as_float_array(x, name, dtype=None):
             f"`{name}` must have a real float or integer dtype; received dtype {arr.dtype}."
         )
     if dtype is not None:
-        return arr.astype(dtype, copy=False)
+        return arr.astype(check_float_dtype(dtype), copy=False)
     if kind == "f":
         if arr.dtype in FLOAT_DTYPES:
             return arr
