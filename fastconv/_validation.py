@@ -254,10 +254,14 @@ def check_pool2d(x, pool_size, strides, padding):
 
 
 def check_input_shape(input_shape, rank, name="input_shape"):
+    """Return `input_shape` as a tuple of `rank` positive Python ints (no float truncation)."""
     try:
-        shape = tuple(int(s) for s in input_shape)
+        items = tuple(input_shape)
     except TypeError:
-        raise ValueError(f"`{name}` must be a tuple of {rank} ints; received {input_shape!r}.") from None
+        items = None
+    if items is None or isinstance(input_shape, (str, bytes)) or not all(_is_int(s) for s in items):
+        raise ValueError(f"`{name}` must be a tuple of {rank} ints; received {input_shape!r}.")
+    shape = tuple(int(s) for s in items)
     if len(shape) != rank or any(s < 1 for s in shape):
         raise ValueError(f"`{name}` must be a tuple of {rank} positive ints; received {input_shape!r}.")
     return shape
