@@ -267,6 +267,14 @@ def check_input_shape(input_shape, rank, name="input_shape"):
     return shape
 
 
+def check_global_pool(x):
+    """Validate the NHWC input of a global pooling kernel."""
+    x = as_float_array(x, "x")
+    check_rank(x, 4, "x", "(batch, height, width, channels)")
+    _check_finite_shape(x, "x")
+    return x
+
+
 def check_batch_norm(x, gamma, beta, epsilon):
     x = as_float_array(x, "x")
     if x.ndim < 2:

@@ -113,9 +113,7 @@ def avg_pool2d_backward(dy, input_shape, pool_size=2, strides=None, padding="val
 
 
 def _check_global(x):
-    x = V.as_float_array(x, "x")
-    V.check_rank(x, 4, "x", "(batch, height, width, channels)")
-    return x
+    return V.check_global_pool(x)
 
 
 def global_avg_pool2d_forward(x):
