@@ -286,7 +286,8 @@ def check_batch_norm(x, gamma, beta, epsilon):
     for arr, nm in ((gamma, "gamma"), (beta, "beta")):
         if arr.shape != (c,):
             raise ValueError(f"`{nm}` must have shape ({c},) (one value per channel); received {arr.shape}.")
-    if not (isinstance(epsilon, numbers.Real) and epsilon > 0 and np.isfinite(epsilon)):
+    if (isinstance(epsilon, (bool, np.bool_)) or not isinstance(epsilon, numbers.Real)
+            or not (epsilon > 0 and np.isfinite(epsilon))):
         raise ValueError(f"`epsilon` must be a positive finite number; received {epsilon!r}.")
     return x, gamma, beta, float(epsilon)
 
