@@ -302,8 +302,10 @@ def check_channel_vector(v, c, dtype, name):
 def check_dense(x, kernel, bias):
     x = as_float_array(x, "x")
     check_rank(x, 2, "x", "(batch, features)")
+    _check_finite_shape(x, "x")
     kernel = as_float_array(kernel, "kernel", x.dtype)
     check_rank(kernel, 2, "kernel", "(in_features, units)")
+    _check_finite_shape(kernel, "kernel")
     if kernel.shape[0] != x.shape[1]:
         raise ValueError(
             f"`kernel` must have shape (in_features={x.shape[1]}, units); received {kernel.shape}."
