@@ -4,7 +4,13 @@ The functions (`relu(x)`, `sigmoid(x)`, ...) compute the activation. `get(name_o
 returns an `Activation` object with `forward(x)`, `backward(x, y, dy)` (the gradient with
 respect to x, given the output y = forward(x) and the upstream gradient dy) and a `name`;
 layers use it to fuse the activation into their forward and backward passes.
+
+Names (Keras'): linear, relu, relu6, leaky_relu, elu, selu, gelu, sigmoid, hard_sigmoid, tanh,
+softplus, softsign, silu (= swish), hard_silu (= hard_swish), mish, exponential, log_sigmoid,
+softmax, log_softmax. `erf` and `erfc` are provided for GELU (and are not activations).
 """
+import inspect
+import math
 import numbers
 
 import numpy as np
@@ -17,6 +23,101 @@ def _check_slope(value, name):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value < 0:
         raise ValueError(f"`{name}` must be a non-negative number; received {value!r}.")
     return float(value)
+
+
+# -- erf / erfc, vectorised (GELU needs them; scipy is not a dependency) -----------------------
+# Chebyshev interpolants fitted once, at import, to the math module's erf/erfc at Chebyshev
+# nodes (a few dozen scalar calls), then evaluated on whole arrays, in cache-sized chunks, with
+# Clenshaw's recurrence. Relative error below 1e-13 (tests compare with math.erf/math.erfc).
+def _chebyshev_fit(function, lower, upper, degree):
+    nodes = np.cos(np.pi * (np.arange(degree + 1) + 0.5) / (degree + 1))  # in (-1, 1)
+    values = [function(lower + (node + 1.0) * 0.5 * (upper - lower)) for node in nodes]
+    return np.polynomial.chebyshev.chebfit(nodes, values, degree), lower, upper
+
+
+def _chebyshev_eval(fit, t):
+    """Clenshaw's recurrence for sum c_k T_k(s), s = t mapped from [lower, upper] to [-1, 1]."""
+    coefficients, lower, upper = fit
+    s = (2.0 / (upper - lower)) * t - (lower + upper) / (upper - lower)
+    two_s = 2.0 * s
+    b1, b2, b0 = np.zeros_like(s), np.zeros_like(s), np.empty_like(s)
+    for c in coefficients[:0:-1]:
+        np.multiply(two_s, b1, out=b0)  # b0 = c + 2 s b1 - b2
+        b0 -= b2
+        b0 += c
+        b2, b1, b0 = b1, b0, b2
+    np.multiply(s, b1, out=b0)
+    b0 -= b2
+    b0 += coefficients[0]
+    return b0
+
+
+def _scaled_erfc_tail(u):
+    """z * exp(z^2) * erfc(z) for z = 1/u >= 3 (asymptotic series where erfc underflows)."""
+    if u == 0:
+        return 1.0 / math.sqrt(math.pi)
+    z = 1.0 / u
+    if z < 25.0:
+        return z * math.exp(z * z) * math.erfc(z)
+    total, term = 1.0, 1.0
+    for n in range(1, 12):
+        term *= -(2 * n - 1) * u * u / 2.0
+        total += term
+    return total / math.sqrt(math.pi)
+
+
+# erf(z)/z in t = z^2 for |z| < 1; exp(z^2) erfc(z) for 1 <= z < 3; z exp(z^2) erfc(z) in
+# u = 1/z for z >= 3 (smooth, bounded functions, so low-degree interpolants suffice).
+_ERF_SMALL = _chebyshev_fit(lambda t: math.erf(math.sqrt(t)) / math.sqrt(t) if t > 0
+                            else 2.0 / math.sqrt(math.pi), 0.0, 1.0, 10)
+_ERFC_MID = _chebyshev_fit(lambda z: math.exp(z * z) * math.erfc(z), 1.0, 3.0, 16)
+_ERFC_TAIL = _chebyshev_fit(_scaled_erfc_tail, 0.0, 1.0 / 3.0, 14)
+_CHUNK = 1 << 14  # elements per chunk: the recurrence's few arrays stay in cache
+
+
+def _erf_and_erfc_of_magnitude(a):
+    """(erf(a), erfc(a)) for a float64 array a >= 0, each computed where it is accurate."""
+    erf_a, erfc_a = np.empty_like(a), np.empty_like(a)
+    small = a < 1.0
+    s = a[small]
+    erf_a[small] = s * _chebyshev_eval(_ERF_SMALL, s * s)
+    erfc_a[small] = 1.0 - erf_a[small]
+    large = ~small
+    if large.any():
+        b = a[large]
+        mid = b < 3.0
+        tail = np.empty_like(b)
+        tail[mid] = np.exp(-b[mid] ** 2) * _chebyshev_eval(_ERFC_MID, b[mid])
+        far = b[~mid]
+        with np.errstate(under="ignore"):
+            tail[~mid] = np.exp(-far * far) / far * _chebyshev_eval(_ERFC_TAIL, 1.0 / far)
+        erfc_a[large] = tail
+        erf_a[large] = 1.0 - tail
+    return erf_a, erfc_a
+
+
+def _erf_family(x, complementary):
+    x = np.asarray(x)
+    z = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
+    out = np.empty_like(z)
+    for start in range(0, z.size, _CHUNK):
+        zc = z[start:start + _CHUNK]
+        erf_a, erfc_a = _erf_and_erfc_of_magnitude(np.abs(zc))
+        if complementary:  # erfc(-a) = 2 - erfc(a)
+            out[start:start + _CHUNK] = np.where(zc >= 0, erfc_a, 2.0 - erfc_a)
+        else:  # erf is odd
+            out[start:start + _CHUNK] = np.copysign(erf_a, zc)
+    return out.reshape(x.shape).astype(x.dtype if x.dtype.kind == "f" else np.float64, copy=False)
+
+
+def erf(x):
+    """The error function, elementwise (relative error below 1e-13)."""
+    return _erf_family(x, complementary=False)
+
+
+def erfc(x):
+    """1 - erf(x), accurate in the tail too (erfc(10) = 2.09e-45)."""
+    return _erf_family(x, complementary=True)
 
 
 # -- the functions ---------------------------------------------------------------------------
@@ -48,8 +149,16 @@ def relu6(x):
     return relu(x, max_value=6.0)
 
 
-def leaky_relu(x, negative_slope=0.2):
-    """x for x >= 0, negative_slope * x otherwise (Keras' function default slope is 0.2)."""
+def leaky_relu(x, negative_slope=0.2, alpha=None):
+    """x for x >= 0, negative_slope * x otherwise (Keras' function default slope is 0.2).
+
+    Args:
+        x: input array.
+        negative_slope: slope for negative inputs.
+        alpha: the same slope under its Keras 2 name (takes precedence when given).
+    """
+    if alpha is not None:
+        negative_slope = alpha
     x = np.asarray(x)
     return np.where(x >= 0, x, negative_slope * x).astype(x.dtype, copy=False)
 
@@ -109,12 +218,62 @@ def exponential(x):
     return np.exp(x)
 
 
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_CUBIC = 0.044715
+
+
+def gelu(x, approximate=False):
+    """Gaussian error linear unit, x * P(X <= x) for X ~ N(0, 1).
+
+    Args:
+        x: input array.
+        approximate: False (Keras' default): the exact `0.5 x erfc(-x / sqrt(2))`;
+            True: the tanh approximation `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`.
+
+    >>> round(float(gelu(np.array(1.0))), 6)  # 1 * Phi(1)
+    0.841345
+    """
+    x = np.asarray(x)
+    if approximate:
+        inner = _SQRT_2_OVER_PI * (x + _GELU_CUBIC * x ** 3)
+        return (0.5 * x * (1.0 + np.tanh(inner))).astype(x.dtype, copy=False)
+    return (0.5 * x * erfc(-x / math.sqrt(2.0))).astype(x.dtype, copy=False)
+
+
+def mish(x):
+    """x * tanh(softplus(x))."""
+    x = np.asarray(x)
+    return (x * np.tanh(softplus(x))).astype(x.dtype, copy=False)
+
+
+def hard_silu(x):
+    """x * hard_sigmoid(x) = x * relu6(x + 3) / 6 (also called hard_swish)."""
+    x = np.asarray(x)
+    return (x * hard_sigmoid(x)).astype(x.dtype, copy=False)
+
+
+hard_swish = hard_silu
+
+
+def log_sigmoid(x):
+    """log(sigmoid(x)) = -softplus(-x), without overflow."""
+    x = np.asarray(x)
+    return (-np.logaddexp(0.0, -x)).astype(x.dtype, copy=False)
+
+
 def softmax(x, axis=-1):
     """exp(x) / sum(exp(x)) along `axis`, shifted by the maximum so it never overflows."""
     x = np.asarray(x)
     shifted = x - x.max(axis=axis, keepdims=True)
     e = np.exp(shifted)
     return (e / e.sum(axis=axis, keepdims=True)).astype(x.dtype, copy=False)
+
+
+def log_softmax(x, axis=-1):
+    """log(softmax(x)) along `axis`: x - max - log(sum(exp(x - max)))."""
+    x = np.asarray(x)
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return (shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))).astype(x.dtype, copy=False)
 
 
 # -- derivatives: backward(x, y, dy) -> dL/dx -------------------------------------------------
@@ -135,6 +294,37 @@ def _silu_backward(x, y, dy):
     return dy * (s + x * s * (1.0 - s))
 
 
+def _leaky_relu_backward(x, y, dy, negative_slope=0.2, alpha=None):
+    if alpha is not None:
+        negative_slope = alpha
+    return np.where(x >= 0, dy, negative_slope * dy).astype(dy.dtype, copy=False)
+
+
+def _gelu_backward(x, y, dy, approximate=False):
+    if approximate:
+        t = np.tanh(_SQRT_2_OVER_PI * (x + _GELU_CUBIC * x ** 3))
+        slope = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _SQRT_2_OVER_PI * (
+            1.0 + 3.0 * _GELU_CUBIC * x * x)
+    else:  # Phi(x) + x phi(x)
+        slope = 0.5 * erfc(-x / math.sqrt(2.0)) + x * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+    return (dy * slope).astype(dy.dtype, copy=False)
+
+
+def _mish_backward(x, y, dy):
+    t = np.tanh(softplus(x))
+    return (dy * (t + x * (1.0 - t * t) * sigmoid(x))).astype(dy.dtype, copy=False)
+
+
+def _hard_silu_backward(x, y, dy):
+    # d/dx x relu6(x+3)/6: 0 below -3, 1 above 3, (2x + 3)/6 between.
+    slope = np.where(x <= -3, 0.0, np.where(x >= 3, 1.0, (2.0 * x + 3.0) / 6.0))
+    return (dy * slope).astype(dy.dtype, copy=False)
+
+
+def _log_softmax_backward(x, y, dy, axis=-1):
+    return (dy - np.exp(y) * dy.sum(axis=axis, keepdims=True)).astype(dy.dtype, copy=False)
+
+
 def _softmax_backward(x, y, dy, axis=-1):
     return (y * (dy - (dy * y).sum(axis=axis, keepdims=True))).astype(dy.dtype, copy=False)
 
@@ -143,8 +333,7 @@ _BACKWARD = {
     "linear": lambda x, y, dy: dy,
     "relu": _relu_backward,
     "relu6": lambda x, y, dy: (dy * ((x >= 0) & (x < 6))).astype(dy.dtype, copy=False),
-    "leaky_relu": lambda x, y, dy, negative_slope=0.2: np.where(
-        x >= 0, dy, negative_slope * dy).astype(dy.dtype, copy=False),
+    "leaky_relu": _leaky_relu_backward,
     "elu": _elu_backward,
     "selu": lambda x, y, dy: np.where(
         x > 0, _SELU_SCALE * dy, dy * (y + _SELU_SCALE * _SELU_ALPHA)).astype(dy.dtype, copy=False),
@@ -156,6 +345,11 @@ _BACKWARD = {
     "silu": _silu_backward,
     "exponential": lambda x, y, dy: dy * y,
     "softmax": _softmax_backward,
+    "gelu": _gelu_backward,
+    "mish": _mish_backward,
+    "hard_silu": _hard_silu_backward,
+    "log_sigmoid": lambda x, y, dy: (dy * sigmoid(-x)).astype(dy.dtype, copy=False),
+    "log_softmax": _log_softmax_backward,
 }
 
 
@@ -170,6 +364,10 @@ class Activation:
     def __init__(self, name, **params):
         if name not in _FUNCTIONS:
             raise ValueError(f"Unknown activation {name!r}; known: {sorted(_FUNCTIONS)}.")
+        try:  # fail here, not in the middle of training, on a misspelt parameter
+            inspect.signature(_FUNCTIONS[name]).bind(None, **params)
+        except TypeError as exc:
+            raise TypeError(f"Invalid parameters {params} for activation {name!r}: {exc}.") from None
         self.name = name
         self.params = params
         self._forward = _FUNCTIONS[name]
@@ -207,9 +405,10 @@ _FUNCTIONS = {
     "linear": linear, "relu": relu, "relu6": relu6, "leaky_relu": leaky_relu, "elu": elu,
     "selu": selu, "sigmoid": sigmoid, "hard_sigmoid": hard_sigmoid, "tanh": tanh,
     "softplus": softplus, "softsign": softsign, "silu": silu, "exponential": exponential,
-    "softmax": softmax,
+    "softmax": softmax, "gelu": gelu, "mish": mish, "hard_silu": hard_silu,
+    "log_sigmoid": log_sigmoid, "log_softmax": log_softmax,
 }
-_ALIASES = {"swish": "silu", "none": "linear"}
+_ALIASES = {"swish": "silu", "hard_swish": "hard_silu", "none": "linear"}
 
 
 def get(identifier):

@@ -301,6 +301,70 @@ class LecunNormal(_FixedVarianceScaling):
     _preset = (1.0, "fan_in", "truncated_normal")
 
 
+class Orthogonal(_RandomInitializer):
+    """A (semi-)orthogonal matrix, times `gain` (Saxe et al., 2014).
+
+    The shape is viewed as a matrix (prod(shape[:-1]), shape[-1]); its rows (if fewer than the
+    columns) or its columns are orthonormal. As in Keras: QR of a standard normal matrix, with
+    the signs fixed by the diagonal of R so that the result is uniformly distributed.
+
+    Args:
+        gain: multiplicative factor.
+        seed: None, an int (same values each call) or a numpy Generator.
+
+    >>> q = Orthogonal(seed=0)((4, 3), dtype="float64")
+    >>> bool(np.allclose(q.T @ q, np.eye(3)))
+    True
+    """
+
+    def __init__(self, gain=1.0, seed=None):
+        super().__init__(seed)
+        self.gain = _check_number(gain, "gain")
+
+    def __call__(self, shape, dtype="float32"):
+        dtype = check_float_dtype(dtype)
+        shape = _check_shape(shape)
+        if len(shape) < 2:
+            raise ValueError(
+                f"The Orthogonal initializer needs a shape with at least 2 dimensions; received {shape}."
+            )
+        rows, cols = math.prod(shape[:-1]), shape[-1]
+        a = self._rng().standard_normal((max(rows, cols), min(rows, cols)))
+        q, r = np.linalg.qr(a)
+        q *= np.where(np.diag(r) < 0, -1.0, 1.0)  # sign(0) counts as +1
+        if rows < cols:
+            q = q.T
+        return (self.gain * q).reshape(shape).astype(dtype)
+
+    def get_config(self):
+        return {"gain": self.gain, **super().get_config()}
+
+
+class Identity(Initializer):
+    """`gain` times the identity matrix (2-D shapes only; rectangular allowed, as np.eye).
+
+    Args:
+        gain: multiplicative factor.
+    """
+
+    def __init__(self, gain=1.0):
+        self.gain = _check_number(gain, "gain")
+
+    def __call__(self, shape, dtype="float32"):
+        dtype = check_float_dtype(dtype)
+        shape = _check_shape(shape)
+        if len(shape) != 2:
+            raise ValueError(
+                f"The Identity initializer only works on 2-D shapes (Dense kernels); received {shape}."
+            )
+        return (self.gain * np.eye(*shape)).astype(dtype)
+
+    def get_config(self):
+        return {"gain": self.gain}
+
+
+IdentityInitializer = Identity  # the Keras 3 class name
+
 # Keras' snake_case names (and the xavier_* aliases) for `get`.
 _ALIASES = {
     "zeros": Zeros, "zero": Zeros,
@@ -314,8 +378,10 @@ _ALIASES = {
     "glorot_normal": GlorotNormal, "xavier_normal": GlorotNormal,
     "he_uniform": HeUniform, "he_normal": HeNormal,
     "lecun_uniform": LecunUniform, "lecun_normal": LecunNormal,
+    "orthogonal": Orthogonal, "identity": Identity,
 }
 _CLASSES = {cls.__name__: cls for cls in set(_ALIASES.values())}
+_CLASSES["IdentityInitializer"] = Identity
 
 
 def serialize(initializer):

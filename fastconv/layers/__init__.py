@@ -3,7 +3,7 @@
 `serialize(layer)` gives {"class_name": ..., "config": ...} and `deserialize(config)` rebuilds
 the (unbuilt) layer; models use them to save and load their architecture.
 """
-from .advanced_activations import ELU, LeakyReLU, ReLU, Softmax
+from .advanced_activations import ELU, LeakyReLU, PReLU, ReLU, Softmax
 from .base import Layer
 from .convolutional import Conv2D, DepthwiseConv2D
 from .core import Activation, Dense
@@ -22,7 +22,7 @@ from .reshaping import Flatten, ZeroPadding2D
 _LAYER_CLASSES = [
     Conv2D, DepthwiseConv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
     GlobalMaxPooling2D, BatchNormalization, Dense, Flatten, Dropout, Activation, ReLU, LeakyReLU,
-    ELU, Softmax, ZeroPadding2D,
+    ELU, Softmax, ZeroPadding2D, PReLU,
 ]
 # Names deserialize() accepts; aliases (e.g. MaxPool2D) point at the same class.
 _REGISTRY = {cls.__name__: cls for cls in _LAYER_CLASSES}

@@ -1,8 +1,11 @@
-"""Activation layers with parameters: ReLU, LeakyReLU, ELU, Softmax."""
+"""Activation layers with parameters: ReLU, LeakyReLU, PReLU, ELU, Softmax."""
 import numbers
 import warnings
 
+import numpy as np
+
 from .. import activations
+from . import _common as C
 from .base import Layer
 
 
@@ -129,4 +132,89 @@ class Softmax(_ActivationLayer):
     def get_config(self):
         config = super().get_config()
         config["axis"] = self.axis
+        return config
+
+
+def _check_shared_axes(shared_axes):
+    """A sorted list of distinct axes >= 1 from an int or a sequence of ints."""
+    axes = [shared_axes] if isinstance(shared_axes, numbers.Integral) else shared_axes
+    try:
+        axes = list(axes)
+    except TypeError:
+        axes = []
+    valid = bool(axes) and all(isinstance(a, numbers.Integral) and not isinstance(a, bool)
+                               and a >= 1 for a in axes)
+    if not valid or len(set(axes)) != len(axes):
+        raise ValueError(
+            "PReLU: `shared_axes` must be None, an axis >= 1 or a list of distinct axes >= 1 "
+            f"(axis 0 is the batch); received shared_axes={shared_axes!r}."
+        )
+    return sorted(int(a) for a in axes)
+
+
+class PReLU(Layer):
+    """Parametric ReLU: x for x >= 0, alpha * x otherwise, with a learned slope `alpha`.
+
+    `alpha` has the input's shape (without the batch axis), except along `shared_axes`, where
+    one slope is shared (size 1): for images, `shared_axes=[1, 2]` learns one slope per channel.
+
+    Args:
+        alpha_initializer: initializer of the slopes (Keras' default "zeros": starts as ReLU).
+        alpha_regularizer: regularizer of the slopes.
+        shared_axes: axes (of the batched input, so >= 1) sharing one slope, e.g. [1, 2].
+
+    >>> import numpy as np
+    >>> layer = PReLU(alpha_initializer="ones")
+    >>> layer(np.array([[-2.0, 3.0]])).tolist()
+    [[-2.0, 3.0]]
+    """
+
+    def __init__(self, alpha_initializer="zeros", alpha_regularizer=None, alpha_constraint=None,
+                 shared_axes=None, **kwargs):
+        super().__init__(**kwargs)
+        C.reject_unsupported("PReLU", alpha_constraint=alpha_constraint)
+        self.alpha_initializer = C.get_initializer(alpha_initializer, "zeros", "alpha_initializer")
+        self.alpha_regularizer = C.get_regularizer(alpha_regularizer, "alpha_regularizer")
+        self._args = {"alpha_initializer": alpha_initializer, "alpha_regularizer": alpha_regularizer}
+        self.shared_axes = None if shared_axes is None else _check_shared_axes(shared_axes)
+
+    def compute_output_shape(self, input_shape):
+        for axis in self.shared_axes or ():
+            if axis > len(input_shape):
+                raise ValueError(
+                    f"Layer {self.name!r}: shared axis {axis} does not exist in input of shape "
+                    f"(batch,) + {tuple(input_shape)}."
+                )
+        return tuple(input_shape)
+
+    def build_weights(self, input_shape):
+        shape = list(input_shape)
+        for axis in self.shared_axes or ():
+            shape[axis - 1] = 1
+        self.alpha = self.add_weight("alpha", tuple(shape), self.alpha_initializer,
+                                     regularizer=self.alpha_regularizer)
+
+    def call(self, x, training):
+        negative = np.minimum(x, 0)
+        y = np.maximum(x, 0) + self.alpha * negative
+        if training:
+            self._cache = (x, negative)
+        return y.astype(self.dtype, copy=False)
+
+    def call_backward(self, dy):
+        x, negative = self._cache
+        # Sum the slope gradient over the batch axis and the shared axes.
+        axes = (0,) + tuple(self.shared_axes or ())
+        self._grads["alpha"] = (dy * negative).sum(axis=axes).reshape(self.alpha.shape)
+        if not self.compute_input_gradient:
+            return None
+        return np.where(x > 0, dy, dy * self.alpha).astype(self.dtype, copy=False)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "alpha_initializer": C.serialize_initializer(self._args["alpha_initializer"]),
+            "alpha_regularizer": C.serialize_regularizer(self._args["alpha_regularizer"]),
+            "shared_axes": self.shared_axes,
+        })
         return config
