@@ -146,6 +146,9 @@ class Layer:
         self._cache = None
         y = self.call(x, bool(training))
         self._forward_training = bool(training)
+        # What backward() must receive: elementwise layers would otherwise broadcast a dy of
+        # another shape silently.
+        self._output_shape_seen = np.shape(y)
         return y
 
     __call__ = forward
@@ -156,6 +159,11 @@ class Layer:
                 f"Layer {self.name!r}: backward() needs a preceding forward(x, training=True)."
             )
         dy = V.as_float_array(dy, "dy", self.dtype)
+        if dy.shape != self._output_shape_seen:
+            raise ValueError(
+                f"Layer {self.name!r}: `dy` must have the shape of the last forward output, "
+                f"{self._output_shape_seen}; received {dy.shape}."
+            )
         return self.call_backward(dy)
 
     def call(self, x, training):
