@@ -64,16 +64,17 @@ def sparse_labels(y_true, pred_shape, name="y_true"):
             raise ValueError(
                 f"`{name}` must contain integer class indices for a sparse loss; found {bad!r}."
             )
-    labels = labels.astype(np.int64, copy=False)
+    # Range check before the cast to int64: uint64 2**64-1 or a float 1e30 would wrap around.
     n_classes = pred_shape[-1]
     out_of_range = (labels < 0) | (labels >= n_classes)
     if out_of_range.any():
-        bad = int(labels[out_of_range].flat[0])
+        bad = labels[out_of_range].flat[0]
+        bad = int(bad) if labels.dtype.kind in "iu" else float(bad)
         raise ValueError(
             f"`{name}` contains the class index {bad}, outside [0, {n_classes - 1}] for "
             f"predictions with {n_classes} classes (shape {pred_shape})."
         )
-    return labels
+    return labels.astype(np.int64, copy=False)
 
 
 def dense_targets(y_true, pred_shape, name="y_true", *, allow_squeezed=True, dtype=None):
