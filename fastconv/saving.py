@@ -42,9 +42,19 @@ def _fastconv_version():
     return __version__
 
 
+def _fspath(filepath):
+    try:
+        return os.fspath(filepath)
+    except TypeError:
+        raise TypeError(
+            f"`filepath` must be a str or os.PathLike; received {type(filepath).__name__} "
+            f"({filepath!r})."
+        ) from None
+
+
 def _resolve_save_path(filepath):
     """The path to write: `filepath`, with ".fcz" appended when it has no suffix."""
-    path = os.fspath(filepath)
+    path = _fspath(filepath)
     if not isinstance(path, str):
         path = os.fsdecode(path)
     if not os.path.splitext(path)[1]:
@@ -53,7 +63,7 @@ def _resolve_save_path(filepath):
 
 
 def _resolve_load_path(filepath):
-    path = os.fspath(filepath)
+    path = _fspath(filepath)
     if not isinstance(path, str):
         path = os.fsdecode(path)
     if not os.path.exists(path) and not os.path.splitext(path)[1] and os.path.exists(path + DEFAULT_SUFFIX):
