@@ -5,4 +5,5 @@ from .backend import get_backend, get_num_threads, set_backend, set_num_threads,
 from .info import show_config
 
 from . import callbacks, layers, losses, metrics, models, optimizers, regularizers
+from . import applications, wrappers
 from .models import Sequential

@@ -18,6 +18,12 @@ from fastconv.layers import (
 from fastconv.models import load_model
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: thread start-up would cost more than it gains (conftest restores it)."""
+    fastconv.set_num_threads(1)
+
+
 def _images(n, shape=(8, 8, 1), seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n,) + shape).astype(np.float32)
