@@ -51,6 +51,19 @@ def get_ops():
     return importlib.import_module("fastconv.ops")
 
 
+def _one_thread_after_fork():
+    # GNU libgomp is not fork-safe: a child forked after the parent ran a parallel region
+    # waits forever in its first region of more than one thread (for the parent's worker
+    # threads, which fork does not copy). So a forked child runs the kernels on one thread;
+    # `set_num_threads(n)` in the child overrides this (safe only if the parent ran no kernel).
+    global _num_threads
+    _num_threads = 1
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
+    os.register_at_fork(after_in_child=_one_thread_after_fork)
+
+
 def set_num_threads(n):
     """Use `n` threads in the compiled kernels (None: back to OpenMP's default)."""
     global _num_threads
