@@ -75,10 +75,17 @@ def _array(a, str name, int ndim, dtype=None, bint output=False):
     return a
 
 
+cdef bint _overlap(cnp.ndarray a, cnp.ndarray b):
+    """Whether two C-contiguous arrays share bytes (their memory is exactly [data, data + nbytes))."""
+    cdef char *a0 = <char *>cnp.PyArray_DATA(a)
+    cdef char *b0 = <char *>cnp.PyArray_DATA(b)
+    return a0 < b0 + cnp.PyArray_NBYTES(b) and b0 < a0 + cnp.PyArray_NBYTES(a)
+
+
 def _separate(out, str out_name, inputs):
     """Refuse an output that overlaps an input: the kernels read while they write."""
     for arr, name in inputs:
-        if np.may_share_memory(out, arr):
+        if _overlap(out, arr):
             raise ValueError(f"`{out_name}` must not overlap `{name}`.")
 
 
