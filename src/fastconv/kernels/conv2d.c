@@ -16,6 +16,11 @@
  * chunks that depends only on the shape; each chunk sums into its own buffer and the chunks
  * are added in a fixed order: bit-identical results for any thread count.
  * Depthwise convolutions (groups == C) use the direct kernels of the table instead.
+ *
+ * Threads: one OpenMP team per call (num_threads(n)). The big loops hand out their units
+ * (pixel blocks, chunks, bands, rows) dynamically, so a thread that the OS preempts does not
+ * hold the others up; results do not depend on it, because every unit is computed by one
+ * thread in a fixed order and partial sums are combined in a fixed order.
  */
 #include "conv2d.h"
 

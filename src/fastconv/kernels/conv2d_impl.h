@@ -88,7 +88,7 @@ static int FC_FN(depthwise_forward)(const fc_kernel_table *kt, const fc_conv2d_p
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
-        FC_OMP(for schedule(static))
+        FC_OMP(for schedule(dynamic, 1))
         for (ptrdiff_t row = 0; row < rows; row++) FC_KT(kt, dw_forward)(p, x, w, bias, y, row);
         fc_denormals_restore(csr);
     }
@@ -185,7 +185,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
             for (ptrdiff_t j = cols; j < nr; j++) dst[j] = 0;
         }
         const FC_T **ind_own = ind == NULL ? NULL : ind + (ptrdiff_t)fc_thread_id() * mb_max * taps;
-        FC_OMP(for schedule(static))
+        FC_OMP(for schedule(dynamic, 1))
         for (ptrdiff_t blk = 0; blk < mblocks; blk++) {
             const ptrdiff_t m0 = blk * mb_max, mb = min_pd(mb_max, M - m0);
             if (ind_own != NULL) FC_FN(build_indirection)(p, x, zeros, m0, mb, mr, ind_own);
@@ -282,7 +282,7 @@ static int FC_FN(depthwise_backward)(const fc_kernel_table *kt, const fc_conv2d_
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
-        FC_OMP(for schedule(static) nowait)
+        FC_OMP(for schedule(dynamic, 1) nowait)
         for (ptrdiff_t ch = 0; ch < chunks; ch++) {
             FC_T *cdw = ch == 0 ? dw : part + (ch - 1) * (dw_elems + F);
             FC_T *cdb = db == NULL ? NULL : (ch == 0 ? db : part + (ch - 1) * (dw_elems + F) + dw_elems);
@@ -292,7 +292,7 @@ static int FC_FN(depthwise_backward)(const fc_kernel_table *kt, const fc_conv2d_
         }
         if (dx != NULL) {
             const ptrdiff_t rows = p->n * p->h;
-            FC_OMP(for schedule(static))
+            FC_OMP(for schedule(dynamic, 1))
             for (ptrdiff_t row = 0; row < rows; row++) FC_KT(kt, dw_backward_data)(p, dy, w, dx, row);
         } else {
             FC_OMP(barrier)
@@ -316,8 +316,10 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     const ptrdiff_t K = p->kh * p->kw * cg, M = p->n * p->out_h * p->out_w;
     const ptrdiff_t dw_elems = K * F;
     /* Input gradient: stride 1 -> the adjoint convolution, an implicit GEMM of its own (run
-     * after this function's parallel region); larger strides -> dy @ W^T and col2im here. */
-    const int dx_scatter = dx != NULL && (p->stride_h > 1 || p->stride_w > 1);
+     * after this function's parallel region) whose output channels are our C_g; larger
+     * strides, or too few channels per group to fill half a microtile row -> dy @ W^T and
+     * col2im here. */
+    const int dx_scatter = dx != NULL && (p->stride_h > 1 || p->stride_w > 1 || 2 * cg < nr);
 
     /* --- weight gradient workspaces --- */
     const ptrdiff_t chunks = weight_grad_chunks(M, dw_elems + F, sizeof(FC_T));
@@ -358,7 +360,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
         /* ---- dW, db: chunk ch sums pixels [ch*M/chunks, (ch+1)*M/chunks) ---- */
         FC_T *p_own = pbuf + (ptrdiff_t)tid * wb * ldw;
         FC_T *y_own = ybuf + (ptrdiff_t)tid * fpanels * wb * nr;
-        FC_OMP(for schedule(static))
+        FC_OMP(for schedule(dynamic, 1))
         for (ptrdiff_t ch = 0; ch < chunks; ch++) {
             FC_T *cdw = ch == 0 ? dw : part + (ch - 1) * (dw_elems + F);
             FC_T *cdb = db == NULL ? NULL : (ch == 0 ? db : part + (ch - 1) * (dw_elems + F) + dw_elems);
@@ -418,7 +420,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                 for (ptrdiff_t e = 0; e < total; e++) dx[e] = 0;
                 for (int phase = 0; phase < 2; phase++) {
                     const ptrdiff_t per_image = (bands + 1 - phase) / 2;
-                    FC_OMP(for schedule(static))
+                    FC_OMP(for schedule(dynamic, 1))
                     for (ptrdiff_t q = 0; q < p->n * per_image; q++) {
                         const ptrdiff_t n = q / per_image, band = 2 * (q % per_image) + phase;
                         const ptrdiff_t oh0 = band * band_rows, oh1 = min_pd(p->out_h, oh0 + band_rows);
