@@ -1,8 +1,46 @@
 """`fastconv.show_config()`: what this installation runs on."""
+import os
 import platform
 import sys
 
 import numpy as np
+
+# Shared-library names of the OpenMP runtimes (GNU, LLVM, Intel, MSVC).
+_OPENMP_LIBRARIES = ("libgomp", "libomp", "libiomp", "vcomp")
+
+
+def _build_record():
+    """The facts setup.py recorded at build time, or {} (e.g. a build from before it did)."""
+    try:
+        from ._core import _build_info
+    except ImportError:
+        return {}
+    return {k: v for k, v in vars(_build_info).items() if not k.startswith("_")}
+
+
+def _openmp_runtimes():
+    """Paths (and versions) of the OpenMP runtimes loaded in this process, best effort.
+
+    threadpoolctl knows every platform; without it, Linux's /proc/self/maps still tells.
+    A wheel's runtime is the copy vendored into fastconv.libs/ (or .dylibs/ on macOS).
+    """
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        threadpool_info = None
+    if threadpool_info is not None:
+        found = {}
+        for pool in threadpool_info():
+            if pool.get("user_api") == "openmp":
+                version = pool.get("version")
+                found[pool["filepath"]] = f" ({version})" if version else ""
+        return [path + version for path, version in sorted(found.items())]
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if len(line.split()) >= 6}
+    except OSError:
+        return []
+    return sorted(p for p in paths if os.path.basename(p).startswith(_OPENMP_LIBRARIES))
 
 
 def config_dict():
@@ -22,6 +60,12 @@ def config_dict():
     except ImportError as exc:
         info["compiled core"] = f"NOT AVAILABLE ({exc})"
         return info
+    build = _build_record()
+    if "numpy_build_version" in build:
+        info["numpy (built with)"] = (
+            f"{build['numpy_build_version']}, C-API target {build['numpy_c_api_target']} "
+            f"(runs with NumPy >= {build['numpy_c_api_target']})"
+        )
     info.update({
         "compiler": cpu.compiler_info(),
         "openmp": "enabled" if cpu.openmp_enabled() else "DISABLED (single-threaded build)",
@@ -29,19 +73,17 @@ def config_dict():
         "isa in use": cpu.isa_name(),
         "isa available": ", ".join(cpu.isa_available()),
     })
-    try:
-        from threadpoolctl import threadpool_info
-
-        omp = [p for p in threadpool_info() if p.get("user_api") == "openmp"]
-        if omp:
-            info["openmp runtime"] = ", ".join(sorted({p["filepath"] for p in omp}))
-    except ImportError:
-        pass
+    if cpu.openmp_enabled():
+        info["openmp runtime"] = ", ".join(_openmp_runtimes()) or "unknown"
     return info
 
 
 def show_config(file=None):
-    """Print fastconv's version, build compiler, OpenMP runtime, threads and ISA paths."""
+    """Print fastconv's version, build compiler, OpenMP runtime, threads and ISA paths.
+
+    Args:
+        file: where to print (default: `sys.stdout`).
+    """
     info = config_dict()
     width = max(len(k) for k in info)
     for key, value in info.items():
