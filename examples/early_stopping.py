@@ -32,13 +32,24 @@ def build_model(learning_rate):
     return model
 
 
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few seconds (it is quick anyway)")
-    parser.add_argument("--train-samples", type=int, default=300,
+    parser.add_argument("--train-samples", type=positive_int, default=300,
                         help="training digits (few, so that the network overfits)")
-    parser.add_argument("--patience", type=int, default=5)
-    parser.add_argument("--max-epochs", type=int, default=200)
+    parser.add_argument("--patience", type=positive_int, default=5)
+    parser.add_argument("--max-epochs", type=positive_int, default=200)
     parser.add_argument("--learning-rate", type=float, default=1e-2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

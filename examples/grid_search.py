@@ -34,14 +34,27 @@ def build_cnn(filters=8, learning_rate=1e-3):
     return model
 
 
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="a few seconds: 2x2 grid, 3 folds, 600 training digits")
     parser.add_argument("--folds", type=int, default=3, help="cross-validation folds")
-    parser.add_argument("--epochs", type=int, help="epochs per fit (default 10, --quick 3)")
+    parser.add_argument("--epochs", type=positive_int, help="epochs per fit (default 10, --quick 3)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.folds < 2:
+        parser.error("--folds must be at least 2")
     try:
         from sklearn.model_selection import GridSearchCV
     except ImportError:

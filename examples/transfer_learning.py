@@ -74,10 +74,21 @@ def few_per_class(x, y, count, rng):
     return x[chosen], y[chosen]
 
 
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs (a few seconds)")
-    parser.add_argument("--samples-per-class", type=int, default=10,
+    parser.add_argument("--samples-per-class", type=positive_int, default=10,
                         help="training examples of each digit 5-9 (default 10)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -4,7 +4,7 @@ import re
 import subprocess
 import sys
 
-import pytest
+from _datafile_writers import learnable_mnist, write_mnist
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(REPO_ROOT, "examples")
@@ -76,9 +76,24 @@ def test_lenet5_mnist_quick_on_standin_idx_files(tmp_path):
     assert percent("Test accuracy:", out) > 50  # 10 classes: chance is 10 %
 
 
-def test_lenet5_mnist_needs_data_or_quick(tmp_path):
+def test_lenet5_mnist_reads_idx_files_from_data_dir(tmp_path):
+    write_mnist(tmp_path / "mnist", learnable_mnist(300, 100, seed=1), gz=True)
+    done = run_example("lenet5_mnist.py", "--data-dir", str(tmp_path / "mnist"), "--epochs", "3",
+                       "--limit", "300", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Loaded 300 training and 100 test images of 28x28 pixels" in done.stdout
+    assert "stand-in" not in done.stdout
+    assert percent("Test accuracy:", done.stdout) > 50
+
+
+def test_lenet5_mnist_usage_and_data_errors(tmp_path):
     done = run_example("lenet5_mnist.py", cwd=tmp_path)
     assert done.returncode == 2 and "--data-dir is required" in done.stderr
+    done = run_example("lenet5_mnist.py", "--data-dir", str(tmp_path / "missing"), cwd=tmp_path)
+    assert done.returncode == 1 and "error: MNIST folder not found" in done.stderr
+    assert "Traceback" not in done.stderr
+    done = run_example("lenet5_mnist.py", "--quick", "--epochs", "0", cwd=tmp_path)
+    assert done.returncode == 2 and "--epochs: expected a positive integer" in done.stderr
 
 
 def test_alexnet_cifar10_quick_on_synthetic_batches(tmp_path):
