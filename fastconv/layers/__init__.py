@@ -4,10 +4,20 @@
 the (unbuilt) layer; models use them to save and load their architecture.
 """
 from .advanced_activations import ELU, LeakyReLU, PReLU, ReLU, Softmax
+from .augmentation import (
+    RandomBrightness,
+    RandomContrast,
+    RandomCrop,
+    RandomFlip,
+    RandomRotation,
+    RandomTranslation,
+    RandomZoom,
+)
 from .base import Layer
 from .convolutional import Conv2D, DepthwiseConv2D
 from .core import Activation, Dense
 from .normalization import BatchNormalization
+from .preprocessing import Normalization, Rescaling
 from .pooling import (
     AveragePooling2D,
     AvgPool2D,
@@ -23,6 +33,8 @@ _LAYER_CLASSES = [
     Conv2D, DepthwiseConv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
     GlobalMaxPooling2D, BatchNormalization, Dense, Flatten, Dropout, Activation, ReLU, LeakyReLU,
     ELU, Softmax, ZeroPadding2D, PReLU,
+    RandomFlip, RandomTranslation, RandomRotation, RandomZoom, RandomCrop, RandomBrightness,
+    RandomContrast, Rescaling, Normalization,
 ]
 # Names deserialize() accepts; aliases (e.g. MaxPool2D) point at the same class.
 _REGISTRY = {cls.__name__: cls for cls in _LAYER_CLASSES}
