@@ -8,6 +8,10 @@
  * forward pass can afford an exact two-pass mean/variance per tile (double accumulators),
  * merged with Chan et al.'s pairwise update: no E[x^2] - E[x]^2 cancellation, even for
  * float32 data with a large offset, while reading x from memory only once for the stats.
+ * Inside a tile, sums run in the input dtype over blocks of FC_BN_BLOCK_ROWS rows (twice as
+ * many float32 lanes per vector as double) and the block sums go into double accumulators;
+ * the terms summed are deviations from a per-column shift near the mean, so a 16-term sum
+ * in float32 is as accurate as the data.
  *
  * One OpenMP parallel region per call: tiles, then columns (merge), then rows (output).
  *
@@ -40,6 +44,7 @@
 #define FC_BN_COL_BLOCK 256      /* columns per tile (per-column accumulators live on the stack) */
 #define FC_BN_TILE_ELEMS 8192    /* target elements per tile: 32 KiB of float32, fits L1 */
 #define FC_BN_MIN_CHUNK_ROWS 32  /* bounds the partials to 1/32 of the rows */
+#define FC_BN_BLOCK_ROWS 16      /* rows summed in the input dtype before a double accumulator */
 
 /* Below this many elements per thread, extra threads cost more to wake than they save. */
 #define FC_BN_MIN_WORK_PER_THREAD 32768
@@ -105,6 +110,82 @@ static inline void fc_bn_tile(const fc_bn_tiling *t, ptrdiff_t tile, ptrdiff_t *
 
 #else /* FC_BATCHNORM_TEMPLATE: the body below is compiled once per element type T. */
 
+/* Mean and M2 (sum of squared deviations) of columns [c0, c0 + nc) over rows [r0, r0 + nr).
+ * Pass 1 sums x - s with s the tile's first row; pass 2 sums (x - m)^2 with m the tile mean
+ * rounded to T, then corrects exactly for m not being the exact mean. The tile is small
+ * enough to stay in cache between the passes. */
+static void SFX(fc_bn_tile_moments)(const T *x, ptrdiff_t cols, ptrdiff_t r0, ptrdiff_t nr,
+                                    ptrdiff_t c0, ptrdiff_t nc, double *restrict mean,
+                                    double *restrict m2)
+{
+    T center[FC_BN_COL_BLOCK], block[FC_BN_COL_BLOCK];
+    double acc[FC_BN_COL_BLOCK];
+    const T *first = x + r0 * cols + c0;
+    for (ptrdiff_t i = 0; i < nc; i++) {
+        center[i] = first[i];
+        acc[i] = 0.0;
+    }
+    for (ptrdiff_t rb = r0; rb < r0 + nr; rb += FC_BN_BLOCK_ROWS) {
+        const ptrdiff_t re = fc_bn_min(rb + FC_BN_BLOCK_ROWS, r0 + nr);
+        for (ptrdiff_t i = 0; i < nc; i++) block[i] = 0;
+        for (ptrdiff_t r = rb; r < re; r++) {
+            const T *restrict xr = x + r * cols + c0;
+            for (ptrdiff_t i = 0; i < nc; i++) block[i] += xr[i] - center[i];
+        }
+        for (ptrdiff_t i = 0; i < nc; i++) acc[i] += (double)block[i];
+    }
+    for (ptrdiff_t i = 0; i < nc; i++) {
+        mean[i] = (double)center[i] + acc[i] / (double)nr;
+        center[i] = (T)mean[i];
+        acc[i] = 0.0;
+    }
+    for (ptrdiff_t rb = r0; rb < r0 + nr; rb += FC_BN_BLOCK_ROWS) {
+        const ptrdiff_t re = fc_bn_min(rb + FC_BN_BLOCK_ROWS, r0 + nr);
+        for (ptrdiff_t i = 0; i < nc; i++) block[i] = 0;
+        for (ptrdiff_t r = rb; r < re; r++) {
+            const T *restrict xr = x + r * cols + c0;
+            for (ptrdiff_t i = 0; i < nc; i++) {
+                T d = xr[i] - center[i];
+                block[i] += d * d;
+            }
+        }
+        for (ptrdiff_t i = 0; i < nc; i++) acc[i] += (double)block[i];
+    }
+    /* sum (x - m)^2 = M2 + nr * (mean - m)^2, exactly. */
+    for (ptrdiff_t i = 0; i < nc; i++) {
+        double off = mean[i] - (double)center[i];
+        double q = acc[i] - (double)nr * off * off;
+        m2[i] = q > 0.0 ? q : 0.0;
+    }
+}
+
+/* Column sums of dy and of dy * (x - mean) over rows [r0, r0 + nr), columns [c0, c0 + nc). */
+static void SFX(fc_bn_tile_grad_sums)(const T *dy, const T *x, const T *mean, ptrdiff_t cols,
+                                      ptrdiff_t r0, ptrdiff_t nr, ptrdiff_t c0, ptrdiff_t nc,
+                                      double *restrict sum_dy, double *restrict sum_dyxc)
+{
+    T block_dy[FC_BN_COL_BLOCK], block_dyxc[FC_BN_COL_BLOCK];
+    const T *restrict mu = mean + c0;
+    for (ptrdiff_t i = 0; i < nc; i++) sum_dy[i] = sum_dyxc[i] = 0.0;
+    for (ptrdiff_t rb = r0; rb < r0 + nr; rb += FC_BN_BLOCK_ROWS) {
+        const ptrdiff_t re = fc_bn_min(rb + FC_BN_BLOCK_ROWS, r0 + nr);
+        for (ptrdiff_t i = 0; i < nc; i++) block_dy[i] = block_dyxc[i] = 0;
+        for (ptrdiff_t r = rb; r < re; r++) {
+            const T *restrict xr = x + r * cols + c0;
+            const T *restrict gr = dy + r * cols + c0;
+            for (ptrdiff_t i = 0; i < nc; i++) {
+                T g = gr[i];
+                block_dy[i] += g;
+                block_dyxc[i] += g * (xr[i] - mu[i]);
+            }
+        }
+        for (ptrdiff_t i = 0; i < nc; i++) {
+            sum_dy[i] += (double)block_dy[i];
+            sum_dyxc[i] += (double)block_dyxc[i];
+        }
+    }
+}
+
 /* out[r, c] = (x[r, c] - shift[c]) * scale[c] + bias[c] for the rows of this thread's share. */
 static void SFX(fc_bn_affine_rows)(const T *x, T *out, const T *restrict shift,
                                    const T *restrict scale, const T *restrict bias,
@@ -138,34 +219,15 @@ int SFX(fc_batch_norm_forward_training)(const T *x, const T *gamma, const T *bet
 #endif
     {
         FC_FTZ_BEGIN();
-        /* 1. Exact two-pass mean and M2 of each tile (the tile is cache-resident). */
+        /* 1. Mean and M2 of each tile, into the tile's own slot. */
 #if defined(_OPENMP)
 #pragma omp for schedule(static)
 #endif
         for (ptrdiff_t tile = 0; tile < tiles; tile++) {
             ptrdiff_t k, r0, nr, c0, nc;
-            double sum[FC_BN_COL_BLOCK], m2[FC_BN_COL_BLOCK];
             fc_bn_tile(&t, tile, &k, &r0, &nr, &c0, &nc);
-            for (ptrdiff_t i = 0; i < nc; i++) sum[i] = 0.0;
-            for (ptrdiff_t r = r0; r < r0 + nr; r++) {
-                const T *restrict xr = x + r * cols + c0;
-                for (ptrdiff_t i = 0; i < nc; i++) sum[i] += (double)xr[i];
-            }
-            for (ptrdiff_t i = 0; i < nc; i++) {
-                sum[i] /= (double)nr; /* now the tile mean */
-                m2[i] = 0.0;
-            }
-            for (ptrdiff_t r = r0; r < r0 + nr; r++) {
-                const T *restrict xr = x + r * cols + c0;
-                for (ptrdiff_t i = 0; i < nc; i++) {
-                    double d = (double)xr[i] - sum[i];
-                    m2[i] += d * d;
-                }
-            }
-            for (ptrdiff_t i = 0; i < nc; i++) {
-                part_mean[k * cols + c0 + i] = sum[i];
-                part_m2[k * cols + c0 + i] = m2[i];
-            }
+            SFX(fc_bn_tile_moments)(x, cols, r0, nr, c0, nc, part_mean + k * cols + c0,
+                                    part_m2 + k * cols + c0);
         }
         /* 2. Merge the chunks of each column in chunk order (Chan et al.), then the outputs. */
 #if defined(_OPENMP)
@@ -256,23 +318,9 @@ int SFX(fc_batch_norm_backward)(const T *dy, const T *x, const T *gamma, const T
 #endif
         for (ptrdiff_t tile = 0; tile < tiles; tile++) {
             ptrdiff_t k, r0, nr, c0, nc;
-            double s_dy[FC_BN_COL_BLOCK], s_dyxc[FC_BN_COL_BLOCK];
             fc_bn_tile(&t, tile, &k, &r0, &nr, &c0, &nc);
-            for (ptrdiff_t i = 0; i < nc; i++) s_dy[i] = s_dyxc[i] = 0.0;
-            for (ptrdiff_t r = r0; r < r0 + nr; r++) {
-                const T *restrict xr = x + r * cols + c0;
-                const T *restrict gr = dy + r * cols + c0;
-                const T *restrict mr = mean + c0;
-                for (ptrdiff_t i = 0; i < nc; i++) {
-                    double g = (double)gr[i];
-                    s_dy[i] += g;
-                    s_dyxc[i] += g * ((double)xr[i] - (double)mr[i]);
-                }
-            }
-            for (ptrdiff_t i = 0; i < nc; i++) {
-                part_dy[k * cols + c0 + i] = s_dy[i];
-                part_dyxc[k * cols + c0 + i] = s_dyxc[i];
-            }
+            SFX(fc_bn_tile_grad_sums)(dy, x, mean, cols, r0, nr, c0, nc, part_dy + k * cols + c0,
+                                      part_dyxc + k * cols + c0);
         }
         /* Merge in chunk order; dx = a * dy + b * (x - mean) + c0 with, per channel,
          * a = gamma * inv_std, b = -a * inv_std^2 * sum(dy * (x - mean)) / M,
