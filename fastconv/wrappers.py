@@ -88,8 +88,9 @@ class SKLearnClassifier:
 
     def _build_signature(self):
         """(names of build_fn's keyword arguments, whether it takes **kwargs)."""
+        builder = self._builder()
         try:
-            parameters = inspect.signature(self._builder()).parameters.values()
+            parameters = inspect.signature(builder).parameters.values()
         except (TypeError, ValueError):  # no introspectable signature: pass everything
             return set(), True
         names = {p.name for p in parameters
