@@ -1,6 +1,5 @@
 """`fastconv.show_config()`: what this installation runs on."""
 import os
-import platform
 import sys
 
 import numpy as np
@@ -45,6 +44,8 @@ def _openmp_runtimes():
 
 def config_dict():
     """Version, build and run-time facts as a dict (what `show_config` prints)."""
+    import platform  # here, not at module level: it costs `import fastconv` ~10 ms
+
     from . import __version__
     from .backend import get_backend, get_num_threads
 
