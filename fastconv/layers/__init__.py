@@ -14,10 +14,9 @@ from .augmentation import (
     RandomZoom,
 )
 from .base import Layer
-from .convolutional import Conv2D, DepthwiseConv2D
+from .convolutional import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from .core import Activation, Dense
-from .normalization import BatchNormalization
-from .preprocessing import Normalization, Rescaling
+from .normalization import BatchNormalization, LayerNormalization
 from .pooling import (
     AveragePooling2D,
     AvgPool2D,
@@ -26,19 +25,23 @@ from .pooling import (
     MaxPool2D,
     MaxPooling2D,
 )
-from .regularization import Dropout
-from .reshaping import Flatten, ZeroPadding2D
+from .preprocessing import Normalization, Rescaling
+from .regularization import Dropout, SpatialDropout2D
+from .reshaping import Cropping2D, Flatten, Reshape, UpSampling2D, ZeroPadding2D
 
 _LAYER_CLASSES = [
     Conv2D, DepthwiseConv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
     GlobalMaxPooling2D, BatchNormalization, Dense, Flatten, Dropout, Activation, ReLU, LeakyReLU,
     ELU, Softmax, ZeroPadding2D, PReLU,
     RandomFlip, RandomTranslation, RandomRotation, RandomZoom, RandomCrop, RandomBrightness,
-    RandomContrast, Rescaling, Normalization,
+    RandomContrast, Rescaling, Normalization, SeparableConv2D, Conv2DTranspose, UpSampling2D,
+    Cropping2D, Reshape, SpatialDropout2D, LayerNormalization,
 ]
 # Names deserialize() accepts; aliases (e.g. MaxPool2D) point at the same class.
 _REGISTRY = {cls.__name__: cls for cls in _LAYER_CLASSES}
-_REGISTRY.update({"MaxPool2D": MaxPool2D, "AvgPool2D": AvgPool2D})
+_REGISTRY.update({"MaxPool2D": MaxPool2D, "AvgPool2D": AvgPool2D,
+                  "SeparableConvolution2D": SeparableConv2D,
+                  "Convolution2DTranspose": Conv2DTranspose})
 
 
 def serialize(layer):
@@ -75,5 +78,9 @@ def get(identifier):
     return deserialize(identifier)
 
 
-__all__ = ["Layer", "serialize", "deserialize", "get", "MaxPool2D", "AvgPool2D"] + [
+SeparableConvolution2D = SeparableConv2D  # Keras' aliases
+Convolution2DTranspose = Conv2DTranspose
+
+__all__ = ["Layer", "serialize", "deserialize", "get", "MaxPool2D", "AvgPool2D",
+           "SeparableConvolution2D", "Convolution2DTranspose"] + [
     c.__name__ for c in _LAYER_CLASSES]

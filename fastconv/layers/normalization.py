@@ -1,4 +1,4 @@
-"""BatchNormalization."""
+"""BatchNormalization and LayerNormalization."""
 import numbers
 
 import numpy as np
@@ -149,6 +149,123 @@ class BatchNormalization(Layer):
         config.update({
             "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
             "center": self.center, "scale": self.scale,
+            **{k: C.serialize_initializer(v) for k, v in self._args.items() if k.endswith("initializer")},
+            **{k: C.serialize_regularizer(v) for k, v in self._args.items() if k.endswith("regularizer")},
+        })
+        return config
+
+
+class LayerNormalization(Layer):
+    """Normalises each sample over `axis` (by default its features/channels), independently of
+    the batch: `y = gamma * (x - mean) / sqrt(var + epsilon) + beta`, mean and (biased)
+    variance taken per sample over the axes in `axis`. Same in training and at inference.
+
+    Args:
+        axis: int or list of ints: the axes (of the batched input, not 0) to normalise over;
+            gamma and beta have their sizes. Default -1.
+        epsilon: added to the variance, default 1e-3 (Keras).
+        center: learn the offset beta.
+        scale: learn the factor gamma.
+        beta_initializer, gamma_initializer: initializers ("zeros", "ones").
+        beta_regularizer, gamma_regularizer: regularizers.
+    """
+
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, rms_scaling=False,
+                 beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
+                 gamma_regularizer=None, beta_constraint=None, gamma_constraint=None, **kwargs):
+        super().__init__(**kwargs)
+        C.reject_unsupported("LayerNormalization", beta_constraint=beta_constraint,
+                             gamma_constraint=gamma_constraint)
+        if rms_scaling:
+            raise ValueError("LayerNormalization: `rms_scaling=True` is not supported by fastconv.")
+        axes = [axis] if isinstance(axis, numbers.Integral) else axis
+        try:
+            axes = list(axes)
+        except TypeError:
+            axes = None
+        if not axes or not all(isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in axes):
+            raise ValueError("LayerNormalization: `axis` must be an int or a non-empty list of ints; "
+                             f"received axis={axis!r}.")
+        self.axis = [int(a) for a in axes]
+        if (isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real)
+                or not (epsilon > 0 and np.isfinite(epsilon))):
+            raise ValueError(f"`epsilon` must be a positive number; received epsilon={epsilon!r}.")
+        self.epsilon = float(epsilon)
+        self.center = C.check_bool(center, "center")
+        self.scale = C.check_bool(scale, "scale")
+        self._args = {"beta_initializer": beta_initializer, "gamma_initializer": gamma_initializer,
+                      "beta_regularizer": beta_regularizer, "gamma_regularizer": gamma_regularizer}
+        self.beta_initializer = C.get_initializer(beta_initializer, "zeros", "beta_initializer")
+        self.gamma_initializer = C.get_initializer(gamma_initializer, "ones", "gamma_initializer")
+        self.beta_regularizer = C.get_regularizer(beta_regularizer, "beta_regularizer")
+        self.gamma_regularizer = C.get_regularizer(gamma_regularizer, "gamma_regularizer")
+
+    def _axes(self, input_shape):
+        """The normalised axes as sorted indices of the batched input (1 .. rank-1)."""
+        rank = len(input_shape) + 1
+        axes = sorted(a + rank if a < 0 else a for a in self.axis)
+        if any(not 1 <= a < rank for a in axes) or len(set(axes)) != len(axes):
+            raise ValueError(
+                f"Layer {self.name!r}: `axis` {self.axis} is not a list of distinct axes of input "
+                f"of shape (batch,) + {tuple(input_shape)} (the batch axis 0 is not allowed)."
+            )
+        return tuple(axes)
+
+    def compute_output_shape(self, input_shape):
+        self._axes(input_shape)
+        return tuple(input_shape)
+
+    def build_weights(self, input_shape):
+        shape = tuple(input_shape[a - 1] for a in self._axes(input_shape))
+        self.gamma = self.beta = None
+        if self.scale:
+            self.gamma = self.add_weight("gamma", shape, self.gamma_initializer,
+                                         regularizer=self.gamma_regularizer)
+        if self.center:
+            self.beta = self.add_weight("beta", shape, self.beta_initializer,
+                                        regularizer=self.beta_regularizer)
+
+    def _broadcast(self, weight):
+        """gamma/beta reshaped to broadcast against the batched input."""
+        axes = self._axes(self.input_shape)
+        shape = [1] * (len(self.input_shape) + 1)
+        for a in axes:
+            shape[a] = self.input_shape[a - 1]
+        return weight.reshape(shape)
+
+    def call(self, x, training):
+        axes = self._axes(self.input_shape)
+        mean = x.mean(axis=axes, keepdims=True)
+        centred = x - mean
+        inv_std = 1.0 / np.sqrt(np.square(centred).mean(axis=axes, keepdims=True) + self.epsilon)
+        xhat = centred * inv_std
+        y = xhat * self._broadcast(self.gamma) if self.scale else xhat
+        if self.center:
+            y = y + self._broadcast(self.beta)
+        if training:
+            self._cache = (xhat, inv_std)
+        return y.astype(self.dtype, copy=False)
+
+    def call_backward(self, dy):
+        xhat, inv_std = self._cache
+        axes = self._axes(self.input_shape)
+        others = tuple(a for a in range(dy.ndim) if a not in axes)  # batch and unnormalised axes
+        if self.scale:
+            self._grads["gamma"] = (dy * xhat).sum(axis=others).reshape(self.gamma.shape)
+        if self.center:
+            self._grads["beta"] = dy.sum(axis=others).reshape(self.beta.shape)
+        if not self.compute_input_gradient:
+            return None
+        dxhat = dy * self._broadcast(self.gamma) if self.scale else dy
+        # d/dx of (x - mean) / std over the normalised group (the batch-norm formula per sample).
+        dx = inv_std * (dxhat - dxhat.mean(axis=axes, keepdims=True)
+                        - xhat * (dxhat * xhat).mean(axis=axes, keepdims=True))
+        return dx.astype(self.dtype, copy=False)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "axis": self.axis, "epsilon": self.epsilon, "center": self.center, "scale": self.scale,
             **{k: C.serialize_initializer(v) for k, v in self._args.items() if k.endswith("initializer")},
             **{k: C.serialize_regularizer(v) for k, v in self._args.items() if k.endswith("regularizer")},
         })

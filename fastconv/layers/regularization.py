@@ -1,9 +1,10 @@
-"""Dropout."""
+"""Dropout and SpatialDropout2D."""
 import numbers
 
 import numpy as np
 
 from .. import utils
+from . import _common as C
 from .base import Layer
 
 
@@ -80,4 +81,33 @@ class Dropout(Layer):
         config = super().get_config()
         seed = self.seed if not isinstance(self.seed, np.random.Generator) else None
         config.update({"rate": self.rate, "noise_shape": self.noise_shape, "seed": seed})
+        return config
+
+
+class SpatialDropout2D(Dropout):
+    """Dropout of whole feature maps: each channel of each image is kept or zeroed as a whole
+    (with 1 / (1 - rate) scaling), which suits correlated neighbouring pixels.
+
+    Args:
+        rate: fraction of the channels to drop, in [0, 1).
+        data_format: None/"channels_last" or "channels_first".
+        seed: int for a reproducible sequence of masks; None draws from fastconv's generator.
+    """
+
+    def __init__(self, rate, data_format=None, seed=None, **kwargs):
+        data_format = C.normalize_data_format(data_format)
+        noise_shape = (None, None, 1, 1) if data_format == "channels_first" else (None, 1, 1, None)
+        super().__init__(rate, noise_shape=noise_shape, seed=seed, **kwargs)
+        self.data_format = data_format
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"Layer {self.name!r} (SpatialDropout2D) expects 4-D input (batch, "
+                             f"height, width, channels); received (batch,) + {tuple(input_shape)}.")
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["noise_shape"]
+        config["data_format"] = self.data_format
         return config
