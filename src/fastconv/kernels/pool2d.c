@@ -487,14 +487,24 @@ void SFX(fc_global_max_pool2d_backward)(const T *dy, const T *x, T *dx, ptrdiff_
         ptrdiff_t nc = fc_min_pd(FC_POOL_CHANNEL_BLOCK, c - cb);
         T best[FC_POOL_CHANNEL_BLOCK], taken[FC_POOL_CHANNEL_BLOCK];
         const T *restrict g = dy + s * c + cb;
+        int any_nan = 0;
         SFX(fc_copy)(best, x + s * pixels * c + cb, nc);
         for (ptrdiff_t p = 1; p < pixels; p++)
             SFX(fc_max_into)(best, x + (s * pixels + p) * c + cb, nc);
-        for (ptrdiff_t i = 0; i < nc; i++) taken[i] = 0;
+        for (ptrdiff_t i = 0; i < nc; i++) any_nan |= best[i] != best[i];
+        if (!any_nan) {
+            /* The usual case: the first pixel equal to the maximum wins (retired by NaN). */
+            for (ptrdiff_t p = 0; p < pixels; p++) {
+                ptrdiff_t off = (s * pixels + p) * c + cb;
+                SFX(fc_first_max_assign)(dx + off, x + off, best, g, nc);
+            }
+            continue;
+        }
         /* numpy's argmax (the reference) picks the first maximum, or the first NaN if any:
          * a pixel wins if it matches the maximum (a NaN maximum is matched by any NaN) and no
          * pixel did before. `taken` and `hit` are 0/1 in T so that gcc vectorises the loop
          * (integer flags and && leave control flow in it). Every dx element is written once. */
+        for (ptrdiff_t i = 0; i < nc; i++) taken[i] = 0;
         for (ptrdiff_t p = 0; p < pixels; p++) {
             const T *restrict px = x + (s * pixels + p) * c + cb;
             T *restrict d = dx + (s * pixels + p) * c + cb;
