@@ -112,7 +112,18 @@ cdef inline void *_data(cnp.ndarray a):
 
 
 def batch_norm_forward_training(x, gamma, beta, epsilon, y, mean, var, num_threads):
-    """Fill y (M, C), mean (C,) and the biased variance var (C,) from the batch x (M, C)."""
+    """Batch norm with batch statistics: fill y, mean and the biased variance var.
+
+    Args:
+        x: input rows, (M, C), float32 or float64, C-contiguous.
+        gamma, beta: (C,) scale and offset, same dtype.
+        epsilon: positive number added to the variance.
+        y: output, (M, C). mean, var: outputs, (C,).
+        num_threads: OpenMP threads (>= 1); the results do not depend on it.
+
+    Raises:
+        MemoryError: if the kernel's scratch memory cannot be allocated.
+    """
     _rows_array(x, "x")
     dt = x.dtype
     cdef ptrdiff_t rows = x.shape[0], cols = x.shape[1]
@@ -147,7 +158,12 @@ def batch_norm_forward_training(x, gamma, beta, epsilon, y, mean, var, num_threa
 
 
 def batch_norm_forward_inference(x, gamma, beta, mean, var, epsilon, y, num_threads):
-    """Fill y (M, C) normalising x with the given (moving) mean and var."""
+    """Batch norm with given statistics: y = (x - mean) / sqrt(var + epsilon) * gamma + beta.
+
+    Args:
+        x: input rows, (M, C). gamma, beta, mean, var: (C,). epsilon: positive number.
+        y: output, (M, C). num_threads: OpenMP threads (>= 1).
+    """
     _rows_array(x, "x")
     dt = x.dtype
     cdef ptrdiff_t rows = x.shape[0], cols = x.shape[1]
@@ -182,7 +198,14 @@ def batch_norm_forward_inference(x, gamma, beta, mean, var, epsilon, y, num_thre
 
 
 def batch_norm_backward(dy, x, gamma, mean, var, epsilon, dx, dgamma, dbeta, num_threads):
-    """Fill dx (M, C), dgamma (C,) and dbeta (C,) for training-mode batch norm."""
+    """Gradients of training-mode batch norm whose batch statistics were mean/var.
+
+    Args:
+        dy: gradient of y, (M, C). x: the forward input, (M, C).
+        gamma, mean, var: (C,). epsilon: positive number.
+        dx: output, (M, C). dgamma, dbeta: outputs, (C,).
+        num_threads: OpenMP threads (>= 1); the results do not depend on it.
+    """
     _rows_array(x, "x")
     dt = x.dtype
     cdef ptrdiff_t rows = x.shape[0], cols = x.shape[1]

@@ -144,7 +144,16 @@ cdef inline void *_data(cnp.ndarray a):
 
 
 def max_pool2d_forward(x, out, pool, strides, pads, num_threads):
-    """Max pooling: out (N, OH, OW, C) from x (N, H, W, C); pads = (top, bottom, left, right)."""
+    """Max pooling of NHWC `x` into the preallocated `out` (NaN propagates).
+
+    Args:
+        x: input, (N, H, W, C), float32 or float64, C-contiguous.
+        out: output, (N, OH, OW, C), same dtype; every element is written.
+        pool: (pool_h, pool_w).
+        strides: (stride_h, stride_w).
+        pads: (top, bottom, left, right), each smaller than the pool size on its axis.
+        num_threads: OpenMP threads (>= 1); the result does not depend on it.
+    """
     _array(x, "x", 4)
     _array(out, "out", 4, x.dtype, output=True)
     _separate(out, "out", [(x, "x")])
@@ -161,7 +170,14 @@ def max_pool2d_forward(x, out, pool, strides, pads, num_threads):
 
 
 def max_pool2d_backward(dy, x, dx, pool, strides, pads, num_threads):
-    """Gradient of max pooling: dy to the first maximal element of each window (row-major)."""
+    """Gradient of max pooling: dy goes to the first maximal element of each window (row-major).
+
+    Args:
+        dy: gradient of the output, (N, OH, OW, C).
+        x: the forward input, (N, H, W, C); the maxima are recomputed from it.
+        dx: output, (N, H, W, C); overlapping windows add up, uncovered pixels get 0.
+        pool, strides, pads, num_threads: as in `max_pool2d_forward`.
+    """
     _array(x, "x", 4)
     _array(dy, "dy", 4, x.dtype)
     _array(dx, "dx", 4, x.dtype, output=True)
@@ -182,7 +198,11 @@ def max_pool2d_backward(dy, x, dx, pool, strides, pads, num_threads):
 
 
 def avg_pool2d_forward(x, out, pool, strides, pads, num_threads):
-    """Average pooling over the real (unpadded) pixels of each window."""
+    """Average pooling: each window's sum divided by its number of real (unpadded) pixels.
+
+    Args:
+        x, out, pool, strides, pads, num_threads: as in `max_pool2d_forward`.
+    """
     _array(x, "x", 4)
     _array(out, "out", 4, x.dtype, output=True)
     _separate(out, "out", [(x, "x")])
@@ -199,7 +219,13 @@ def avg_pool2d_forward(x, out, pool, strides, pads, num_threads):
 
 
 def avg_pool2d_backward(dy, dx, pool, strides, pads, num_threads):
-    """Gradient of average pooling; dx has the input's shape."""
+    """Gradient of average pooling.
+
+    Args:
+        dy: gradient of the output, (N, OH, OW, C).
+        dx: output, (N, H, W, C) (the input's shape).
+        pool, strides, pads, num_threads: as in `max_pool2d_forward`.
+    """
     _array(dy, "dy", 4)
     _array(dx, "dx", 4, dy.dtype, output=True)
     _separate(dx, "dx", [(dy, "dy")])
@@ -224,7 +250,11 @@ def _global_shapes(image, str image_name, vec, str vec_name):
 
 
 def global_avg_pool2d_forward(x, out, num_threads):
-    """out (N, C) = mean of x (N, H, W, C) over H and W."""
+    """Global average pooling: out (N, C) = mean of x (N, H, W, C) over H and W.
+
+    Args:
+        x: input, (N, H, W, C). out: output, (N, C). num_threads: OpenMP threads (>= 1).
+    """
     _array(x, "x", 4)
     _array(out, "out", 2, x.dtype, output=True)
     _separate(out, "out", [(x, "x")])
@@ -242,7 +272,11 @@ def global_avg_pool2d_forward(x, out, num_threads):
 
 
 def global_avg_pool2d_backward(dy, dx, num_threads):
-    """dx (N, H, W, C) = dy (N, C) / (H * W) at every pixel."""
+    """Gradient of global average pooling: dx[n, h, w, c] = dy[n, c] / (H * W).
+
+    Args:
+        dy: (N, C). dx: output, (N, H, W, C). num_threads: OpenMP threads (>= 1).
+    """
     _array(dy, "dy", 2)
     _array(dx, "dx", 4, dy.dtype, output=True)
     _separate(dx, "dx", [(dy, "dy")])
@@ -260,7 +294,11 @@ def global_avg_pool2d_backward(dy, dx, num_threads):
 
 
 def global_max_pool2d_forward(x, out, num_threads):
-    """out (N, C) = max of x (N, H, W, C) over H and W (NaN propagates)."""
+    """Global max pooling: out (N, C) = max of x (N, H, W, C) over H and W (NaN propagates).
+
+    Args:
+        x: input, (N, H, W, C). out: output, (N, C). num_threads: OpenMP threads (>= 1).
+    """
     _array(x, "x", 4)
     _array(out, "out", 2, x.dtype, output=True)
     _separate(out, "out", [(x, "x")])
@@ -278,7 +316,14 @@ def global_max_pool2d_forward(x, out, num_threads):
 
 
 def global_max_pool2d_backward(dy, x, dx, num_threads):
-    """dx: dy at the first maximal pixel (row-major) of each (sample, channel), zero elsewhere."""
+    """Gradient of global max pooling: dy at the first maximal pixel (row-major), 0 elsewhere.
+
+    As numpy's argmax, a NaN counts as the maximum (the first NaN takes the gradient).
+
+    Args:
+        dy: (N, C). x: the forward input, (N, H, W, C). dx: output, (N, H, W, C).
+        num_threads: OpenMP threads (>= 1).
+    """
     _array(x, "x", 4)
     _array(dy, "dy", 2, x.dtype)
     _array(dx, "dx", 4, x.dtype, output=True)
