@@ -22,6 +22,10 @@
 
 #include "batchnorm.h"
 
+#if defined(_MSC_VER) && !defined(__cplusplus)
+#define restrict __restrict /* MSVC's C mode spells C99's restrict this way */
+#endif
+
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
