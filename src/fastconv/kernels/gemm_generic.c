@@ -1,9 +1,97 @@
-/* Portable C kernels: the baseline path on any CPU (SSE2 on x86-64, whatever the compiler
- * vectorises elsewhere). Tile: 4 x 8 for float32, 4 x 4 for float64.
+/* Baseline kernels, usable on any CPU. On x86-64 they use SSE2 (part of the x86-64 baseline,
+ * so no extra flags) through the vector template of gemm_simd_impl.h: 6 x 8 tile for
+ * float32, 6 x 4 for float64. Elsewhere they are portable C (4 x 8 / 4 x 4) that the
+ * compiler may vectorise.
  */
 #include "gemm.h"
 
+#if (defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)) \
+    && !defined(FASTCONV_PORTABLE_C) /* -DFASTCONV_PORTABLE_C: test the plain C path */
+#include <emmintrin.h>
+
+/* Partial vectors through a small buffer (SSE2 has no masked loads and stores). */
+static inline __m128 sse_load_n_ps(const float *p, int n)
+{
+    float t[4] = {0, 0, 0, 0};
+    for (int i = 0; i < n; i++) t[i] = p[i];
+    return _mm_loadu_ps(t);
+}
+static inline void sse_store_n_ps(float *p, __m128 v, int n)
+{
+    float t[4];
+    _mm_storeu_ps(t, v);
+    for (int i = 0; i < n; i++) p[i] = t[i];
+}
+static inline __m128d sse_load_n_pd(const double *p, int n)
+{
+    double t[2] = {0, 0};
+    for (int i = 0; i < n; i++) t[i] = p[i];
+    return _mm_loadu_pd(t);
+}
+static inline void sse_store_n_pd(double *p, __m128d v, int n)
+{
+    double t[2];
+    _mm_storeu_pd(t, v);
+    for (int i = 0; i < n; i++) p[i] = t[i];
+}
+
+#define FC_T float
+#define FC_SFX f32
+#define FC_VT __m128
+#define FC_VLEN 4
+#define FC_MR 6
+#define FC_NV 2
+#define FC_VZERO() _mm_setzero_ps()
+#define FC_VLOAD(p) _mm_loadu_ps(p)
+#define FC_VSET1(x) _mm_set1_ps(x)
+#define FC_VFMA(a, b, c) _mm_add_ps(_mm_mul_ps(a, b), c)
+#define FC_VADD(a, b) _mm_add_ps(a, b)
+#define FC_VSTORE(p, v) _mm_storeu_ps(p, v)
+#define FC_VLOAD_N(p, n) sse_load_n_ps(p, n)
+#define FC_VSTORE_N(p, v, n) sse_store_n_ps(p, v, n)
+#include "gemm_simd_impl.h"
+#include "conv2d_depthwise_impl.h"
+#undef FC_T
+#undef FC_SFX
+#undef FC_VT
+#undef FC_VLEN
+#undef FC_MR
+#undef FC_NV
+#undef FC_VZERO
+#undef FC_VLOAD
+#undef FC_VSET1
+#undef FC_VFMA
+#undef FC_VADD
+#undef FC_VSTORE
+#undef FC_VLOAD_N
+#undef FC_VSTORE_N
+
+#define FC_T double
+#define FC_SFX f64
+#define FC_VT __m128d
+#define FC_VLEN 2
+#define FC_MR 6
+#define FC_NV 2
+#define FC_VZERO() _mm_setzero_pd()
+#define FC_VLOAD(p) _mm_loadu_pd(p)
+#define FC_VSET1(x) _mm_set1_pd(x)
+#define FC_VFMA(a, b, c) _mm_add_pd(_mm_mul_pd(a, b), c)
+#define FC_VADD(a, b) _mm_add_pd(a, b)
+#define FC_VSTORE(p, v) _mm_storeu_pd(p, v)
+#define FC_VLOAD_N(p, n) sse_load_n_pd(p, n)
+#define FC_VSTORE_N(p, v, n) sse_store_n_pd(p, v, n)
+#include "gemm_simd_impl.h"
+#include "conv2d_depthwise_impl.h"
+
+#define GENERIC_MR 6
+#define GENERIC_NR_F32 8
+#define GENERIC_NR_F64 4
+
+#else /* portable C */
+
 #define GENERIC_MR 4
+#define GENERIC_NR_F32 8
+#define GENERIC_NR_F64 4
 
 #define FC_DEFINE_GENERIC_GEMM(T, SFX, NR)                                                     \
     static void store_tile_##SFX(T acc[GENERIC_MR][NR], T *c, ptrdiff_t ldc, int m, int n,     \
@@ -54,10 +142,12 @@
         T acc[GENERIC_MR][NR] = {{0}};                                                         \
         for (ptrdiff_t t = 0; t < taps; t++) {                                                 \
             const T *bt = b + t * b_tap_stride;                                                \
+            const T *rows[GENERIC_MR];                                                         \
+            for (int i = 0; i < GENERIC_MR; i++) rows[i] = ind[t * GENERIC_MR + i] + a_offset; \
             for (ptrdiff_t kk = 0; kk < kc; kk++) {                                            \
                 const T *bk = bt + kk * NR;                                                    \
                 for (int i = 0; i < GENERIC_MR; i++) {                                         \
-                    T av = ind[t * GENERIC_MR + i][a_offset + kk];                             \
+                    T av = rows[i][kk];                                                        \
                     for (int j = 0; j < NR; j++) acc[i][j] += av * bk[j];                      \
                 }                                                                              \
             }                                                                                  \
@@ -65,8 +155,8 @@
         store_tile_##SFX(acc, c, ldc, m, n, accumulate, bias);                                 \
     }
 
-FC_DEFINE_GENERIC_GEMM(float, f32, 8)
-FC_DEFINE_GENERIC_GEMM(double, f64, 4)
+FC_DEFINE_GENERIC_GEMM(float, f32, GENERIC_NR_F32)
+FC_DEFINE_GENERIC_GEMM(double, f64, GENERIC_NR_F64)
 
 /* The depthwise kernels' vector abstraction, one element wide: plain C. */
 #define FC_VLEN 1
@@ -91,8 +181,10 @@ FC_DEFINE_GENERIC_GEMM(double, f64, 4)
 #define FC_SFX f64
 #include "conv2d_depthwise_impl.h"
 
+#endif
+
 static const fc_kernel_table generic_table = {
-    "generic", GENERIC_MR, 8, GENERIC_MR, 4,
+    "generic", GENERIC_MR, GENERIC_NR_F32, GENERIC_MR, GENERIC_NR_F64,
     gemm_rowa_f32, gemm_cola_f32, gemm_rowa_f64, gemm_cola_f64,
     gemm_ind_f32, gemm_ind_f64,
     dw_forward_f32, dw_forward_f64,
