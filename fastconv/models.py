@@ -525,6 +525,11 @@ class Sequential:
         Returns:
             A `History`: `history.history` maps "loss", metric names and their "val_" versions
             to per-epoch lists.
+
+        Raises:
+            KeyboardInterrupt: re-raised (as Keras does) after an interrupt (Ctrl-C), once the
+                weights of the last completed epoch are restored; `model.history` then holds
+                the completed epochs. The optimizer's state is not rolled back.
         """
         self._require_loss("fit()")
         batch_size = _check_batch_size(batch_size)
@@ -577,41 +582,61 @@ class Sequential:
         loss_mean = metrics_module.Mean("loss")
 
         self.stop_training = False
-        cbs.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
-            loss_mean.reset_state()
-            for metric in metrics:
-                metric.reset_state()
-            cbs.on_epoch_begin(epoch)
-            order = get_rng().permutation(n) if shuffle else None
-            for step in range(steps):
-                cbs.on_train_batch_begin(step)
-                lo, hi = step * batch_size, min((step + 1) * batch_size, n)
-                if order is None:
-                    xb, yb = x[lo:hi], y[lo:hi]
-                else:
-                    idx = order[lo:hi]
-                    xb, yb = x[idx], y[idx]
-                loss_value, y_pred = self._train_step(xb, yb)
-                loss_mean.update_state(loss_value, hi - lo)
+        # Ctrl-C (KeyboardInterrupt) can land anywhere, even between the updates of two weights
+        # in one optimizer step: fit then puts back the weights of the last completed epoch
+        # (those it started from if none completed) and re-raises, so the model stays usable.
+        completed = self._snapshot_weights()
+        try:
+            cbs.on_train_begin()
+            for epoch in range(initial_epoch, epochs):
+                loss_mean.reset_state()
                 for metric in metrics:
-                    metric.update_state(yb, y_pred)
-                logs = {"loss": loss_mean.result()}
-                logs.update((m.name, m.result()) for m in metrics)
-                cbs.on_train_batch_end(step, logs)
+                    metric.reset_state()
+                cbs.on_epoch_begin(epoch)
+                order = get_rng().permutation(n) if shuffle else None
+                for step in range(steps):
+                    cbs.on_train_batch_begin(step)
+                    lo, hi = step * batch_size, min((step + 1) * batch_size, n)
+                    if order is None:
+                        xb, yb = x[lo:hi], y[lo:hi]
+                    else:
+                        idx = order[lo:hi]
+                        xb, yb = x[idx], y[idx]
+                    loss_value, y_pred = self._train_step(xb, yb)
+                    loss_mean.update_state(loss_value, hi - lo)
+                    for metric in metrics:
+                        metric.update_state(yb, y_pred)
+                    logs = {"loss": loss_mean.result()}
+                    logs.update((m.name, m.result()) for m in metrics)
+                    cbs.on_train_batch_end(step, logs)
+                    if self.stop_training:
+                        break
+                epoch_logs = {"loss": loss_mean.result()}
+                epoch_logs.update((m.name, m.result()) for m in metrics)
+                if x_val is not None and (epoch + 1 - initial_epoch) % validation_freq == 0:
+                    val_logs = self._evaluate_arrays(x_val, y_val, validation_batch_size, cbs)
+                    epoch_logs.update(("val_" + key, value) for key, value in val_logs.items())
+                cbs.on_epoch_end(epoch, epoch_logs)
+                completed = self._snapshot_weights()
                 if self.stop_training:
                     break
-            epoch_logs = {"loss": loss_mean.result()}
-            epoch_logs.update((m.name, m.result()) for m in metrics)
-            if x_val is not None and (epoch + 1 - initial_epoch) % validation_freq == 0:
-                val_logs = self._evaluate_arrays(x_val, y_val, validation_batch_size, cbs)
-                epoch_logs.update(("val_" + key, value) for key, value in val_logs.items())
-            cbs.on_epoch_end(epoch, epoch_logs)
-            if self.stop_training:
-                break
+        except KeyboardInterrupt:
+            self._restore_weights(completed)
+            self.history = history
+            raise
         cbs.on_train_end()
         self.history = history
         return history
+
+    def _snapshot_weights(self):
+        """Copies of every weight array (trainable or not), in `get_weights` order."""
+        return [w.value.copy() for layer in self._layers for w in layer._weights]
+
+    def _restore_weights(self, snapshot):
+        """Put back a `_snapshot_weights()` in place (optimizers hold the weight arrays)."""
+        arrays = [w.value for layer in self._layers for w in layer._weights]
+        for array, saved in zip(arrays, snapshot):
+            np.copyto(array, saved)
 
     def train_on_batch(self, x, y, return_dict=False):
         """Run one optimizer step on one batch.
