@@ -84,6 +84,7 @@ static int FC_FN(depthwise_forward)(const fc_kernel_table *kt, const fc_conv2d_p
                                     int num_threads)
 {
     const ptrdiff_t rows = p->n * p->out_h;
+    if (num_threads > rows) num_threads = (int)rows;
     (void)num_threads;
     FC_OMP(parallel num_threads(num_threads))
     {
@@ -149,6 +150,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     const ptrdiff_t cblocks = ceil_div(cg, FC_KC_MAX), kcc = ceil_div(cg, cblocks);
     const ptrdiff_t tblocks0 = ceil_div(taps, max_pd(1, FC_KC_MAX / kcc));
     const ptrdiff_t tpb = ceil_div(taps, tblocks0), tblocks = ceil_div(taps, tpb);
+    if (num_threads > mblocks) num_threads = (int)mblocks; /* no idle threads, no idle buffers */
 
     FC_T *wpack = (FC_T *)fc_alloc((size_t)(G * panels * K * nr) * sizeof(FC_T));
     FC_T *zeros = NULL;
@@ -338,8 +340,15 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     FC_T *part = NULL, *wt = NULL, *pbuf = NULL, *ybuf = NULL, *dbuf = NULL;
     int failed = 0;
     if (chunks > 1) failed |= (part = (FC_T *)fc_alloc((size_t)((chunks - 1) * (dw_elems + F)) * sizeof(FC_T))) == NULL;
-    failed |= (pbuf = (FC_T *)fc_alloc((size_t)(num_threads * wb * ldw) * sizeof(FC_T))) == NULL;
-    failed |= (ybuf = (FC_T *)fc_alloc((size_t)(num_threads * fpanels * wb * nr) * sizeof(FC_T))) == NULL;
+    /* Patch and dy buffers per chunk (one thread works on a chunk at a time); col2im buffers
+     * per thread, for a team no larger than the work. */
+    const ptrdiff_t band_rows = scatter_band_rows(p, mb_max);
+    const ptrdiff_t bands = ceil_div(p->out_h, band_rows);
+    const ptrdiff_t units = max_pd(chunks, dx_scatter ? p->n * ((bands + 1) / 2) : 1);
+    const int adjoint_threads = num_threads;
+    if (num_threads > units) num_threads = (int)units;
+    failed |= (pbuf = (FC_T *)fc_alloc((size_t)(chunks * wb * ldw) * sizeof(FC_T))) == NULL;
+    failed |= (ybuf = (FC_T *)fc_alloc((size_t)(chunks * fpanels * wb * nr) * sizeof(FC_T))) == NULL;
     if (dx_scatter) {
         failed |= (wt = (FC_T *)fc_alloc((size_t)(G * kpanels * fg * nr) * sizeof(FC_T))) == NULL;
         failed |= (dbuf = (FC_T *)fc_alloc((size_t)(num_threads * mb_max * ldd) * sizeof(FC_T))) == NULL;
@@ -349,19 +358,16 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
         return FC_CONV_NOMEM;
     }
 
-    const ptrdiff_t band_rows = scatter_band_rows(p, mb_max);
-    const ptrdiff_t bands = ceil_div(p->out_h, band_rows);
-
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
         const int tid = fc_thread_id();
 
         /* ---- dW, db: chunk ch sums pixels [ch*M/chunks, (ch+1)*M/chunks) ---- */
-        FC_T *p_own = pbuf + (ptrdiff_t)tid * wb * ldw;
-        FC_T *y_own = ybuf + (ptrdiff_t)tid * fpanels * wb * nr;
         FC_OMP(for schedule(dynamic, 1))
         for (ptrdiff_t ch = 0; ch < chunks; ch++) {
+            FC_T *p_own = pbuf + ch * wb * ldw;
+            FC_T *y_own = ybuf + ch * fpanels * wb * nr;
             FC_T *cdw = ch == 0 ? dw : part + (ch - 1) * (dw_elems + F);
             FC_T *cdb = db == NULL ? NULL : (ch == 0 ? db : part + (ch - 1) * (dw_elems + F) + dw_elems);
             const ptrdiff_t c0 = ch * M / chunks, c1 = (ch + 1) * M / chunks;
@@ -458,7 +464,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
         adj.pad_bottom = (p->kh - 1) * p->dil_h - p->pad_bottom;
         adj.pad_left = (p->kw - 1) * p->dil_w - p->pad_left;
         adj.pad_right = (p->kw - 1) * p->dil_w - p->pad_right;
-        return FC_FN(implicit_gemm_conv)(kt, &adj, dy, w, 1, NULL, dx, num_threads);
+        return FC_FN(implicit_gemm_conv)(kt, &adj, dy, w, 1, NULL, dx, adjoint_threads);
     }
     return FC_CONV_OK;
 }
