@@ -159,7 +159,7 @@ static void SFX(fc_bn_tile_moments)(const T *x, ptrdiff_t cols, ptrdiff_t r0, pt
     for (ptrdiff_t i = 0; i < nc; i++) {
         double off = mean[i] - (double)center[i];
         double q = acc[i] - (double)nr * off * off;
-        m2[i] = q > 0.0 ? q : 0.0;
+        m2[i] = q < 0.0 ? 0.0 : q; /* rounding may leave q slightly < 0; NaN stays NaN */
     }
 }
 
