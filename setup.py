@@ -197,6 +197,8 @@ def extensions():
                 f"fastconv._core.{name}",
                 sources=[pyx] + MODULE_SOURCES.get(name, []),
                 include_dirs=[np.get_include(), SRC, KERNELS],
+                # Rebuild when a kernel header changes (they hold templates included by the .c files).
+                depends=sorted(glob(os.path.join(KERNELS, "*.h"))),
                 define_macros=[
                     ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
                     ("NPY_TARGET_VERSION", NUMPY_C_API_TARGET[1]),

@@ -54,6 +54,8 @@ CASES = [
     ((1, 8, 7, 3), (2, 3, 1, 9), (2, 1), ((0, 2), (1, 1)), 1, 3),  # depthwise, asymmetric
     ((2, 7, 6, 1), (3, 3, 1, 4), 1, "same", 1, 1),              # C=1 (depthwise path, mult 4)
     ((1, 9, 10, 8), (3, 3, 2, 12), 2, "same", 1, 4),            # groups with C_g = 2
+    ((5, 30, 30, 4), (3, 3, 4, 6), 1, "same", 1, 1),            # weight gradient in 4 chunks
+    ((4, 32, 32, 5), (3, 3, 1, 5), 1, "same", 1, 5),            # depthwise, 4 chunks
 ]
 CASE_IDS = [f"x{c[0]}-k{c[1]}-s{c[2]}-p{c[3]}-d{c[4]}-g{c[5]}" for c in CASES]
 
@@ -183,9 +185,11 @@ def _core_args(case):
     return geo, (geo.strides, (pt, pb, pl, pr), geo.dilation, kw["groups"])
 
 
+NAN_CASES = (0, 1, 5, 9, 13, 15, 18, 23, 24)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[5], CASES[13], CASES[18]],
-                         ids=[CASE_IDS[i] for i in (0, 1, 5, 13, 18)])
+@pytest.mark.parametrize("case", [CASES[i] for i in NAN_CASES], ids=[CASE_IDS[i] for i in NAN_CASES])
 def test_core_writes_every_output_element(case, dtype):
     """Outputs prefilled with NaN: any element the kernels forget to write stays NaN."""
     x, k, b = _data(case, dtype)
@@ -221,7 +225,9 @@ def test_need_input_grad_and_bias_grad(case):
 
 
 THREAD_CASES = [
-    ((4, 15, 13, 16), (3, 3, 16, 24), 1, "same", 1, 1),   # many weight-gradient chunks
+    ((4, 32, 32, 8), (3, 3, 8, 8), 1, "same", 1, 1),      # 4 weight-gradient chunks
+    ((4, 32, 32, 6), (3, 3, 1, 6), 1, "same", 1, 6),      # depthwise, 4 chunks
+    ((4, 15, 13, 16), (3, 3, 16, 24), 1, "same", 1, 1),   # adjoint-conv input gradient
     ((3, 17, 16, 8), (3, 3, 8, 8), 2, "same", 1, 1),      # strided scatter bands
     ((2, 20, 20, 12), (3, 3, 1, 12), 1, "same", 1, 12),   # depthwise
     ((2, 16, 16, 32), (1, 1, 32, 40), 1, "valid", 1, 1),  # 1x1
