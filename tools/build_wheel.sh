@@ -7,8 +7,8 @@
 #   3. tools/check_isa.py: AVX/AVX-512 instructions only in the per-ISA kernel files.
 #   4. `auditwheel repair --strip`: libgomp vendored, a manylinux tag (`auditwheel show`).
 #   5. A fresh venv with the repaired wheel and its `test` extra, nothing else; the test suite
-#      runs from a copy of tests/ outside the checkout, and `import fastconv` must resolve to
-#      that venv's site-packages.
+#      runs from a copy of the checkout without the package (tests/, README.md, examples/...),
+#      and `import fastconv` must resolve to that venv's site-packages.
 #   6. The kernel tests (tests/test_ops_*.py) again with FASTCONV_ISA forced to every other
 #      path this CPU runs (the full run above used the best one).
 #   7. If qemu-x86_64 is installed: tools/isa_smoke.py on emulated CPUs without AVX-512
@@ -25,7 +25,7 @@ python="${PYTHON:-python3}"
 mkdir -p "$work"
 work="$(cd "$work" && pwd)"
 case "$work/" in "$root"/*) echo "WORK_DIR must be outside the checkout" >&2; exit 2 ;; esac
-rm -rf "$work/dist" "$work/wheelhouse" "$work/tests" "$work/venv"
+rm -rf "$work/dist" "$work/wheelhouse" "$work/checkout" "$work/venv"
 
 script_start=$SECONDS
 stage_start=$SECONDS
@@ -106,14 +106,17 @@ venv_python="$work/venv/bin/python"
 "$venv_python" -m pip list --format=freeze > "$work/venv-packages.txt"
 stage "test venv"
 
-# The tests run from a copy outside the checkout; pytest puts tests/ (not its parent) on
-# sys.path, so nothing can shadow the installed package.
-cp -r "$root/tests" "$work/tests"
-cp "$root/pyproject.toml" "$work/pyproject.toml"  # pytest settings (markers) only
-rm -rf "$work/tests/__pycache__"
-cd "$work"
+# The tests run from a copy of the checkout WITHOUT the importable package and the build
+# inputs (fastconv/, src/, setup.py): tests that read README.md or examples/ find them, and
+# nothing there can shadow the installed package. pytest puts tests/ on sys.path.
+mkdir "$work/checkout"
+tar -C "$root" --exclude=./fastconv --exclude=./src --exclude=./setup.py --exclude=./build \
+    --exclude=./dist --exclude=./wheelhouse --exclude=./.git --exclude='*.egg-info' \
+    --exclude=__pycache__ --exclude=.pytest_cache --exclude=.hypothesis --exclude=.benchmarks \
+    -cf - . | tar -C "$work/checkout" -xf -
+cd "$work/checkout"
 site=$("$venv_python" -c "import sysconfig; print(sysconfig.get_paths()['platlib'])")
-PYTHONPATH="$work/tests" "$venv_python" - "$site" <<'EOF'
+PYTHONPATH="$work/checkout/tests" "$venv_python" - "$site" <<'EOF'
 import os, sys
 import fastconv
 site = os.path.realpath(sys.argv[1])
