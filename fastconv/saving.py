@@ -13,7 +13,9 @@ Loading verifies every digest and shape before using an array, refuses pickled d
 files written by a newer format version, and raises `ValueError` with the reason for any
 damaged or foreign file (`FileNotFoundError` for a missing one). Files are written to a
 temporary file in the destination directory, flushed to disk and renamed over the target,
-so an interrupted save never leaves a half-written model behind.
+so an interrupted save never leaves a half-written model behind. A save killed before the
+rename (SIGKILL, power loss) leaves only its hidden temporary file
+(".<name>.<host>-<pid>.*.tmp"), which the next save of that file deletes.
 
 The optimizer's state (moments, iteration count) is not saved: a loaded model is compiled
 with a fresh optimizer of the saved class and configuration.
@@ -22,6 +24,8 @@ import hashlib
 import io
 import json
 import os
+import re
+import socket
 import tempfile
 import warnings
 import zipfile
@@ -91,13 +95,54 @@ def _npy_bytes(array):
     return buffer.getvalue()
 
 
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())
+
+
+def temporary_prefix(path, pid=None):
+    """Name prefix of the temporary files that saving `path` writes next to it:
+    ".<file name>.<host>-<pid>." (hidden, and never ending in ".fcz")."""
+    return f".{os.path.basename(path)}.{_HOST}-{os.getpid() if pid is None else pid}."
+
+
+def _process_exists(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists, owned by someone else
+        return True
+    return True
+
+
+def _remove_stale_temporaries(path):
+    """Delete the temporary files that saves of `path` by processes of this host that no
+    longer run left behind (a save killed before its rename; see `_write_atomically`)."""
+    if os.name != "posix":  # os.kill(pid, 0) probes a process only on POSIX
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    start = f".{os.path.basename(path)}.{_HOST}-"
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(start) and name.endswith(".tmp")):
+            continue
+        pid = name[len(start):].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _process_exists(int(pid)):
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass
+
+
 def _write_atomically(path, entries, overwrite=True):
     """Write a zip of (name, bytes) entries to `path` via a temporary file and os.replace."""
     if not overwrite and os.path.exists(path):
         raise FileExistsError(17, "File exists (pass overwrite=True to replace it)", path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                                    dir=directory)
+    fd, tmp_path = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as archive:
@@ -121,6 +166,7 @@ def _write_atomically(path, entries, overwrite=True):
             os.close(dir_fd)
     except OSError:
         pass
+    _remove_stale_temporaries(path)
 
 
 def _weight_records(model):
