@@ -195,8 +195,9 @@ def test_prelu_gradients(backend, shared_axes, shape):
 
 def test_prelu_trains_in_sequential_and_round_trips(tmp_path):
     fastconv.utils.set_random_seed(0)
-    model = fastconv.Sequential([layers.Dense(8), layers.PReLU(alpha_initializer=fastconv.initializers.Constant(0.25)),
-                                 layers.Dense(2, activation="softmax")], input_shape=(3,))
+    prelu = layers.PReLU(alpha_initializer=fastconv.initializers.Constant(0.25))
+    model = fastconv.Sequential([layers.Dense(8), prelu, layers.Dense(2, activation="softmax")],
+                                input_shape=(3,))
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     x = np.random.default_rng(8).standard_normal((32, 3))
     y = (x[:, 0] > 0).astype(int)

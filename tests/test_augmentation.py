@@ -27,7 +27,8 @@ ALL_RANDOM = {
     "rotation_constant_nearest": lambda **kw: layers.RandomRotation(
         (-0.1, 0.3), fill_mode="constant", interpolation="nearest", fill_value=3.0, **kw),
     "zoom": lambda **kw: layers.RandomZoom(0.3, **kw),
-    "zoom_wrap_two_factors": lambda **kw: layers.RandomZoom((-0.3, 0.1), (0.2, 0.5), fill_mode="wrap", **kw),
+    "zoom_wrap_two_factors": lambda **kw: layers.RandomZoom((-0.3, 0.1), (0.2, 0.5),
+                                                            fill_mode="wrap", **kw),
     "translation_nearest_fill": lambda **kw: layers.RandomTranslation(0.5, 0.5, fill_mode="nearest", **kw),
     "crop_padded": lambda **kw: layers.RandomCrop(7, 6, padding=2, **kw),
     "brightness": lambda **kw: layers.RandomBrightness(0.3, **kw),

@@ -257,7 +257,8 @@ def test_upsampling_bilinear_matches_half_pixel_interpolation():
     expected = np.einsum("ah,nhwc,bw->nabc", _bilinear_matrix(3, 2), x, _bilinear_matrix(4, 3))
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
     # Keras/TF example: [[1, 2]] up-sampled by 2 along the width is [1, 1.25, 1.75, 2].
-    row = layers.UpSampling2D((1, 2), interpolation="bilinear", **F64)(np.array([1.0, 2.0]).reshape(1, 1, 2, 1))
+    widen = layers.UpSampling2D((1, 2), interpolation="bilinear", **F64)
+    row = widen(np.array([1.0, 2.0]).reshape(1, 1, 2, 1))
     np.testing.assert_allclose(row.ravel(), [1.0, 1.25, 1.75, 2.0])
 
 
@@ -285,8 +286,8 @@ def test_cropping_and_reshape():
 SHAPE_GRAD_CASES = {
     "upsampling_nearest": (lambda: layers.UpSampling2D((2, 3), **F64), (2, 3, 2, 2)),
     "upsampling_bilinear": (lambda: layers.UpSampling2D(2, interpolation="bilinear", **F64), (2, 3, 3, 2)),
-    "upsampling_channels_first": (lambda: layers.UpSampling2D((1, 2), data_format="channels_first",
-                                                              interpolation="bilinear", **F64), (1, 2, 3, 3)),
+    "upsampling_channels_first": (lambda: layers.UpSampling2D(
+        (1, 2), data_format="channels_first", interpolation="bilinear", **F64), (1, 2, 3, 3)),
     "cropping": (lambda: layers.Cropping2D(((1, 0), (2, 1)), **F64), (2, 4, 5, 2)),
     "reshape": (lambda: layers.Reshape((-1, 3), **F64), (2, 2, 3, 3)),
 }
@@ -427,3 +428,41 @@ def test_keras_aliases():
     assert layers.Convolution2DTranspose is layers.Conv2DTranspose
     assert type(layers.deserialize({"class_name": "Convolution2DTranspose",
                                     "config": {"filters": 2, "kernel_size": 3}})) is layers.Conv2DTranspose
+
+
+# -- float32 stays float32 through every new layer -------------------------------------------------
+FLOAT32_LAYERS = {
+    "separable": (lambda: layers.SeparableConv2D(3, 3, padding="same"), (2, 5, 5, 2)),
+    "transpose": (lambda: layers.Conv2DTranspose(3, 3, strides=2), (2, 3, 3, 2)),
+    "upsampling_bilinear": (lambda: layers.UpSampling2D(2, interpolation="bilinear"), (2, 3, 3, 2)),
+    "upsampling_nearest": (lambda: layers.UpSampling2D(2), (2, 3, 3, 2)),
+    "cropping": (lambda: layers.Cropping2D(1), (2, 4, 4, 2)),
+    "reshape": (lambda: layers.Reshape((-1,)), (2, 3, 3, 2)),
+    "spatial_dropout": (lambda: layers.SpatialDropout2D(0.5, seed=1), (2, 3, 3, 2)),
+    "layer_norm": (lambda: layers.LayerNormalization(), (2, 3, 3, 2)),
+    "prelu": (lambda: layers.PReLU(alpha_initializer="ones"), (2, 3, 3, 2)),
+    "flip": (lambda: layers.RandomFlip(seed=1), (2, 3, 3, 2)),
+    "rotation": (lambda: layers.RandomRotation(0.2, seed=1), (2, 3, 3, 2)),
+    "translation_constant": (lambda: layers.RandomTranslation(
+        0.2, 0.2, fill_mode="constant", fill_value=0.5, seed=1), (2, 3, 3, 2)),
+    "zoom": (lambda: layers.RandomZoom(0.2, seed=1), (2, 3, 3, 2)),
+    "crop_padded": (lambda: layers.RandomCrop(2, 2, padding=1, seed=1), (2, 3, 3, 2)),
+    "crop_resize": (lambda: layers.RandomCrop(2, 2, seed=1), (2, 4, 5, 2)),
+    "brightness": (lambda: layers.RandomBrightness(0.2, seed=1), (2, 3, 3, 2)),
+    "contrast": (lambda: layers.RandomContrast(0.2, seed=1), (2, 3, 3, 2)),
+    "rescaling": (lambda: layers.Rescaling(0.5, offset=1), (2, 3, 3, 2)),
+    "normalization": (lambda: layers.Normalization(mean=1.0, variance=4.0), (2, 3, 3, 2)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FLOAT32_LAYERS))
+def test_float32_forward_and_backward(case, backend):
+    make, shape = FLOAT32_LAYERS[case]
+    layer = make()
+    x = rand(shape, seed=12).astype(np.float32)
+    assert layer(x).dtype == np.float32
+    y = layer.forward(x, training=True)
+    assert y.dtype == np.float32 and y.shape == (shape[0],) + layer.output_shape
+    dx = layer.backward(np.ones_like(y))
+    assert dx.dtype == np.float32 and dx.shape == x.shape
+    assert all(g.dtype == np.float32 for g in layer.get_gradients())

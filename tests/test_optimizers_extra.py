@@ -232,7 +232,8 @@ SCHEDULE_CASES = [
      lambda s: (0.1 - 0.01) * (1 - min(s, 20) / 20) ** 2 + 0.01),
     ("polynomial cycle", schedules.PolynomialDecay(0.1, 20, 0.01, cycle=True),
      lambda s: (0.1 - 0.01) * (1 - s / (20 * max(1, math.ceil(s / 20)))) + 0.01),
-    ("cosine", schedules.CosineDecay(0.1, 25), lambda s: 0.1 * 0.5 * (1 + math.cos(math.pi * min(s, 25) / 25))),
+    ("cosine", schedules.CosineDecay(0.1, 25),
+     lambda s: 0.1 * 0.5 * (1 + math.cos(math.pi * min(s, 25) / 25))),
     ("cosine alpha", schedules.CosineDecay(0.1, 25, alpha=0.1),
      lambda s: 0.1 * (0.9 * 0.5 * (1 + math.cos(math.pi * min(s, 25) / 25)) + 0.1)),
     ("cosine warmup", schedules.CosineDecay(0.01, 20, alpha=0.05, warmup_target=0.2, warmup_steps=8),
@@ -262,7 +263,8 @@ def test_cosine_warmup_keras_example_shape():
     schedule = schedules.CosineDecay(0, 1000, warmup_target=0.1, warmup_steps=1000)
     assert schedule(0) == 0 and schedule(500) == pytest.approx(0.05)
     assert schedule(1000) == pytest.approx(0.1) and schedule(1500) == pytest.approx(0.05)
-    assert schedule(2000) == pytest.approx(0.0, abs=1e-18) and schedule(5000) == pytest.approx(0.0, abs=1e-18)
+    assert schedule(2000) == pytest.approx(0.0, abs=1e-18)
+    assert schedule(5000) == pytest.approx(0.0, abs=1e-18)
 
 
 def test_schedule_bad_arguments():
@@ -332,7 +334,8 @@ def test_fit_with_a_schedule_and_saved_model(tmp_path):
 
 
 def test_import_paths():
-    from fastconv.optimizers.schedules import CosineDecay, ExponentialDecay  # noqa: F401
+    from fastconv.optimizers.schedules import CosineDecay, ExponentialDecay
 
+    assert (CosineDecay, ExponentialDecay) == (schedules.CosineDecay, schedules.ExponentialDecay)
     assert fastconv.optimizers.schedules.InverseTimeDecay is schedules.InverseTimeDecay
     assert isinstance(optimizers.get({"class_name": "AdamW", "config": {}}), optimizers.AdamW)

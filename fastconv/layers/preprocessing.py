@@ -60,7 +60,8 @@ class Rescaling(Layer):
         return tuple(input_shape)
 
     def call(self, x, training):
-        return (x * self.scale.astype(self.dtype) + self.offset.astype(self.dtype)).astype(self.dtype, copy=False)
+        y = x * self.scale.astype(self.dtype) + self.offset.astype(self.dtype)
+        return y.astype(self.dtype, copy=False)
 
     def call_backward(self, dy):
         return (dy * self.scale.astype(self.dtype)).astype(self.dtype, copy=False)
@@ -109,7 +110,8 @@ class Normalization(Layer):
             raise ValueError("When setting values directly, both `mean` and `variance` must be set. "
                              f"Received: mean={mean!r} and variance={variance!r}")
         self.input_mean = None if mean is None else _parameter(mean, "mean", "Normalization")
-        self.input_variance = None if variance is None else _parameter(variance, "variance", "Normalization")
+        self.input_variance = (None if variance is None
+                               else _parameter(variance, "variance", "Normalization"))
         if self.input_variance is not None and np.any(self.input_variance < 0):
             raise ValueError(f"Normalization: `variance` must be non-negative; received {variance!r}.")
         self.invert = bool(invert)
@@ -169,7 +171,8 @@ class Normalization(Layer):
             raise ValueError(f"Layer {self.name!r} was given `mean` and `variance`; it cannot be adapted.")
         data = V.as_float_array(data, "data")
         if data.ndim < 2 or data.shape[0] == 0:
-            raise ValueError(f"`data` must be a non-empty array with a batch axis; received shape {data.shape}.")
+            raise ValueError("`data` must be a non-empty array with a batch axis; received shape "
+                             f"{data.shape}.")
         if not self.built:
             self.build(data.shape[1:])
         elif tuple(data.shape[1:]) != tuple(self.input_shape):
@@ -178,7 +181,8 @@ class Normalization(Layer):
         kept = self._kept_axes(self.input_shape)
         reduced = tuple(a for a in range(data.ndim) if a not in kept)
         mean = data.mean(axis=reduced, dtype=np.float64)
-        variance = np.square(data - mean.reshape(self._broadcast_shape()), dtype=np.float64).mean(axis=reduced)
+        deviation = data - mean.reshape(self._broadcast_shape())
+        variance = np.square(deviation, dtype=np.float64).mean(axis=reduced)
         np.copyto(self.mean, mean.reshape(self.mean.shape))
         np.copyto(self.variance, variance.reshape(self.variance.shape))
 
