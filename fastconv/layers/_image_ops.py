@@ -49,7 +49,8 @@ class SamplingPlan(NamedTuple):
     fill_weights: object  # (N * OH * OW,) weight of the fill value, or None
 
 
-def affine_plan(matrices, input_shape, output_hw, interpolation="bilinear", fill_mode="reflect"):
+def affine_plan(matrices, input_shape, output_hw, interpolation="bilinear", fill_mode="reflect",
+                dtype=np.float64):
     """Plan the resampling of NHWC images of `input_shape` by per-image affine maps.
 
     Args:
@@ -61,6 +62,7 @@ def affine_plan(matrices, input_shape, output_hw, interpolation="bilinear", fill
         output_hw: (OH, OW).
         interpolation: "nearest" or "bilinear".
         fill_mode: "reflect", "wrap", "constant" or "nearest".
+        dtype: dtype of the stored weights (that of the images; coordinates are float64).
     """
     n, h, w, c = input_shape
     oh, ow = output_hw
@@ -70,7 +72,7 @@ def affine_plan(matrices, input_shape, output_hw, interpolation="bilinear", fill
     # (N, OH, OW) source coordinates.
     src_x = m[:, 0, None, None] * xs + m[:, 1, None, None] * ys + m[:, 2, None, None]
     src_y = m[:, 3, None, None] * xs + m[:, 4, None, None] * ys + m[:, 5, None, None]
-    # Neighbour positions and weights along each axis: [(index, weight), ...].
+    # Neighbour positions and weights along each axis: [(position, weight), ...].
     if interpolation == "nearest":
         ys_taps = [(np.floor(src_y + 0.5), 1.0)]
         xs_taps = [(np.floor(src_x + 0.5), 1.0)]
@@ -79,23 +81,32 @@ def affine_plan(matrices, input_shape, output_hw, interpolation="bilinear", fill
         fy, fx = src_y - y0, src_x - x0
         ys_taps = [(y0, 1.0 - fy), (y0 + 1.0, fy)]
         xs_taps = [(x0, 1.0 - fx), (x0 + 1.0, fx)]
-    image_base = (np.arange(n, dtype=np.int64) * (h * w))[:, None, None]
-    rows = [(image_base + iy * w, valid, wy) for (iy, valid), wy in
-            ((fix_indices(t.astype(np.int64), h, fill_mode), wt) for t, wt in ys_taps)]
-    cols = [(ix, valid, wx) for (ix, valid), wx in
-            ((fix_indices(t.astype(np.int64), w, fill_mode), wt) for t, wt in xs_taps)]
-    indices, weights = [], []
-    fill_weights = np.zeros(src_x.shape) if fill_mode == "constant" else None
+    index_dtype = np.int32 if n * h * w < 2 ** 31 else np.int64  # half the memory traffic
+    image_base = (np.arange(n, dtype=index_dtype) * (h * w))[:, None, None]
+    rows = []
+    for position, weight in ys_taps:
+        iy, valid = fix_indices(position.astype(index_dtype), h, fill_mode)
+        rows.append((image_base + iy * index_dtype(w), valid, weight))
+    cols = []
+    for position, weight in xs_taps:
+        ix, valid = fix_indices(position.astype(index_dtype), w, fill_mode)
+        cols.append((ix, valid, weight))
+    taps = len(rows) * len(cols)
+    indices = np.empty((taps, n, oh, ow), dtype=index_dtype)
+    weights = np.empty((taps, n, oh, ow), dtype=dtype)
+    fill_weights = np.zeros((n, oh, ow)) if fill_mode == "constant" else None
+    tap = 0
     for row, valid_y, wy in rows:
         for col, valid_x, wx in cols:
-            weight = np.broadcast_to(wy * wx, src_x.shape)
+            np.add(row, col, out=indices[tap])
+            weights[tap] = wy * wx
             if fill_weights is not None:
-                inside = valid_y & valid_x
-                fill_weights += np.where(inside, 0.0, weight)
-                weight = np.where(inside, weight, 0.0)
-            indices.append((row + col).reshape(-1))
-            weights.append(weight.reshape(-1))
-    return SamplingPlan((n, h, w, c), (n, oh, ow, c), np.stack(indices), np.stack(weights),
+                outside = ~(valid_y & valid_x)
+                fill_weights += np.where(outside, wy * wx, 0.0)
+                weights[tap][outside] = 0
+            tap += 1
+    return SamplingPlan((n, h, w, c), (n, oh, ow, c), indices.reshape(taps, -1),
+                        weights.reshape(taps, -1),
                         None if fill_weights is None else fill_weights.reshape(-1))
 
 
@@ -106,7 +117,9 @@ def sample(images, plan, fill_value=0.0):
     dtype = images.dtype
     out = np.zeros((plan.indices.shape[1], c), dtype=dtype)
     for index, weight in zip(plan.indices, plan.weights):
-        out += pixels[index] * weight.astype(dtype)[:, None]
+        gathered = np.take(pixels, index, axis=0)  # faster than fancy indexing
+        gathered *= weight.astype(dtype, copy=False)[:, None]
+        out += gathered
     if plan.fill_weights is not None and fill_value != 0:
         out += (fill_value * plan.fill_weights).astype(dtype)[:, None]
     return out.reshape(plan.output_shape)
@@ -126,7 +139,7 @@ def sample_transpose(grad_output, plan):
     return grad.reshape(plan.input_shape)
 
 
-def resize_plan(input_shape, output_hw, interpolation="bilinear"):
+def resize_plan(input_shape, output_hw, interpolation="bilinear", dtype=np.float64):
     """Plan a resize with half-pixel centres (TensorFlow/Keras `resize`, no antialiasing):
     output pixel o reads input position (o + 0.5) * in / out - 0.5, edges clamped."""
     n, h, w, _ = input_shape
@@ -134,4 +147,5 @@ def resize_plan(input_shape, output_hw, interpolation="bilinear"):
     sy, sx = h / oh, w / ow
     # "nearest" then reads floor((o + 0.5) * in / out), as TensorFlow's half-pixel nearest.
     matrix = [sx, 0.0, 0.5 * sx - 0.5, 0.0, sy, 0.5 * sy - 0.5]
-    return affine_plan(np.tile(matrix, (n, 1)), input_shape, output_hw, interpolation, "nearest")
+    return affine_plan(np.tile(matrix, (n, 1)), input_shape, output_hw, interpolation, "nearest",
+                       dtype)

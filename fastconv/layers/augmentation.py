@@ -172,7 +172,7 @@ class _AffineLayer(BaseRandomLayer):
     def _augment(self, x, rng):
         n, h, w, _ = x.shape
         plan = _image_ops.affine_plan(self._matrices(n, h, w, rng), x.shape, (h, w),
-                                      self.interpolation, self.fill_mode)
+                                      self.interpolation, self.fill_mode, x.dtype)
         return _image_ops.sample(x, plan, self.fill_value), plan
 
     def _augment_backward(self, dy, plan):
@@ -348,7 +348,7 @@ class RandomCrop(BaseRandomLayer):
         crop_w = max(min(w, int(h * self.width / self.height)), 1)
         top, left = (h - crop_h) // 2, (w - crop_w) // 2
         window = x[:, top:top + crop_h, left:left + crop_w]
-        plan = _image_ops.resize_plan(window.shape, (self.height, self.width))
+        plan = _image_ops.resize_plan(window.shape, (self.height, self.width), dtype=x.dtype)
         return _image_ops.sample(window, plan), ("resize", x.shape, (top, left), plan)
 
     def _augment(self, x, rng):

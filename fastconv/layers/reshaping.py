@@ -206,7 +206,7 @@ class UpSampling2D(C.ChannelsLayout, Layer):
         sh, sw = self.size
         if self.interpolation == "nearest":
             return self._from_nhwc(np.repeat(np.repeat(x, sh, axis=1), sw, axis=2))
-        plan = _image_ops.resize_plan(x.shape, (x.shape[1] * sh, x.shape[2] * sw))
+        plan = _image_ops.resize_plan(x.shape, (x.shape[1] * sh, x.shape[2] * sw), dtype=x.dtype)
         if training:
             self._cache = plan
         return self._from_nhwc(_image_ops.sample(x, plan))
