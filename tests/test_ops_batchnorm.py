@@ -192,6 +192,28 @@ def test_inputs_are_left_untouched_and_denormal_mode_restored():
     assert (tiny * np.float32(1.0))[0] != 0
 
 
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+# Row 0 starts a reduction chunk whatever the tiling; 2730 = 8192 // 3 starts the second one
+# with the current tiling (a non-finite value there must not poison the chunk's shift).
+@pytest.mark.parametrize("row", [0, 5, 2730, 2999])
+def test_non_finite_values_propagate_like_reference(value, row):
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((3000, 3)).astype(np.float32)
+    x[row, 1] = value
+    gamma, beta = _params(3, np.float32, rng)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        expected = ref.batch_norm_forward_training(x, gamma, beta)
+        got = ops.batch_norm_forward_training(x, gamma, beta)
+        for a, b in zip(got, expected):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)  # NaN/Inf must match exactly
+        _, mean, var = expected
+        for a, b in zip(ops.batch_norm_backward(dy, x, gamma, mean, var),
+                        ref.batch_norm_backward(dy, x, gamma, mean, var)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    assert np.isfinite(got[0][:, [0, 2]]).all()  # the other channels are unaffected
+
+
 # ---- numerical soundness --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("offset,spread", [(1e3, 1.0), (1e4, 1.0), (1e3, 1e-3), (-3e3, 0.05)])

@@ -115,7 +115,7 @@ static inline void fc_bn_tile(const fc_bn_tiling *t, ptrdiff_t tile, ptrdiff_t *
 #else /* FC_BATCHNORM_TEMPLATE: the body below is compiled once per element type T. */
 
 /* Mean and M2 (sum of squared deviations) of columns [c0, c0 + nc) over rows [r0, r0 + nr).
- * Pass 1 sums x - s with s the tile's first row; pass 2 sums (x - m)^2 with m the tile mean
+ * Pass 1 sums x - s with s the tile's first row (0 where it is not finite); pass 2 sums (x - m)^2 with m the tile mean
  * rounded to T, then corrects exactly for m not being the exact mean. The tile is small
  * enough to stay in cache between the passes. */
 static void SFX(fc_bn_tile_moments)(const T *x, ptrdiff_t cols, ptrdiff_t r0, ptrdiff_t nr,
@@ -126,7 +126,9 @@ static void SFX(fc_bn_tile_moments)(const T *x, ptrdiff_t cols, ptrdiff_t r0, pt
     double acc[FC_BN_COL_BLOCK];
     const T *first = x + r0 * cols + c0;
     for (ptrdiff_t i = 0; i < nc; i++) {
-        center[i] = first[i];
+        /* An Inf/NaN shift would turn an infinite mean into NaN (Inf - Inf): use 0 then. */
+        T v = first[i];
+        center[i] = (v - v == (T)0) ? v : (T)0;
         acc[i] = 0.0;
     }
     for (ptrdiff_t rb = r0; rb < r0 + nr; rb += FC_BN_BLOCK_ROWS) {
@@ -247,12 +249,15 @@ int SFX(fc_batch_norm_forward_training)(const T *x, const T *gamma, const T *bet
             }
             for (ptrdiff_t k = 1; k < t.chunks; k++) {
                 double nb = (double)fc_bn_min(t.chunk_rows, rows - k * t.chunk_rows);
-                double total = count + nb, wb = nb / total, wab = count * nb / total;
+                double total = count + nb, wa = count / total, wb = nb / total;
+                double wab = count * nb / total;
                 const double *restrict pm = part_mean + k * cols + c0;
                 const double *restrict pq = part_m2 + k * cols + c0;
                 for (ptrdiff_t i = 0; i < nc; i++) {
                     double delta = pm[i] - mu[i];
-                    mu[i] += delta * wb;
+                    /* The weighted mean, not mu + delta * wb: an infinite mean must stay
+                     * infinite (Inf + (-Inf) * wb is NaN); in double both are exact enough. */
+                    mu[i] = mu[i] * wa + pm[i] * wb;
                     m2[i] += pq[i] + delta * delta * wab;
                 }
                 count = total;
