@@ -181,6 +181,20 @@ def test_nan_propagates_like_reference(dtype):
                                   ref.global_max_pool2d_backward(dy, x))
 
 
+def test_padding_never_takes_the_gradient():
+    # All-(-inf) input: every real pixel ties with the -inf padding of the reference. The
+    # kernel only considers real pixels, so each window's first real pixel gets the gradient.
+    x = np.full((1, 3, 4, 1), -np.inf)
+    dy = np.arange(1.0, 13.0).reshape(1, 3, 4, 1)
+    dx = ops.max_pool2d_backward(dy, x, 3, 1, "same")  # pads (1, 1) on each axis
+    expected = np.zeros_like(x)
+    for oh in range(3):
+        for ow in range(4):
+            expected[0, max(oh - 1, 0), max(ow - 1, 0), 0] += dy[0, oh, ow, 0]
+    np.testing.assert_array_equal(dx, expected)
+    np.testing.assert_array_equal(ops.max_pool2d_forward(x, 3, 1, "same"), np.full((1, 3, 4, 1), -np.inf))
+
+
 def test_non_contiguous_input():
     rng = np.random.default_rng(6)
     base = rng.standard_normal((3, 12, 10, 8))
