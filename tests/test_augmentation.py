@@ -435,7 +435,8 @@ def test_normalization_adapted_in_a_saved_model(tmp_path):
                                 input_shape=(4, 4, 3))
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     model.fit(data, np.arange(30) % 2, epochs=1, verbose=0)
-    assert model.count_params() == 3 + 3 + 48 * 2 + 2
+    assert model.count_params() == 3 + 3 + 1 + 48 * 2 + 2  # Keras counts mean, variance, count
+    assert norm.get_weights()[2] == 30
     assert len(model.trainable_weights) == 2  # the statistics are not trained
     loaded = fastconv.models.load_model(model.save(tmp_path / "norm.fcz"))
     np.testing.assert_array_equal(loaded.layers[0].get_weights()[0], norm.get_weights()[0])

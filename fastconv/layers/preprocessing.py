@@ -85,8 +85,8 @@ class Normalization(Layer):
         invert: if True, apply the inverse transform `x * sqrt(variance) + mean`.
 
     With `mean=None` the statistics are non-trainable weights ("mean", "variance", initially 0
-    and 1), set by `adapt(data)` and saved with the model. The standard deviation is floored
-    at 1e-7, as in Keras.
+    and 1, and "count", the number of samples adapted, as Keras' weights), set by `adapt(data)`
+    and saved with the model. The standard deviation is floored at 1e-7, as in Keras.
     """
 
     def __init__(self, axis=-1, mean=None, variance=None, invert=False, **kwargs):
@@ -159,6 +159,9 @@ class Normalization(Layer):
             shape = self._statistics_shape(input_shape)
             self.mean = self.add_weight("mean", shape, "zeros", trainable=False)
             self.variance = self.add_weight("variance", shape, "ones", trainable=False)
+            # Keras keeps a third weight (the number of samples adapted), so that
+            # set_weights(keras_layer.get_weights()) works.
+            self.count = self.add_weight("count", (), "zeros", trainable=False)
 
     # -- statistics ------------------------------------------------------------------------------
     def adapt(self, data):
@@ -185,6 +188,7 @@ class Normalization(Layer):
         variance = np.square(deviation, dtype=np.float64).mean(axis=reduced)
         np.copyto(self.mean, mean.reshape(self.mean.shape))
         np.copyto(self.variance, variance.reshape(self.variance.shape))
+        self.count[...] = data.shape[0]
 
     def _mean_and_std(self):
         shape = self._broadcast_shape()
