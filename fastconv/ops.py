@@ -190,5 +190,37 @@ def batch_norm_backward(dy, x, gamma, mean, var, epsilon=1e-3):
     return dx, dgamma, dbeta
 
 
-# Dense layers use NumPy's matmul for now (issue 3 moves them onto the compiled GEMM).
-from .reference.dense import dense_backward, dense_forward  # noqa: E402,F401
+# Dense layers are 1x1 convolutions of (batch, 1, 1, features) images: they run on the same
+# GEMM microkernels and OpenMP team as the convolutions, so a training step never alternates
+# OpenMP regions with NumPy's BLAS thread pool (the two pools slow each other down).
+def _dense_geometry(n, features):
+    return V.window_geometry((n, 1, 1, features), (1, 1), (1, 1), "valid", (1, 1))
+
+
+def dense_forward(x, kernel, bias=None):
+    """y = x @ kernel + bias for x (batch, in_features) and kernel (in_features, units)."""
+    x, kernel, bias = V.check_dense(x, kernel, bias)
+    n, units = x.shape[0], kernel.shape[1]
+    kernel4 = _c(kernel).reshape(1, 1, kernel.shape[0], units)
+    geo = _dense_geometry(n, x.shape[1])
+    out = np.empty((n, units), dtype=x.dtype)
+    _conv.conv2d_forward(_c(x).reshape(n, 1, 1, -1), kernel4, _c(bias), out.reshape(n, 1, 1, units),
+                         (1, 1), (0, 0, 0, 0), (1, 1), 1, _conv_threads(geo, kernel4))
+    return out
+
+
+def dense_backward(dy, x, kernel, need_input_grad=True, need_bias_grad=True):
+    """Return (dx or None, dkernel, dbias or None) of the dense layer."""
+    x, kernel, _ = V.check_dense(x, kernel, None)
+    n, (features, units) = x.shape[0], kernel.shape
+    dy = V.check_grad_output(dy, (n, units), x.dtype)
+    kernel4 = _c(kernel).reshape(1, 1, features, units)
+    geo = _dense_geometry(n, features)
+    dx = np.empty((n, features), dtype=x.dtype) if need_input_grad else None
+    dkernel = np.empty((features, units), dtype=x.dtype)
+    dbias = np.empty((units,), dtype=x.dtype) if need_bias_grad else None
+    _conv.conv2d_backward(_c(dy).reshape(n, 1, 1, units), _c(x).reshape(n, 1, 1, features), kernel4,
+                          None if dx is None else dx.reshape(n, 1, 1, features),
+                          dkernel.reshape(1, 1, features, units), dbias, (1, 1), (0, 0, 0, 0),
+                          (1, 1), 1, _conv_threads(geo, kernel4))
+    return dx, dkernel, dbias
