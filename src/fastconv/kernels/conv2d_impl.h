@@ -89,7 +89,8 @@ static int FC_FN(depthwise_forward)(const fc_kernel_table *kt, const fc_conv2d_p
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
-        FC_OMP(for schedule(dynamic, 1))
+        /* Rows are small: hand them out 8 at a time (fewer grabs, contiguous memory). */
+        FC_OMP(for schedule(dynamic, 8))
         for (ptrdiff_t row = 0; row < rows; row++) FC_KT(kt, dw_forward)(p, x, w, bias, y, row);
         fc_denormals_restore(csr);
     }
@@ -294,7 +295,7 @@ static int FC_FN(depthwise_backward)(const fc_kernel_table *kt, const fc_conv2d_
         }
         if (dx != NULL) {
             const ptrdiff_t rows = p->n * p->h;
-            FC_OMP(for schedule(dynamic, 1))
+            FC_OMP(for schedule(dynamic, 8))
             for (ptrdiff_t row = 0; row < rows; row++) FC_KT(kt, dw_backward_data)(p, dy, w, dx, row);
         } else {
             FC_OMP(barrier)
