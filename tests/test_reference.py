@@ -188,3 +188,10 @@ def test_reference_keeps_the_input_dtype(dtype):
     assert R.max_pool2d_forward(x).dtype == dtype
     assert R.avg_pool2d_forward(x).dtype == dtype
     assert R.batch_norm_forward_training(x, np.ones(2, dtype), np.zeros(2, dtype))[0].dtype == dtype
+
+
+def test_max_pool_gradient_never_goes_to_padding():
+    # Every real pixel is -inf, like the padding: the gradient must still land on a real pixel.
+    x = np.full((1, 3, 3, 1), -np.inf)
+    dx = R.max_pool2d_backward(np.ones((1, 2, 2, 1)), x, 2, 2, "same")
+    np.testing.assert_array_equal(dx[0, :, :, 0], [[1, 0, 1], [0, 0, 0], [1, 0, 1]])

@@ -22,11 +22,14 @@ def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
     xp = pad_nhwc(x, geo.padding, -np.inf)
     win = windows(xp, geo)
     y = win.max(axis=(3, 4))
+    # Padding never receives the gradient, even where every real pixel of a window is -inf.
+    real = windows(pad_nhwc(np.ones((1, geo.h, geo.w, 1), dtype=bool), geo.padding, False),
+                   geo._replace(n=1, c=1))
     taken = np.zeros(y.shape, dtype=bool)
     dwin = np.zeros(win.shape, dtype=x.dtype)
     for i in range(geo.kh):
         for j in range(geo.kw):
-            hit = (win[:, :, :, i, j, :] == y) & ~taken
+            hit = (win[:, :, :, i, j, :] == y) & real[:, :, :, i, j, :] & ~taken
             dwin[:, :, :, i, j, :] = np.where(hit, dy, 0)
             taken |= hit
     return np.ascontiguousarray(crop_padding(scatter_windows(dwin, xp.shape, geo), geo.padding))
