@@ -21,12 +21,12 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
     ) from exc
 
 
-# Below these amounts of work per thread, a parallel region costs more than it saves (and on a
+# Below this much work per thread, a parallel region costs more than it saves (and on a
 # loaded machine a thread waiting at the barrier for a descheduled peer costs far more), so
-# small calls run on fewer threads. Results do not depend on the thread count (the kernels
-# reduce in a fixed order), only the speed does. Tests set both to 0 to force every thread.
+# small convolutions run on fewer threads. Results do not depend on the thread count (the
+# kernels reduce in a fixed order), only the speed does. Tests set it to 0 to force every
+# thread. (The pooling and batch-norm kernels apply their own per-element threshold.)
 MIN_FLOPS_PER_THREAD = 4_000_000
-MIN_BYTES_PER_THREAD = 256 * 1024
 
 
 def _threads(work, grain):
@@ -41,10 +41,6 @@ def _conv_threads(geo, kernel):
     kh, kw, cin_g, filters = kernel.shape
     flops = 2.0 * geo.n * geo.out_h * geo.out_w * filters * kh * kw * cin_g
     return _threads(flops, MIN_FLOPS_PER_THREAD)
-
-
-def _mem_threads(*arrays):
-    return _threads(sum(a.nbytes for a in arrays), MIN_BYTES_PER_THREAD)
 
 
 def _c(a):
@@ -82,7 +78,7 @@ def conv2d_backward(dy, x, kernel, strides=1, padding="valid", dilation_rate=1, 
 def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid"):
     x, geo = V.check_pool2d(x, pool_size, strides, padding)
     out = np.empty(geo.output_shape + (geo.c,), dtype=x.dtype)
-    _pool.max_pool2d_forward(_c(x), out, (geo.kh, geo.kw), geo.strides, _pads(geo), _mem_threads(x))
+    _pool.max_pool2d_forward(_c(x), out, (geo.kh, geo.kw), geo.strides, _pads(geo), get_num_threads())
     return out
 
 
@@ -91,14 +87,14 @@ def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
     dy = V.check_grad_output(dy, geo.output_shape + (geo.c,), x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype)
     _pool.max_pool2d_backward(_c(dy), _c(x), dx, (geo.kh, geo.kw), geo.strides, _pads(geo),
-                              _mem_threads(x, dx))
+                              get_num_threads())
     return dx
 
 
 def avg_pool2d_forward(x, pool_size=2, strides=None, padding="valid"):
     x, geo = V.check_pool2d(x, pool_size, strides, padding)
     out = np.empty(geo.output_shape + (geo.c,), dtype=x.dtype)
-    _pool.avg_pool2d_forward(_c(x), out, (geo.kh, geo.kw), geo.strides, _pads(geo), _mem_threads(x))
+    _pool.avg_pool2d_forward(_c(x), out, (geo.kh, geo.kw), geo.strides, _pads(geo), get_num_threads())
     return out
 
 
@@ -108,7 +104,7 @@ def avg_pool2d_backward(dy, input_shape, pool_size=2, strides=None, padding="val
     geo = V.pool_geometry(shape, pool_size, strides, padding)
     dy = V.check_grad_output(dy, geo.output_shape + (geo.c,), dy.dtype)
     dx = np.empty(shape, dtype=dy.dtype)
-    _pool.avg_pool2d_backward(_c(dy), dx, (geo.kh, geo.kw), geo.strides, _pads(geo), _mem_threads(dx))
+    _pool.avg_pool2d_backward(_c(dy), dx, (geo.kh, geo.kw), geo.strides, _pads(geo), get_num_threads())
     return dx
 
 
@@ -119,7 +115,7 @@ def _check_global(x):
 def global_avg_pool2d_forward(x):
     x = _check_global(x)
     out = np.empty((x.shape[0], x.shape[3]), dtype=x.dtype)
-    _pool.global_avg_pool2d_forward(_c(x), out, _mem_threads(x))
+    _pool.global_avg_pool2d_forward(_c(x), out, get_num_threads())
     return out
 
 
@@ -127,14 +123,14 @@ def global_avg_pool2d_backward(dy, input_shape, dtype=None):
     n, h, w, c = V.check_input_shape(input_shape, 4)
     dy = V.check_grad_output(V.as_float_array(dy, "dy", dtype), (n, c), dtype)
     dx = np.empty((n, h, w, c), dtype=dy.dtype)
-    _pool.global_avg_pool2d_backward(_c(dy), dx, _mem_threads(dx))
+    _pool.global_avg_pool2d_backward(_c(dy), dx, get_num_threads())
     return dx
 
 
 def global_max_pool2d_forward(x):
     x = _check_global(x)
     out = np.empty((x.shape[0], x.shape[3]), dtype=x.dtype)
-    _pool.global_max_pool2d_forward(_c(x), out, _mem_threads(x))
+    _pool.global_max_pool2d_forward(_c(x), out, get_num_threads())
     return out
 
 
@@ -142,7 +138,7 @@ def global_max_pool2d_backward(dy, x):
     x = _check_global(x)
     dy = V.check_grad_output(dy, (x.shape[0], x.shape[3]), x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype)
-    _pool.global_max_pool2d_backward(_c(dy), _c(x), dx, _mem_threads(x, dx))
+    _pool.global_max_pool2d_backward(_c(dy), _c(x), dx, get_num_threads())
     return dx
 
 
@@ -160,7 +156,7 @@ def batch_norm_forward_training(x, gamma, beta, epsilon=1e-3):
     mean = np.empty((c,), dtype=x.dtype)
     var = np.empty((c,), dtype=x.dtype)
     _bn.batch_norm_forward_training(_rows(x), _c(gamma), _c(beta), epsilon, y.reshape(-1, c),
-                                    mean, var, _mem_threads(x, y))
+                                    mean, var, get_num_threads())
     return y, mean, var
 
 
@@ -171,7 +167,7 @@ def batch_norm_forward_inference(x, gamma, beta, moving_mean, moving_var, epsilo
     var = V.check_channel_vector(moving_var, c, x.dtype, "moving_var")
     y = np.empty(x.shape, dtype=x.dtype)
     _bn.batch_norm_forward_inference(_rows(x), _c(gamma), _c(beta), _c(mean), _c(var), epsilon,
-                                     y.reshape(-1, c), _mem_threads(x, y))
+                                     y.reshape(-1, c), get_num_threads())
     return y
 
 
@@ -186,7 +182,7 @@ def batch_norm_backward(dy, x, gamma, mean, var, epsilon=1e-3):
     dgamma = np.empty((c,), dtype=x.dtype)
     dbeta = np.empty((c,), dtype=x.dtype)
     _bn.batch_norm_backward(_rows(dy), _rows(x), _c(gamma), _c(mean), _c(var), epsilon,
-                            dx.reshape(-1, c), dgamma, dbeta, _mem_threads(x, dy, dx))
+                            dx.reshape(-1, c), dgamma, dbeta, get_num_threads())
     return dx, dgamma, dbeta
 
 

@@ -32,20 +32,20 @@ def kernels(request):
 def _isolated_global_state():
     """Every test starts on the compiled backend with all threads and leaves no global change.
 
-    The small-work thread heuristic in fastconv.ops is switched off so that the small shapes of
-    the tests still run every kernel on all threads.
+    The small-convolution thread heuristic in fastconv.ops is switched off so that the small
+    shapes of the tests still run the convolutions on all threads.
     """
     import fastconv
 
     ops = None
     if compiled_core_available():
         ops = importlib.import_module("fastconv.ops")
-        saved = (ops.MIN_FLOPS_PER_THREAD, ops.MIN_BYTES_PER_THREAD)
-        ops.MIN_FLOPS_PER_THREAD = ops.MIN_BYTES_PER_THREAD = 0
+        saved = ops.MIN_FLOPS_PER_THREAD
+        ops.MIN_FLOPS_PER_THREAD = 0
     backend = fastconv.get_backend()
     threads = fastconv.backend._num_threads
     yield
     fastconv.set_backend(backend)
     fastconv.set_num_threads(threads)
     if ops is not None:
-        ops.MIN_FLOPS_PER_THREAD, ops.MIN_BYTES_PER_THREAD = saved
+        ops.MIN_FLOPS_PER_THREAD = saved

@@ -34,7 +34,7 @@ import os, sys, threading
 import numpy as np
 import fastconv
 from fastconv import ops, reference
-ops.MIN_FLOPS_PER_THREAD = ops.MIN_BYTES_PER_THREAD = 0
+ops.MIN_FLOPS_PER_THREAD = 0
 fastconv.set_num_threads(2)
 rng = np.random.default_rng(0)
 x = rng.standard_normal((4, 13, 11, 6))
