@@ -172,3 +172,93 @@ def test_stale_temporary_files_of_dead_processes_are_removed_by_the_next_save(tm
     other_file.write_bytes(b"")
     model.save(path)
     assert sorted(os.listdir(tmp_path)) == sorted(["m.fcz", alive.name, other_file.name])
+
+
+# -- how a save writes, and what a load refuses to do ---------------------------------------------------------
+def _small_model():
+    import fastconv
+    from fastconv import layers as L
+
+    model = fastconv.Sequential([L.Conv2D(2, 3), L.Flatten(), L.Dense(3)], input_shape=(5, 5, 1))
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+def test_save_writes_a_temporary_file_fsyncs_it_and_renames_it_over_the_target(tmp_path, monkeypatch):
+    path = tmp_path / "m.fcz"
+    _small_model().save(path)
+    old_bytes = path.read_bytes()
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+                       if os.path.exists(f"/proc/self/fd/{fd}") else fd))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        # At the rename the temporary file is complete and the target still the old file.
+        config, arrays = saving.read_model_file(src)
+        assert config["format_version"] == saving.FORMAT_VERSION and len(arrays) == 4
+        assert path.read_bytes() == old_bytes
+        events.append(("replace", os.path.basename(src), os.path.basename(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    model = _small_model()
+    model.save(path)
+    monkeypatch.undo()
+    kinds = [e[0] for e in events]
+    assert kinds == ["fsync", "replace", "fsync"], events  # file, rename, folder
+    temporary = events[1][1]
+    assert temporary.startswith(saving.temporary_prefix(path)) and temporary.endswith(".tmp")
+    if isinstance(events[0][1], str):  # /proc available: the first fsync was the temporary file
+        assert events[0][1] == temporary
+    assert events[1][2] == "m.fcz"
+    assert sorted(os.listdir(tmp_path)) == ["m.fcz"]
+    config, arrays = saving.read_model_file(path)
+    assert config["format"] == "fastconv.model" and config["format_version"] == saving.FORMAT_VERSION
+    for entry, array in zip(config["weights"], arrays):
+        assert len(entry["sha256"]) == 64 and tuple(entry["shape"]) == array.shape
+    for got, want in zip(arrays, model.get_weights()):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_loading_never_unpickles(tmp_path):
+    """A weight replaced by a pickle (with matching digest and a config that claims it is
+    float32) is refused, and the code in the pickle never runs."""
+    import io
+    import json
+    import pickle
+    import zipfile
+
+    path = tmp_path / "m.fcz"
+    _small_model().save(path)
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([Payload()], dtype=object), allow_pickle=True)
+    evil = buffer.getvalue()
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(entries["config.json"])
+    config["weights"][0]["sha256"] = hashlib.sha256(evil).hexdigest()
+    config["weights"][0]["shape"] = [1]
+    entries["config.json"] = json.dumps(config).encode()
+    entries[config["weights"][0]["file"]] = evil
+    tampered = tmp_path / "tampered.fcz"
+    with zipfile.ZipFile(tampered, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+
+    with pytest.raises(ValueError, match=r"is not a valid .npy array|holds a object array"):
+        load_model(tampered)
+    assert not marker.exists()
+    # the same bytes would run the payload if unpickled (so the test is not vacuous)
+    np.load(io.BytesIO(evil), allow_pickle=True)
+    assert marker.exists()

@@ -281,10 +281,12 @@ def test_dense_matches_numpy(dtype, batch, features, units, use_bias, seed, data
 # ------------------------------------------------------------------------------------------------
 # Invalid arguments: generated here, run in a child process.
 # ------------------------------------------------------------------------------------------------
-def _bad_dtype_array(draw, shape):
-    """An array of the right shape but a refused dtype, or something that is not an array."""
-    kind = draw(st.sampled_from(["bool", "complex64", "complex128", "object", "str", "bytes", "datetime",
-                                 "timedelta", "void", "None", "ragged", "dict", "string"]))
+def _bad_dtype_array(draw, shape, allow_none=True):
+    """An array of the right shape but a refused dtype, or something that is not an array
+    (`allow_none=False` for optional arguments, where None is valid)."""
+    kinds = ["bool", "complex64", "complex128", "object", "str", "bytes", "datetime", "timedelta", "void",
+             "ragged", "dict", "string"] + (["None"] if allow_none else [])
+    kind = draw(st.sampled_from(kinds))
     if kind == "None":
         return None
     if kind == "ragged":
@@ -518,7 +520,8 @@ def _invalid_dense(draw, op, x, dtype):
         values["kernel"] = _one(draw, lambda: _bad_array(draw, (features, units), dtype),
                                 lambda: np.ones((features + 1, units), dtype))
     elif target == "bias":
-        values["bias"] = _one(draw, lambda: _bad_dtype_array(draw, (units,)), lambda: np.ones(units + 1, dtype))
+        values["bias"] = _one(draw, lambda: _bad_dtype_array(draw, (units,), allow_none=False),
+                              lambda: np.ones(units + 1, dtype))
     else:
         values["dy"] = _bad_gradient(draw, (n, units), dtype)
     return tuple(values[name] for name in names), {}, target
