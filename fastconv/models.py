@@ -23,7 +23,6 @@ from . import layers as layers_module
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
-from . import saving
 from .layers.base import Layer, _unique_name
 from .utils import get_rng
 
@@ -822,10 +821,12 @@ class Sequential:
         The optimizer's state is not saved; `load_model` compiles with a fresh optimizer.
         Returns the path written (".fcz" is appended to a path without suffix).
         """
+        from . import saving  # imported when used (keeps `import fastconv` fast)
         return saving.save_model(self, filepath, overwrite=overwrite)
 
     def save_weights(self, filepath, overwrite=True):
         """Save only the weights (same file format; load them with `load_weights`)."""
+        from . import saving  # imported when used (keeps `import fastconv` fast)
         return saving.save_model(self, filepath, overwrite=overwrite, kind="weights")
 
     def load_weights(self, filepath, skip_mismatch=False):
@@ -849,6 +850,8 @@ class Sequential:
         """
         if not isinstance(skip_mismatch, (bool, np.bool_)):
             raise TypeError(f"`skip_mismatch` must be True or False; received {skip_mismatch!r}.")
+        from . import saving  # imported when used: zipfile/json/tempfile cost `import fastconv` ~10 ms
+
         if not skip_mismatch:
             saving.load_weights_into(self, filepath)
             return
@@ -916,6 +919,7 @@ class Sequential:
 
 def load_model(filepath, custom_objects=None, compile=True):
     """Load a model written by `Sequential.save` (see `fastconv.saving.load_model`)."""
+    from . import saving  # imported when used (keeps `import fastconv` fast)
     return saving.load_model(filepath, custom_objects=custom_objects, compile=compile)
 
 
