@@ -278,6 +278,11 @@ def log_softmax(x, axis=-1):
 
 # -- derivatives: backward(x, y, dy) -> dL/dx -------------------------------------------------
 def _relu_backward(x, y, dy, negative_slope=0.0, max_value=None, threshold=0.0):
+    if (negative_slope == 0 and max_value is None and isinstance(dy, np.ndarray)
+            and np.shape(x) == dy.shape and dy.dtype.kind == "f"):
+        # Plain ReLU: one pass, dy * (x >= threshold) in dy's dtype (a bool factor is exactly
+        # 1 or 0, so this equals the general path bit for bit, NaN and -0.0 included).
+        return np.multiply(dy, np.greater_equal(x, threshold), out=np.empty_like(dy))
     slope = np.where(x >= threshold, 1.0, negative_slope)
     if max_value is not None:
         slope = np.where(x >= max_value, 0.0, slope)
@@ -321,6 +326,16 @@ def _hard_silu_backward(x, y, dy):
     return (dy * slope).astype(dy.dtype, copy=False)
 
 
+def _tanh_backward(x, y, dy):
+    # dy * (1 - y^2) in one scratch array (same operations and order as the plain expression).
+    if not (isinstance(y, np.ndarray) and isinstance(dy, np.ndarray) and y.shape == dy.shape
+            and y.dtype == dy.dtype and dy.dtype.kind == "f"):
+        return dy * (1.0 - y * y)
+    scratch = np.multiply(y, y)
+    np.subtract(1.0, scratch, out=scratch)
+    return np.multiply(dy, scratch, out=scratch)
+
+
 def _log_softmax_backward(x, y, dy, axis=-1):
     return (dy - np.exp(y) * dy.sum(axis=axis, keepdims=True)).astype(dy.dtype, copy=False)
 
@@ -339,7 +354,7 @@ _BACKWARD = {
         x > 0, _SELU_SCALE * dy, dy * (y + _SELU_SCALE * _SELU_ALPHA)).astype(dy.dtype, copy=False),
     "sigmoid": lambda x, y, dy: dy * y * (1.0 - y),
     "hard_sigmoid": lambda x, y, dy: (dy * ((x > -3) & (x < 3)) / 6.0).astype(dy.dtype, copy=False),
-    "tanh": lambda x, y, dy: dy * (1.0 - y * y),
+    "tanh": _tanh_backward,
     "softplus": lambda x, y, dy: dy * sigmoid(x),
     "softsign": lambda x, y, dy: dy / (1.0 + np.abs(x)) ** 2,
     "silu": _silu_backward,
