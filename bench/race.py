@@ -19,7 +19,9 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parent))  # a source checkout built in place also works uninstalled
 
 import fastconv  # noqa: E402
 from fastconv import ops  # noqa: E402
