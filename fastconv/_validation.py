@@ -99,7 +99,7 @@ def check_rank(arr, rank, name, layout):
 
 
 def _check_finite_shape(arr, name):
-    if any(s == 0 for s in arr.shape):
+    if 0 in arr.shape:
         raise ValueError(f"`{name}` must not have empty axes; received shape {arr.shape}.")
 
 
@@ -168,6 +168,52 @@ class ConvGeometry(NamedTuple):
         return (self.n, self.out_h, self.out_w)
 
 
+# Geometry resolution (padding, output size, argument normalisation) costs tens of
+# microseconds of Python per call and a training step makes dozens of calls with the same
+# shapes and arguments, so the results of valid calls are memoized. Keys hold each value's
+# type next to it (also inside tuples), so 1, 1.0, True and np.int64(1) never share an entry
+# and an argument rejected by type is always re-checked; invalid calls raise and are not
+# stored; unhashable arguments skip the cache.
+_MEMO = {}
+_MEMO_MAX_ENTRIES = 512
+
+
+def _typed_key(value):
+    kind = type(value)
+    if kind is int or kind is str:  # the common cases, kept cheap; never equal to a tuple key
+        return value
+    if kind is tuple or kind is list:
+        types = tuple(map(type, value))
+        if tuple not in types and list not in types:  # flat, e.g. a shape: types alongside
+            return (kind, tuple(value), types)
+        return (kind, tuple(_typed_key(v) for v in value))
+    return (kind, value)
+
+
+def _memoized(compute, *args):
+    try:
+        key = (compute,) + tuple(_typed_key(a) for a in args)
+        result = _MEMO.get(key)
+    except TypeError:  # an unhashable argument (e.g. an ndarray of strides)
+        return compute(*args)
+    if result is None:
+        result = compute(*args)  # raises on invalid arguments: nothing is stored
+        if len(_MEMO) >= _MEMO_MAX_ENTRIES:
+            _MEMO.clear()
+        _MEMO[key] = result
+    return result
+
+
+def cached_window_geometry(input_shape, kernel_hw, strides, padding, dilation, what="kernel"):
+    """`window_geometry`, memoized (same result and same errors)."""
+    return _memoized(_window_geometry_positional, input_shape, kernel_hw, strides, padding,
+                     dilation, what)
+
+
+def _window_geometry_positional(input_shape, kernel_hw, strides, padding, dilation, what):
+    return window_geometry(input_shape, kernel_hw, strides, padding, dilation, what=what)
+
+
 def window_geometry(input_shape, kernel_hw, strides, padding, dilation, *, what="kernel"):
     """Resolve padding and output size; raise if the window does not fit the padded input."""
     n, h, w, c = input_shape
@@ -196,26 +242,9 @@ def check_conv2d(x, kernel, bias, strides, padding, dilation_rate, groups):
     kernel = as_float_array(kernel, "kernel", x.dtype)
     check_rank(kernel, 4, "kernel", "(kernel_h, kernel_w, in_channels // groups, filters)")
     _check_finite_shape(kernel, "kernel")
-    strides = normalize_tuple(strides, 2, "strides")
-    dilation = normalize_tuple(dilation_rate, 2, "dilation_rate")
-    if not isinstance(groups, (numbers.Integral, np.integer)) or isinstance(groups, bool) or groups < 1:
-        raise ValueError(f"The `groups` argument must be a positive integer. Received groups={groups!r}")
-    groups = int(groups)
-    c = x.shape[3]
+    strides, dilation, groups = _memoized(_conv2d_arguments, x.shape, kernel.shape, strides,
+                                          dilation_rate, groups)
     kh, kw, kc, filters = kernel.shape
-    if c % groups:
-        raise ValueError(
-            f"Input channels ({c}) must be divisible by `groups` ({groups}); x shape {x.shape}."
-        )
-    if filters % groups:
-        raise ValueError(
-            f"The number of filters ({filters}) must be divisible by `groups` ({groups})."
-        )
-    if kc != c // groups:
-        raise ValueError(
-            f"`kernel` must have shape (kh, kw, in_channels // groups = {c // groups}, filters); "
-            f"received {kernel.shape} for x of shape {x.shape} and groups={groups}."
-        )
     if bias is not None:
         bias = as_float_array(bias, "bias", x.dtype)
         if bias.shape != (filters,):
@@ -225,8 +254,33 @@ def check_conv2d(x, kernel, bias, strides, padding, dilation_rate, groups):
             "`strides` > 1 together with `dilation_rate` > 1 is not supported (as in Keras). "
             f"Received strides={strides}, dilation_rate={dilation}."
         )
-    geo = window_geometry(x.shape, (kh, kw), strides, padding, dilation)
+    geo = cached_window_geometry(x.shape, (kh, kw), strides, padding, dilation)
     return x, kernel, bias, geo, groups
+
+
+def _conv2d_arguments(x_shape, kernel_shape, strides, dilation_rate, groups):
+    """Normalized (strides, dilation, groups) of conv2d, checked against the shapes."""
+    strides = normalize_tuple(strides, 2, "strides")
+    dilation = normalize_tuple(dilation_rate, 2, "dilation_rate")
+    if not isinstance(groups, (numbers.Integral, np.integer)) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"The `groups` argument must be a positive integer. Received groups={groups!r}")
+    groups = int(groups)
+    c = x_shape[3]
+    kh, kw, kc, filters = kernel_shape
+    if c % groups:
+        raise ValueError(
+            f"Input channels ({c}) must be divisible by `groups` ({groups}); x shape {x_shape}."
+        )
+    if filters % groups:
+        raise ValueError(
+            f"The number of filters ({filters}) must be divisible by `groups` ({groups})."
+        )
+    if kc != c // groups:
+        raise ValueError(
+            f"`kernel` must have shape (kh, kw, in_channels // groups = {c // groups}, filters); "
+            f"received {kernel_shape} for x of shape {x_shape} and groups={groups}."
+        )
+    return strides, dilation, groups
 
 
 def check_grad_output(dy, expected_shape, dtype, name="dy"):
@@ -238,6 +292,10 @@ def check_grad_output(dy, expected_shape, dtype, name="dy"):
 
 def pool_geometry(input_shape, pool_size, strides, padding):
     """Geometry of pooling on an NHWC shape; `strides=None` means strides = pool_size (Keras)."""
+    return _memoized(_pool_geometry, input_shape, pool_size, strides, padding)
+
+
+def _pool_geometry(input_shape, pool_size, strides, padding):
     pool = normalize_tuple(pool_size, 2, "pool_size")
     strides = pool if strides is None else normalize_tuple(strides, 2, "strides")
     if not (isinstance(padding, str) and padding.lower() in ("valid", "same")):

@@ -190,7 +190,7 @@ def batch_norm_backward(dy, x, gamma, mean, var, epsilon=1e-3):
 # GEMM microkernels and OpenMP team as the convolutions, so a training step never alternates
 # OpenMP regions with NumPy's BLAS thread pool (the two pools slow each other down).
 def _dense_geometry(n, features):
-    return V.window_geometry((n, 1, 1, features), (1, 1), (1, 1), "valid", (1, 1))
+    return V.cached_window_geometry((n, 1, 1, features), (1, 1), (1, 1), "valid", (1, 1))
 
 
 def dense_forward(x, kernel, bias=None):
