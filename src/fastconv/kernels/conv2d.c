@@ -83,6 +83,14 @@ static int is_pointwise(const fc_conv2d_params *p)
            p->pad_top == 0 && p->pad_bottom == 0 && p->pad_left == 0 && p->pad_right == 0;
 }
 
+/* groups == C: the direct depthwise kernels, vectorised over channels. A single channel
+ * (groups == C == 1, e.g. the first layer of a grey-scale net) is an ordinary convolution
+ * and runs far faster as a GEMM over its taps. */
+static int is_depthwise(const fc_conv2d_params *p)
+{
+    return p->groups == p->c && p->c > 1;
+}
+
 /* Number of output-pixel chunks of the weight-gradient reduction: a function of the shape
  * only (never of the thread count), so the summation order is fixed. */
 static ptrdiff_t weight_grad_chunks(ptrdiff_t pixels, ptrdiff_t dw_elems, size_t elem_size)

@@ -8,6 +8,9 @@
 #define FC_KC_MAX ((ptrdiff_t)320)
 /* Output pixels per block of the forward / backward-data GEMMs, in microtiles. */
 #define FC_MB_TILES 8
+/* Below this many channels per group, the forward copies patches into rows (see
+ * implicit_gemm_conv) rather than reading them through the indirection table. */
+#define FC_PATCH_ROWS_MAX_CG 8
 /* Output pixels per sub-block of the weight-gradient GEMM. */
 #define FC_WB_PIXELS ((ptrdiff_t)256)
 
@@ -132,6 +135,47 @@ static void FC_FN(build_indirection)(const fc_conv2d_params *p, const FC_T *x, c
     }
 }
 
+/* Patch rows of output pixels [m0, m0 + mb) for the group whose channels start at c0:
+ * dst[r * K + (i * KW + j) * C_g + c] = x[n, ih, iw, c0 + c], or 0 in the padding
+ * (K = KH * KW * C_g). With one group and no width dilation, a kernel row that lies inside
+ * the image is one contiguous run of KW * C values. */
+static void FC_FN(build_patch_rows)(const fc_conv2d_params *p, const FC_T *x, ptrdiff_t c0,
+                                    ptrdiff_t m0, ptrdiff_t mb, FC_T *dst)
+{
+    const ptrdiff_t cg = p->c / p->groups, rowlen = p->kw * cg, K = p->kh * rowlen;
+    const ptrdiff_t pixels = p->out_h * p->out_w;
+    const int runs = p->groups == 1 && p->dil_w == 1;
+    ptrdiff_t n = m0 / pixels, oh = (m0 % pixels) / p->out_w, ow = m0 % p->out_w;
+    for (ptrdiff_t r = 0; r < mb; r++) {
+        const ptrdiff_t ih0 = oh * p->stride_h - p->pad_top, iw0 = ow * p->stride_w - p->pad_left;
+        const FC_T *img = x + n * p->h * p->w * p->c + c0;
+        for (ptrdiff_t i = 0; i < p->kh; i++) {
+            const ptrdiff_t ih = ih0 + i * p->dil_h;
+            FC_T *seg = dst + r * K + i * rowlen;
+            if (ih < 0 || ih >= p->h) {
+                memset(seg, 0, (size_t)rowlen * sizeof(FC_T));
+                continue;
+            }
+            const FC_T *src = img + ih * p->w * p->c;
+            if (runs && iw0 >= 0 && iw0 + p->kw <= p->w) {
+                memcpy(seg, src + iw0 * p->c, (size_t)rowlen * sizeof(FC_T));
+                continue;
+            }
+            for (ptrdiff_t j = 0; j < p->kw; j++) {
+                const ptrdiff_t iw = iw0 + j * p->dil_w;
+                if (iw >= 0 && iw < p->w)
+                    for (ptrdiff_t c = 0; c < cg; c++) seg[j * cg + c] = src[iw * p->c + c];
+                else
+                    for (ptrdiff_t c = 0; c < cg; c++) seg[j * cg + c] = 0;
+            }
+        }
+        if (++ow == p->out_w) {
+            ow = 0;
+            if (++oh == p->out_h) { oh = 0; n++; }
+        }
+    }
+}
+
 /* y = conv_p(x, W) + bias as an implicit GEMM. With `transposed`, `w` is the HWIO kernel of
  * the convolution whose *input gradient* p describes (stride 1): p's input is that conv's dy
  * (C = its F), p's output its dx, and p's kernel is w with the taps flipped and the two
@@ -151,18 +195,24 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     const ptrdiff_t cblocks = ceil_div(cg, FC_KC_MAX), kcc = ceil_div(cg, cblocks);
     const ptrdiff_t tblocks0 = ceil_div(taps, max_pd(1, FC_KC_MAX / kcc));
     const ptrdiff_t tpb = ceil_div(taps, tblocks0), tblocks = ceil_div(taps, tpb);
+    /* Few channels per group (first layers): each tap would give the indirect kernel only a
+     * few multiply-adds per pointer, so copy the block's patches into contiguous rows of K
+     * values (one reduction block) and run the row kernel on them instead. */
+    const int patch_rows = !direct && cg < FC_PATCH_ROWS_MAX_CG && K <= FC_KC_MAX;
     if (num_threads > mblocks) num_threads = (int)mblocks; /* no idle threads, no idle buffers */
 
     FC_T *wpack = (FC_T *)fc_alloc((size_t)(G * panels * K * nr) * sizeof(FC_T));
-    FC_T *zeros = NULL;
+    FC_T *zeros = NULL, *patches = NULL;
     const FC_T **ind = NULL;
     int failed = wpack == NULL;
-    if (!direct) {
+    if (!direct && !patch_rows) {
         failed |= (zeros = (FC_T *)fc_alloc((size_t)p->c * sizeof(FC_T))) == NULL;
         failed |= (ind = (const FC_T **)fc_alloc((size_t)(num_threads * mb_max * taps) * sizeof(FC_T *))) == NULL;
     }
+    if (patch_rows)
+        failed |= (patches = (FC_T *)fc_alloc((size_t)(num_threads * mb_max * K) * sizeof(FC_T))) == NULL;
     if (failed) {
-        fc_free(wpack); fc_free(zeros); fc_free((void *)ind);
+        fc_free(wpack); fc_free(zeros); fc_free((void *)ind); fc_free(patches);
         return FC_CONV_NOMEM;
     }
     if (zeros != NULL) memset(zeros, 0, (size_t)p->c * sizeof(FC_T));
@@ -188,11 +238,13 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
             for (ptrdiff_t j = cols; j < nr; j++) dst[j] = 0;
         }
         const FC_T **ind_own = ind == NULL ? NULL : ind + (ptrdiff_t)fc_thread_id() * mb_max * taps;
+        FC_T *patches_own = patches == NULL ? NULL : patches + (ptrdiff_t)fc_thread_id() * mb_max * K;
         FC_OMP(for schedule(dynamic, 1))
         for (ptrdiff_t blk = 0; blk < mblocks; blk++) {
             const ptrdiff_t m0 = blk * mb_max, mb = min_pd(mb_max, M - m0);
             if (ind_own != NULL) FC_FN(build_indirection)(p, x, zeros, m0, mb, mr, ind_own);
             for (ptrdiff_t g = 0; g < G; g++) {
+                if (patches_own != NULL) FC_FN(build_patch_rows)(p, x, g * cg, m0, mb, patches_own);
                 for (ptrdiff_t cb = 0; cb < cblocks; cb++) {
                     const ptrdiff_t c0 = cb * kcc, kn = min_pd(kcc, cg - c0);
                     for (ptrdiff_t tb = 0; tb < (direct ? 1 : tblocks); tb++) {
@@ -210,6 +262,9 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                                 if (direct)
                                     FC_KT(kt, gemm_rowa)(kn, x + (m0 + ir) * p->c + g * cg + c0, p->c,
                                                          bp, c, F, rows, cols, !first, bias_p);
+                                else if (patches_own != NULL) /* one block: K = taps * cg */
+                                    FC_KT(kt, gemm_rowa)(K, patches_own + ir * K, K, bp, c, F, rows,
+                                                         cols, 0, bias_p);
                                 else
                                     FC_KT(kt, gemm_ind)(tn, kn, ind_own + ((ir / mr) * taps + t0) * mr,
                                                         g * cg + c0, bp, cg * nr, c, F, rows, cols,
@@ -225,6 +280,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     fc_free(wpack);
     fc_free(zeros);
     fc_free((void *)ind);
+    fc_free(patches);
     return FC_CONV_OK;
 }
 
@@ -233,7 +289,7 @@ int FC_FN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_
 {
     const fc_kernel_table *kt = fc_get_kernels();
     if (num_threads < 1) num_threads = 1;
-    if (p->groups == p->c) return FC_FN(depthwise_forward)(kt, p, x, w, bias, y, num_threads);
+    if (is_depthwise(p)) return FC_FN(depthwise_forward)(kt, p, x, w, bias, y, num_threads);
     return FC_FN(implicit_gemm_conv)(kt, p, x, w, 0, bias, y, num_threads);
 }
 
@@ -312,7 +368,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
 {
     const fc_kernel_table *kt = fc_get_kernels();
     if (num_threads < 1) num_threads = 1;
-    if (p->groups == p->c) return FC_FN(depthwise_backward)(kt, p, dy, x, w, dx, dw, db, num_threads);
+    if (is_depthwise(p)) return FC_FN(depthwise_backward)(kt, p, dy, x, w, dx, dw, db, num_threads);
 
     const int mr = FC_KT(kt, mr), nr = FC_KT(kt, nr);
     const ptrdiff_t G = p->groups, cg = p->c / G, fg = p->f / G, F = p->f;
@@ -472,6 +528,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
 
 #undef FC_KC_MAX
 #undef FC_MB_TILES
+#undef FC_PATCH_ROWS_MAX_CG
 #undef FC_WB_PIXELS
 #undef FC_KT
 #undef FC_FN
