@@ -21,48 +21,18 @@
 #ifndef FC_BATCHNORM_TEMPLATE
 
 #include "batchnorm.h"
-
-#if defined(_MSC_VER) && !defined(__cplusplus)
-#define restrict __restrict /* MSVC's C mode spells C99's restrict this way */
-#endif
+#include "kernel_common.h"
 
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
-
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
-
-#if defined(__x86_64__) || defined(_M_X64) || defined(__SSE2__)
-#include <xmmintrin.h>
-/* Flush denormals to zero (MXCSR FTZ|DAZ) in the calling thread while a kernel runs:
- * tiny values near zero would otherwise take the slow microcode path. */
-#define FC_FTZ_BEGIN() unsigned int fc_saved_csr_ = _mm_getcsr(); _mm_setcsr(fc_saved_csr_ | 0x8040u)
-#define FC_FTZ_END() _mm_setcsr(fc_saved_csr_)
-#else
-#define FC_FTZ_BEGIN() ((void)0)
-#define FC_FTZ_END() ((void)0)
-#endif
 
 #define FC_BN_COL_BLOCK 256      /* columns per tile (per-column accumulators live on the stack) */
 #define FC_BN_TILE_ELEMS 8192    /* target elements per tile: 32 KiB of float32, fits L1 */
 #define FC_BN_MIN_CHUNK_ROWS 32  /* bounds the partials to 1/32 of the rows */
 #define FC_BN_BLOCK_ROWS 16      /* rows summed in the input dtype before a double accumulator */
 
-/* Below this many elements per thread, extra threads cost more to wake than they save. */
-#define FC_BN_MIN_WORK_PER_THREAD 32768
-
 static inline ptrdiff_t fc_bn_min(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
-
-/* Threads worth using for `work` elements (at least 1, at most num_threads). Small problems
- * stay on the calling thread. Results never depend on the thread count. */
-static inline int fc_bn_threads(ptrdiff_t work, int num_threads)
-{
-    ptrdiff_t useful = work / FC_BN_MIN_WORK_PER_THREAD;
-    if (useful < 1) useful = 1;
-    return useful < num_threads ? (int)useful : num_threads;
-}
 
 /* Rows per reduction chunk: a function of the column count only (never of the threads). */
 static ptrdiff_t fc_bn_chunk_rows(ptrdiff_t cols)
@@ -218,7 +188,7 @@ int SFX(fc_batch_norm_forward_training)(const T *x, const T *gamma, const T *bet
     if (part_mean == NULL) return -1;
     double *part_m2 = part_mean + t.chunks * cols;
     T *scale = (T *)(part_m2 + t.chunks * cols);
-    num_threads = fc_bn_threads(rows * cols, num_threads);
+    num_threads = fc_threads_for(rows * cols, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)
@@ -283,7 +253,7 @@ int SFX(fc_batch_norm_forward_inference)(const T *x, const T *gamma, const T *be
 {
     T *scale = (T *)malloc(sizeof(T) * (size_t)cols);
     if (scale == NULL) return -1;
-    num_threads = fc_bn_threads(rows * cols, num_threads);
+    num_threads = fc_threads_for(rows * cols, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)
@@ -315,7 +285,7 @@ int SFX(fc_batch_norm_backward)(const T *dy, const T *x, const T *gamma, const T
     T *coef_dy = (T *)(part_dyxc + t.chunks * cols);
     T *coef_xc = coef_dy + cols;
     T *coef_0 = coef_xc + cols;
-    num_threads = fc_bn_threads(rows * cols, num_threads);
+    num_threads = fc_threads_for(rows * cols, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)

@@ -27,48 +27,21 @@
 #endif
 
 #include "pool2d.h"
-
-#if defined(_MSC_VER) && !defined(__cplusplus)
-#define restrict __restrict /* MSVC's C mode spells C99's restrict this way */
-#endif
+#include "kernel_common.h"
 
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
-
-#if defined(__x86_64__) || defined(_M_X64) || defined(__SSE2__)
-#include <xmmintrin.h>
-/* Flush denormal results to zero and read denormal inputs as zero (MXCSR FTZ|DAZ) for the
- * calling thread; used only by the average pooling kernels, which do arithmetic. Max pooling
- * only compares and copies, and DAZ would change which element compares as the maximum. */
-#define FC_FTZ_BEGIN() unsigned int fc_saved_csr_ = _mm_getcsr(); _mm_setcsr(fc_saved_csr_ | 0x8040u)
-#define FC_FTZ_END() _mm_setcsr(fc_saved_csr_)
-#else
-#define FC_FTZ_BEGIN() ((void)0)
-#define FC_FTZ_END() ((void)0)
-#endif
+/* Denormals are flushed (FC_FTZ_BEGIN) only in the average pooling kernels, which do
+ * arithmetic. Max pooling only compares and copies, and DAZ would change which element
+ * compares as the maximum. */
 
 /* Channels handled at a time by kernels that keep per-channel state on the stack. */
 #define FC_POOL_CHANNEL_BLOCK 256
 
-/* Below this many elements of work per thread, extra threads cost more to wake than they save. */
-#define FC_POOL_MIN_WORK_PER_THREAD 32768
-
 static inline ptrdiff_t fc_max_pd(ptrdiff_t a, ptrdiff_t b) { return a > b ? a : b; }
 static inline ptrdiff_t fc_min_pd(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
-
-/* Threads worth using for `work` elements (at least 1, at most num_threads). Small problems
- * stay on the calling thread. Results never depend on the thread count. */
-static inline int fc_pool_threads(ptrdiff_t work, int num_threads)
-{
-    ptrdiff_t useful = work / FC_POOL_MIN_WORK_PER_THREAD;
-    if (useful < 1) useful = 1;
-    return useful < num_threads ? (int)useful : num_threads;
-}
 
 /* Work items per image of the backward passes: enough to keep threads busy on small batches,
  * few enough that little work is repeated at band edges. A function of the shape only. */
@@ -231,7 +204,7 @@ void SFX(fc_max_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
 {
     const ptrdiff_t H = g->h, W = g->w, C = g->c, OH = g->out_h, OW = g->out_w;
     const ptrdiff_t items = g->n * OH;
-    num_threads = fc_pool_threads(g->n * g->h * g->w * g->c, num_threads);
+    num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) num_threads(num_threads)
@@ -260,7 +233,7 @@ void SFX(fc_max_pool2d_backward)(const T *dy, const T *x, T *dx, const fc_pool2d
     const int disjoint = g->pool_h <= g->stride_h && g->pool_w <= g->stride_w;
     /* Windows up to this many output rows above a band can still reach into it. */
     const ptrdiff_t reach = disjoint ? 0 : (g->pool_h + g->stride_h - 1) / g->stride_h;
-    num_threads = fc_pool_threads(g->n * g->h * g->w * g->c, num_threads);
+    num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) num_threads(num_threads)
@@ -318,7 +291,7 @@ void SFX(fc_avg_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
 {
     const ptrdiff_t H = g->h, W = g->w, C = g->c, OH = g->out_h, OW = g->out_w;
     const ptrdiff_t items = g->n * OH;
-    num_threads = fc_pool_threads(g->n * g->h * g->w * g->c, num_threads);
+    num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)
@@ -354,7 +327,7 @@ void SFX(fc_avg_pool2d_backward)(const T *dy, T *dx, const fc_pool2d_geometry *g
     const ptrdiff_t items = g->n * plan.bands;
     const int disjoint = g->pool_h <= g->stride_h && g->pool_w <= g->stride_w;
     const ptrdiff_t reach = disjoint ? 0 : (g->pool_h + g->stride_h - 1) / g->stride_h;
-    num_threads = fc_pool_threads(g->n * g->h * g->w * g->c, num_threads);
+    num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)
@@ -414,7 +387,7 @@ void SFX(fc_global_avg_pool2d_forward)(const T *x, T *out, ptrdiff_t n, ptrdiff_
     const ptrdiff_t pixels = h * w;
     const ptrdiff_t blocks = (c + FC_POOL_CHANNEL_BLOCK - 1) / FC_POOL_CHANNEL_BLOCK;
     const ptrdiff_t items = n * blocks;
-    num_threads = fc_pool_threads(n * h * w * c, num_threads);
+    num_threads = fc_threads_for(n * h * w * c, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) num_threads(num_threads)
@@ -437,7 +410,7 @@ void SFX(fc_global_avg_pool2d_backward)(const T *dy, T *dx, ptrdiff_t n, ptrdiff
 {
     const ptrdiff_t items = n * h; /* one image row of dx per item */
     const T pixels = (T)(h * w);
-    num_threads = fc_pool_threads(n * h * w * c, num_threads);
+    num_threads = fc_threads_for(n * h * w * c, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) num_threads(num_threads)
@@ -461,7 +434,7 @@ void SFX(fc_global_max_pool2d_forward)(const T *x, T *out, ptrdiff_t n, ptrdiff_
     const ptrdiff_t pixels = h * w;
     const ptrdiff_t blocks = (c + FC_POOL_CHANNEL_BLOCK - 1) / FC_POOL_CHANNEL_BLOCK;
     const ptrdiff_t items = n * blocks;
-    num_threads = fc_pool_threads(n * h * w * c, num_threads);
+    num_threads = fc_threads_for(n * h * w * c, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) num_threads(num_threads)
@@ -481,7 +454,7 @@ void SFX(fc_global_max_pool2d_backward)(const T *dy, const T *x, T *dx, ptrdiff_
     const ptrdiff_t pixels = h * w;
     const ptrdiff_t blocks = (c + FC_POOL_CHANNEL_BLOCK - 1) / FC_POOL_CHANNEL_BLOCK;
     const ptrdiff_t items = n * blocks;
-    num_threads = fc_pool_threads(n * h * w * c, num_threads);
+    num_threads = fc_threads_for(n * h * w * c, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) num_threads(num_threads)

@@ -1,0 +1,40 @@
+/* What the memory-bound kernels (pool2d.c, batchnorm.c) share: the `restrict` spelling,
+ * denormal flushing around a kernel, and the small-problem thread policy. */
+#ifndef FASTCONV_KERNEL_COMMON_H
+#define FASTCONV_KERNEL_COMMON_H
+
+#include <stddef.h>
+
+#if defined(_MSC_VER) && !defined(__cplusplus)
+#define restrict __restrict /* MSVC's C mode spells C99's restrict this way */
+#endif
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(__SSE2__)
+#include <xmmintrin.h>
+/* Flush denormals to zero (MXCSR FTZ|DAZ) in the calling thread while a kernel runs, and put
+ * the caller's mode back afterwards: tiny values near zero would otherwise take the slow
+ * microcode path. */
+#define FC_FTZ_BEGIN() unsigned int fc_saved_csr_ = _mm_getcsr(); _mm_setcsr(fc_saved_csr_ | 0x8040u)
+#define FC_FTZ_END() _mm_setcsr(fc_saved_csr_)
+#else
+#define FC_FTZ_BEGIN() ((void)0)
+#define FC_FTZ_END() ((void)0)
+#endif
+
+/* Below this many elements per thread, extra threads cost more to wake than they save. */
+#define FC_MIN_ELEMS_PER_THREAD 32768
+
+/* Threads worth using for `work` elements (at least 1, at most num_threads). Small problems
+ * stay on the calling thread. Results never depend on the thread count. */
+static inline int fc_threads_for(ptrdiff_t work, int num_threads)
+{
+    ptrdiff_t useful = work / FC_MIN_ELEMS_PER_THREAD;
+    if (useful < 1) useful = 1;
+    return useful < num_threads ? (int)useful : num_threads;
+}
+
+#endif /* FASTCONV_KERNEL_COMMON_H */
