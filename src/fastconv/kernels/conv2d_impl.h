@@ -136,13 +136,14 @@ static void FC_FN(build_indirection)(const fc_conv2d_params *p, const FC_T *x, c
 }
 
 /* Patch rows of output pixels [m0, m0 + mb) for the group whose channels start at c0:
- * dst[r * K + (i * KW + j) * C_g + c] = x[n, ih, iw, c0 + c], or 0 in the padding
- * (K = KH * KW * C_g). With one group and no width dilation, a kernel row that lies inside
- * the image is one contiguous run of KW * C values. */
+ * dst[r * ld + (i * KW + j) * C_g + c] = x[n, ih, iw, c0 + c], or 0 in the padding
+ * (K = KH * KW * C_g <= ld). With one group and no width dilation, a kernel row that lies
+ * inside the image is one contiguous run of KW * C values: short runs (first layers) are
+ * copied by a plain loop, since a memcpy call per run would cost more than the copy. */
 static void FC_FN(build_patch_rows)(const fc_conv2d_params *p, const FC_T *x, ptrdiff_t c0,
-                                    ptrdiff_t m0, ptrdiff_t mb, FC_T *dst)
+                                    ptrdiff_t m0, ptrdiff_t mb, FC_T *dst, ptrdiff_t ld)
 {
-    const ptrdiff_t cg = p->c / p->groups, rowlen = p->kw * cg, K = p->kh * rowlen;
+    const ptrdiff_t cg = p->c / p->groups, rowlen = p->kw * cg;
     const ptrdiff_t pixels = p->out_h * p->out_w;
     const int runs = p->groups == 1 && p->dil_w == 1;
     ptrdiff_t n = m0 / pixels, oh = (m0 % pixels) / p->out_w, ow = m0 % p->out_w;
@@ -151,14 +152,16 @@ static void FC_FN(build_patch_rows)(const fc_conv2d_params *p, const FC_T *x, pt
         const FC_T *img = x + n * p->h * p->w * p->c + c0;
         for (ptrdiff_t i = 0; i < p->kh; i++) {
             const ptrdiff_t ih = ih0 + i * p->dil_h;
-            FC_T *seg = dst + r * K + i * rowlen;
+            FC_T *seg = dst + r * ld + i * rowlen;
             if (ih < 0 || ih >= p->h) {
-                memset(seg, 0, (size_t)rowlen * sizeof(FC_T));
+                for (ptrdiff_t q = 0; q < rowlen; q++) seg[q] = 0;
                 continue;
             }
             const FC_T *src = img + ih * p->w * p->c;
             if (runs && iw0 >= 0 && iw0 + p->kw <= p->w) {
-                memcpy(seg, src + iw0 * p->c, (size_t)rowlen * sizeof(FC_T));
+                const FC_T *run = src + iw0 * p->c;
+                if (rowlen >= 32) memcpy(seg, run, (size_t)rowlen * sizeof(FC_T));
+                else for (ptrdiff_t q = 0; q < rowlen; q++) seg[q] = run[q];
                 continue;
             }
             for (ptrdiff_t j = 0; j < p->kw; j++) {
@@ -172,6 +175,59 @@ static void FC_FN(build_patch_rows)(const fc_conv2d_params *p, const FC_T *x, pt
         if (++ow == p->out_w) {
             ow = 0;
             if (++oh == p->out_h) { oh = 0; n++; }
+        }
+    }
+}
+
+/* Width of the zero-bordered rows of the row-indirect path: every column an output pixel reads
+ * (padded column ow * stride_w + j for j < KW; column pc holds input column pc - pad_left). */
+static ptrdiff_t FC_FN(padded_row_width)(const fc_conv2d_params *p)
+{
+    return (p->out_w - 1) * p->stride_w + p->kw;
+}
+
+/* Input row `row` = n * H + ih with zero borders: dst[pc * C + c] = x[n, ih, pc - pad_left, c]
+ * (0 outside the image) for pc < padded_row_width. */
+static void FC_FN(build_padded_row)(const fc_conv2d_params *p, const FC_T *x, ptrdiff_t row,
+                                    FC_T *dst)
+{
+    /* Columns [first, last) lie inside the image; pad_left may be negative (adjoint passes). */
+    const ptrdiff_t wp = FC_FN(padded_row_width)(p), c = p->c;
+    const ptrdiff_t first = min_pd(max_pd(p->pad_left, 0), wp);
+    const ptrdiff_t last = max_pd(first, min_pd(p->pad_left + p->w, wp));
+    for (ptrdiff_t e = 0; e < first * c; e++) dst[e] = 0;
+    if (last > first)
+        memcpy(dst + first * c, x + (row * p->w + first - p->pad_left) * c,
+               (size_t)((last - first) * c) * sizeof(FC_T));
+    for (ptrdiff_t e = last * c; e < wp * c; e++) dst[e] = 0;
+}
+
+/* Row-indirect table of output pixels [m0, m0 + mb): for kernel row i, the KW * C patch values
+ * of pixel (n, oh, ow) are one contiguous run of the zero-bordered input row ih = oh * stride_h
+ * - pad_top + i * dil_h, starting at padded column ow * stride_w (rows outside the image: the
+ * zero row). ind[(tile * KH + i) * mr + r] as in build_indirection, with KH "taps" of KW * C. */
+static void FC_FN(build_row_indirection)(const fc_conv2d_params *p, const FC_T *xpad,
+                                         const FC_T *zero_row, ptrdiff_t m0, ptrdiff_t mb, int mr,
+                                         const FC_T **ind)
+{
+    const ptrdiff_t pixels = p->out_h * p->out_w, kh = p->kh, wpc = FC_FN(padded_row_width)(p) * p->c;
+    const ptrdiff_t tiles = ceil_div(mb, mr);
+    ptrdiff_t n = m0 / pixels, oh = (m0 % pixels) / p->out_w, ow = m0 % p->out_w;
+    for (ptrdiff_t r = 0; r < tiles * mr; r++) {
+        const FC_T **dst = ind + (r / mr) * kh * mr + r % mr;
+        if (r < mb) {
+            const ptrdiff_t ih0 = oh * p->stride_h - p->pad_top, col = ow * p->stride_w * p->c;
+            for (ptrdiff_t i = 0; i < kh; i++) {
+                const ptrdiff_t ih = ih0 + i * p->dil_h;
+                dst[i * mr] = (ih >= 0 && ih < p->h) ? xpad + (n * p->h + ih) * wpc + col : zero_row;
+            }
+            if (++ow == p->out_w) {
+                ow = 0;
+                if (++oh == p->out_h) { oh = 0; n++; }
+            }
+        } else { /* padding rows of the last tile: copy row mb - 1 */
+            const FC_T **src = ind + ((mb - 1) / mr) * kh * mr + (mb - 1) % mr;
+            for (ptrdiff_t i = 0; i < kh; i++) dst[i * mr] = src[i * mr];
         }
     }
 }
@@ -199,23 +255,33 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
      * few multiply-adds per pointer, so copy the block's patches into contiguous rows of K
      * values (one reduction block) and run the row kernel on them instead. */
     const int patch_rows = !direct && cg < FC_PATCH_ROWS_MAX_CG && K <= FC_KC_MAX;
+    /* With one group and no width dilation, the KW taps of a kernel row are one contiguous run
+     * of a zero-bordered copy of the input row: the indirect kernel then reads KH runs of KW * C
+     * values per pixel, and nothing is copied per pixel. */
+    const int row_ind = patch_rows && G == 1 && p->dil_w == 1;
+    const ptrdiff_t wpc = FC_FN(padded_row_width)(p) * p->c;
     if (num_threads > mblocks) num_threads = (int)mblocks; /* no idle threads, no idle buffers */
 
     FC_T *wpack = (FC_T *)fc_alloc((size_t)(G * panels * K * nr) * sizeof(FC_T));
-    FC_T *zeros = NULL, *patches = NULL;
+    FC_T *zeros = NULL, *patches = NULL, *xpad = NULL;
     const FC_T **ind = NULL;
     int failed = wpack == NULL;
     if (!direct && !patch_rows) {
         failed |= (zeros = (FC_T *)fc_alloc((size_t)p->c * sizeof(FC_T))) == NULL;
         failed |= (ind = (const FC_T **)fc_alloc((size_t)(num_threads * mb_max * taps) * sizeof(FC_T *))) == NULL;
     }
-    if (patch_rows)
+    if (row_ind) { /* padded input rows, then the zero row */
+        failed |= (xpad = (FC_T *)fc_alloc((size_t)((p->n * p->h + 1) * wpc) * sizeof(FC_T))) == NULL;
+        failed |= (ind = (const FC_T **)fc_alloc((size_t)(num_threads * mb_max * p->kh) * sizeof(FC_T *))) == NULL;
+    } else if (patch_rows) {
         failed |= (patches = (FC_T *)fc_alloc((size_t)(num_threads * mb_max * K) * sizeof(FC_T))) == NULL;
+    }
     if (failed) {
-        fc_free(wpack); fc_free(zeros); fc_free((void *)ind); fc_free(patches);
+        fc_free(wpack); fc_free(zeros); fc_free((void *)ind); fc_free(patches); fc_free(xpad);
         return FC_CONV_NOMEM;
     }
     if (zeros != NULL) memset(zeros, 0, (size_t)p->c * sizeof(FC_T));
+    if (xpad != NULL) memset(xpad + p->n * p->h * wpc, 0, (size_t)wpc * sizeof(FC_T));
 
     FC_OMP(parallel num_threads(num_threads))
     {
@@ -237,14 +303,21 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
             }
             for (ptrdiff_t j = cols; j < nr; j++) dst[j] = 0;
         }
-        const FC_T **ind_own = ind == NULL ? NULL : ind + (ptrdiff_t)fc_thread_id() * mb_max * taps;
+        if (xpad != NULL) {
+            FC_OMP(for schedule(static))
+            for (ptrdiff_t row = 0; row < p->n * p->h; row++)
+                FC_FN(build_padded_row)(p, x, row, xpad + row * wpc);
+        }
+        const FC_T **ind_own = ind == NULL ? NULL
+                               : ind + (ptrdiff_t)fc_thread_id() * mb_max * (row_ind ? p->kh : taps);
         FC_T *patches_own = patches == NULL ? NULL : patches + (ptrdiff_t)fc_thread_id() * mb_max * K;
         FC_OMP(for schedule(dynamic, 1))
         for (ptrdiff_t blk = 0; blk < mblocks; blk++) {
             const ptrdiff_t m0 = blk * mb_max, mb = min_pd(mb_max, M - m0);
-            if (ind_own != NULL) FC_FN(build_indirection)(p, x, zeros, m0, mb, mr, ind_own);
+            if (row_ind) FC_FN(build_row_indirection)(p, xpad, xpad + p->n * p->h * wpc, m0, mb, mr, ind_own);
+            else if (ind_own != NULL) FC_FN(build_indirection)(p, x, zeros, m0, mb, mr, ind_own);
             for (ptrdiff_t g = 0; g < G; g++) {
-                if (patches_own != NULL) FC_FN(build_patch_rows)(p, x, g * cg, m0, mb, patches_own);
+                if (patches_own != NULL) FC_FN(build_patch_rows)(p, x, g * cg, m0, mb, patches_own, K);
                 for (ptrdiff_t cb = 0; cb < cblocks; cb++) {
                     const ptrdiff_t c0 = cb * kcc, kn = min_pd(kcc, cg - c0);
                     for (ptrdiff_t tb = 0; tb < (direct ? 1 : tblocks); tb++) {
@@ -262,6 +335,9 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                                 if (direct)
                                     FC_KT(kt, gemm_rowa)(kn, x + (m0 + ir) * p->c + g * cg + c0, p->c,
                                                          bp, c, F, rows, cols, !first, bias_p);
+                                else if (row_ind) /* one block: KH runs of KW * C */
+                                    FC_KT(kt, gemm_ind)(p->kh, p->kw * cg, ind_own + (ir / mr) * p->kh * mr, 0,
+                                                        bp, p->kw * cg * nr, c, F, rows, cols, 0, bias_p);
                                 else if (patches_own != NULL) /* one block: K = taps * cg */
                                     FC_KT(kt, gemm_rowa)(K, patches_own + ir * K, K, bp, c, F, rows,
                                                          cols, 0, bias_p);
@@ -281,6 +357,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     fc_free(zeros);
     fc_free((void *)ind);
     fc_free(patches);
+    fc_free(xpad);
     return FC_CONV_OK;
 }
 
@@ -450,7 +527,10 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                     }
                     for (ptrdiff_t kb = 0; kb < kwblocks; kb++) {
                         const ptrdiff_t k0 = kb * kcw, kn = min_pd(kcw, K - k0);
-                        FC_FN(pack_patches)(p, x, g, m0, mb, k0, kn, p_own, ldw);
+                        if (kwblocks == 1) /* whole patch rows: the cheaper copy */
+                            FC_FN(build_patch_rows)(p, x, g * cg, m0, mb, p_own, ldw);
+                        else
+                            FC_FN(pack_patches)(p, x, g, m0, mb, k0, kn, p_own, ldw);
                         for (ptrdiff_t kt0 = 0; kt0 < kn; kt0 += mr) {
                             for (ptrdiff_t pj = 0; pj < fpanels; pj++) {
                                 FC_KT(kt, gemm_cola)(mb, p_own + kt0, ldw, y_own + pj * wb * nr,
