@@ -41,6 +41,7 @@ MODULE_SOURCES = {
     "conv": GEMM_SOURCES + [os.path.join(KERNELS, "conv2d.c")],
     "pool": [os.path.join(KERNELS, "pool2d.c")],
     "batchnorm": [os.path.join(KERNELS, "batchnorm.c")],
+    "elementwise": [os.path.join(KERNELS, "elementwise.c")],
     "cpu": GEMM_SOURCES,
 }
 

@@ -15,6 +15,8 @@ import numbers
 
 import numpy as np
 
+from .backend import get_ops
+
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 
@@ -137,7 +139,7 @@ def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
     """
     x = np.asarray(x)
     if negative_slope == 0 and max_value is None and threshold == 0:
-        return np.maximum(x, 0).astype(x.dtype, copy=False)
+        return get_ops().relu_forward(x)  # max(x, 0), one compiled pass on the compiled backend
     y = np.where(x >= threshold, x, negative_slope * (x - threshold))
     if max_value is not None:
         y = np.where(x >= max_value, max_value, y)
@@ -282,7 +284,7 @@ def _relu_backward(x, y, dy, negative_slope=0.0, max_value=None, threshold=0.0):
             and np.shape(x) == dy.shape and dy.dtype.kind == "f"):
         # Plain ReLU: one pass, dy * (x >= threshold) in dy's dtype (a bool factor is exactly
         # 1 or 0, so this equals the general path bit for bit, NaN and -0.0 included).
-        return np.multiply(dy, np.greater_equal(x, threshold), out=np.empty_like(dy))
+        return get_ops().relu_backward(dy, x, threshold)
     slope = np.where(x >= threshold, 1.0, negative_slope)
     if max_value is not None:
         slope = np.where(x >= max_value, 0.0, slope)
@@ -327,13 +329,11 @@ def _hard_silu_backward(x, y, dy):
 
 
 def _tanh_backward(x, y, dy):
-    # dy * (1 - y^2) in one scratch array (same operations and order as the plain expression).
-    if not (isinstance(y, np.ndarray) and isinstance(dy, np.ndarray) and y.shape == dy.shape
-            and y.dtype == dy.dtype and dy.dtype.kind == "f"):
-        return dy * (1.0 - y * y)
-    scratch = np.multiply(y, y)
-    np.subtract(1.0, scratch, out=scratch)
-    return np.multiply(dy, scratch, out=scratch)
+    return get_ops().tanh_backward(dy, y)  # dy * (1 - y^2)
+
+
+def _sigmoid_backward(x, y, dy):
+    return get_ops().sigmoid_backward(dy, y)  # dy * y * (1 - y)
 
 
 def _log_softmax_backward(x, y, dy, axis=-1):
@@ -352,7 +352,7 @@ _BACKWARD = {
     "elu": _elu_backward,
     "selu": lambda x, y, dy: np.where(
         x > 0, _SELU_SCALE * dy, dy * (y + _SELU_SCALE * _SELU_ALPHA)).astype(dy.dtype, copy=False),
-    "sigmoid": lambda x, y, dy: dy * y * (1.0 - y),
+    "sigmoid": _sigmoid_backward,
     "hard_sigmoid": lambda x, y, dy: (dy * ((x > -3) & (x < 3)) / 6.0).astype(dy.dtype, copy=False),
     "tanh": _tanh_backward,
     "softplus": lambda x, y, dy: dy * sigmoid(x),

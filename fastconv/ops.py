@@ -220,3 +220,120 @@ def dense_backward(dy, x, kernel, need_input_grad=True, need_bias_grad=True):
                           dkernel.reshape(1, 1, features, units), dbias, (1, 1), (0, 0, 0, 0),
                           (1, 1), 1, _conv_threads(geo, kernel4))
     return dx, dkernel, dbias
+
+
+# -- elementwise: ReLU, activation gradients, dropout, optimizer updates -----------------------
+# One compiled pass per operation (fastconv._core.elementwise), bit-identical to
+# `fastconv.reference.elementwise`. Inputs the kernels do not take as they are (not plain
+# C-contiguous float32/float64 arrays of one dtype and shape, NumPy scalars, ...) go to the
+# reference, which defines the result for every input.
+from .reference import elementwise as _ew_ref  # noqa: E402
+
+try:
+    from ._core import elementwise as _ew
+except ImportError as exc:  # pragma: no cover - only on a broken install
+    raise ImportError(
+        f"fastconv's compiled core is missing or failed to load ({exc}). Install the package "
+        "with `pip install .` (or `pip install -e .`) so the extension modules are built, or "
+        "use fastconv.set_backend('reference')."
+    ) from exc
+
+_EW_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _ew_ready(first, *others):
+    """Whether the arrays can go to the kernels as they are: plain C-contiguous ndarrays of
+    one shape and of one dtype, float32 or float64."""
+    if type(first) is not np.ndarray or first.dtype not in _EW_DTYPES or not first.flags.c_contiguous:
+        return False
+    for a in others:
+        if (type(a) is not np.ndarray or a.dtype != first.dtype or a.shape != first.shape
+                or not a.flags.c_contiguous):
+            return False
+    return True
+
+
+def _python_real(*values):
+    """Whether the scalars are Python floats or small ints: these round to the arrays' dtype
+    exactly as NumPy's weak scalars do (NumPy scalars promote differently)."""
+    return all(type(v) is float or (type(v) is int and abs(v) <= 1 << 24) for v in values)
+
+
+def relu_forward(x):
+    """max(x, 0) elementwise, as `numpy.maximum(x, 0)` (see `fastconv.reference.relu_forward`)."""
+    if not _ew_ready(x):
+        return _ew_ref.relu_forward(x)
+    out = np.empty(x.shape, dtype=x.dtype)
+    _ew.relu_forward(x, out, get_num_threads())
+    return out
+
+
+def relu_backward(dy, x, threshold=0.0):
+    """dy * (x >= threshold) (see `fastconv.reference.relu_backward`)."""
+    if not (_ew_ready(dy, x) and _python_real(threshold)):
+        return _ew_ref.relu_backward(dy, x, threshold)
+    dx = np.empty(dy.shape, dtype=dy.dtype)
+    _ew.relu_backward(dy, x, threshold, dx, get_num_threads())
+    return dx
+
+
+def tanh_backward(dy, y):
+    """dy * (1 - y * y) (see `fastconv.reference.tanh_backward`)."""
+    if not _ew_ready(dy, y):
+        return _ew_ref.tanh_backward(dy, y)
+    dx = np.empty(dy.shape, dtype=dy.dtype)
+    _ew.tanh_backward(dy, y, dx, get_num_threads())
+    return dx
+
+
+def sigmoid_backward(dy, y):
+    """dy * y * (1 - y) (see `fastconv.reference.sigmoid_backward`)."""
+    if not _ew_ready(dy, y):
+        return _ew_ref.sigmoid_backward(dy, y)
+    dx = np.empty(dy.shape, dtype=dy.dtype)
+    _ew.sigmoid_backward(dy, y, dx, get_num_threads())
+    return dx
+
+
+def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon, v_hat=None):
+    """One Adam step in place, fused into one pass (see `fastconv.reference.adam_update`)."""
+    arrays = (param, grad, m, v) if v_hat is None else (param, grad, m, v, v_hat)
+    if not (_ew_ready(*arrays) and _python_real(alpha, beta_1, beta_2, epsilon)):
+        return _ew_ref.adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon, v_hat)
+    _ew.adam_update(param, grad, m, v, v_hat, 1.0 - beta_1, 1.0 - beta_2, alpha, epsilon,
+                    get_num_threads())
+
+
+def sgd_update(param, grad, learning_rate, momentum=0.0, velocity=None, nesterov=False):
+    """One SGD step in place, fused into one pass (see `fastconv.reference.sgd_update`)."""
+    arrays = (param, grad) if velocity is None else (param, grad, velocity)
+    if not (_ew_ready(*arrays) and _python_real(learning_rate, momentum)):
+        return _ew_ref.sgd_update(param, grad, learning_rate, momentum, velocity, nesterov)
+    _ew.sgd_update(param, grad, velocity, learning_rate, momentum, bool(nesterov),
+                   get_num_threads())
+
+
+dropout_drop_below = _ew_ref.dropout_drop_below
+dropout_scale = _ew_ref.dropout_scale
+
+
+def dropout_forward(x, bits, rate):
+    """Inverted dropout from random uint32 bits: (y, keep) (see `fastconv.reference.dropout_forward`)."""
+    if not (_ew_ready(x) and type(bits) is np.ndarray and bits.dtype == np.uint32
+            and bits.shape == x.shape and bits.flags.c_contiguous):
+        return _ew_ref.dropout_forward(x, bits, rate)
+    y = np.empty(x.shape, dtype=x.dtype)
+    keep = np.empty(x.shape, dtype=bool)
+    _ew.dropout_forward(x, bits, dropout_drop_below(rate), dropout_scale(rate, x.dtype), y, keep,
+                        get_num_threads())
+    return y, keep
+
+
+def dropout_backward(dy, keep, rate):
+    """dy * (keep ? 1 / (1 - rate) : 0) (see `fastconv.reference.dropout_backward`)."""
+    if not (_ew_ready(dy) and type(keep) is np.ndarray and keep.dtype == np.bool_
+            and keep.shape == dy.shape and keep.flags.c_contiguous):
+        return _ew_ref.dropout_backward(dy, keep, rate)
+    dx = np.empty(dy.shape, dtype=dy.dtype)
+    _ew.dropout_backward(dy, keep, dropout_scale(rate, dy.dtype), dx, get_num_threads())
+    return dx

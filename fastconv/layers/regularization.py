@@ -1,11 +1,24 @@
 """Dropout and SpatialDropout2D."""
+import math
 import numbers
 
 import numpy as np
 
 from .. import utils
+from ..backend import get_ops
 from . import _common as C
 from .base import Layer
+
+
+def _random_bits(rng, shape):
+    """Uniform random uint32 values of the given shape from the Generator `rng`.
+
+    Drawn as 64-bit integers split in two (half the generator calls of one draw per element,
+    and for any bit generator: `integers` assembles 64 bits from 32-bit generators too).
+    """
+    count = math.prod(shape)
+    words = rng.integers(0, 1 << 64, size=(count + 1) // 2, dtype=np.uint64, endpoint=False)
+    return words.view(np.uint32)[:count].reshape(shape)
 
 
 class Dropout(Layer):
@@ -68,14 +81,15 @@ class Dropout(Layer):
                 self._cache = None
             return x
         rng = self._generator or utils.get_rng()
-        keep = rng.random(self._mask_shape(x.shape)) >= self.rate
-        mask = keep.astype(self.dtype) * self.dtype.type(1.0 / (1.0 - self.rate))
-        self._cache = mask
-        return x * mask
+        bits = _random_bits(rng, self._mask_shape(x.shape))
+        # keep = bits >= rate * 2^32; y = x * (keep ? 1 / (1 - rate) : 0): one compiled pass.
+        y, keep = get_ops().dropout_forward(x, bits, self.rate)
+        self._cache = keep
+        return y
 
     def call_backward(self, dy):
-        mask = self._cache
-        return dy if mask is None else dy * mask
+        keep = self._cache
+        return dy if keep is None else get_ops().dropout_backward(dy, keep, self.rate)
 
     def get_config(self):
         config = super().get_config()

@@ -1,8 +1,7 @@
 """Adam."""
 import math
 
-import numpy as np
-
+from ..backend import get_ops
 from .base_optimizer import Optimizer, check_fraction, check_positive
 
 
@@ -36,36 +35,12 @@ class Adam(Optimizer):
         step = self.iterations + 1
         # A Python float keeps float32 parameters in float32 (NumPy's weak scalar promotion).
         alpha = lr * math.sqrt(1.0 - self.beta_2 ** step) / (1.0 - self.beta_1 ** step)
-        m, v = slots["m"], slots["v"]
-        # The same operations in the same order as
-        #   m += (grad - m) * (1 - beta_1); v += (grad^2 - v) * (1 - beta_2)
-        #   param -= (m * alpha) / (sqrt(v) + epsilon)
-        # but through two scratch arrays reused across steps: no temporary per operation.
-        tmp, step_buf = self._scratch(param)
-        np.subtract(grad, m, out=tmp)
-        tmp *= 1.0 - self.beta_1
-        m += tmp
-        np.square(grad, out=tmp)
-        tmp -= v
-        tmp *= 1.0 - self.beta_2
-        v += tmp
-        if self.amsgrad:
-            np.maximum(slots["v_hat"], v, out=slots["v_hat"])
-            v = slots["v_hat"]
-        np.multiply(m, alpha, out=step_buf)
-        np.sqrt(v, out=tmp)
-        tmp += self.epsilon
-        step_buf /= tmp
-        param -= step_buf
-
-    def _scratch(self, param):
-        """Two work arrays shaped like `param` (shared by parameters of one shape and dtype)."""
-        cache = self.__dict__.setdefault("_scratch_arrays", {})
-        key = (param.shape, param.dtype)
-        buffers = cache.get(key)
-        if buffers is None:
-            buffers = cache[key] = (np.empty_like(param), np.empty_like(param))
-        return buffers
+        # m += (grad - m) * (1 - beta_1); v += (grad^2 - v) * (1 - beta_2);
+        # param -= (m * alpha) / (sqrt(v) + epsilon): one fused pass on the compiled backend,
+        # the same operations in the same order as the NumPy reference.
+        get_ops().adam_update(param, grad, slots["m"], slots["v"], alpha, self.beta_1,
+                              self.beta_2, self.epsilon,
+                              v_hat=slots["v_hat"] if self.amsgrad else None)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,

@@ -1,4 +1,5 @@
 """Stochastic gradient descent with optional (Nesterov) momentum."""
+from ..backend import get_ops
 from .base_optimizer import Optimizer, check_fraction
 
 
@@ -21,16 +22,8 @@ class SGD(Optimizer):
         return ("momentum",) if self.momentum else ()
 
     def _update(self, param, grad, slots, lr):
-        if not self.momentum:
-            param -= lr * grad
-            return
-        velocity = slots["momentum"]
-        velocity *= self.momentum
-        velocity -= lr * grad
-        if self.nesterov:
-            param += self.momentum * velocity - lr * grad
-        else:
-            param += velocity
+        # One fused pass on the compiled backend, the NumPy reference's operations and order.
+        get_ops().sgd_update(param, grad, lr, self.momentum, slots.get("momentum"), self.nesterov)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}

@@ -4,6 +4,18 @@ Same functions and signatures as `fastconv.ops`; the compiled core is tested aga
 """
 from .conv import conv2d_backward, conv2d_forward
 from .dense import dense_backward, dense_forward
+from .elementwise import (
+    adam_update,
+    dropout_backward,
+    dropout_drop_below,
+    dropout_forward,
+    dropout_scale,
+    relu_backward,
+    relu_forward,
+    sgd_update,
+    sigmoid_backward,
+    tanh_backward,
+)
 from .normalization import (
     batch_norm_backward,
     batch_norm_forward_inference,
@@ -28,4 +40,7 @@ __all__ = [
     "global_max_pool2d_forward", "global_max_pool2d_backward",
     "batch_norm_forward_training", "batch_norm_forward_inference", "batch_norm_backward",
     "dense_forward", "dense_backward",
+    "relu_forward", "relu_backward", "tanh_backward", "sigmoid_backward",
+    "adam_update", "sgd_update",
+    "dropout_forward", "dropout_backward", "dropout_drop_below", "dropout_scale",
 ]

@@ -1,0 +1,362 @@
+"""Compiled elementwise kernels: ReLU, activation gradients, dropout, optimizer updates
+(fastconv._core.elementwise).
+
+Called by `fastconv.ops`; the semantics are those of `fastconv.reference.elementwise`, bit for
+bit (see src/fastconv/kernels/elementwise.h for the one exception: the arithmetic kernels
+flush denormals). Every function checks its arrays cheaply (ndarray, float32/float64 with one
+dtype for all, C-contiguous, one shape for all, outputs writeable and not overlapping the
+inputs), raising TypeError/ValueError, then runs the C kernel
+(src/fastconv/kernels/elementwise.c) without the GIL. Outputs may be uninitialised (np.empty):
+the kernels write every element.
+"""
+import numpy as np
+
+cimport numpy as cnp
+from libc.stddef cimport ptrdiff_t
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+
+cnp.import_array()
+
+cdef extern from "elementwise.h" nogil:
+    void fc_relu_forward_f32(const float *x, float *y, ptrdiff_t n, int nt)
+    void fc_relu_forward_f64(const double *x, double *y, ptrdiff_t n, int nt)
+    void fc_relu_backward_f32(const float *dy, const float *x, float threshold, float *dx,
+                              ptrdiff_t n, int nt)
+    void fc_relu_backward_f64(const double *dy, const double *x, double threshold, double *dx,
+                              ptrdiff_t n, int nt)
+    void fc_tanh_backward_f32(const float *dy, const float *y, float *dx, ptrdiff_t n, int nt)
+    void fc_tanh_backward_f64(const double *dy, const double *y, double *dx, ptrdiff_t n, int nt)
+    void fc_sigmoid_backward_f32(const float *dy, const float *y, float *dx, ptrdiff_t n, int nt)
+    void fc_sigmoid_backward_f64(const double *dy, const double *y, double *dx, ptrdiff_t n,
+                                 int nt)
+    void fc_adam_update_f32(float *param, const float *grad, float *m, float *v, float *v_hat,
+                            float b1, float b2, float alpha, float eps, ptrdiff_t n, int nt)
+    void fc_adam_update_f64(double *param, const double *grad, double *m, double *v,
+                            double *v_hat, double b1, double b2, double alpha, double eps,
+                            ptrdiff_t n, int nt)
+    void fc_sgd_update_f32(float *param, const float *grad, float *velocity, float lr,
+                           float momentum, int nesterov, ptrdiff_t n, int nt)
+    void fc_sgd_update_f64(double *param, const double *grad, double *velocity, double lr,
+                           double momentum, int nesterov, ptrdiff_t n, int nt)
+    void fc_dropout_forward_f32(const float *x, const uint32_t *bits, uint64_t drop_below,
+                                float scale, float *y, uint8_t *keep, ptrdiff_t n, int nt)
+    void fc_dropout_forward_f64(const double *x, const uint32_t *bits, uint64_t drop_below,
+                                double scale, double *y, uint8_t *keep, ptrdiff_t n, int nt)
+    void fc_dropout_backward_f32(const float *dy, const uint8_t *keep, float scale, float *dx,
+                                 ptrdiff_t n, int nt)
+    void fc_dropout_backward_f64(const double *dy, const uint8_t *keep, double scale,
+                                 double *dx, ptrdiff_t n, int nt)
+
+_FLOAT32 = np.dtype(np.float32)
+_FLOAT64 = np.dtype(np.float64)
+_UINT32 = np.dtype(np.uint32)
+_BOOL = np.dtype(np.bool_)
+# More threads than this only idle (and could exhaust the process); results do not change.
+_MAX_THREADS = 512
+_TWO_TO_32 = 1 << 32
+
+
+cdef cnp.ndarray _array(a, str name, dtype=None, tuple shape=None, bint output=False):
+    """Check one array argument; `dtype=None` means: float32 or float64 (the reference dtype)."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"`{name}` must be a numpy.ndarray; received {type(a).__name__}.")
+    if dtype is None:
+        if a.dtype != _FLOAT32 and a.dtype != _FLOAT64:
+            raise TypeError(f"`{name}` must have dtype float32 or float64; received dtype {a.dtype}.")
+    elif a.dtype != dtype:
+        raise ValueError(f"`{name}` must have dtype {dtype} (as the other arrays); "
+                         f"received dtype {a.dtype}.")
+    if shape is not None and a.shape != shape:
+        raise ValueError(f"`{name}` must have shape {shape} (as the other arrays); "
+                         f"received {a.shape}.")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"`{name}` must be C-contiguous.")
+    if output and not a.flags.writeable:
+        raise ValueError(f"`{name}` (an output) must be writeable.")
+    return <cnp.ndarray>a
+
+
+cdef bint _overlap(cnp.ndarray a, cnp.ndarray b):
+    """Whether two C-contiguous arrays share bytes (their memory is exactly [data, data + nbytes))."""
+    cdef char *a0 = <char *>cnp.PyArray_DATA(a)
+    cdef char *b0 = <char *>cnp.PyArray_DATA(b)
+    return a0 < b0 + cnp.PyArray_NBYTES(b) and b0 < a0 + cnp.PyArray_NBYTES(a)
+
+
+cdef _separate(cnp.ndarray out, str out_name, list others):
+    """Refuse an output that overlaps another array argument."""
+    for arr, name in others:
+        if arr is not None and _overlap(out, arr):
+            raise ValueError(f"`{out_name}` must not overlap `{name}`.")
+
+
+cdef int _threads(num_threads) except -1:
+    if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
+        raise ValueError(f"`num_threads` must be a positive int; received {num_threads!r}.")
+    return <int>min(num_threads, _MAX_THREADS)
+
+
+cdef double _real(value, str name) except? -1.0:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"`{name}` must be a real number; received {value!r}.")
+    return <double>value
+
+
+cdef inline void *_data(cnp.ndarray a):
+    return cnp.PyArray_DATA(a)
+
+
+def relu_forward(x, out, num_threads):
+    """out = numpy.maximum(x, 0) (NaN propagates, -0.0 becomes +0.0).
+
+    Args:
+        x: input, float32 or float64, C-contiguous, any shape.
+        out: output, same dtype and shape; every element is written.
+        num_threads: OpenMP threads (>= 1); the result does not depend on it.
+    """
+    cdef cnp.ndarray ax = _array(x, "x")
+    cdef cnp.ndarray ao = _array(out, "out", ax.dtype, x.shape, output=True)
+    _separate(ao, "out", [(ax, "x")])
+    cdef int nt = _threads(num_threads)
+    cdef ptrdiff_t n = ax.size
+    cdef void *px = _data(ax)
+    cdef void *po = _data(ao)
+    if ax.dtype == _FLOAT32:
+        with nogil:
+            fc_relu_forward_f32(<const float *>px, <float *>po, n, nt)
+    else:
+        with nogil:
+            fc_relu_forward_f64(<const double *>px, <double *>po, n, nt)
+
+
+def relu_backward(dy, x, threshold, dx, num_threads):
+    """dx = dy * (x >= threshold), with `threshold` rounded to the arrays' dtype first.
+
+    Args:
+        dy: gradient of the output, float32 or float64, C-contiguous.
+        x: the forward input, same dtype and shape.
+        threshold: a real number.
+        dx: output, same dtype and shape.
+        num_threads: OpenMP threads (>= 1).
+    """
+    cdef cnp.ndarray ady = _array(dy, "dy")
+    cdef cnp.ndarray ax = _array(x, "x", ady.dtype, dy.shape)
+    cdef cnp.ndarray adx = _array(dx, "dx", ady.dtype, dy.shape, output=True)
+    _separate(adx, "dx", [(ady, "dy"), (ax, "x")])
+    cdef double t = _real(threshold, "threshold")
+    cdef int nt = _threads(num_threads)
+    cdef ptrdiff_t n = ady.size
+    cdef void *pdy = _data(ady)
+    cdef void *px = _data(ax)
+    cdef void *pdx = _data(adx)
+    if ady.dtype == _FLOAT32:
+        with nogil:
+            fc_relu_backward_f32(<const float *>pdy, <const float *>px, <float>t, <float *>pdx, n, nt)
+    else:
+        with nogil:
+            fc_relu_backward_f64(<const double *>pdy, <const double *>px, t, <double *>pdx, n, nt)
+
+
+def tanh_backward(dy, y, dx, num_threads):
+    """dx = dy * (1 - y * y) for y = tanh(x).
+
+    Args:
+        dy: gradient of the output, float32 or float64, C-contiguous.
+        y: the forward output, same dtype and shape.
+        dx: output, same dtype and shape.
+        num_threads: OpenMP threads (>= 1).
+    """
+    cdef cnp.ndarray ady = _array(dy, "dy")
+    cdef cnp.ndarray ay = _array(y, "y", ady.dtype, dy.shape)
+    cdef cnp.ndarray adx = _array(dx, "dx", ady.dtype, dy.shape, output=True)
+    _separate(adx, "dx", [(ady, "dy"), (ay, "y")])
+    cdef int nt = _threads(num_threads)
+    cdef ptrdiff_t n = ady.size
+    cdef void *pdy = _data(ady)
+    cdef void *py = _data(ay)
+    cdef void *pdx = _data(adx)
+    if ady.dtype == _FLOAT32:
+        with nogil:
+            fc_tanh_backward_f32(<const float *>pdy, <const float *>py, <float *>pdx, n, nt)
+    else:
+        with nogil:
+            fc_tanh_backward_f64(<const double *>pdy, <const double *>py, <double *>pdx, n, nt)
+
+
+def sigmoid_backward(dy, y, dx, num_threads):
+    """dx = dy * y * (1 - y) for y = sigmoid(x).
+
+    Args:
+        dy, y, dx, num_threads: as in `tanh_backward`.
+    """
+    cdef cnp.ndarray ady = _array(dy, "dy")
+    cdef cnp.ndarray ay = _array(y, "y", ady.dtype, dy.shape)
+    cdef cnp.ndarray adx = _array(dx, "dx", ady.dtype, dy.shape, output=True)
+    _separate(adx, "dx", [(ady, "dy"), (ay, "y")])
+    cdef int nt = _threads(num_threads)
+    cdef ptrdiff_t n = ady.size
+    cdef void *pdy = _data(ady)
+    cdef void *py = _data(ay)
+    cdef void *pdx = _data(adx)
+    if ady.dtype == _FLOAT32:
+        with nogil:
+            fc_sigmoid_backward_f32(<const float *>pdy, <const float *>py, <float *>pdx, n, nt)
+    else:
+        with nogil:
+            fc_sigmoid_backward_f64(<const double *>pdy, <const double *>py, <double *>pdx, n, nt)
+
+
+def adam_update(param, grad, m, v, v_hat, one_minus_beta_1, one_minus_beta_2, alpha, epsilon,
+                num_threads):
+    """One Adam step, in place on `param`, `m`, `v` (and `v_hat` for AMSGrad).
+
+    The scalars are rounded to the arrays' dtype first, as NumPy does with Python floats.
+
+    Args:
+        param: the parameter, float32 or float64, C-contiguous, writeable.
+        grad: its gradient, same dtype and shape.
+        m, v: first and second moment estimates, same dtype and shape, writeable.
+        v_hat: None, or the running maximum of v (AMSGrad), same dtype and shape.
+        one_minus_beta_1, one_minus_beta_2: 1 - beta_1, 1 - beta_2.
+        alpha: the step size with the bias correction folded in.
+        epsilon: added to sqrt(v).
+        num_threads: OpenMP threads (>= 1).
+    """
+    cdef cnp.ndarray ap = _array(param, "param", None, None, True)
+    cdef cnp.ndarray ag = _array(grad, "grad", ap.dtype, param.shape)
+    cdef cnp.ndarray am = _array(m, "m", ap.dtype, param.shape, output=True)
+    cdef cnp.ndarray av = _array(v, "v", ap.dtype, param.shape, output=True)
+    cdef cnp.ndarray ah = None
+    if v_hat is not None:
+        ah = _array(v_hat, "v_hat", ap.dtype, param.shape, output=True)
+    _separate(ap, "param", [(ag, "grad"), (am, "m"), (av, "v"), (ah, "v_hat")])
+    _separate(am, "m", [(ag, "grad"), (av, "v"), (ah, "v_hat")])
+    _separate(av, "v", [(ag, "grad"), (ah, "v_hat")])
+    if ah is not None:
+        _separate(ah, "v_hat", [(ag, "grad")])
+    cdef double b1 = _real(one_minus_beta_1, "one_minus_beta_1")
+    cdef double b2 = _real(one_minus_beta_2, "one_minus_beta_2")
+    cdef double a = _real(alpha, "alpha")
+    cdef double eps = _real(epsilon, "epsilon")
+    cdef int nt = _threads(num_threads)
+    cdef ptrdiff_t n = ap.size
+    cdef void *pp = _data(ap)
+    cdef void *pg = _data(ag)
+    cdef void *pm = _data(am)
+    cdef void *pv = _data(av)
+    cdef void *ph = NULL if ah is None else _data(ah)
+    if ap.dtype == _FLOAT32:
+        with nogil:
+            fc_adam_update_f32(<float *>pp, <const float *>pg, <float *>pm, <float *>pv,
+                               <float *>ph, <float>b1, <float>b2, <float>a, <float>eps, n, nt)
+    else:
+        with nogil:
+            fc_adam_update_f64(<double *>pp, <const double *>pg, <double *>pm, <double *>pv,
+                               <double *>ph, b1, b2, a, eps, n, nt)
+
+
+def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov, num_threads):
+    """One SGD step, in place on `param` (and `velocity`).
+
+    Args:
+        param: the parameter, float32 or float64, C-contiguous, writeable.
+        grad: its gradient, same dtype and shape.
+        velocity: None (plain SGD: param -= lr * grad) or the momentum buffer, same dtype and
+            shape, writeable.
+        learning_rate, momentum: real numbers (rounded to the arrays' dtype).
+        nesterov: whether to apply Nesterov momentum.
+        num_threads: OpenMP threads (>= 1).
+    """
+    cdef cnp.ndarray ap = _array(param, "param", None, None, True)
+    cdef cnp.ndarray ag = _array(grad, "grad", ap.dtype, param.shape)
+    cdef cnp.ndarray avel = None
+    if velocity is not None:
+        avel = _array(velocity, "velocity", ap.dtype, param.shape, output=True)
+    _separate(ap, "param", [(ag, "grad"), (avel, "velocity")])
+    if avel is not None:
+        _separate(avel, "velocity", [(ag, "grad")])
+    cdef double lr = _real(learning_rate, "learning_rate")
+    cdef double mom = _real(momentum, "momentum")
+    cdef int nest = 1 if nesterov else 0
+    cdef int nt = _threads(num_threads)
+    cdef ptrdiff_t n = ap.size
+    cdef void *pp = _data(ap)
+    cdef void *pg = _data(ag)
+    cdef void *pvel = NULL if avel is None else _data(avel)
+    if ap.dtype == _FLOAT32:
+        with nogil:
+            fc_sgd_update_f32(<float *>pp, <const float *>pg, <float *>pvel, <float>lr,
+                              <float>mom, nest, n, nt)
+    else:
+        with nogil:
+            fc_sgd_update_f64(<double *>pp, <const double *>pg, <double *>pvel, lr, mom, nest,
+                              n, nt)
+
+
+def dropout_forward(x, bits, drop_below, scale, out, keep, num_threads):
+    """Inverted dropout: keep = bits >= drop_below; out = x * (scale if keep else 0).
+
+    Args:
+        x: input, float32 or float64, C-contiguous.
+        bits: uniform random uint32 of x's shape.
+        drop_below: int in [0, 2**32]; 2**32 drops everything.
+        scale: 1 / (1 - rate) (rounded to x's dtype).
+        out: output, x's dtype and shape.
+        keep: output, bool of x's shape.
+        num_threads: OpenMP threads (>= 1).
+    """
+    cdef cnp.ndarray ax = _array(x, "x")
+    cdef cnp.ndarray ab = _array(bits, "bits", _UINT32, x.shape)
+    cdef cnp.ndarray ao = _array(out, "out", ax.dtype, x.shape, output=True)
+    cdef cnp.ndarray ak = _array(keep, "keep", _BOOL, x.shape, output=True)
+    _separate(ao, "out", [(ax, "x"), (ab, "bits"), (ak, "keep")])
+    _separate(ak, "keep", [(ax, "x"), (ab, "bits")])
+    if (isinstance(drop_below, bool) or not isinstance(drop_below, (int, np.integer))
+            or not 0 <= drop_below <= _TWO_TO_32):
+        raise ValueError(f"`drop_below` must be an int in [0, 2**32]; received {drop_below!r}.")
+    cdef uint64_t thr = <uint64_t>drop_below
+    cdef double s = _real(scale, "scale")
+    cdef int nt = _threads(num_threads)
+    cdef ptrdiff_t n = ax.size
+    cdef void *px = _data(ax)
+    cdef void *pb = _data(ab)
+    cdef void *po = _data(ao)
+    cdef void *pk = _data(ak)
+    if ax.dtype == _FLOAT32:
+        with nogil:
+            fc_dropout_forward_f32(<const float *>px, <const uint32_t *>pb, thr, <float>s,
+                                   <float *>po, <uint8_t *>pk, n, nt)
+    else:
+        with nogil:
+            fc_dropout_forward_f64(<const double *>px, <const uint32_t *>pb, thr, s,
+                                   <double *>po, <uint8_t *>pk, n, nt)
+
+
+def dropout_backward(dy, keep, scale, dx, num_threads):
+    """dx = dy * (scale if keep else 0).
+
+    Args:
+        dy: gradient of the output, float32 or float64, C-contiguous.
+        keep: bool of dy's shape (from `dropout_forward`).
+        scale: 1 / (1 - rate) (rounded to dy's dtype).
+        dx: output, dy's dtype and shape.
+        num_threads: OpenMP threads (>= 1).
+    """
+    cdef cnp.ndarray ady = _array(dy, "dy")
+    cdef cnp.ndarray ak = _array(keep, "keep", _BOOL, dy.shape)
+    cdef cnp.ndarray adx = _array(dx, "dx", ady.dtype, dy.shape, output=True)
+    _separate(adx, "dx", [(ady, "dy"), (ak, "keep")])
+    cdef double s = _real(scale, "scale")
+    cdef int nt = _threads(num_threads)
+    cdef ptrdiff_t n = ady.size
+    cdef void *pdy = _data(ady)
+    cdef void *pk = _data(ak)
+    cdef void *pdx = _data(adx)
+    if ady.dtype == _FLOAT32:
+        with nogil:
+            fc_dropout_backward_f32(<const float *>pdy, <const uint8_t *>pk, <float>s,
+                                    <float *>pdx, n, nt)
+    else:
+        with nogil:
+            fc_dropout_backward_f64(<const double *>pdy, <const uint8_t *>pk, s, <double *>pdx,
+                                    n, nt)

@@ -1,0 +1,57 @@
+/* Elementwise kernels: activation gradients, ReLU, dropout and optimizer updates
+ * (float32 and float64).
+ *
+ * All arrays are C-contiguous and hold `n` elements; outputs may be uninitialised: every
+ * element is written. Arguments are validated by the caller (src/fastconv/elementwise.pyx):
+ * no output overlaps an input, except that the optimizer updates work in place on their
+ * state arrays (which must not overlap each other or the gradient).
+ *
+ * Each element is computed by the same operations, in the same order and in the same
+ * precision as the NumPy code of fastconv/reference/elementwise.py, so the results are
+ * bit-identical to it (and independent of num_threads). The kernels that do arithmetic
+ * (tanh/sigmoid gradients, Adam, SGD) flush denormals to zero as the other compiled kernels
+ * do; there a denormal operand or result becomes a signed zero. ReLU and dropout only select,
+ * or multiply by an exact 1, 0 or the dropout scale, and keep denormals exactly.
+ */
+#ifndef FASTCONV_ELEMENTWISE_H
+#define FASTCONV_ELEMENTWISE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FC_DECLARE_ELEMENTWISE(T, SFX)                                                         \
+    /* y = max(x, 0) as numpy.maximum(x, 0): NaN propagates (payload kept), -0.0 gives +0.0. */ \
+    void fc_relu_forward_##SFX(const T *x, T *y, ptrdiff_t n, int num_threads);               \
+    /* dx = dy * (x >= threshold ? 1 : 0): NaN/inf in dy times 0 give NaN, as in numpy. */    \
+    void fc_relu_backward_##SFX(const T *dy, const T *x, T threshold, T *dx, ptrdiff_t n,      \
+                                int num_threads);                                              \
+    /* dx = dy * (1 - y * y), the gradient of tanh given its output y. */                     \
+    void fc_tanh_backward_##SFX(const T *dy, const T *y, T *dx, ptrdiff_t n, int num_threads); \
+    /* dx = (dy * y) * (1 - y), the gradient of the sigmoid given its output y. */            \
+    void fc_sigmoid_backward_##SFX(const T *dy, const T *y, T *dx, ptrdiff_t n,                \
+                                   int num_threads);                                           \
+    /* One Adam step in place: m += (g - m) * one_minus_beta_1;                                \
+     * v += (g * g - v) * one_minus_beta_2; with v_hat (AMSGrad, may be NULL):                 \
+     * v_hat = max(v_hat, v) and v_hat replaces v below; param -= (m * alpha) / (sqrt(v) + eps). */ \
+    void fc_adam_update_##SFX(T *param, const T *grad, T *m, T *v, T *v_hat,                  \
+                              T one_minus_beta_1, T one_minus_beta_2, T alpha, T epsilon,      \
+                              ptrdiff_t n, int num_threads);                                   \
+    /* One SGD step in place. velocity NULL: param -= lr * g. Else                             \
+     * velocity = velocity * momentum - lr * g, then param += velocity, or with nesterov        \
+     * param += momentum * velocity - lr * g. */                                               \
+    void fc_sgd_update_##SFX(T *param, const T *grad, T *velocity, T learning_rate,           \
+                             T momentum, int nesterov, ptrdiff_t n, int num_threads);          \
+    /* Inverted dropout: keep[i] = bits[i] >= drop_below (drop_below <= 2^32; 2^32 drops       \
+     * everything), y = x * (keep ? scale : 0). */                                             \
+    void fc_dropout_forward_##SFX(const T *x, const uint32_t *bits, uint64_t drop_below,      \
+                                  T scale, T *y, uint8_t *keep, ptrdiff_t n, int num_threads); \
+    /* dx = dy * (keep ? scale : 0) for keep[i] in {0, 1}. */                                  \
+    void fc_dropout_backward_##SFX(const T *dy, const uint8_t *keep, T scale, T *dx,           \
+                                   ptrdiff_t n, int num_threads);
+
+FC_DECLARE_ELEMENTWISE(float, f32)
+FC_DECLARE_ELEMENTWISE(double, f64)
+
+#undef FC_DECLARE_ELEMENTWISE
+
+#endif /* FASTCONV_ELEMENTWISE_H */
