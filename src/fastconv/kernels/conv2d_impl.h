@@ -232,6 +232,43 @@ static void FC_FN(build_row_indirection)(const fc_conv2d_params *p, const FC_T *
     }
 }
 
+/* Slack (elements) after the zero row of a padded-row buffer: copy_run over-reads up to
+ * FC_RUN_CHUNK - 1 values past a run. */
+#define FC_RUN_CHUNK 4
+/* dst[0, len) = src[0, len), copying whole chunks of FC_RUN_CHUNK values (a constant-size copy
+ * the compiler inlines, where a memcpy call per short run costs more than the run): writes up
+ * to FC_RUN_CHUNK - 1 values past len, so runs must be written in increasing order into rows
+ * with that much slack. */
+static inline void FC_FN(copy_run)(FC_T *dst, const FC_T *src, ptrdiff_t len)
+{
+    for (ptrdiff_t q = 0; q < len; q += FC_RUN_CHUNK)
+        memcpy(dst + q, src + q, FC_RUN_CHUNK * sizeof(FC_T));
+}
+
+/* Patch rows (the layout of build_patch_rows, one group, no width dilation) of output pixels
+ * [m0, m0 + mb) from zero-bordered input rows: KH branch-free run copies per pixel. Row
+ * stride ld >= K + FC_RUN_CHUNK - 1. */
+static void FC_FN(patch_rows_from_padded)(const fc_conv2d_params *p, const FC_T *xpad,
+                                          const FC_T *zero_row, ptrdiff_t m0, ptrdiff_t mb,
+                                          FC_T *dst, ptrdiff_t ld)
+{
+    const ptrdiff_t pixels = p->out_h * p->out_w, rowlen = p->kw * p->c;
+    const ptrdiff_t wpc = FC_FN(padded_row_width)(p) * p->c;
+    ptrdiff_t n = m0 / pixels, oh = (m0 % pixels) / p->out_w, ow = m0 % p->out_w;
+    for (ptrdiff_t r = 0; r < mb; r++) {
+        const ptrdiff_t ih0 = oh * p->stride_h - p->pad_top, col = ow * p->stride_w * p->c;
+        for (ptrdiff_t i = 0; i < p->kh; i++) {
+            const ptrdiff_t ih = ih0 + i * p->dil_h;
+            const FC_T *src = (ih >= 0 && ih < p->h) ? xpad + (n * p->h + ih) * wpc + col : zero_row;
+            FC_FN(copy_run)(dst + r * ld + i * rowlen, src, rowlen);
+        }
+        if (++ow == p->out_w) {
+            ow = 0;
+            if (++oh == p->out_h) { oh = 0; n++; }
+        }
+    }
+}
+
 /* y = conv_p(x, W) + bias as an implicit GEMM. With `transposed`, `w` is the HWIO kernel of
  * the convolution whose *input gradient* p describes (stride 1): p's input is that conv's dy
  * (C = its F), p's output its dx, and p's kernel is w with the taps flipped and the two
@@ -271,7 +308,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
         failed |= (ind = (const FC_T **)fc_alloc((size_t)(num_threads * mb_max * taps) * sizeof(FC_T *))) == NULL;
     }
     if (row_ind) { /* padded input rows, then the zero row */
-        failed |= (xpad = (FC_T *)fc_alloc((size_t)((p->n * p->h + 1) * wpc) * sizeof(FC_T))) == NULL;
+        failed |= (xpad = (FC_T *)fc_alloc((size_t)((p->n * p->h + 1) * wpc + FC_RUN_CHUNK) * sizeof(FC_T))) == NULL;
         failed |= (ind = (const FC_T **)fc_alloc((size_t)(num_threads * mb_max * p->kh) * sizeof(FC_T *))) == NULL;
     } else if (patch_rows) {
         failed |= (patches = (FC_T *)fc_alloc((size_t)(num_threads * mb_max * K) * sizeof(FC_T))) == NULL;
@@ -281,7 +318,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
         return FC_CONV_NOMEM;
     }
     if (zeros != NULL) memset(zeros, 0, (size_t)p->c * sizeof(FC_T));
-    if (xpad != NULL) memset(xpad + p->n * p->h * wpc, 0, (size_t)wpc * sizeof(FC_T));
+    if (xpad != NULL) memset(xpad + p->n * p->h * wpc, 0, (size_t)(wpc + FC_RUN_CHUNK) * sizeof(FC_T));
 
     FC_OMP(parallel num_threads(num_threads))
     {
@@ -471,7 +508,20 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     const ptrdiff_t mb_max = (ptrdiff_t)mr * FC_MB_TILES;
     const ptrdiff_t ldd = round_up(K, nr) + 16;
 
-    FC_T *part = NULL, *wt = NULL, *pbuf = NULL, *ybuf = NULL, *dbuf = NULL;
+    /* Few channels, one group, no width dilation, one patch block: patch rows are copied
+     * from zero-bordered input rows (as in the forward's row-indirect path). */
+    const int padded_rows = kwblocks == 1 && G == 1 && p->dil_w == 1 && cg < FC_PATCH_ROWS_MAX_CG;
+    const ptrdiff_t wpc = FC_FN(padded_row_width)(p) * p->c;
+    /* Microtile rows x columns of dW: K x F as a rule; with few filters (e.g. 6) most of an
+     * NR-wide column panel would be padding, so when patch rows fit one panel compute
+     * dW^T = dy^T @ patches instead (rows: filters read straight from dy; columns: the patch
+     * row itself as the packed panel) if that wastes fewer lanes. Same sums in the same order
+     * either way, so the results are identical. */
+    const double lanes_kf = (double)K / (double)round_up(K, mr) * (double)fg / (double)round_up(fg, nr);
+    const double lanes_fk = (double)F / (double)round_up(F, mr) * (double)K / (double)nr;
+    const int dw_transposed = padded_rows && K + FC_RUN_CHUNK - 1 <= nr && lanes_fk > lanes_kf;
+    const ptrdiff_t frows = round_up(F, mr);
+    FC_T *part = NULL, *wt = NULL, *pbuf = NULL, *ybuf = NULL, *dbuf = NULL, *xpad = NULL;
     int failed = 0;
     if (chunks > 1) failed |= (part = (FC_T *)fc_alloc((size_t)((chunks - 1) * (dw_elems + F)) * sizeof(FC_T))) == NULL;
     /* Patch and dy buffers per chunk (one thread works on a chunk at a time); col2im buffers
@@ -481,27 +531,37 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     const ptrdiff_t units = max_pd(chunks, dx_scatter ? p->n * ((bands + 1) / 2) : 1);
     const int adjoint_threads = num_threads;
     if (num_threads > units) num_threads = (int)units;
-    failed |= (pbuf = (FC_T *)fc_alloc((size_t)(chunks * wb * ldw) * sizeof(FC_T))) == NULL;
-    failed |= (ybuf = (FC_T *)fc_alloc((size_t)(chunks * fpanels * wb * nr) * sizeof(FC_T))) == NULL;
+    const ptrdiff_t pstride = wb * max_pd(ldw, nr); /* patch buffer per chunk */
+    const ptrdiff_t ystride = dw_transposed ? frows * nr + wb * F + mr : fpanels * wb * nr;
+    failed |= (pbuf = (FC_T *)fc_alloc((size_t)(chunks * pstride) * sizeof(FC_T))) == NULL;
+    if (padded_rows)
+        failed |= (xpad = (FC_T *)fc_alloc((size_t)((p->n * p->h + 1) * wpc + FC_RUN_CHUNK) * sizeof(FC_T))) == NULL;
+    failed |= (ybuf = (FC_T *)fc_alloc((size_t)(chunks * ystride) * sizeof(FC_T))) == NULL;
     if (dx_scatter) {
         failed |= (wt = (FC_T *)fc_alloc((size_t)(G * kpanels * fg * nr) * sizeof(FC_T))) == NULL;
         failed |= (dbuf = (FC_T *)fc_alloc((size_t)(num_threads * mb_max * ldd) * sizeof(FC_T))) == NULL;
     }
     if (failed) {
-        fc_free(part); fc_free(wt); fc_free(pbuf); fc_free(ybuf); fc_free(dbuf);
+        fc_free(part); fc_free(wt); fc_free(pbuf); fc_free(ybuf); fc_free(dbuf); fc_free(xpad);
         return FC_CONV_NOMEM;
     }
+    if (xpad != NULL) memset(xpad + p->n * p->h * wpc, 0, (size_t)(wpc + FC_RUN_CHUNK) * sizeof(FC_T));
 
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
         const int tid = fc_thread_id();
+        if (xpad != NULL) {
+            FC_OMP(for schedule(static))
+            for (ptrdiff_t row = 0; row < p->n * p->h; row++)
+                FC_FN(build_padded_row)(p, x, row, xpad + row * wpc);
+        }
 
         /* ---- dW, db: chunk ch sums pixels [ch*M/chunks, (ch+1)*M/chunks) ---- */
         FC_OMP(for schedule(dynamic, 1))
         for (ptrdiff_t ch = 0; ch < chunks; ch++) {
-            FC_T *p_own = pbuf + ch * wb * ldw;
-            FC_T *y_own = ybuf + ch * fpanels * wb * nr;
+            FC_T *p_own = pbuf + ch * pstride;
+            FC_T *y_own = ybuf + ch * ystride;
             FC_T *cdw = ch == 0 ? dw : part + (ch - 1) * (dw_elems + F);
             FC_T *cdb = db == NULL ? NULL : (ch == 0 ? db : part + (ch - 1) * (dw_elems + F) + dw_elems);
             const ptrdiff_t c0 = ch * M / chunks, c1 = (ch + 1) * M / chunks;
@@ -514,6 +574,18 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                         const FC_T *g = dy + (m0 + r) * F;
                         for (ptrdiff_t f = 0; f < F; f++) cdb[f] += g[f];
                     }
+                if (dw_transposed) {
+                    /* y_own: dW^T accumulators (frows x nr), then this block's dy rows with
+                     * mr values of slack (gemm_cola reads whole microtile columns). */
+                    FC_T *dwt = y_own, *dyb = y_own + frows * nr;
+                    memcpy(dyb, dy + m0 * F, (size_t)(mb * F) * sizeof(FC_T));
+                    for (ptrdiff_t e = mb * F; e < mb * F + mr; e++) dyb[e] = 0;
+                    FC_FN(patch_rows_from_padded)(p, xpad, xpad + p->n * p->h * wpc, m0, mb, p_own, nr);
+                    for (ptrdiff_t f0 = 0; f0 < F; f0 += mr)
+                        FC_KT(kt, gemm_cola)(mb, dyb + f0, F, p_own, dwt + f0 * nr, nr,
+                                             (int)min_pd(mr, F - f0), (int)K, accumulate, NULL);
+                    continue;
+                }
                 for (ptrdiff_t g = 0; g < G; g++) {
                     /* dy rows of this group -> panels y_own[pj][r][nr] (zero-padded). */
                     for (ptrdiff_t pj = 0; pj < fpanels; pj++) {
@@ -527,7 +599,9 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                     }
                     for (ptrdiff_t kb = 0; kb < kwblocks; kb++) {
                         const ptrdiff_t k0 = kb * kcw, kn = min_pd(kcw, K - k0);
-                        if (kwblocks == 1) /* whole patch rows: the cheaper copy */
+                        if (xpad != NULL)
+                            FC_FN(patch_rows_from_padded)(p, xpad, xpad + p->n * p->h * wpc, m0, mb, p_own, ldw);
+                        else if (kwblocks == 1) /* whole patch rows: the cheaper copy */
                             FC_FN(build_patch_rows)(p, x, g * cg, m0, mb, p_own, ldw);
                         else
                             FC_FN(pack_patches)(p, x, g, m0, mb, k0, kn, p_own, ldw);
@@ -542,6 +616,9 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                     }
                 }
             }
+            if (dw_transposed) /* dW[k, f] = dW^T[f, k] */
+                for (ptrdiff_t k = 0; k < K; k++)
+                    for (ptrdiff_t f = 0; f < F; f++) cdw[k * F + f] = y_own[f * nr + k];
         }
         /* (after the implicit barrier) */
         FC_FN(reduce_chunks)(part, chunks, dw_elems, dw, db, F);
@@ -591,7 +668,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
         }
         fc_denormals_restore(csr);
     }
-    fc_free(part); fc_free(wt); fc_free(pbuf); fc_free(ybuf); fc_free(dbuf);
+    fc_free(part); fc_free(wt); fc_free(pbuf); fc_free(ybuf); fc_free(dbuf); fc_free(xpad);
     if (dx != NULL && !dx_scatter) {
         /* dx[n, h, w] = sum over taps of dy[n, h + pt - i*dh, w + pl - j*dw] . W[i, j]^T */
         fc_conv2d_params adj = *p;
@@ -606,6 +683,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     return FC_CONV_OK;
 }
 
+#undef FC_RUN_CHUNK
 #undef FC_KC_MAX
 #undef FC_MB_TILES
 #undef FC_PATCH_ROWS_MAX_CG
