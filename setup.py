@@ -39,7 +39,9 @@ GEMM_SOURCES = [
 ]
 MODULE_SOURCES = {
     "conv": GEMM_SOURCES + [os.path.join(KERNELS, "conv2d.c")],
-    "pool": [os.path.join(KERNELS, "pool2d.c")],
+    # The pooling kernels exist per ISA (pool2d_<isa>.c); pool2d.c picks one through dispatch.c.
+    "pool": GEMM_SOURCES + [os.path.join(KERNELS, name) for name in (
+        "pool2d.c", "pool2d_generic.c", "pool2d_avx2.c", "pool2d_avx512.c")],
     "batchnorm": [os.path.join(KERNELS, "batchnorm.c")],
     "elementwise": [os.path.join(KERNELS, "elementwise.c")],
     "cpu": GEMM_SOURCES,

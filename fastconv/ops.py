@@ -8,6 +8,7 @@ import numpy as np
 
 from . import _validation as V
 from .backend import get_num_threads
+from .reference import pooling as _pool_ref
 
 try:
     from ._core import batchnorm as _bn
@@ -88,6 +89,34 @@ def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
     dx = np.empty(x.shape, dtype=x.dtype)
     _pool.max_pool2d_backward(_c(dy), _c(x), dx, (geo.kh, geo.kw), geo.strides, _pads(geo),
                               get_num_threads())
+    return dx
+
+
+def max_pool2d_forward_with_argmax(x, pool_size=2, strides=None, padding="valid"):
+    """Return (y, argmax): max pooling and, per output, its window's first maximum as a uint8
+    tap index (see `fastconv.reference.max_pool2d_forward_with_argmax`)."""
+    x, geo = V.check_pool2d(x, pool_size, strides, padding)
+    _pool_ref.check_argmax_window(geo)
+    out = np.empty(geo.output_shape + (geo.c,), dtype=x.dtype)
+    argmax = np.empty(out.shape, dtype=np.uint8)
+    _pool.max_pool2d_forward_argmax(_c(x), out, argmax, (geo.kh, geo.kw), geo.strides, _pads(geo),
+                                    get_num_threads())
+    return out, argmax
+
+
+def max_pool2d_backward_from_argmax(dy, argmax, input_shape, pool_size=2, strides=None,
+                                    padding="valid", dtype=None):
+    """Gradient of max pooling from the argmax `max_pool2d_forward_with_argmax` returned:
+    reads dy and one byte per output instead of the input x."""
+    shape = V.check_input_shape(input_shape, 4)
+    dy = V.as_float_array(dy, "dy", dtype)
+    geo = V.pool_geometry(shape, pool_size, strides, padding)
+    _pool_ref.check_argmax_window(geo)
+    dy = V.check_grad_output(dy, geo.output_shape + (geo.c,), dy.dtype)
+    _pool_ref.check_argmax(argmax, dy.shape)
+    dx = np.empty(shape, dtype=dy.dtype)
+    _pool.max_pool2d_backward_argmax(_c(dy), _c(argmax), dx, (geo.kh, geo.kw), geo.strides,
+                                     _pads(geo), get_num_threads())
     return dx
 
 

@@ -1,6 +1,7 @@
 """Max/average pooling and global pooling layers (TensorFlow 'same' semantics)."""
 from .. import _validation as V
 from ..backend import get_ops
+from ..reference.pooling import MAX_ARGMAX_TAPS
 from . import _common as C
 from .base import Layer
 
@@ -46,14 +47,29 @@ class MaxPooling2D(_Pooling2D):
 
     def call(self, x, training):
         x = self._to_nhwc(x)
-        y = get_ops().max_pool2d_forward(x, **self._args())
-        if training:
-            self._cache = x
+        ops = get_ops()
+        if not training:
+            return self._from_nhwc(ops.max_pool2d_forward(x, **self._args()))
+        if self.pool_size[0] * self.pool_size[1] <= MAX_ARGMAX_TAPS:
+            # Record each window's argmax (one byte per output) so that the backward pass
+            # reads it instead of x and searching every window again.
+            y, argmax = ops.max_pool2d_forward_with_argmax(x, **self._args())
+            self._cache = ("argmax", argmax, x.shape)
+        else:
+            y = ops.max_pool2d_forward(x, **self._args())
+            self._cache = ("input", x)
         return self._from_nhwc(y)
 
     def call_backward(self, dy):
-        x = self._cache
-        return self._from_nhwc(get_ops().max_pool2d_backward(self._to_nhwc(dy), x, **self._args()))
+        ops = get_ops()
+        dy = self._to_nhwc(dy)
+        if self._cache[0] == "argmax":
+            _, argmax, input_shape = self._cache
+            dx = ops.max_pool2d_backward_from_argmax(dy, argmax, input_shape, **self._args(),
+                                                     dtype=self.dtype)
+        else:
+            dx = ops.max_pool2d_backward(dy, self._cache[1], **self._args())
+        return self._from_nhwc(dx)
 
 
 class AveragePooling2D(_Pooling2D):

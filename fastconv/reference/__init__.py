@@ -29,12 +29,15 @@ from .pooling import (
     global_max_pool2d_backward,
     global_max_pool2d_forward,
     max_pool2d_backward,
+    max_pool2d_backward_from_argmax,
     max_pool2d_forward,
+    max_pool2d_forward_with_argmax,
 )
 
 __all__ = [
     "conv2d_forward", "conv2d_backward",
     "max_pool2d_forward", "max_pool2d_backward",
+    "max_pool2d_forward_with_argmax", "max_pool2d_backward_from_argmax",
     "avg_pool2d_forward", "avg_pool2d_backward",
     "global_avg_pool2d_forward", "global_avg_pool2d_backward",
     "global_max_pool2d_forward", "global_max_pool2d_backward",

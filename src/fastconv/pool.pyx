@@ -27,6 +27,15 @@ cdef extern from "pool2d.h" nogil:
                                     const fc_pool2d_geometry *g, int nt)
     void fc_max_pool2d_backward_f64(const double *dy, const double *x, double *dx,
                                     const fc_pool2d_geometry *g, int nt)
+    int FC_POOL_MAX_ARGMAX_TAPS
+    void fc_max_pool2d_forward_argmax_f32(const float *x, float *out, unsigned char *argmax,
+                                          const fc_pool2d_geometry *g, int nt)
+    void fc_max_pool2d_forward_argmax_f64(const double *x, double *out, unsigned char *argmax,
+                                          const fc_pool2d_geometry *g, int nt)
+    void fc_max_pool2d_backward_argmax_f32(const float *dy, const unsigned char *argmax,
+                                           float *dx, const fc_pool2d_geometry *g, int nt)
+    void fc_max_pool2d_backward_argmax_f64(const double *dy, const unsigned char *argmax,
+                                           double *dx, const fc_pool2d_geometry *g, int nt)
     void fc_avg_pool2d_forward_f32(const float *x, float *out, const fc_pool2d_geometry *g, int nt)
     void fc_avg_pool2d_forward_f64(const double *x, double *out, const fc_pool2d_geometry *g, int nt)
     void fc_avg_pool2d_backward_f32(const float *dy, float *dx, const fc_pool2d_geometry *g, int nt)
@@ -48,7 +57,23 @@ cdef extern from "pool2d.h" nogil:
     void fc_global_max_pool2d_backward_f64(const double *dy, const double *x, double *dx,
                                            ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, int nt)
 
+cdef extern from "dispatch.h":
+    int FC_DISPATCH_OK
+    int fc_dispatch_init()
+
+
+def _check_dispatch():
+    # The kernels run on the ISA path dispatch.c selects; same rules as fastconv._core.cpu
+    # (which raises the detailed error on import).
+    if fc_dispatch_init() != FC_DISPATCH_OK:
+        from . import cpu  # noqa: F401  (raises ValueError / RuntimeError explaining why)
+        raise RuntimeError("FASTCONV_ISA names an instruction set that cannot be used here.")
+
+
+_check_dispatch()
+
 _FLOAT32 = np.dtype(np.float32)
+_UINT8 = np.dtype(np.uint8)
 _FLOAT64 = np.dtype(np.float64)
 # More threads than this only idle (and could exhaust the process); results do not change.
 _MAX_THREADS = 512
@@ -195,6 +220,86 @@ def max_pool2d_backward(dy, x, dx, pool, strides, pads, num_threads):
     else:
         with nogil:
             fc_max_pool2d_backward_f64(<const double *>pdy, <const double *>px, <double *>pdx, &g, nt)
+
+
+cdef int _argmax_window(fc_pool2d_geometry g) except -1:
+    if g.pool_h * g.pool_w > FC_POOL_MAX_ARGMAX_TAPS:
+        raise ValueError(f"The argmax of a pooling window is stored in one byte: `pool` may have "
+                         f"at most {FC_POOL_MAX_ARGMAX_TAPS} taps; received "
+                         f"{(g.pool_h, g.pool_w)} ({g.pool_h * g.pool_w} taps).")
+    return 0
+
+
+def _argmax_array(a, str name, tuple shape, bint output=False):
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"`{name}` must be a numpy.ndarray; received {type(a).__name__}.")
+    if a.dtype != _UINT8:
+        raise TypeError(f"`{name}` must have dtype uint8; received dtype {a.dtype}.")
+    if a.shape != shape:
+        raise ValueError(f"`{name}` must have shape {shape}; received {a.shape}.")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"`{name}` must be C-contiguous.")
+    if output and not a.flags.writeable:
+        raise ValueError(f"`{name}` (an output) must be writeable.")
+    return a
+
+
+def max_pool2d_forward_argmax(x, out, argmax, pool, strides, pads, num_threads):
+    """Max pooling that also records where each window's first maximum is.
+
+    Args:
+        x: input, (N, H, W, C), float32 or float64, C-contiguous.
+        out: output, (N, OH, OW, C), same dtype; every element is written.
+        argmax: output, (N, OH, OW, C), uint8: the tap index (row - top) * pool_w +
+            (col - left) of the first maximum in row-major window order, counted from the
+            window's padded corner, or 255 when the maximum is NaN.
+        pool, strides, pads, num_threads: as in `max_pool2d_forward`; pool_h * pool_w <= 255.
+    """
+    _array(x, "x", 4)
+    _array(out, "out", 4, x.dtype, output=True)
+    cdef fc_pool2d_geometry g = _geometry(x.shape, out.shape, "out", pool, strides, pads)
+    _argmax_window(g)
+    _argmax_array(argmax, "argmax", out.shape, output=True)
+    _separate(out, "out", [(x, "x"), (argmax, "argmax")])
+    _separate(argmax, "argmax", [(x, "x")])
+    cdef int nt = _threads(num_threads)
+    cdef void *px = _data(x)
+    cdef void *po = _data(out)
+    cdef unsigned char *pa = <unsigned char *>_data(argmax)
+    if x.dtype == _FLOAT32:
+        with nogil:
+            fc_max_pool2d_forward_argmax_f32(<const float *>px, <float *>po, pa, &g, nt)
+    else:
+        with nogil:
+            fc_max_pool2d_forward_argmax_f64(<const double *>px, <double *>po, pa, &g, nt)
+
+
+def max_pool2d_backward_argmax(dy, argmax, dx, pool, strides, pads, num_threads):
+    """Gradient of max pooling from the argmax recorded by `max_pool2d_forward_argmax`.
+
+    Args:
+        dy: gradient of the output, (N, OH, OW, C).
+        argmax: (N, OH, OW, C) uint8, as written by `max_pool2d_forward_argmax` (any other
+            byte value names a tap of the window or none; padding taps get nothing).
+        dx: output, (N, H, W, C); overlapping windows add up, uncovered pixels get 0.
+        pool, strides, pads, num_threads: as in `max_pool2d_forward`; pool_h * pool_w <= 255.
+    """
+    _array(dy, "dy", 4)
+    _array(dx, "dx", 4, dy.dtype, output=True)
+    cdef fc_pool2d_geometry g = _geometry(dx.shape, dy.shape, "dy", pool, strides, pads)
+    _argmax_window(g)
+    _argmax_array(argmax, "argmax", dy.shape)
+    _separate(dx, "dx", [(dy, "dy"), (argmax, "argmax")])
+    cdef int nt = _threads(num_threads)
+    cdef void *pdy = _data(dy)
+    cdef const unsigned char *pa = <const unsigned char *>_data(argmax)
+    cdef void *pdx = _data(dx)
+    if dy.dtype == _FLOAT32:
+        with nogil:
+            fc_max_pool2d_backward_argmax_f32(<const float *>pdy, pa, <float *>pdx, &g, nt)
+    else:
+        with nogil:
+            fc_max_pool2d_backward_argmax_f64(<const double *>pdy, pa, <double *>pdx, &g, nt)
 
 
 def avg_pool2d_forward(x, out, pool, strides, pads, num_threads):

@@ -37,4 +37,14 @@ static inline int fc_threads_for(ptrdiff_t work, int num_threads)
     return useful < num_threads ? (int)useful : num_threads;
 }
 
+/* Items per chunk of a schedule(dynamic, chunk) loop: about 8 chunks per thread, so that when
+ * the OS deschedules one thread (the host is shared) the others take over its remaining
+ * items instead of waiting at the barrier. Every item computes the same thing whichever
+ * thread runs it, so results still do not depend on the thread count. */
+static inline ptrdiff_t fc_dynamic_chunk(ptrdiff_t items, int num_threads)
+{
+    ptrdiff_t chunk = items / (8 * (ptrdiff_t)num_threads);
+    return chunk < 1 ? 1 : chunk;
+}
+
 #endif /* FASTCONV_KERNEL_COMMON_H */

@@ -8,6 +8,17 @@
  * Semantics are those of fastconv/reference/pooling.py: max pooling propagates NaN and
  * sends each output's gradient to the first maximal element of its window (row-major),
  * average pooling divides by the number of real (unpadded) pixels of the window.
+ *
+ * Max pooling can also record, per output element, where its window's first maximum is
+ * (fc_max_pool2d_forward_argmax) so that the backward pass reads that byte instead of x
+ * (fc_max_pool2d_backward_argmax). The byte is the tap index (row - top) * pool_w +
+ * (col - left) counted from the window's nominal, padded corner (top, left) =
+ * (oh * stride_h - pad_top, ow * stride_w - pad_left), or FC_POOL_NO_ARGMAX when the
+ * maximum is NaN (no element then takes the gradient, as in the reference). Windows may have
+ * at most FC_POOL_MAX_ARGMAX_TAPS taps.
+ *
+ * Every kernel exists once per instruction set (pool2d_impl.h); these names call the one
+ * that dispatch.c selected (FASTCONV_ISA forces one).
  */
 #ifndef FASTCONV_POOL2D_H
 #define FASTCONV_POOL2D_H
@@ -22,11 +33,19 @@ typedef struct {
     ptrdiff_t pad_top, pad_left;  /* bottom/right padding is implied by out_h/out_w */
 } fc_pool2d_geometry;
 
+#define FC_POOL_NO_ARGMAX 255       /* argmax of a window whose maximum is NaN */
+#define FC_POOL_MAX_ARGMAX_TAPS 255 /* largest pool_h * pool_w the argmax kernels accept */
+
 #define FC_DECLARE_POOL2D(T, SFX)                                                              \
     void fc_max_pool2d_forward_##SFX(const T *x, T *out, const fc_pool2d_geometry *g,         \
                                      int num_threads);                                         \
     void fc_max_pool2d_backward_##SFX(const T *dy, const T *x, T *dx,                         \
                                       const fc_pool2d_geometry *g, int num_threads);           \
+    /* out and argmax (both (n, out_h, out_w, c)); dx from dy and that argmax. */             \
+    void fc_max_pool2d_forward_argmax_##SFX(const T *x, T *out, unsigned char *argmax,        \
+                                            const fc_pool2d_geometry *g, int num_threads);     \
+    void fc_max_pool2d_backward_argmax_##SFX(const T *dy, const unsigned char *argmax, T *dx, \
+                                             const fc_pool2d_geometry *g, int num_threads);    \
     void fc_avg_pool2d_forward_##SFX(const T *x, T *out, const fc_pool2d_geometry *g,         \
                                      int num_threads);                                         \
     void fc_avg_pool2d_backward_##SFX(const T *dy, T *dx, const fc_pool2d_geometry *g,        \
@@ -44,7 +63,5 @@ typedef struct {
 
 FC_DECLARE_POOL2D(float, f32)
 FC_DECLARE_POOL2D(double, f64)
-
-#undef FC_DECLARE_POOL2D
 
 #endif /* FASTCONV_POOL2D_H */

@@ -1,0 +1,670 @@
+/* 2-D max/average pooling and global pooling on NHWC arrays: the kernels behind pool2d.h.
+ *
+ * This header is compiled once per instruction set: pool2d_generic.c (baseline SSE2),
+ * pool2d_avx2.c and pool2d_avx512.c define FC_POOL_ISA (generic, avx2, avx512) and include
+ * it; every kernel name gets the suffix _f32_<isa> / _f64_<isa>, and pool2d.c calls the one
+ * that dispatch.c selected. The C is the same for every ISA; only the compiler flags differ
+ * (the max-pooling selects take half the instructions with AVX-512 masks).
+ *
+ * The channel axis is contiguous, so every inner loop runs over channels with unit stride
+ * and no data-dependent branches, which the compiler vectorises at the baseline ISA.
+ *
+ * Parallelisation and determinism: every output element is written by exactly one work
+ * item, and each item does its work in a fixed order, so the results are bit-identical for
+ * any number of threads. Forward passes share out the output rows. The backward passes
+ * split dx into row bands, one per group of consecutive output rows (band `o` starts where
+ * window `o` starts); a band's work item visits, in ascending order, every window that
+ * reaches into the band and adds its contribution clipped to the band. A window that
+ * straddles two bands is evaluated by both, but no two threads ever write the same dx
+ * element, each dx element receives its contributions in the same order whoever owns it,
+ * and a batch of 1 still splits into several items. When windows do not overlap (stride >=
+ * pool), dx is assigned instead of accumulated, and only the pixels outside every window are
+ * zeroed; otherwise rows are zeroed just before the first window reaches them (cache-hot).
+ *
+ * This file is a template: it includes itself twice, once for float and once for double,
+ * with T the element type and SFX(name) adding the type and ISA suffixes to a function name.
+ */
+#ifndef FC_POOL2D_TEMPLATE
+#ifndef FC_POOL_ISA
+#error "define FC_POOL_ISA (generic, avx2 or avx512) before including pool2d_impl.h"
+#endif
+
+
+#if defined(__GNUC__) && !defined(__clang__)
+/* Keep the short per-pixel channel copies as vector loops: gcc would otherwise turn them into
+ * `rep movs`/memcpy, which costs more than the copy itself for a few hundred bytes. */
+#pragma GCC optimize("no-tree-loop-distribute-patterns")
+#endif
+
+#include "pool2d_isa.h"
+#include "kernel_common.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+/* Denormals are flushed (FC_FTZ_BEGIN) only in the average pooling kernels, which do
+ * arithmetic. Max pooling only compares and copies, and DAZ would change which element
+ * compares as the maximum. */
+
+/* Channels handled at a time by kernels that keep per-channel state on the stack. */
+#define FC_POOL_CHANNEL_BLOCK 256
+
+static inline ptrdiff_t fc_max_pd(ptrdiff_t a, ptrdiff_t b) { return a > b ? a : b; }
+static inline ptrdiff_t fc_min_pd(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
+
+/* Work items per image of the backward passes: enough to keep threads busy on small batches,
+ * few enough that little work is repeated at band edges. A function of the shape only. */
+#define FC_POOL_MIN_BACKWARD_ITEMS 16
+
+typedef struct {
+    ptrdiff_t rows_per_band; /* output rows per band */
+    ptrdiff_t bands;         /* bands per image */
+} fc_band_plan;
+
+static fc_band_plan fc_plan_bands(const fc_pool2d_geometry *g)
+{
+    fc_band_plan p;
+    ptrdiff_t per_image = (FC_POOL_MIN_BACKWARD_ITEMS + g->n - 1) / g->n;
+    if (per_image > g->out_h) per_image = g->out_h;
+    p.rows_per_band = (g->out_h + per_image - 1) / per_image;
+    p.bands = (g->out_h + p.rows_per_band - 1) / p.rows_per_band;
+    return p;
+}
+
+/* The dx rows [lo, hi) owned by the band of output rows [o_lo, o_hi): from where window o_lo
+ * starts to where window o_hi starts (the first/last band extend to the image edges). */
+static void fc_band_rows(const fc_pool2d_geometry *g, ptrdiff_t o_lo, ptrdiff_t o_hi,
+                         ptrdiff_t *lo, ptrdiff_t *hi)
+{
+    ptrdiff_t start = o_lo * g->stride_h - g->pad_top;
+    ptrdiff_t next = o_hi * g->stride_h - g->pad_top;
+    *lo = o_lo == 0 ? 0 : fc_min_pd(fc_max_pd(start, 0), g->h);
+    *hi = o_hi >= g->out_h ? g->h : fc_min_pd(fc_max_pd(next, 0), g->h);
+}
+
+/* Real (unpadded) extent [lo, hi) of window `o` along an axis of the given size. */
+static inline void fc_window_span(ptrdiff_t o, ptrdiff_t stride, ptrdiff_t pad, ptrdiff_t pool,
+                                  ptrdiff_t size, ptrdiff_t *lo, ptrdiff_t *hi)
+{
+    ptrdiff_t start = o * stride - pad;
+    *lo = fc_max_pd(start, 0);
+    *hi = fc_min_pd(start + pool, size);
+}
+
+#define FC_POOL2D_TEMPLATE
+#define T float
+#define SFX(name) FC_POOL_NAME(name, f32, FC_POOL_ISA)
+#include "pool2d_impl.h"
+#undef T
+#undef SFX
+#define T double
+#define SFX(name) FC_POOL_NAME(name, f64, FC_POOL_ISA)
+#include "pool2d_impl.h"
+#undef T
+#undef SFX
+#undef FC_POOL2D_TEMPLATE
+
+#else /* FC_POOL2D_TEMPLATE: the body below is compiled once per element type T. */
+
+/* ---- channel-vector helpers (restrict + unit stride: vectorised) -------------------------- */
+
+static inline void SFX(fc_copy)(T *restrict dst, const T *restrict src, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++) dst[i] = src[i];
+}
+
+/* m = max(m, x) elementwise, propagating NaN from either side like numpy's max. */
+static inline void SFX(fc_max_into)(T *restrict m, const T *restrict x, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        T v = x[i], cur = m[i];
+        m[i] = (v > cur || v != v) ? v : cur;
+    }
+}
+
+static inline void SFX(fc_add_into)(T *restrict acc, const T *restrict x, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++) acc[i] += x[i];
+}
+
+/* First-max scatter step for one window pixel: where x equals the window maximum `target`
+ * (not yet taken), add dy into dx and retire the channel by setting its target to NaN,
+ * which equals nothing. A NaN maximum therefore never receives a gradient, as in the
+ * reference (NaN == NaN is false there too). */
+static inline void SFX(fc_first_max_scatter)(T *restrict dx, const T *restrict x,
+                                             T *restrict target, const T *restrict dy,
+                                             ptrdiff_t n)
+{
+    /* Written as two independent selects on values loaded up front: gcc if-converts and
+     * vectorises this form (not one with a shared int flag or a conditional load). */
+    for (ptrdiff_t i = 0; i < n; i++) {
+        T v = x[i], t = target[i], g = dy[i], d = dx[i];
+        T add = (v == t) ? g : (T)0;
+        T next = (v == t) ? (T)NAN : t;
+        dx[i] = d + add;
+        target[i] = next;
+    }
+}
+
+/* Same as above for a pixel outside the caller's band: only retire the channels it takes. */
+static inline void SFX(fc_first_max_skip)(const T *restrict x, T *restrict target, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        T v = x[i], t = target[i];
+        target[i] = (v == t) ? (T)NAN : t;
+    }
+}
+
+/* First-max step when windows do not overlap: dx is assigned (dy or 0), not accumulated. */
+static inline void SFX(fc_first_max_assign)(T *restrict dx, const T *restrict x,
+                                            T *restrict target, const T *restrict dy,
+                                            ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        T v = x[i], t = target[i], g = dy[i];
+        T val = (v == t) ? g : (T)0;
+        T next = (v == t) ? (T)NAN : t;
+        dx[i] = val;
+        target[i] = next;
+    }
+}
+
+/* ---- argmax helpers: the tap index of the running maximum is kept in T (exact for the
+ * <= 255 taps allowed) so that gcc vectorises the selects; it is narrowed to bytes at the end. */
+
+/* Start a window at its first real pixel, tap index t0 (no maximum yet if it is NaN). */
+static inline void SFX(fc_argmax_init)(T *restrict best, T *restrict where, const T *restrict x,
+                                       T t0, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        T v = x[i];
+        best[i] = v;
+        where[i] = (v != v) ? (T)FC_POOL_NO_ARGMAX : t0;
+    }
+}
+
+/* Next pixel (tap index t) in row-major window order: a strictly greater value takes over
+ * (so the first of equal maxima stays), a NaN makes the maximum NaN and leaves no argmax. */
+static inline void SFX(fc_argmax_step)(T *restrict best, T *restrict where, const T *restrict x,
+                                       T t, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        T v = x[i], m = best[i], w = where[i];
+        best[i] = (v > m || v != v) ? v : m;
+        where[i] = (v > m) ? t : ((v != v) ? (T)FC_POOL_NO_ARGMAX : w);
+    }
+}
+
+static inline void SFX(fc_argmax_store)(T *restrict out, unsigned char *restrict argmax,
+                                        const T *restrict best, const T *restrict where,
+                                        ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        out[i] = best[i];
+        argmax[i] = (unsigned char)(int)where[i];
+    }
+}
+
+/* d = dy where the window's argmax is `tap`, else 0 (assign), or d += that (accumulate). */
+static inline void SFX(fc_argmax_assign)(T *restrict d, const unsigned char *restrict argmax,
+                                         const T *restrict dy, int tap, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++) d[i] = ((int)argmax[i] == tap) ? dy[i] : (T)0;
+}
+
+static inline void SFX(fc_argmax_accumulate)(T *restrict d, const unsigned char *restrict argmax,
+                                             const T *restrict dy, int tap, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++) d[i] += ((int)argmax[i] == tap) ? dy[i] : (T)0;
+}
+
+/* Zero rows [r_from, r_to) of one image. */
+static inline void SFX(fc_zero_rows)(T *img, const fc_pool2d_geometry *g, ptrdiff_t r_from,
+                                     ptrdiff_t r_to)
+{
+    if (r_to > r_from)
+        memset(img + r_from * g->w * g->c, 0, (size_t)((r_to - r_from) * g->w * g->c) * sizeof(T));
+}
+
+/* Zero the pixels of one row that no window column span covers (non-overlapping windows). */
+static void SFX(fc_zero_column_gaps)(T *row, const fc_pool2d_geometry *g)
+{
+    ptrdiff_t covered = 0;
+    for (ptrdiff_t ow = 0; ow < g->out_w; ow++) {
+        ptrdiff_t c0, c1;
+        fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, g->w, &c0, &c1);
+        if (c0 > covered) memset(row + covered * g->c, 0, (size_t)((c0 - covered) * g->c) * sizeof(T));
+        covered = fc_max_pd(covered, c1);
+    }
+    if (g->w > covered) memset(row + covered * g->c, 0, (size_t)((g->w - covered) * g->c) * sizeof(T));
+}
+
+/* Make dx rows [*ready, s1) of a band ready for window rows [s0, s1): with disjoint windows,
+ * zero the gap rows before s0 and the column gaps of rows [s0, s1) (the window pixels are
+ * assigned later); with overlapping windows, zero rows [*ready, s1) (accumulated into). */
+static inline void SFX(fc_prepare_rows)(T *img, const fc_pool2d_geometry *g, int disjoint,
+                                        ptrdiff_t *ready, ptrdiff_t s0, ptrdiff_t s1)
+{
+    if (s1 <= *ready) return;
+    if (disjoint) {
+        SFX(fc_zero_rows)(img, g, *ready, s0);
+        for (ptrdiff_t r = fc_max_pd(s0, *ready); r < s1; r++)
+            SFX(fc_zero_column_gaps)(img + r * g->w * g->c, g);
+    } else {
+        SFX(fc_zero_rows)(img, g, *ready, s1);
+    }
+    *ready = s1;
+}
+
+/* ---- max pooling --------------------------------------------------------------------------- */
+
+void SFX(fc_max_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g, int num_threads)
+{
+    const ptrdiff_t H = g->h, W = g->w, C = g->c, OH = g->out_h, OW = g->out_w;
+    const ptrdiff_t items = g->n * OH;
+    num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
+    const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
+    (void)num_threads;
+    (void)chunk;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(dynamic, chunk) num_threads(num_threads)
+#endif
+    for (ptrdiff_t item = 0; item < items; item++) {
+        ptrdiff_t n = item / OH, oh = item % OH, r0, r1;
+        fc_window_span(oh, g->stride_h, g->pad_top, g->pool_h, H, &r0, &r1);
+        for (ptrdiff_t ow = 0; ow < OW; ow++) {
+            ptrdiff_t c0, c1;
+            fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, W, &c0, &c1);
+            T *o = out + (item * OW + ow) * C;
+            SFX(fc_copy)(o, x + ((n * H + r0) * W + c0) * C, C);
+            for (ptrdiff_t r = r0; r < r1; r++)
+                for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++)
+                    SFX(fc_max_into)(o, x + ((n * H + r) * W + col) * C, C);
+        }
+    }
+}
+
+void SFX(fc_max_pool2d_backward)(const T *dy, const T *x, T *dx, const fc_pool2d_geometry *g,
+                                 int num_threads)
+{
+    const ptrdiff_t H = g->h, W = g->w, C = g->c, OH = g->out_h, OW = g->out_w;
+    const fc_band_plan plan = fc_plan_bands(g);
+    const ptrdiff_t items = g->n * plan.bands;
+    const int disjoint = g->pool_h <= g->stride_h && g->pool_w <= g->stride_w;
+    /* Windows up to this many output rows above a band can still reach into it. */
+    const ptrdiff_t reach = disjoint ? 0 : (g->pool_h + g->stride_h - 1) / g->stride_h;
+    num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
+    const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
+    (void)num_threads;
+    (void)chunk;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(dynamic, chunk) num_threads(num_threads)
+#endif
+    for (ptrdiff_t item = 0; item < items; item++) {
+        const ptrdiff_t n = item / plan.bands;
+        const ptrdiff_t o_lo = (item % plan.bands) * plan.rows_per_band;
+        const ptrdiff_t o_hi = fc_min_pd(o_lo + plan.rows_per_band, OH);
+        const T *xn = x + n * H * W * C;
+        T *dxn = dx + n * H * W * C;
+        T target[FC_POOL_CHANNEL_BLOCK];
+        ptrdiff_t b0, b1;
+        fc_band_rows(g, o_lo, o_hi, &b0, &b1);
+        ptrdiff_t ready = b0; /* dx rows [b0, ready) are initialised */
+        for (ptrdiff_t o = fc_max_pd(o_lo - reach, 0); o < o_hi; o++) {
+            ptrdiff_t r0, r1;
+            fc_window_span(o, g->stride_h, g->pad_top, g->pool_h, H, &r0, &r1);
+            const ptrdiff_t s0 = fc_max_pd(r0, b0), s1 = fc_min_pd(r1, b1); /* rows written */
+            if (s1 <= s0) continue; /* window does not reach into this band */
+            SFX(fc_prepare_rows)(dxn, g, disjoint, &ready, s0, s1);
+            for (ptrdiff_t ow = 0; ow < OW; ow++) {
+                ptrdiff_t c0, c1;
+                fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, W, &c0, &c1);
+                const T *dy_px = dy + ((n * OH + o) * OW + ow) * C;
+                for (ptrdiff_t cb = 0; cb < C; cb += FC_POOL_CHANNEL_BLOCK) {
+                    const ptrdiff_t nc = fc_min_pd(FC_POOL_CHANNEL_BLOCK, C - cb);
+                    /* Pass 1: the window maximum (over all its rows, also outside the band). */
+                    SFX(fc_copy)(target, xn + (r0 * W + c0) * C + cb, nc);
+                    for (ptrdiff_t r = r0; r < r1; r++)
+                        for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++)
+                            SFX(fc_max_into)(target, xn + (r * W + col) * C + cb, nc);
+                    /* Pass 2: walk the window in row-major order up to the band's end; rows
+                     * above the band only retire channels whose first maximum lies there. */
+                    for (ptrdiff_t r = r0; r < s1; r++) {
+                        for (ptrdiff_t col = c0; col < c1; col++) {
+                            const ptrdiff_t off = (r * W + col) * C + cb;
+                            if (r < s0)
+                                SFX(fc_first_max_skip)(xn + off, target, nc);
+                            else if (disjoint)
+                                SFX(fc_first_max_assign)(dxn + off, xn + off, target, dy_px + cb, nc);
+                            else
+                                SFX(fc_first_max_scatter)(dxn + off, xn + off, target, dy_px + cb, nc);
+                        }
+                    }
+                }
+            }
+        }
+        SFX(fc_zero_rows)(dxn, g, ready, b1); /* rows below the last window (or empty band) */
+    }
+}
+
+/* ---- max pooling with a recorded argmax, and its backward ---------------------------------- */
+
+void SFX(fc_max_pool2d_forward_argmax)(const T *x, T *out, unsigned char *argmax,
+                                       const fc_pool2d_geometry *g, int num_threads)
+{
+    const ptrdiff_t H = g->h, W = g->w, C = g->c, OH = g->out_h, OW = g->out_w;
+    const ptrdiff_t items = g->n * OH;
+    num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
+    const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
+    (void)num_threads;
+    (void)chunk;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(dynamic, chunk) num_threads(num_threads)
+#endif
+    for (ptrdiff_t item = 0; item < items; item++) {
+        const ptrdiff_t n = item / OH, oh = item % OH, top = oh * g->stride_h - g->pad_top;
+        T best[FC_POOL_CHANNEL_BLOCK], where[FC_POOL_CHANNEL_BLOCK];
+        ptrdiff_t r0, r1;
+        fc_window_span(oh, g->stride_h, g->pad_top, g->pool_h, H, &r0, &r1);
+        for (ptrdiff_t ow = 0; ow < OW; ow++) {
+            const ptrdiff_t left = ow * g->stride_w - g->pad_left;
+            ptrdiff_t c0, c1;
+            fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, W, &c0, &c1);
+            const ptrdiff_t o = (item * OW + ow) * C;
+            for (ptrdiff_t cb = 0; cb < C; cb += FC_POOL_CHANNEL_BLOCK) {
+                const ptrdiff_t nc = fc_min_pd(FC_POOL_CHANNEL_BLOCK, C - cb);
+                const T *xn = x + n * H * W * C + cb;
+                SFX(fc_argmax_init)(best, where, xn + (r0 * W + c0) * C,
+                                    (T)((r0 - top) * g->pool_w + (c0 - left)), nc);
+                for (ptrdiff_t r = r0; r < r1; r++)
+                    for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++)
+                        SFX(fc_argmax_step)(best, where, xn + (r * W + col) * C,
+                                            (T)((r - top) * g->pool_w + (col - left)), nc);
+                SFX(fc_argmax_store)(out + o + cb, argmax + o + cb, best, where, nc);
+            }
+        }
+    }
+}
+
+/* First and last (inclusive) window along an axis that covers position p; empty if lo > hi. */
+static inline void SFX(fc_covering_windows)(ptrdiff_t p, ptrdiff_t stride, ptrdiff_t pad,
+                                            ptrdiff_t pool, ptrdiff_t out, ptrdiff_t *lo,
+                                            ptrdiff_t *hi)
+{
+    const ptrdiff_t first = p + pad - pool + 1; /* window o covers p iff first <= o*stride <= p + pad */
+    *lo = first <= 0 ? 0 : (first + stride - 1) / stride;
+    *hi = fc_min_pd((p + pad) / stride, out - 1);
+}
+
+/* Gather form: each item owns one row of dx and sums, for each pixel, the dy of the windows
+ * whose recorded argmax is that pixel, in ascending window order (output row, then column) --
+ * the order in which fc_max_pool2d_backward adds them, so both give the same bits. No two
+ * threads write the same dx element and nothing depends on the thread count. */
+void SFX(fc_max_pool2d_backward_argmax)(const T *dy, const unsigned char *argmax, T *dx,
+                                        const fc_pool2d_geometry *g, int num_threads)
+{
+    const ptrdiff_t H = g->h, W = g->w, C = g->c, OH = g->out_h, OW = g->out_w;
+    const ptrdiff_t items = g->n * H;
+    const int disjoint = g->pool_h <= g->stride_h && g->pool_w <= g->stride_w;
+    num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
+    const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
+    (void)num_threads;
+    (void)chunk;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(dynamic, chunk) num_threads(num_threads)
+#endif
+    for (ptrdiff_t item = 0; item < items; item++) {
+        const ptrdiff_t n = item / H, r = item % H;
+        ptrdiff_t oh_lo, oh_hi;
+        SFX(fc_covering_windows)(r, g->stride_h, g->pad_top, g->pool_h, OH, &oh_lo, &oh_hi);
+        for (ptrdiff_t col = 0; col < W; col++) {
+            T *d = dx + (item * W + col) * C;
+            ptrdiff_t ow_lo, ow_hi;
+            SFX(fc_covering_windows)(col, g->stride_w, g->pad_left, g->pool_w, OW, &ow_lo, &ow_hi);
+            if (oh_lo > oh_hi || ow_lo > ow_hi) {
+                memset(d, 0, (size_t)C * sizeof(T)); /* in no window */
+                continue;
+            }
+            if (!disjoint) memset(d, 0, (size_t)C * sizeof(T));
+            for (ptrdiff_t oh = oh_lo; oh <= oh_hi; oh++) {
+                const int row_tap = (int)((r - (oh * g->stride_h - g->pad_top)) * g->pool_w);
+                for (ptrdiff_t ow = ow_lo; ow <= ow_hi; ow++) {
+                    const int tap = row_tap + (int)(col - (ow * g->stride_w - g->pad_left));
+                    const ptrdiff_t o = ((n * OH + oh) * OW + ow) * C;
+                    if (disjoint)
+                        SFX(fc_argmax_assign)(d, argmax + o, dy + o, tap, C);
+                    else
+                        SFX(fc_argmax_accumulate)(d, argmax + o, dy + o, tap, C);
+                }
+            }
+        }
+    }
+}
+
+/* ---- average pooling ----------------------------------------------------------------------- */
+
+void SFX(fc_avg_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g, int num_threads)
+{
+    const ptrdiff_t H = g->h, W = g->w, C = g->c, OH = g->out_h, OW = g->out_w;
+    const ptrdiff_t items = g->n * OH;
+    num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
+    const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
+    (void)num_threads;
+    (void)chunk;
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(num_threads)
+#endif
+    {
+        FC_FTZ_BEGIN();
+#if defined(_OPENMP)
+#pragma omp for schedule(dynamic, chunk)
+#endif
+        for (ptrdiff_t item = 0; item < items; item++) {
+            ptrdiff_t n = item / OH, oh = item % OH, r0, r1;
+            fc_window_span(oh, g->stride_h, g->pad_top, g->pool_h, H, &r0, &r1);
+            for (ptrdiff_t ow = 0; ow < OW; ow++) {
+                ptrdiff_t c0, c1;
+                fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, W, &c0, &c1);
+                T *o = out + (item * OW + ow) * C;
+                const T count = (T)((r1 - r0) * (c1 - c0));
+                SFX(fc_copy)(o, x + ((n * H + r0) * W + c0) * C, C);
+                for (ptrdiff_t r = r0; r < r1; r++)
+                    for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++)
+                        SFX(fc_add_into)(o, x + ((n * H + r) * W + col) * C, C);
+                for (ptrdiff_t i = 0; i < C; i++) o[i] = o[i] / count;
+            }
+        }
+        FC_FTZ_END();
+    }
+}
+
+void SFX(fc_avg_pool2d_backward)(const T *dy, T *dx, const fc_pool2d_geometry *g, int num_threads)
+{
+    const ptrdiff_t H = g->h, W = g->w, C = g->c, OH = g->out_h, OW = g->out_w;
+    const fc_band_plan plan = fc_plan_bands(g);
+    const ptrdiff_t items = g->n * plan.bands;
+    const int disjoint = g->pool_h <= g->stride_h && g->pool_w <= g->stride_w;
+    const ptrdiff_t reach = disjoint ? 0 : (g->pool_h + g->stride_h - 1) / g->stride_h;
+    num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
+    const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
+    (void)num_threads;
+    (void)chunk;
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(num_threads)
+#endif
+    {
+        FC_FTZ_BEGIN();
+#if defined(_OPENMP)
+#pragma omp for schedule(dynamic, chunk)
+#endif
+        for (ptrdiff_t item = 0; item < items; item++) {
+            const ptrdiff_t n = item / plan.bands;
+            const ptrdiff_t o_lo = (item % plan.bands) * plan.rows_per_band;
+            const ptrdiff_t o_hi = fc_min_pd(o_lo + plan.rows_per_band, OH);
+            T *dxn = dx + n * H * W * C;
+            T share[FC_POOL_CHANNEL_BLOCK];
+            ptrdiff_t b0, b1;
+            fc_band_rows(g, o_lo, o_hi, &b0, &b1);
+            ptrdiff_t ready = b0;
+            for (ptrdiff_t o = fc_max_pd(o_lo - reach, 0); o < o_hi; o++) {
+                ptrdiff_t r0, r1;
+                fc_window_span(o, g->stride_h, g->pad_top, g->pool_h, H, &r0, &r1);
+                const ptrdiff_t s0 = fc_max_pd(r0, b0), s1 = fc_min_pd(r1, b1);
+                if (s1 <= s0) continue;
+                SFX(fc_prepare_rows)(dxn, g, disjoint, &ready, s0, s1);
+                for (ptrdiff_t ow = 0; ow < OW; ow++) {
+                    ptrdiff_t c0, c1;
+                    fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, W, &c0, &c1);
+                    const T count = (T)((r1 - r0) * (c1 - c0));
+                    const T *dy_px = dy + ((n * OH + o) * OW + ow) * C;
+                    for (ptrdiff_t cb = 0; cb < C; cb += FC_POOL_CHANNEL_BLOCK) {
+                        const ptrdiff_t nc = fc_min_pd(FC_POOL_CHANNEL_BLOCK, C - cb);
+                        /* dy / count in T, exactly as the reference computes the share. */
+                        for (ptrdiff_t i = 0; i < nc; i++) share[i] = dy_px[cb + i] / count;
+                        for (ptrdiff_t r = s0; r < s1; r++)
+                            for (ptrdiff_t col = c0; col < c1; col++) {
+                                T *d = dxn + (r * W + col) * C + cb;
+                                if (disjoint)
+                                    SFX(fc_copy)(d, share, nc);
+                                else
+                                    SFX(fc_add_into)(d, share, nc);
+                            }
+                    }
+                }
+            }
+            SFX(fc_zero_rows)(dxn, g, ready, b1);
+        }
+        FC_FTZ_END();
+    }
+}
+
+/* ---- global pooling ------------------------------------------------------------------------ */
+/* Reductions run over (sample, channel block) items: each output has one owner. */
+
+void SFX(fc_global_avg_pool2d_forward)(const T *x, T *out, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w,
+                                       ptrdiff_t c, int num_threads)
+{
+    const ptrdiff_t pixels = h * w;
+    const ptrdiff_t blocks = (c + FC_POOL_CHANNEL_BLOCK - 1) / FC_POOL_CHANNEL_BLOCK;
+    const ptrdiff_t items = n * blocks;
+    num_threads = fc_threads_for(n * h * w * c, num_threads);
+    const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
+    (void)num_threads;
+    (void)chunk;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(dynamic, chunk) num_threads(num_threads)
+#endif
+    for (ptrdiff_t item = 0; item < items; item++) {
+        ptrdiff_t s = item / blocks, cb = (item % blocks) * FC_POOL_CHANNEL_BLOCK;
+        ptrdiff_t nc = fc_min_pd(FC_POOL_CHANNEL_BLOCK, c - cb);
+        double acc[FC_POOL_CHANNEL_BLOCK]; /* double accumulators: no drift over many pixels */
+        for (ptrdiff_t i = 0; i < nc; i++) acc[i] = 0.0;
+        for (ptrdiff_t p = 0; p < pixels; p++) {
+            const T *restrict px = x + (s * pixels + p) * c + cb;
+            for (ptrdiff_t i = 0; i < nc; i++) acc[i] += (double)px[i];
+        }
+        for (ptrdiff_t i = 0; i < nc; i++) out[s * c + cb + i] = (T)(acc[i] / (double)pixels);
+    }
+}
+
+void SFX(fc_global_avg_pool2d_backward)(const T *dy, T *dx, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w,
+                                        ptrdiff_t c, int num_threads)
+{
+    const ptrdiff_t items = n * h; /* one image row of dx per item */
+    const T pixels = (T)(h * w);
+    num_threads = fc_threads_for(n * h * w * c, num_threads);
+    const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
+    (void)num_threads;
+    (void)chunk;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(dynamic, chunk) num_threads(num_threads)
+#endif
+    for (ptrdiff_t item = 0; item < items; item++) {
+        ptrdiff_t s = item / h;
+        T share[FC_POOL_CHANNEL_BLOCK];
+        for (ptrdiff_t cb = 0; cb < c; cb += FC_POOL_CHANNEL_BLOCK) {
+            ptrdiff_t nc = fc_min_pd(FC_POOL_CHANNEL_BLOCK, c - cb);
+            /* dy / (h * w) in T, exactly as the reference computes the share. */
+            for (ptrdiff_t i = 0; i < nc; i++) share[i] = dy[s * c + cb + i] / pixels;
+            for (ptrdiff_t col = 0; col < w; col++)
+                SFX(fc_copy)(dx + (item * w + col) * c + cb, share, nc);
+        }
+    }
+}
+
+void SFX(fc_global_max_pool2d_forward)(const T *x, T *out, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w,
+                                       ptrdiff_t c, int num_threads)
+{
+    const ptrdiff_t pixels = h * w;
+    const ptrdiff_t blocks = (c + FC_POOL_CHANNEL_BLOCK - 1) / FC_POOL_CHANNEL_BLOCK;
+    const ptrdiff_t items = n * blocks;
+    num_threads = fc_threads_for(n * h * w * c, num_threads);
+    const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
+    (void)num_threads;
+    (void)chunk;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(dynamic, chunk) num_threads(num_threads)
+#endif
+    for (ptrdiff_t item = 0; item < items; item++) {
+        ptrdiff_t s = item / blocks, cb = (item % blocks) * FC_POOL_CHANNEL_BLOCK;
+        ptrdiff_t nc = fc_min_pd(FC_POOL_CHANNEL_BLOCK, c - cb);
+        T *o = out + s * c + cb;
+        SFX(fc_copy)(o, x + s * pixels * c + cb, nc);
+        for (ptrdiff_t p = 1; p < pixels; p++) SFX(fc_max_into)(o, x + (s * pixels + p) * c + cb, nc);
+    }
+}
+
+void SFX(fc_global_max_pool2d_backward)(const T *dy, const T *x, T *dx, ptrdiff_t n, ptrdiff_t h,
+                                        ptrdiff_t w, ptrdiff_t c, int num_threads)
+{
+    const ptrdiff_t pixels = h * w;
+    const ptrdiff_t blocks = (c + FC_POOL_CHANNEL_BLOCK - 1) / FC_POOL_CHANNEL_BLOCK;
+    const ptrdiff_t items = n * blocks;
+    num_threads = fc_threads_for(n * h * w * c, num_threads);
+    const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
+    (void)num_threads;
+    (void)chunk;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(dynamic, chunk) num_threads(num_threads)
+#endif
+    for (ptrdiff_t item = 0; item < items; item++) {
+        ptrdiff_t s = item / blocks, cb = (item % blocks) * FC_POOL_CHANNEL_BLOCK;
+        ptrdiff_t nc = fc_min_pd(FC_POOL_CHANNEL_BLOCK, c - cb);
+        T best[FC_POOL_CHANNEL_BLOCK], taken[FC_POOL_CHANNEL_BLOCK];
+        const T *restrict g = dy + s * c + cb;
+        int any_nan = 0;
+        SFX(fc_copy)(best, x + s * pixels * c + cb, nc);
+        for (ptrdiff_t p = 1; p < pixels; p++)
+            SFX(fc_max_into)(best, x + (s * pixels + p) * c + cb, nc);
+        for (ptrdiff_t i = 0; i < nc; i++) any_nan |= best[i] != best[i];
+        if (!any_nan) {
+            /* The usual case: the first pixel equal to the maximum wins (retired by NaN). */
+            for (ptrdiff_t p = 0; p < pixels; p++) {
+                ptrdiff_t off = (s * pixels + p) * c + cb;
+                SFX(fc_first_max_assign)(dx + off, x + off, best, g, nc);
+            }
+            continue;
+        }
+        /* numpy's argmax (the reference) picks the first maximum, or the first NaN if any:
+         * a pixel wins if it matches the maximum (a NaN maximum is matched by any NaN) and no
+         * pixel did before. `taken` and `hit` are 0/1 in T so that gcc vectorises the loop
+         * (integer flags and && leave control flow in it). Every dx element is written once. */
+        for (ptrdiff_t i = 0; i < nc; i++) taken[i] = 0;
+        for (ptrdiff_t p = 0; p < pixels; p++) {
+            const T *restrict px = x + (s * pixels + p) * c + cb;
+            T *restrict d = dx + (s * pixels + p) * c + cb;
+            for (ptrdiff_t i = 0; i < nc; i++) {
+                T v = px[i], m = best[i], gi = g[i], tk = taken[i];
+                T is_max = (v == m) ? (T)1 : (T)0;
+                T is_nan = (v != v) ? (T)1 : (T)0;
+                T match = (m != m) ? is_nan : is_max;
+                T hit = match * ((T)1 - tk);
+                d[i] = hit > (T)0 ? gi : (T)0;
+                taken[i] = tk + hit;
+            }
+        }
+    }
+}
+
+#endif /* FC_POOL2D_TEMPLATE */
