@@ -56,6 +56,13 @@ CASES = [
     ((1, 9, 10, 8), (3, 3, 2, 12), 2, "same", 1, 4),            # groups with C_g = 2
     ((5, 30, 30, 4), (3, 3, 4, 6), 1, "same", 1, 1),            # weight gradient in 4 chunks
     ((4, 32, 32, 5), (3, 3, 1, 5), 1, "same", 1, 5),            # depthwise, 4 chunks
+    # Few input channels (first layers): zero-bordered row paths of forward, weight gradient
+    # (dW^T when filters are few) and col2im.
+    ((3, 28, 28, 1), (5, 5, 1, 6), 1, "same", 1, 1),            # LeNet-5 C1
+    ((4, 30, 30, 1), (5, 5, 1, 6), 1, "same", 1, 1),            # ... in 3 chunks
+    ((2, 13, 11, 3), (3, 4, 3, 5), (2, 3), ((4, 1), (7, 2)), 1, 1),  # pads wider than kernel
+    ((2, 9, 9, 2), (2, 3, 2, 40), 1, ((0, 3), (5, 0)), (2, 1), 1),   # height dilation, F > NR
+    ((1, 20, 21, 3), (11, 11, 3, 8), 4, 2, 1, 1),               # AlexNet-like stem
 ]
 CASE_IDS = [f"x{c[0]}-k{c[1]}-s{c[2]}-p{c[3]}-d{c[4]}-g{c[5]}" for c in CASES]
 
@@ -123,7 +130,7 @@ def conv_problems(draw):
     dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3))) if use_dilation else (1, 1)
     mode = draw(st.sampled_from(["valid", "same", "explicit"]))
     if mode == "explicit":
-        padding = tuple((draw(st.integers(0, 3)), draw(st.integers(0, 3))) for _ in range(2))
+        padding = tuple((draw(st.integers(0, 6)), draw(st.integers(0, 6))) for _ in range(2))
     else:
         padding = mode
     eff_h, eff_w = (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1
@@ -232,6 +239,8 @@ THREAD_CASES = [
     ((2, 20, 20, 12), (3, 3, 1, 12), 1, "same", 1, 12),   # depthwise
     ((2, 16, 16, 32), (1, 1, 32, 40), 1, "valid", 1, 1),  # 1x1
     ((1, 40, 9, 6), (5, 3, 3, 10), 1, "same", (2, 1), 2),  # batch 1, dilated, grouped
+    ((4, 30, 30, 1), (5, 5, 1, 6), 1, "same", 1, 1),      # first layer: dW^T in chunks
+    ((3, 17, 17, 3), (3, 3, 3, 16), 2, "same", 1, 1),     # few channels, strided scatter
 ]
 
 
@@ -270,7 +279,9 @@ ISA_SCRIPT = textwrap.dedent(
              ((2, 9, 8, 6), (3, 2, 3, 8), (2, 3), ((1, 2), (0, 3)), 1, 2),
              ((2, 9, 9, 6), (3, 3, 1, 12), 2, "same", 1, 6),
              ((1, 11, 10, 4), (3, 3, 4, 17), 1, "same", (2, 2), 1),
-             ((2, 6, 6, 300), (3, 3, 300, 9), 1, "same", 1, 1)]
+             ((2, 6, 6, 300), (3, 3, 300, 9), 1, "same", 1, 1),
+             ((2, 12, 11, 1), (5, 5, 1, 6), 1, "same", 1, 1),
+             ((2, 12, 11, 3), (3, 3, 3, 6), 2, ((4, 1), (5, 2)), 1, 1)]
     for dtype, rtol in ((np.float32, 1e-4), (np.float64, 1e-10)):
         for xs, ks, s, p, d, g in cases:
             kw = dict(strides=s, padding=p, dilation_rate=d, groups=g)

@@ -269,6 +269,46 @@ static void FC_FN(patch_rows_from_padded)(const fc_conv2d_params *p, const FC_T 
     }
 }
 
+/* Add dpatch rows of output pixels [m0, m0 + mb) (one group, no width dilation) into
+ * zero-bordered dx rows (layout of build_padded_row): KH run additions per pixel, in the
+ * order of scatter_patches, so the sums are the same. */
+static void FC_FN(scatter_patches_padded)(const fc_conv2d_params *p, const FC_T *src, ptrdiff_t ld,
+                                          ptrdiff_t m0, ptrdiff_t mb, FC_T *dxpad)
+{
+    const ptrdiff_t pixels = p->out_h * p->out_w, rowlen = p->kw * p->c;
+    const ptrdiff_t wpc = FC_FN(padded_row_width)(p) * p->c;
+    ptrdiff_t n = m0 / pixels, oh = (m0 % pixels) / p->out_w, ow = m0 % p->out_w;
+    for (ptrdiff_t r = 0; r < mb; r++) {
+        const ptrdiff_t ih0 = oh * p->stride_h - p->pad_top, col = ow * p->stride_w * p->c;
+        for (ptrdiff_t i = 0; i < p->kh; i++) {
+            const ptrdiff_t ih = ih0 + i * p->dil_h;
+            if (ih < 0 || ih >= p->h) continue;
+            FC_T *dst = dxpad + (n * p->h + ih) * wpc + col;
+            const FC_T *add = src + r * ld + i * rowlen;
+            for (ptrdiff_t q = 0; q < rowlen; q++) dst[q] += add[q];
+        }
+        if (++ow == p->out_w) {
+            ow = 0;
+            if (++oh == p->out_h) { oh = 0; n++; }
+        }
+    }
+}
+
+/* dx row `row` = n * H + ih from its zero-bordered copy (columns the convolution never reads
+ * get 0). */
+static void FC_FN(unpad_row)(const fc_conv2d_params *p, const FC_T *src, ptrdiff_t row, FC_T *dx)
+{
+    /* Input columns [iw0, iw1) have a padded column (iw + pad_left in [0, wp)). */
+    const ptrdiff_t wp = FC_FN(padded_row_width)(p), c = p->c;
+    const ptrdiff_t iw0 = min_pd(max_pd(-p->pad_left, 0), p->w);
+    const ptrdiff_t iw1 = max_pd(iw0, min_pd(p->w, wp - p->pad_left));
+    FC_T *dst = dx + row * p->w * c;
+    for (ptrdiff_t e = 0; e < iw0 * c; e++) dst[e] = 0;
+    if (iw1 > iw0)
+        memcpy(dst + iw0 * c, src + (iw0 + p->pad_left) * c, (size_t)((iw1 - iw0) * c) * sizeof(FC_T));
+    for (ptrdiff_t e = iw1 * c; e < p->w * c; e++) dst[e] = 0;
+}
+
 /* y = conv_p(x, W) + bias as an implicit GEMM. With `transposed`, `w` is the HWIO kernel of
  * the convolution whose *input gradient* p describes (stride 1): p's input is that conv's dy
  * (C = its F), p's output its dx, and p's kernel is w with the taps flipped and the two
@@ -521,7 +561,10 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     const double lanes_fk = (double)F / (double)round_up(F, mr) * (double)K / (double)nr;
     const int dw_transposed = padded_rows && K + FC_RUN_CHUNK - 1 <= nr && lanes_fk > lanes_kf;
     const ptrdiff_t frows = round_up(F, mr);
+    /* The col2im scatter of such layers adds runs into zero-bordered dx rows. */
+    const int scatter_padded = dx_scatter && G == 1 && p->dil_w == 1 && cg < FC_PATCH_ROWS_MAX_CG;
     FC_T *part = NULL, *wt = NULL, *pbuf = NULL, *ybuf = NULL, *dbuf = NULL, *xpad = NULL;
+    FC_T *dxpad = NULL;
     int failed = 0;
     if (chunks > 1) failed |= (part = (FC_T *)fc_alloc((size_t)((chunks - 1) * (dw_elems + F)) * sizeof(FC_T))) == NULL;
     /* Patch and dy buffers per chunk (one thread works on a chunk at a time); col2im buffers
@@ -541,8 +584,11 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
         failed |= (wt = (FC_T *)fc_alloc((size_t)(G * kpanels * fg * nr) * sizeof(FC_T))) == NULL;
         failed |= (dbuf = (FC_T *)fc_alloc((size_t)(num_threads * mb_max * ldd) * sizeof(FC_T))) == NULL;
     }
+    if (scatter_padded)
+        failed |= (dxpad = (FC_T *)fc_alloc((size_t)(p->n * p->h * wpc) * sizeof(FC_T))) == NULL;
     if (failed) {
         fc_free(part); fc_free(wt); fc_free(pbuf); fc_free(ybuf); fc_free(dbuf); fc_free(xpad);
+        fc_free(dxpad);
         return FC_CONV_NOMEM;
     }
     if (xpad != NULL) memset(xpad + p->n * p->h * wpc, 0, (size_t)(wpc + FC_RUN_CHUNK) * sizeof(FC_T));
@@ -635,9 +681,10 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
             }
             {
                 FC_T *d_own = dbuf + (ptrdiff_t)tid * mb_max * ldd;
-                const ptrdiff_t total = p->n * p->h * p->w * p->c;
+                FC_T *dsum = dxpad != NULL ? dxpad : dx; /* where the scatter adds */
+                const ptrdiff_t total = dxpad != NULL ? p->n * p->h * wpc : p->n * p->h * p->w * p->c;
                 FC_OMP(for schedule(static))
-                for (ptrdiff_t e = 0; e < total; e++) dx[e] = 0;
+                for (ptrdiff_t e = 0; e < total; e++) dsum[e] = 0;
                 for (int phase = 0; phase < 2; phase++) {
                     const ptrdiff_t per_image = (bands + 1 - phase) / 2;
                     FC_OMP(for schedule(dynamic, 1))
@@ -659,16 +706,23 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                                                                  (int)min_pd(mr, mb - ir), cols, fb > 0, NULL);
                                     }
                                 }
-                                FC_FN(scatter_patches)(p, d_own, ldd, g, m0, mb, dx);
+                                if (dxpad != NULL) FC_FN(scatter_patches_padded)(p, d_own, ldd, m0, mb, dxpad);
+                                else FC_FN(scatter_patches)(p, d_own, ldd, g, m0, mb, dx);
                             }
                         }
                     }
+                }
+                if (dxpad != NULL) {
+                    FC_OMP(for schedule(static))
+                    for (ptrdiff_t row = 0; row < p->n * p->h; row++)
+                        FC_FN(unpad_row)(p, dxpad + row * wpc, row, dx);
                 }
             }
         }
         fc_denormals_restore(csr);
     }
     fc_free(part); fc_free(wt); fc_free(pbuf); fc_free(ybuf); fc_free(dbuf); fc_free(xpad);
+    fc_free(dxpad);
     if (dx != NULL && !dx_scatter) {
         /* dx[n, h, w] = sum over taps of dy[n, h + pt - i*dh, w + pl - j*dw] . W[i, j]^T */
         fc_conv2d_params adj = *p;
