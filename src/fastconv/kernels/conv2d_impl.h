@@ -633,8 +633,10 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                     continue;
                 }
                 for (ptrdiff_t g = 0; g < G; g++) {
-                    /* dy rows of this group -> panels y_own[pj][r][nr] (zero-padded). */
-                    for (ptrdiff_t pj = 0; pj < fpanels; pj++) {
+                    /* dy rows of this group -> panels y_own[pj][r][nr] (zero-padded); with
+                     * exactly NR filters the rows of dy already are that panel. */
+                    const FC_T *ypanels = F == nr ? dy + m0 * F : y_own;
+                    for (ptrdiff_t pj = 0; pj < fpanels && F != nr; pj++) {
                         const ptrdiff_t cols = min_pd(nr, fg - pj * nr);
                         for (ptrdiff_t r = 0; r < mb; r++) {
                             FC_T *dst = y_own + (pj * wb + r) * nr;
@@ -653,7 +655,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                             FC_FN(pack_patches)(p, x, g, m0, mb, k0, kn, p_own, ldw);
                         for (ptrdiff_t kt0 = 0; kt0 < kn; kt0 += mr) {
                             for (ptrdiff_t pj = 0; pj < fpanels; pj++) {
-                                FC_KT(kt, gemm_cola)(mb, p_own + kt0, ldw, y_own + pj * wb * nr,
+                                FC_KT(kt, gemm_cola)(mb, p_own + kt0, ldw, ypanels + pj * wb * nr,
                                                      cdw + (k0 + kt0) * F + g * fg + pj * nr, F,
                                                      (int)min_pd(mr, kn - kt0),
                                                      (int)min_pd(nr, fg - pj * nr), accumulate, NULL);
