@@ -21,7 +21,7 @@ import fastconv
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(fastconv.__file__))
 PACKAGE_PARENT = os.path.dirname(PACKAGE_DIR)
-COMPILED_MODULES = ("batchnorm", "conv", "cpu", "pool")
+COMPILED_MODULES = ("batchnorm", "conv", "cpu", "elementwise", "pool")
 
 
 def run_python(code, **env_vars):
