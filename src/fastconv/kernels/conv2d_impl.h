@@ -635,8 +635,9 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                 for (ptrdiff_t g = 0; g < G; g++) {
                     /* dy rows of this group -> panels y_own[pj][r][nr] (zero-padded); with
                      * exactly NR filters the rows of dy already are that panel. */
-                    const FC_T *ypanels = F == nr ? dy + m0 * F : y_own;
-                    for (ptrdiff_t pj = 0; pj < fpanels && F != nr; pj++) {
+                    const int dy_panel = G == 1 && F == nr;
+                    const FC_T *ypanels = dy_panel ? dy + m0 * F : y_own;
+                    for (ptrdiff_t pj = 0; pj < fpanels && !dy_panel; pj++) {
                         const ptrdiff_t cols = min_pd(nr, fg - pj * nr);
                         for (ptrdiff_t r = 0; r < mb; r++) {
                             FC_T *dst = y_own + (pj * wb + r) * nr;
