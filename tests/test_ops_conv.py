@@ -241,6 +241,8 @@ THREAD_CASES = [
     ((1, 40, 9, 6), (5, 3, 3, 10), 1, "same", (2, 1), 2),  # batch 1, dilated, grouped
     ((4, 30, 30, 1), (5, 5, 1, 6), 1, "same", 1, 1),      # first layer: dW^T in chunks
     ((3, 17, 17, 3), (3, 3, 3, 16), 2, "same", 1, 1),     # few channels, strided scatter
+    ((3, 1, 1, 700), (1, 1, 700, 70), 1, "valid", 1, 1),  # dense-like: work split over panels, K blocks
+    ((2, 5, 5, 40), (3, 3, 40, 50), 1, "same", 1, 1),     # one pixel block, two K blocks
 ]
 
 

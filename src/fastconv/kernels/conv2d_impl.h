@@ -337,7 +337,15 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
      * values per pixel, and nothing is copied per pixel. */
     const int row_ind = patch_rows && G == 1 && p->dil_w == 1;
     const ptrdiff_t wpc = FC_FN(padded_row_width)(p) * p->c;
-    if (num_threads > mblocks) num_threads = (int)mblocks; /* no idle threads, no idle buffers */
+    /* Work units: pixel blocks, each split into `splits` ranges of the G * panels column
+     * panels when there are too few blocks to keep every thread busy (dense layers, small
+     * batches). Every output tile is still computed by one thread in one order, so the
+     * results do not depend on the split. */
+    const ptrdiff_t gpanels = G * panels;
+    const ptrdiff_t splits = mblocks >= 2 * (ptrdiff_t)num_threads ? 1
+                             : min_pd(gpanels, ceil_div(2 * (ptrdiff_t)num_threads, mblocks));
+    const ptrdiff_t units = mblocks * splits;
+    if (num_threads > units) num_threads = (int)units; /* no idle threads, no idle buffers */
 
     FC_T *wpack = (FC_T *)fc_alloc((size_t)(G * panels * K * nr) * sizeof(FC_T));
     FC_T *zeros = NULL, *patches = NULL, *xpad = NULL;
@@ -389,11 +397,14 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                                : ind + (ptrdiff_t)fc_thread_id() * mb_max * (row_ind ? p->kh : taps);
         FC_T *patches_own = patches == NULL ? NULL : patches + (ptrdiff_t)fc_thread_id() * mb_max * K;
         FC_OMP(for schedule(dynamic, 1))
-        for (ptrdiff_t blk = 0; blk < mblocks; blk++) {
+        for (ptrdiff_t unit = 0; unit < units; unit++) {
+            const ptrdiff_t blk = unit / splits, part = unit % splits;
+            const ptrdiff_t gp0 = part * gpanels / splits, gp1 = (part + 1) * gpanels / splits;
             const ptrdiff_t m0 = blk * mb_max, mb = min_pd(mb_max, M - m0);
             if (row_ind) FC_FN(build_row_indirection)(p, xpad, xpad + p->n * p->h * wpc, m0, mb, mr, ind_own);
             else if (ind_own != NULL) FC_FN(build_indirection)(p, x, zeros, m0, mb, mr, ind_own);
-            for (ptrdiff_t g = 0; g < G; g++) {
+            for (ptrdiff_t g = gp0 / panels; g * panels < gp1; g++) {
+                const ptrdiff_t pj0 = max_pd(gp0 - g * panels, 0), pj1 = min_pd(gp1 - g * panels, panels);
                 if (patches_own != NULL) FC_FN(build_patch_rows)(p, x, g * cg, m0, mb, patches_own, K);
                 for (ptrdiff_t cb = 0; cb < cblocks; cb++) {
                     const ptrdiff_t c0 = cb * kcc, kn = min_pd(kcc, cg - c0);
@@ -401,7 +412,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                         const ptrdiff_t t0 = tb * tpb, tn = min_pd(tpb, taps - t0);
                         const int first = cb == 0 && tb == 0;
                         const int last = cb == cblocks - 1 && (direct || tb == tblocks - 1);
-                        for (ptrdiff_t pj = 0; pj < panels; pj++) {
+                        for (ptrdiff_t pj = pj0; pj < pj1; pj++) {
                             const FC_T *bp = wpack + ((g * panels + pj) * K + t0 * cg + c0) * nr;
                             const ptrdiff_t f0 = g * fg + pj * nr;
                             const int cols = (int)min_pd(nr, fg - pj * nr);
@@ -571,15 +582,20 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
      * per thread, for a team no larger than the work. */
     const ptrdiff_t band_rows = scatter_band_rows(p, mb_max);
     const ptrdiff_t bands = ceil_div(p->out_h, band_rows);
-    const ptrdiff_t units = max_pd(chunks, dx_scatter ? p->n * ((bands + 1) / 2) : 1);
+    /* Weight-gradient units: the chunks, each split into `kparts` ranges of the patch-column
+     * blocks when there are fewer chunks than threads (dense layers, small batches). A unit
+     * owns whole rows of its chunk's dW, so the split does not change any sum. */
+    const ptrdiff_t kparts = chunks >= num_threads ? 1 : min_pd(kwblocks, ceil_div(num_threads, chunks));
+    const ptrdiff_t wunits = chunks * kparts;
+    const ptrdiff_t units = max_pd(wunits, dx_scatter ? p->n * ((bands + 1) / 2) : 1);
     const int adjoint_threads = num_threads;
     if (num_threads > units) num_threads = (int)units;
-    const ptrdiff_t pstride = wb * max_pd(ldw, nr); /* patch buffer per chunk */
+    const ptrdiff_t pstride = wb * max_pd(ldw, nr); /* patch buffer per unit */
     const ptrdiff_t ystride = dw_transposed ? frows * nr + wb * F + mr : fpanels * wb * nr;
-    failed |= (pbuf = (FC_T *)fc_alloc((size_t)(chunks * pstride) * sizeof(FC_T))) == NULL;
+    failed |= (pbuf = (FC_T *)fc_alloc((size_t)(wunits * pstride) * sizeof(FC_T))) == NULL;
     if (padded_rows)
         failed |= (xpad = (FC_T *)fc_alloc((size_t)((p->n * p->h + 1) * wpc + FC_RUN_CHUNK) * sizeof(FC_T))) == NULL;
-    failed |= (ybuf = (FC_T *)fc_alloc((size_t)(chunks * ystride) * sizeof(FC_T))) == NULL;
+    failed |= (ybuf = (FC_T *)fc_alloc((size_t)(wunits * ystride) * sizeof(FC_T))) == NULL;
     if (dx_scatter) {
         failed |= (wt = (FC_T *)fc_alloc((size_t)(G * kpanels * fg * nr) * sizeof(FC_T))) == NULL;
         failed |= (dbuf = (FC_T *)fc_alloc((size_t)(num_threads * mb_max * ldd) * sizeof(FC_T))) == NULL;
@@ -605,11 +621,15 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
 
         /* ---- dW, db: chunk ch sums pixels [ch*M/chunks, (ch+1)*M/chunks) ---- */
         FC_OMP(for schedule(dynamic, 1))
-        for (ptrdiff_t ch = 0; ch < chunks; ch++) {
-            FC_T *p_own = pbuf + ch * pstride;
-            FC_T *y_own = ybuf + ch * ystride;
+        for (ptrdiff_t wu = 0; wu < wunits; wu++) {
+            const ptrdiff_t ch = wu / kparts, kp = wu % kparts;
+            const ptrdiff_t kb0 = kp * kwblocks / kparts, kb1 = (kp + 1) * kwblocks / kparts;
+            FC_T *p_own = pbuf + wu * pstride;
+            FC_T *y_own = ybuf + wu * ystride;
             FC_T *cdw = ch == 0 ? dw : part + (ch - 1) * (dw_elems + F);
-            FC_T *cdb = db == NULL ? NULL : (ch == 0 ? db : part + (ch - 1) * (dw_elems + F) + dw_elems);
+            /* the bias gradient belongs to the chunk's first unit */
+            FC_T *cdb = db == NULL || kp > 0 ? NULL
+                        : (ch == 0 ? db : part + (ch - 1) * (dw_elems + F) + dw_elems);
             const ptrdiff_t c0 = ch * M / chunks, c1 = (ch + 1) * M / chunks;
             if (cdb != NULL) memset(cdb, 0, (size_t)F * sizeof(FC_T));
             for (ptrdiff_t m0 = c0; m0 < c1; m0 += wb) {
@@ -646,7 +666,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                             for (ptrdiff_t j = cols; j < nr; j++) dst[j] = 0;
                         }
                     }
-                    for (ptrdiff_t kb = 0; kb < kwblocks; kb++) {
+                    for (ptrdiff_t kb = kb0; kb < kb1; kb++) {
                         const ptrdiff_t k0 = kb * kcw, kn = min_pd(kcw, K - k0);
                         if (xpad != NULL)
                             FC_FN(patch_rows_from_padded)(p, xpad, xpad + p->n * p->h * wpc, m0, mb, p_own, ldw);
