@@ -247,6 +247,11 @@ def main(argv=None):
     fastconv.set_num_threads(args.threads)
     if torch is not None:
         torch.set_num_threads(args.threads)
+    if args.keras:  # the same thread count for TensorFlow (before it runs any op)
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     sections = set(args.sections.split(","))
     peak, bandwidth = ceilings(args.threads)
     command = "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/race.py " + " ".join(
