@@ -44,7 +44,9 @@ static inline void fc_ew_block(ptrdiff_t n, ptrdiff_t *lo, ptrdiff_t *hi)
     *hi = stop < n ? stop : n;
 }
 
-#if defined(_MSC_VER)
+#if !defined(_OPENMP)
+#define FC_EW_OMP_PARALLEL /* built without OpenMP: one thread */
+#elif defined(_MSC_VER)
 #define FC_EW_OMP_PARALLEL __pragma(omp parallel num_threads(fc_nt_) if(fc_nt_ > 1))
 #else
 #define FC_EW_OMP_PARALLEL _Pragma("omp parallel num_threads(fc_nt_) if(fc_nt_ > 1)")
@@ -55,6 +57,7 @@ static inline void fc_ew_block(ptrdiff_t n, ptrdiff_t *lo, ptrdiff_t *hi)
 #define FC_EW_PARALLEL(n, num_threads, flush, call)                                         \
     do {                                                                                    \
         int fc_nt_ = fc_threads_for((n), (num_threads));                                    \
+        (void)fc_nt_;                                                                       \
         FC_EW_OMP_PARALLEL                                                                  \
         {                                                                                   \
             ptrdiff_t lo, hi;                                                               \
