@@ -161,8 +161,7 @@ def leaky_relu(x, negative_slope=0.2, alpha=None):
     """
     if alpha is not None:
         negative_slope = alpha
-    x = np.asarray(x)
-    return np.where(x >= 0, x, negative_slope * x).astype(x.dtype, copy=False)
+    return get_ops().leaky_relu_forward(x, negative_slope)
 
 
 def elu(x, alpha=1.0):
@@ -304,7 +303,7 @@ def _silu_backward(x, y, dy):
 def _leaky_relu_backward(x, y, dy, negative_slope=0.2, alpha=None):
     if alpha is not None:
         negative_slope = alpha
-    return np.where(x >= 0, dy, negative_slope * dy).astype(dy.dtype, copy=False)
+    return get_ops().leaky_relu_backward(dy, x, negative_slope)
 
 
 def _gelu_backward(x, y, dy, approximate=False):

@@ -306,6 +306,24 @@ def relu_backward(dy, x, threshold=0.0):
     return dx
 
 
+def leaky_relu_forward(x, negative_slope=0.2):
+    """x >= 0 ? x : negative_slope * x (see `fastconv.reference.leaky_relu_forward`)."""
+    if not (_ew_ready(x) and _python_real(negative_slope)):
+        return _ew_ref.leaky_relu_forward(x, negative_slope)
+    out = np.empty(x.shape, dtype=x.dtype)
+    _ew.leaky_relu_forward(x, negative_slope, out, get_num_threads())
+    return out
+
+
+def leaky_relu_backward(dy, x, negative_slope=0.2):
+    """x >= 0 ? dy : negative_slope * dy (see `fastconv.reference.leaky_relu_backward`)."""
+    if not (_ew_ready(dy, x) and _python_real(negative_slope)):
+        return _ew_ref.leaky_relu_backward(dy, x, negative_slope)
+    dx = np.empty(dy.shape, dtype=dy.dtype)
+    _ew.leaky_relu_backward(dy, x, negative_slope, dx, get_num_threads())
+    return dx
+
+
 def tanh_backward(dy, y):
     """dy * (1 - y * y) (see `fastconv.reference.tanh_backward`)."""
     if not _ew_ready(dy, y):

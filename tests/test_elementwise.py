@@ -92,6 +92,20 @@ def test_relu_backward_threshold_is_compared_in_the_input_dtype():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("slope", [0.0, 0.3, 0.2])
+def test_leaky_relu_matches_reference(shape, dtype, slope):
+    x, dy = _data(shape, dtype, 20), _data(shape, dtype, 21)
+    with np.errstate(invalid="ignore", under="ignore"):
+        y = _on_threads(lambda: ops.leaky_relu_forward(x, slope))
+        assert_same_bits(y, R.leaky_relu_forward(x, slope))
+        assert_same_bits(y, np.where(x >= 0, x, dtype(slope) * x))
+        dx = _on_threads(lambda: ops.leaky_relu_backward(dy, x, slope))
+        assert_same_bits(dx, R.leaky_relu_backward(dy, x, slope))
+        assert_same_bits(dx, np.where(x >= 0, dy, dtype(slope) * dy))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
 def test_tanh_and_sigmoid_backward_match_reference(shape, dtype):
     # Without denormals: these kernels flush them (tested below).
     y = _data(shape, dtype, 4, specials=False)
@@ -133,7 +147,7 @@ def test_tanh_and_sigmoid_gradients_against_finite_differences(dtype):
 def test_activation_objects_are_identical_on_both_backends():
     x = _data((6, 11, 13, 5), np.float32, 8)
     dy = _data(x.shape, np.float32, 9, specials=False)
-    for name in ("relu", "tanh", "sigmoid"):
+    for name in ("relu", "leaky_relu", "tanh", "sigmoid"):
         act = activations.get(name)
         with np.errstate(invalid="ignore", over="ignore"):
             y = act.forward(x)
@@ -143,13 +157,13 @@ def test_activation_objects_are_identical_on_both_backends():
                 dx_ref = act.backward(x, y_ref, dy)
         assert_same_bits(y, y_ref)
         assert_same_bits(dx, dx_ref)
-    layer = layers.ReLU(threshold=0.25)
-    with np.errstate(invalid="ignore"):
-        y = layer.forward(x, training=True)
-        dx = layer.backward(dy)
-        with fastconv.use_backend("reference"):
-            assert_same_bits(layer.forward(x, training=True), y)
-            assert_same_bits(layer.backward(dy), dx)
+    for layer in (layers.ReLU(threshold=0.25), layers.LeakyReLU(0.1)):
+        with np.errstate(invalid="ignore"):
+            y = layer.forward(x, training=True)
+            dx = layer.backward(dy)
+            with fastconv.use_backend("reference"):
+                assert_same_bits(layer.forward(x, training=True), y)
+                assert_same_bits(layer.backward(dy), dx)
 
 
 def test_inputs_the_kernels_do_not_take_go_to_the_reference():
@@ -161,6 +175,9 @@ def test_inputs_the_kernels_do_not_take_go_to_the_reference():
         (ops.relu_forward, R.relu_forward, (x64.astype(np.float16),)),      # float16
         (ops.relu_backward, R.relu_backward, (dy32, x64)),                   # mixed dtypes
         (ops.relu_backward, R.relu_backward, (dy32, x64.astype(np.float32), np.float64(0.1))),
+        (ops.leaky_relu_forward, R.leaky_relu_forward, (dy32, np.float64(0.1))),  # strong scalar
+        (ops.leaky_relu_forward, R.leaky_relu_forward, (np.arange(-3, 4), 0.5)),
+        (ops.leaky_relu_backward, R.leaky_relu_backward, (dy32, x64, 0.1)),
         (ops.tanh_backward, R.tanh_backward, (dy32, x64)),
         (ops.sigmoid_backward, R.sigmoid_backward, (dy32.T, x64.T.astype(np.float32))),
         (ops.sigmoid_backward, R.sigmoid_backward, (dy32, 0.5)),
@@ -321,6 +338,8 @@ def test_compiled_module_rejects_bad_arrays():
         (lambda: E.relu_backward(x, np.ones((5, 4), np.float32).T, 0.0, out, 1), ValueError, "`x` must be C-contiguous"),
         (lambda: E.relu_backward(x, x, "0", out, 1), TypeError, "`threshold` must be a real number"),
         (lambda: E.tanh_backward(x, x, out[:, :1], 1), ValueError, "`dx` must have shape"),
+        (lambda: E.leaky_relu_forward(x, None, out, 1), TypeError, "`negative_slope` must be a real number"),
+        (lambda: E.leaky_relu_backward(x, x.astype(np.float64), 0.1, out, 1), ValueError, "`x` must have dtype float32"),
         (lambda: E.sigmoid_backward(x, None, out, 1), TypeError, "`y` must be a numpy.ndarray"),
         (lambda: E.adam_update(x.copy(), x, out, out, None, 0.1, 0.1, 0.1, 0.1, 1), ValueError, "`m` must not overlap `v`"),
         (lambda: E.adam_update(readonly, x, x.copy(), x.copy(), None, 0.1, 0.1, 0.1, 0.1, 1), ValueError, "`param` .* must be writeable"),

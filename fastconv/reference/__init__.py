@@ -10,6 +10,8 @@ from .elementwise import (
     dropout_drop_below,
     dropout_forward,
     dropout_scale,
+    leaky_relu_backward,
+    leaky_relu_forward,
     relu_backward,
     relu_forward,
     sgd_update,
@@ -43,7 +45,7 @@ __all__ = [
     "global_max_pool2d_forward", "global_max_pool2d_backward",
     "batch_norm_forward_training", "batch_norm_forward_inference", "batch_norm_backward",
     "dense_forward", "dense_backward",
-    "relu_forward", "relu_backward", "tanh_backward", "sigmoid_backward",
+    "relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward", "tanh_backward", "sigmoid_backward",
     "adam_update", "sgd_update",
     "dropout_forward", "dropout_backward", "dropout_drop_below", "dropout_scale",
 ]

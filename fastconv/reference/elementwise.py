@@ -1,4 +1,4 @@
-"""Elementwise kernels in NumPy: ReLU, activation gradients, dropout, optimizer updates.
+"""Elementwise kernels in NumPy: ReLU, leaky ReLU, activation gradients, dropout, optimizer updates.
 
 The specification of `fastconv._core.elementwise` (through `fastconv.ops`), which computes
 the same operations in the same order and precision, so the two agree bit for bit. Python
@@ -51,6 +51,28 @@ def relu_backward(dy, x, threshold=0.0):
     if x.shape != dy.shape:
         raise ValueError(f"`x` must have the shape of `dy` {dy.shape}; received {x.shape}.")
     return np.multiply(dy, np.greater_equal(x, threshold), out=np.empty_like(dy))
+
+
+def leaky_relu_forward(x, negative_slope=0.2):
+    """x where x >= 0, else negative_slope * x, in x's dtype.
+
+    Args:
+        x: input array.
+        negative_slope: slope for negative inputs.
+    """
+    x = np.asarray(x)
+    return np.where(x >= 0, x, negative_slope * x).astype(x.dtype, copy=False)
+
+
+def leaky_relu_backward(dy, x, negative_slope=0.2):
+    """Gradient of leaky ReLU: dy where x >= 0, else negative_slope * dy, in dy's dtype.
+
+    Args:
+        dy: gradient of the output (float array).
+        x: the forward input.
+        negative_slope: slope for negative inputs.
+    """
+    return np.where(x >= 0, dy, negative_slope * dy).astype(dy.dtype, copy=False)
 
 
 def tanh_backward(dy, y):

@@ -1,4 +1,4 @@
-"""Compiled elementwise kernels: ReLU, activation gradients, dropout, optimizer updates
+"""Compiled elementwise kernels: ReLU, leaky ReLU, activation gradients, dropout, optimizer updates
 (fastconv._core.elementwise).
 
 Called by `fastconv.ops`; the semantics are those of `fastconv.reference.elementwise`, bit for
@@ -24,6 +24,12 @@ cdef extern from "elementwise.h" nogil:
                               ptrdiff_t n, int nt)
     void fc_relu_backward_f64(const double *dy, const double *x, double threshold, double *dx,
                               ptrdiff_t n, int nt)
+    void fc_leaky_relu_forward_f32(const float *x, float slope, float *y, ptrdiff_t n, int nt)
+    void fc_leaky_relu_forward_f64(const double *x, double slope, double *y, ptrdiff_t n, int nt)
+    void fc_leaky_relu_backward_f32(const float *dy, const float *x, float slope, float *dx,
+                                    ptrdiff_t n, int nt)
+    void fc_leaky_relu_backward_f64(const double *dy, const double *x, double slope, double *dx,
+                                    ptrdiff_t n, int nt)
     void fc_tanh_backward_f32(const float *dy, const float *y, float *dx, ptrdiff_t n, int nt)
     void fc_tanh_backward_f64(const double *dy, const double *y, double *dx, ptrdiff_t n, int nt)
     void fc_sigmoid_backward_f32(const float *dy, const float *y, float *dx, ptrdiff_t n, int nt)
@@ -155,6 +161,61 @@ def relu_backward(dy, x, threshold, dx, num_threads):
     else:
         with nogil:
             fc_relu_backward_f64(<const double *>pdy, <const double *>px, t, <double *>pdx, n, nt)
+
+
+def leaky_relu_forward(x, negative_slope, out, num_threads):
+    """out = x where x >= 0, else negative_slope * x (the slope rounded to x's dtype).
+
+    Args:
+        x: input, float32 or float64, C-contiguous, any shape.
+        negative_slope: a real number.
+        out: output, same dtype and shape.
+        num_threads: OpenMP threads (>= 1).
+    """
+    cdef cnp.ndarray ax = _array(x, "x")
+    cdef cnp.ndarray ao = _array(out, "out", ax.dtype, x.shape, output=True)
+    _separate(ao, "out", [(ax, "x")])
+    cdef double slope = _real(negative_slope, "negative_slope")
+    cdef int nt = _threads(num_threads)
+    cdef ptrdiff_t n = ax.size
+    cdef void *px = _data(ax)
+    cdef void *po = _data(ao)
+    if ax.dtype == _FLOAT32:
+        with nogil:
+            fc_leaky_relu_forward_f32(<const float *>px, <float>slope, <float *>po, n, nt)
+    else:
+        with nogil:
+            fc_leaky_relu_forward_f64(<const double *>px, slope, <double *>po, n, nt)
+
+
+def leaky_relu_backward(dy, x, negative_slope, dx, num_threads):
+    """dx = dy where x >= 0, else negative_slope * dy (the slope rounded to the arrays' dtype).
+
+    Args:
+        dy: gradient of the output, float32 or float64, C-contiguous.
+        x: the forward input, same dtype and shape.
+        negative_slope: a real number.
+        dx: output, same dtype and shape.
+        num_threads: OpenMP threads (>= 1).
+    """
+    cdef cnp.ndarray ady = _array(dy, "dy")
+    cdef cnp.ndarray ax = _array(x, "x", ady.dtype, dy.shape)
+    cdef cnp.ndarray adx = _array(dx, "dx", ady.dtype, dy.shape, output=True)
+    _separate(adx, "dx", [(ady, "dy"), (ax, "x")])
+    cdef double slope = _real(negative_slope, "negative_slope")
+    cdef int nt = _threads(num_threads)
+    cdef ptrdiff_t n = ady.size
+    cdef void *pdy = _data(ady)
+    cdef void *px = _data(ax)
+    cdef void *pdx = _data(adx)
+    if ady.dtype == _FLOAT32:
+        with nogil:
+            fc_leaky_relu_backward_f32(<const float *>pdy, <const float *>px, <float>slope,
+                                       <float *>pdx, n, nt)
+    else:
+        with nogil:
+            fc_leaky_relu_backward_f64(<const double *>pdy, <const double *>px, slope,
+                                       <double *>pdx, n, nt)
 
 
 def tanh_backward(dy, y, dx, num_threads):

@@ -1,4 +1,5 @@
-/* Elementwise kernels (activation gradients, ReLU, dropout, optimizer updates): see elementwise.h.
+/* Elementwise kernels (ReLU, leaky ReLU, activation gradients, dropout, optimizer updates): see
+ * elementwise.h.
  *
  * Each kernel is one pass over its arrays. The range [0, n) is cut into one contiguous block
  * per thread (block edges on multiples of FC_EW_ALIGN elements); every element is computed by
@@ -107,6 +108,24 @@ static void SFX(fc_relu_backward_block)(const T *restrict dy, const T *restrict 
 {
     /* A multiplication, not a select: dy * 0 keeps dy's sign and turns inf/NaN into NaN. */
     for (ptrdiff_t i = 0; i < n; i++) dx[i] = dy[i] * (T)(x[i] >= threshold);
+}
+
+static void SFX(fc_leaky_relu_forward_block)(const T *restrict x, T slope, T *restrict y,
+                                            ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        T v = x[i];
+        y[i] = v >= (T)0 ? v : slope * v;
+    }
+}
+
+static void SFX(fc_leaky_relu_backward_block)(const T *restrict dy, const T *restrict x, T slope,
+                                             T *restrict dx, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        T g = dy[i];
+        dx[i] = x[i] >= (T)0 ? g : slope * g;
+    }
 }
 
 static void SFX(fc_tanh_backward_block)(const T *restrict dy, const T *restrict y,
@@ -220,6 +239,19 @@ void SFX(fc_relu_backward)(const T *dy, const T *x, T threshold, T *dx, ptrdiff_
 {
     FC_EW_PARALLEL(n, num_threads, 0,
                    SFX(fc_relu_backward_block)(dy + lo, x + lo, threshold, dx + lo, hi - lo));
+}
+
+void SFX(fc_leaky_relu_forward)(const T *x, T slope, T *y, ptrdiff_t n, int num_threads)
+{
+    FC_EW_PARALLEL(n, num_threads, 0,
+                   SFX(fc_leaky_relu_forward_block)(x + lo, slope, y + lo, hi - lo));
+}
+
+void SFX(fc_leaky_relu_backward)(const T *dy, const T *x, T slope, T *dx, ptrdiff_t n,
+                                 int num_threads)
+{
+    FC_EW_PARALLEL(n, num_threads, 0,
+                   SFX(fc_leaky_relu_backward_block)(dy + lo, x + lo, slope, dx + lo, hi - lo));
 }
 
 void SFX(fc_tanh_backward)(const T *dy, const T *y, T *dx, ptrdiff_t n, int num_threads)

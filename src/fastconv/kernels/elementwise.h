@@ -10,8 +10,8 @@
  * precision as the NumPy code of fastconv/reference/elementwise.py, so the results are
  * bit-identical to it (and independent of num_threads). The kernels that do arithmetic
  * (tanh/sigmoid gradients, Adam, SGD) flush denormals to zero as the other compiled kernels
- * do; there a denormal operand or result becomes a signed zero. ReLU and dropout only select,
- * or multiply by an exact 1, 0 or the dropout scale, and keep denormals exactly.
+ * do; there a denormal operand or result becomes a signed zero. ReLU, leaky ReLU and dropout
+ * only select, or multiply by an exact 1, 0, slope or dropout scale, and keep denormals exactly.
  */
 #ifndef FASTCONV_ELEMENTWISE_H
 #define FASTCONV_ELEMENTWISE_H
@@ -25,6 +25,10 @@
     /* dx = dy * (x >= threshold ? 1 : 0): NaN/inf in dy times 0 give NaN, as in numpy. */    \
     void fc_relu_backward_##SFX(const T *dy, const T *x, T threshold, T *dx, ptrdiff_t n,      \
                                 int num_threads);                                              \
+    /* Leaky ReLU: y = x >= 0 ? x : slope * x; dx = x >= 0 ? dy : slope * dy. */            \
+    void fc_leaky_relu_forward_##SFX(const T *x, T slope, T *y, ptrdiff_t n, int num_threads); \
+    void fc_leaky_relu_backward_##SFX(const T *dy, const T *x, T slope, T *dx, ptrdiff_t n,    \
+                                      int num_threads);                                        \
     /* dx = dy * (1 - y * y), the gradient of tanh given its output y. */                     \
     void fc_tanh_backward_##SFX(const T *dy, const T *y, T *dx, ptrdiff_t n, int num_threads); \
     /* dx = (dy * y) * (1 - y), the gradient of the sigmoid given its output y. */            \
