@@ -42,10 +42,30 @@
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
+#if defined(__AVX512F__) || defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 /* Denormals are flushed (FC_FTZ_BEGIN) only in the average pooling kernels, which do
  * arithmetic. Max pooling only compares and copies, and DAZ would change which element
  * compares as the maximum. */
+
+/* The hot loops keep a window's running state in registers: one 64-byte vector of channels
+ * (16 float / 8 double lanes) at a time, written with GCC/Clang vector extensions so that
+ * the same source compiles to 4 SSE2, 2 AVX2 or 1 AVX-512 operation per step in each ISA's
+ * translation unit. The channels left over (C not a multiple of the lanes), and compilers
+ * without vector extensions, take the plain per-channel loops. */
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(FASTCONV_PORTABLE_C)
+#define FC_POOL_VECTORS 1
+typedef float fc_pool_vf32 __attribute__((vector_size(64)));
+typedef int fc_pool_vm32 __attribute__((vector_size(64)));
+typedef unsigned char fc_pool_vb16 __attribute__((vector_size(16)));
+typedef double fc_pool_vf64 __attribute__((vector_size(64)));
+typedef long long fc_pool_vm64 __attribute__((vector_size(64)));
+typedef unsigned char fc_pool_vb8 __attribute__((vector_size(8)));
+#else
+#define FC_POOL_VECTORS 0
+#endif
 
 /* Channels handled at a time by kernels that keep per-channel state on the stack. */
 #define FC_POOL_CHANNEL_BLOCK 256
@@ -95,17 +115,114 @@ static inline void fc_window_span(ptrdiff_t o, ptrdiff_t stride, ptrdiff_t pad, 
 #define FC_POOL2D_TEMPLATE
 #define T float
 #define SFX(name) FC_POOL_NAME(name, f32, FC_POOL_ISA)
+#define VT fc_pool_vf32 /* vector of T */
+#define VM fc_pool_vm32 /* lane mask / integer lanes of VT's width */
+#define VB fc_pool_vb16 /* one byte per lane */
+#define LANES 16
 #include "pool2d_impl.h"
 #undef T
 #undef SFX
+#undef VT
+#undef VM
+#undef VB
+#undef LANES
 #define T double
 #define SFX(name) FC_POOL_NAME(name, f64, FC_POOL_ISA)
+#define VT fc_pool_vf64
+#define VM fc_pool_vm64
+#define VB fc_pool_vb8
+#define LANES 8
 #include "pool2d_impl.h"
 #undef T
 #undef SFX
+#undef VT
+#undef VM
+#undef VB
+#undef LANES
 #undef FC_POOL2D_TEMPLATE
 
 #else /* FC_POOL2D_TEMPLATE: the body below is compiled once per element type T. */
+
+/* ---- register vectors of LANES channels ---------------------------------------------------- */
+#if FC_POOL_VECTORS
+#if defined(__GNUC__) && !defined(__clang__)
+/* Static inline helpers pass 64-byte vectors; no ABI boundary is crossed, so gcc's note that
+ * such passing would change the ABI without AVX-512 does not apply. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+static inline VT SFX(vld)(const T *p)
+{
+    VT v;
+    memcpy(&v, p, sizeof v); /* an unaligned vector load */
+    return v;
+}
+static inline void SFX(vst)(T *p, VT v) { memcpy(p, &v, sizeof v); }
+static inline VT SFX(vsplat)(T a) { return (VT){0} + a; }
+static inline VT SFX(vsel)(VM mask, VT a, VT b) { return (VT)(((VM)a & mask) | ((VM)b & ~mask)); }
+static inline VT SFX(vkeep)(VM mask, VT a) { return (VT)((VM)a & mask); } /* a or +0 */
+/* NaN-propagating max that keeps m on ties (the first maximum), like fc_max_into. */
+static inline VT SFX(vmax)(VT m, VT v) { return SFX(vsel)((VM)(v > m) | (VM)(v != v), v, m); }
+/* Bytes <-> integer lanes. gcc lowers __builtin_convertvector between these widths one lane
+ * at a time, so the widening/narrowing is spelled with the ISA's own instructions. */
+static inline VM SFX(vld_bytes)(const unsigned char *p)
+{
+    VM v;
+#if defined(__AVX512F__)
+    __m512i wide = LANES == 16 ? _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p))
+                               : _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)p));
+    memcpy(&v, &wide, sizeof v);
+#elif defined(__SSE2__)
+    const __m128i zero = _mm_setzero_si128();
+    __m128i part[4];
+    if (LANES == 16) { /* 16 bytes -> 16 x int32 */
+        __m128i b = _mm_loadu_si128((const __m128i *)p);
+        __m128i lo = _mm_unpacklo_epi8(b, zero), hi = _mm_unpackhi_epi8(b, zero);
+        part[0] = _mm_unpacklo_epi16(lo, zero);
+        part[1] = _mm_unpackhi_epi16(lo, zero);
+        part[2] = _mm_unpacklo_epi16(hi, zero);
+        part[3] = _mm_unpackhi_epi16(hi, zero);
+    } else { /* 8 bytes -> 8 x int64 */
+        __m128i w = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)p), zero);
+        __m128i lo = _mm_unpacklo_epi16(w, zero), hi = _mm_unpackhi_epi16(w, zero);
+        part[0] = _mm_unpacklo_epi32(lo, zero);
+        part[1] = _mm_unpackhi_epi32(lo, zero);
+        part[2] = _mm_unpacklo_epi32(hi, zero);
+        part[3] = _mm_unpackhi_epi32(hi, zero);
+    }
+    memcpy(&v, part, sizeof v);
+#else
+    for (int k = 0; k < LANES; k++) v[k] = p[k];
+#endif
+    return v;
+}
+
+/* Store lanes holding 0..255 as bytes. */
+static inline void SFX(vst_bytes)(unsigned char *p, VM v)
+{
+#if defined(__AVX512F__)
+    __m512i wide;
+    memcpy(&wide, &v, sizeof wide);
+    if (LANES == 16)
+        _mm_storeu_si128((__m128i *)p, _mm512_cvtepi32_epi8(wide));
+    else
+        _mm_storel_epi64((__m128i *)p, _mm512_cvtepi64_epi8(wide));
+#elif defined(__SSE2__)
+    __m128i part[4];
+    memcpy(part, &v, sizeof part);
+    if (LANES == 16) {
+        __m128i lo = _mm_packs_epi32(part[0], part[1]), hi = _mm_packs_epi32(part[2], part[3]);
+        _mm_storeu_si128((__m128i *)p, _mm_packus_epi16(lo, hi));
+    } else { /* keep the low 32 bits of each int64 lane, then pack */
+        __m128i lo = _mm_unpacklo_epi64(_mm_shuffle_epi32(part[0], 0x08), _mm_shuffle_epi32(part[1], 0x08));
+        __m128i hi = _mm_unpacklo_epi64(_mm_shuffle_epi32(part[2], 0x08), _mm_shuffle_epi32(part[3], 0x08));
+        __m128i w = _mm_packs_epi32(lo, hi);
+        _mm_storel_epi64((__m128i *)p, _mm_packus_epi16(w, w));
+    }
+#else
+    for (int k = 0; k < LANES; k++) p[k] = (unsigned char)v[k];
+#endif
+}
+#endif
 
 /* ---- channel-vector helpers (restrict + unit stride: vectorised) -------------------------- */
 
@@ -277,10 +394,23 @@ void SFX(fc_max_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
             ptrdiff_t c0, c1;
             fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, W, &c0, &c1);
             T *o = out + (item * OW + ow) * C;
-            SFX(fc_copy)(o, x + ((n * H + r0) * W + c0) * C, C);
-            for (ptrdiff_t r = r0; r < r1; r++)
-                for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++)
-                    SFX(fc_max_into)(o, x + ((n * H + r) * W + col) * C, C);
+            const T *xn = x + n * H * W * C;
+            ptrdiff_t i = 0;
+#if FC_POOL_VECTORS
+            for (; i + LANES <= C; i += LANES) {
+                VT m = SFX(vld)(xn + (r0 * W + c0) * C + i);
+                for (ptrdiff_t r = r0; r < r1; r++)
+                    for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++)
+                        m = SFX(vmax)(m, SFX(vld)(xn + (r * W + col) * C + i));
+                SFX(vst)(o + i, m);
+            }
+#endif
+            if (i < C) { /* channels left over */
+                SFX(fc_copy)(o + i, xn + (r0 * W + c0) * C + i, C - i);
+                for (ptrdiff_t r = r0; r < r1; r++)
+                    for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++)
+                        SFX(fc_max_into)(o + i, xn + (r * W + col) * C + i, C - i);
+            }
         }
     }
 }
@@ -321,7 +451,30 @@ void SFX(fc_max_pool2d_backward)(const T *dy, const T *x, T *dx, const fc_pool2d
                 ptrdiff_t c0, c1;
                 fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, W, &c0, &c1);
                 const T *dy_px = dy + ((n * OH + o) * OW + ow) * C;
-                for (ptrdiff_t cb = 0; cb < C; cb += FC_POOL_CHANNEL_BLOCK) {
+                ptrdiff_t i = 0;
+#if FC_POOL_VECTORS
+                /* The same two passes as below, the window maximum held in a register. */
+                for (; i + LANES <= C; i += LANES) {
+                    VT target = SFX(vld)(xn + (r0 * W + c0) * C + i);
+                    for (ptrdiff_t r = r0; r < r1; r++)
+                        for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++)
+                            target = SFX(vmax)(target, SFX(vld)(xn + (r * W + col) * C + i));
+                    const VT grad = SFX(vld)(dy_px + i), retired = SFX(vsplat)((T)NAN);
+                    for (ptrdiff_t r = r0; r < s1; r++) {
+                        for (ptrdiff_t col = c0; col < c1; col++) {
+                            const ptrdiff_t off = (r * W + col) * C + i;
+                            const VM hit = (VM)(SFX(vld)(xn + off) == target);
+                            target = SFX(vsel)(hit, retired, target);
+                            if (r < s0) continue;
+                            if (disjoint)
+                                SFX(vst)(dxn + off, SFX(vkeep)(hit, grad));
+                            else
+                                SFX(vst)(dxn + off, SFX(vld)(dxn + off) + SFX(vkeep)(hit, grad));
+                        }
+                    }
+                }
+#endif
+                for (ptrdiff_t cb = i; cb < C; cb += FC_POOL_CHANNEL_BLOCK) {
                     const ptrdiff_t nc = fc_min_pd(FC_POOL_CHANNEL_BLOCK, C - cb);
                     /* Pass 1: the window maximum (over all its rows, also outside the band). */
                     SFX(fc_copy)(target, xn + (r0 * W + c0) * C + cb, nc);
@@ -372,7 +525,29 @@ void SFX(fc_max_pool2d_forward_argmax)(const T *x, T *out, unsigned char *argmax
             ptrdiff_t c0, c1;
             fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, W, &c0, &c1);
             const ptrdiff_t o = (item * OW + ow) * C;
-            for (ptrdiff_t cb = 0; cb < C; cb += FC_POOL_CHANNEL_BLOCK) {
+            ptrdiff_t i = 0;
+#if FC_POOL_VECTORS
+            for (; i + LANES <= C; i += LANES) {
+                const T *xn = x + n * H * W * C + i;
+                const VM none = (VM){0} + FC_POOL_NO_ARGMAX;
+                VT best = SFX(vld)(xn + (r0 * W + c0) * C);
+                VM t0 = (VM){0} + (int)((r0 - top) * g->pool_w + (c0 - left));
+                VM nan = (VM)(best != best);
+                VM where = (none & nan) | (t0 & ~nan);
+                for (ptrdiff_t r = r0; r < r1; r++)
+                    for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++) {
+                        const VT v = SFX(vld)(xn + (r * W + col) * C);
+                        const VM tap = (VM){0} + (int)((r - top) * g->pool_w + (col - left));
+                        const VM gt = (VM)(v > best);
+                        nan = (VM)(v != v);
+                        best = SFX(vsel)(gt | nan, v, best);
+                        where = (tap & gt) | (((none & nan) | (where & ~nan)) & ~gt);
+                    }
+                SFX(vst)(out + o + i, best);
+                SFX(vst_bytes)(argmax + o + i, where);
+            }
+#endif
+            for (ptrdiff_t cb = i; cb < C; cb += FC_POOL_CHANNEL_BLOCK) {
                 const ptrdiff_t nc = fc_min_pd(FC_POOL_CHANNEL_BLOCK, C - cb);
                 const T *xn = x + n * H * W * C + cb;
                 SFX(fc_argmax_init)(best, where, xn + (r0 * W + c0) * C,
@@ -418,24 +593,44 @@ void SFX(fc_max_pool2d_backward_argmax)(const T *dy, const unsigned char *argmax
         const ptrdiff_t n = item / H, r = item % H;
         ptrdiff_t oh_lo, oh_hi;
         SFX(fc_covering_windows)(r, g->stride_h, g->pad_top, g->pool_h, OH, &oh_lo, &oh_hi);
+        ptrdiff_t ow_lo = 0, ow_hi = -1; /* windows covering `col`: both ends only move right */
         for (ptrdiff_t col = 0; col < W; col++) {
             T *d = dx + (item * W + col) * C;
-            ptrdiff_t ow_lo, ow_hi;
-            SFX(fc_covering_windows)(col, g->stride_w, g->pad_left, g->pool_w, OW, &ow_lo, &ow_hi);
+            while (ow_hi + 1 < OW && (ow_hi + 1) * g->stride_w - g->pad_left <= col) ow_hi++;
+            while (ow_lo < OW && ow_lo * g->stride_w - g->pad_left + g->pool_w <= col) ow_lo++;
             if (oh_lo > oh_hi || ow_lo > ow_hi) {
                 memset(d, 0, (size_t)C * sizeof(T)); /* in no window */
                 continue;
             }
-            if (!disjoint) memset(d, 0, (size_t)C * sizeof(T));
+            ptrdiff_t i = 0;
+#if FC_POOL_VECTORS
+            for (; i + LANES <= C; i += LANES) {
+                VT acc = SFX(vsplat)((T)0);
+                for (ptrdiff_t oh = oh_lo; oh <= oh_hi; oh++) {
+                    const int row_tap = (int)((r - (oh * g->stride_h - g->pad_top)) * g->pool_w);
+                    for (ptrdiff_t ow = ow_lo; ow <= ow_hi; ow++) {
+                        const int tap = row_tap + (int)(col - (ow * g->stride_w - g->pad_left));
+                        const ptrdiff_t o = ((n * OH + oh) * OW + ow) * C + i;
+                        const VM hit = (VM)(SFX(vld_bytes)(argmax + o) == tap);
+                        const VT add = SFX(vkeep)(hit, SFX(vld)(dy + o));
+                        acc = disjoint ? add : acc + add; /* assigned as in the scalar loops */
+                    }
+                }
+                SFX(vst)(d + i, acc);
+            }
+#endif
+            if (i == C) continue;
+            d += i;
+            if (!disjoint) memset(d, 0, (size_t)(C - i) * sizeof(T));
             for (ptrdiff_t oh = oh_lo; oh <= oh_hi; oh++) {
                 const int row_tap = (int)((r - (oh * g->stride_h - g->pad_top)) * g->pool_w);
                 for (ptrdiff_t ow = ow_lo; ow <= ow_hi; ow++) {
                     const int tap = row_tap + (int)(col - (ow * g->stride_w - g->pad_left));
-                    const ptrdiff_t o = ((n * OH + oh) * OW + ow) * C;
+                    const ptrdiff_t o = ((n * OH + oh) * OW + ow) * C + i;
                     if (disjoint)
-                        SFX(fc_argmax_assign)(d, argmax + o, dy + o, tap, C);
+                        SFX(fc_argmax_assign)(d, argmax + o, dy + o, tap, C - i);
                     else
-                        SFX(fc_argmax_accumulate)(d, argmax + o, dy + o, tap, C);
+                        SFX(fc_argmax_accumulate)(d, argmax + o, dy + o, tap, C - i);
                 }
             }
         }
@@ -467,12 +662,25 @@ void SFX(fc_avg_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
                 ptrdiff_t c0, c1;
                 fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, W, &c0, &c1);
                 T *o = out + (item * OW + ow) * C;
+                const T *xn = x + n * H * W * C;
                 const T count = (T)((r1 - r0) * (c1 - c0));
-                SFX(fc_copy)(o, x + ((n * H + r0) * W + c0) * C, C);
-                for (ptrdiff_t r = r0; r < r1; r++)
-                    for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++)
-                        SFX(fc_add_into)(o, x + ((n * H + r) * W + col) * C, C);
-                for (ptrdiff_t i = 0; i < C; i++) o[i] = o[i] / count;
+                ptrdiff_t i = 0;
+#if FC_POOL_VECTORS
+                for (; i + LANES <= C; i += LANES) {
+                    VT acc = SFX(vld)(xn + (r0 * W + c0) * C + i);
+                    for (ptrdiff_t r = r0; r < r1; r++)
+                        for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++)
+                            acc += SFX(vld)(xn + (r * W + col) * C + i);
+                    SFX(vst)(o + i, acc / count);
+                }
+#endif
+                if (i < C) {
+                    SFX(fc_copy)(o + i, xn + (r0 * W + c0) * C + i, C - i);
+                    for (ptrdiff_t r = r0; r < r1; r++)
+                        for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++)
+                            SFX(fc_add_into)(o + i, xn + (r * W + col) * C + i, C - i);
+                    for (ptrdiff_t k = i; k < C; k++) o[k] = o[k] / count;
+                }
             }
         }
         FC_FTZ_END();
