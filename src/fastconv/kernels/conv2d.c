@@ -114,6 +114,41 @@ static ptrdiff_t scatter_band_rows(const fc_conv2d_params *p, ptrdiff_t target_p
     return max_pd(1, min_pd(rows, few));
 }
 
+/* Walks over consecutive output pixels m = (n * OH + oh) * OW + ow. */
+static void pixel_at(const fc_conv2d_params *p, ptrdiff_t m, ptrdiff_t *n, ptrdiff_t *oh, ptrdiff_t *ow)
+{
+    const ptrdiff_t pixels = p->out_h * p->out_w;
+    *n = m / pixels;
+    *oh = (m % pixels) / p->out_w;
+    *ow = m % p->out_w;
+}
+
+static inline void next_pixel(const fc_conv2d_params *p, ptrdiff_t *n, ptrdiff_t *oh, ptrdiff_t *ow)
+{
+    if (++*ow == p->out_w) {
+        *ow = 0;
+        if (++*oh == p->out_h) { *oh = 0; ++*n; }
+    }
+}
+
+/* Zero-bordered input rows (few-channel layers, one group, no width dilation): row n * H + ih
+ * holds padded columns [0, padded_row_width) (column pc = input column pc - pad_left, zero
+ * outside the image), so the KW * C patch values of one kernel row are one contiguous run. */
+static ptrdiff_t padded_row_width(const fc_conv2d_params *p)
+{
+    return (p->out_w - 1) * p->stride_w + p->kw;
+}
+
+/* Offset of the run of kernel row i of output pixel (n, oh, ow) in the zero-bordered rows, or
+ * -1 when that kernel row lies in the top/bottom padding. */
+static inline ptrdiff_t padded_run_offset(const fc_conv2d_params *p, ptrdiff_t n, ptrdiff_t oh,
+                                          ptrdiff_t ow, ptrdiff_t i)
+{
+    const ptrdiff_t ih = oh * p->stride_h - p->pad_top + i * p->dil_h;
+    if (ih < 0 || ih >= p->h) return -1;
+    return ((n * p->h + ih) * padded_row_width(p) + ow * p->stride_w) * p->c;
+}
+
 #define FC_T float
 #define FC_SFX f32
 #include "conv2d_impl.h"

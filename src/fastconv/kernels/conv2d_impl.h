@@ -20,10 +20,11 @@ static void FC_FN(pack_patches)(const fc_conv2d_params *p, const FC_T *x, ptrdif
                                 ptrdiff_t m0, ptrdiff_t mb, ptrdiff_t k0, ptrdiff_t kn,
                                 FC_T *dst, ptrdiff_t ld)
 {
-    const ptrdiff_t cg = p->c / p->groups, pixels = p->out_h * p->out_w;
+    const ptrdiff_t cg = p->c / p->groups;
     const ptrdiff_t t_first = k0 / cg, c_first = k0 - t_first * cg;
     const ptrdiff_t i_first = t_first / p->kw, j_first = t_first % p->kw;
-    ptrdiff_t n = m0 / pixels, oh = (m0 % pixels) / p->out_w, ow = m0 % p->out_w;
+    ptrdiff_t n, oh, ow;
+    pixel_at(p, m0, &n, &oh, &ow);
     for (ptrdiff_t r = 0; r < mb; r++) {
         FC_T *row = dst + r * ld;
         const ptrdiff_t ih0 = oh * p->stride_h - p->pad_top, iw0 = ow * p->stride_w - p->pad_left;
@@ -44,10 +45,7 @@ static void FC_FN(pack_patches)(const fc_conv2d_params *p, const FC_T *x, ptrdif
             c = 0;
             if (++j == p->kw) { j = 0; i++; }
         }
-        if (++ow == p->out_w) {
-            ow = 0;
-            if (++oh == p->out_h) { oh = 0; n++; }
-        }
+        next_pixel(p, &n, &oh, &ow);
     }
 }
 
@@ -55,8 +53,9 @@ static void FC_FN(pack_patches)(const fc_conv2d_params *p, const FC_T *x, ptrdif
 static void FC_FN(scatter_patches)(const fc_conv2d_params *p, const FC_T *src, ptrdiff_t ld,
                                    ptrdiff_t g, ptrdiff_t m0, ptrdiff_t mb, FC_T *dx)
 {
-    const ptrdiff_t cg = p->c / p->groups, pixels = p->out_h * p->out_w;
-    ptrdiff_t n = m0 / pixels, oh = (m0 % pixels) / p->out_w, ow = m0 % p->out_w;
+    const ptrdiff_t cg = p->c / p->groups;
+    ptrdiff_t n, oh, ow;
+    pixel_at(p, m0, &n, &oh, &ow);
     for (ptrdiff_t r = 0; r < mb; r++) {
         const FC_T *row = src + r * ld;
         FC_T *dimg = dx + n * p->h * p->w * p->c + g * cg;
@@ -71,10 +70,7 @@ static void FC_FN(scatter_patches)(const fc_conv2d_params *p, const FC_T *src, p
                 for (ptrdiff_t c = 0; c < cg; c++) dst[c] += add[c];
             }
         }
-        if (++ow == p->out_w) {
-            ow = 0;
-            if (++oh == p->out_h) { oh = 0; n++; }
-        }
+        next_pixel(p, &n, &oh, &ow);
     }
 }
 
@@ -106,9 +102,10 @@ static int FC_FN(depthwise_forward)(const fc_kernel_table *kt, const fc_conv2d_p
 static void FC_FN(build_indirection)(const fc_conv2d_params *p, const FC_T *x, const FC_T *zeros,
                                      ptrdiff_t m0, ptrdiff_t mb, int mr, const FC_T **ind)
 {
-    const ptrdiff_t taps = p->kh * p->kw, pixels = p->out_h * p->out_w;
+    const ptrdiff_t taps = p->kh * p->kw;
     const ptrdiff_t tiles = ceil_div(mb, mr);
-    ptrdiff_t n = m0 / pixels, oh = (m0 % pixels) / p->out_w, ow = m0 % p->out_w;
+    ptrdiff_t n, oh, ow;
+    pixel_at(p, m0, &n, &oh, &ow);
     for (ptrdiff_t r = 0; r < tiles * mr; r++) {
         if (r < mb) {
             const ptrdiff_t ih0 = oh * p->stride_h - p->pad_top, iw0 = ow * p->stride_w - p->pad_left;
@@ -123,10 +120,7 @@ static void FC_FN(build_indirection)(const fc_conv2d_params *p, const FC_T *x, c
                     dst[t * mr] = (row_ok && iw >= 0 && iw < p->w) ? img + (ih * p->w + iw) * p->c : zeros;
                 }
             }
-            if (++ow == p->out_w) {
-                ow = 0;
-                if (++oh == p->out_h) { oh = 0; n++; }
-            }
+            next_pixel(p, &n, &oh, &ow);
         } else { /* padding rows of the last tile: copy row mb - 1 */
             const FC_T **dst = ind + (r / mr) * taps * mr + r % mr;
             const FC_T **src = ind + ((mb - 1) / mr) * taps * mr + (mb - 1) % mr;
@@ -144,9 +138,9 @@ static void FC_FN(build_patch_rows)(const fc_conv2d_params *p, const FC_T *x, pt
                                     ptrdiff_t m0, ptrdiff_t mb, FC_T *dst, ptrdiff_t ld)
 {
     const ptrdiff_t cg = p->c / p->groups, rowlen = p->kw * cg;
-    const ptrdiff_t pixels = p->out_h * p->out_w;
     const int runs = p->groups == 1 && p->dil_w == 1;
-    ptrdiff_t n = m0 / pixels, oh = (m0 % pixels) / p->out_w, ow = m0 % p->out_w;
+    ptrdiff_t n, oh, ow;
+    pixel_at(p, m0, &n, &oh, &ow);
     for (ptrdiff_t r = 0; r < mb; r++) {
         const ptrdiff_t ih0 = oh * p->stride_h - p->pad_top, iw0 = ow * p->stride_w - p->pad_left;
         const FC_T *img = x + n * p->h * p->w * p->c + c0;
@@ -172,18 +166,8 @@ static void FC_FN(build_patch_rows)(const fc_conv2d_params *p, const FC_T *x, pt
                     for (ptrdiff_t c = 0; c < cg; c++) seg[j * cg + c] = 0;
             }
         }
-        if (++ow == p->out_w) {
-            ow = 0;
-            if (++oh == p->out_h) { oh = 0; n++; }
-        }
+        next_pixel(p, &n, &oh, &ow);
     }
-}
-
-/* Width of the zero-bordered rows of the row-indirect path: every column an output pixel reads
- * (padded column ow * stride_w + j for j < KW; column pc holds input column pc - pad_left). */
-static ptrdiff_t FC_FN(padded_row_width)(const fc_conv2d_params *p)
-{
-    return (p->out_w - 1) * p->stride_w + p->kw;
 }
 
 /* Input row `row` = n * H + ih with zero borders: dst[pc * C + c] = x[n, ih, pc - pad_left, c]
@@ -192,7 +176,7 @@ static void FC_FN(build_padded_row)(const fc_conv2d_params *p, const FC_T *x, pt
                                     FC_T *dst)
 {
     /* Columns [first, last) lie inside the image; pad_left may be negative (adjoint passes). */
-    const ptrdiff_t wp = FC_FN(padded_row_width)(p), c = p->c;
+    const ptrdiff_t wp = padded_row_width(p), c = p->c;
     const ptrdiff_t first = min_pd(max_pd(p->pad_left, 0), wp);
     const ptrdiff_t last = max_pd(first, min_pd(p->pad_left + p->w, wp));
     for (ptrdiff_t e = 0; e < first * c; e++) dst[e] = 0;
@@ -210,21 +194,18 @@ static void FC_FN(build_row_indirection)(const fc_conv2d_params *p, const FC_T *
                                          const FC_T *zero_row, ptrdiff_t m0, ptrdiff_t mb, int mr,
                                          const FC_T **ind)
 {
-    const ptrdiff_t pixels = p->out_h * p->out_w, kh = p->kh, wpc = FC_FN(padded_row_width)(p) * p->c;
+    const ptrdiff_t kh = p->kh;
     const ptrdiff_t tiles = ceil_div(mb, mr);
-    ptrdiff_t n = m0 / pixels, oh = (m0 % pixels) / p->out_w, ow = m0 % p->out_w;
+    ptrdiff_t n, oh, ow;
+    pixel_at(p, m0, &n, &oh, &ow);
     for (ptrdiff_t r = 0; r < tiles * mr; r++) {
         const FC_T **dst = ind + (r / mr) * kh * mr + r % mr;
         if (r < mb) {
-            const ptrdiff_t ih0 = oh * p->stride_h - p->pad_top, col = ow * p->stride_w * p->c;
             for (ptrdiff_t i = 0; i < kh; i++) {
-                const ptrdiff_t ih = ih0 + i * p->dil_h;
-                dst[i * mr] = (ih >= 0 && ih < p->h) ? xpad + (n * p->h + ih) * wpc + col : zero_row;
+                const ptrdiff_t at = padded_run_offset(p, n, oh, ow, i);
+                dst[i * mr] = at >= 0 ? xpad + at : zero_row;
             }
-            if (++ow == p->out_w) {
-                ow = 0;
-                if (++oh == p->out_h) { oh = 0; n++; }
-            }
+            next_pixel(p, &n, &oh, &ow);
         } else { /* padding rows of the last tile: copy row mb - 1 */
             const FC_T **src = ind + ((mb - 1) / mr) * kh * mr + (mb - 1) % mr;
             for (ptrdiff_t i = 0; i < kh; i++) dst[i * mr] = src[i * mr];
@@ -252,20 +233,15 @@ static void FC_FN(patch_rows_from_padded)(const fc_conv2d_params *p, const FC_T 
                                           const FC_T *zero_row, ptrdiff_t m0, ptrdiff_t mb,
                                           FC_T *dst, ptrdiff_t ld)
 {
-    const ptrdiff_t pixels = p->out_h * p->out_w, rowlen = p->kw * p->c;
-    const ptrdiff_t wpc = FC_FN(padded_row_width)(p) * p->c;
-    ptrdiff_t n = m0 / pixels, oh = (m0 % pixels) / p->out_w, ow = m0 % p->out_w;
+    const ptrdiff_t rowlen = p->kw * p->c;
+    ptrdiff_t n, oh, ow;
+    pixel_at(p, m0, &n, &oh, &ow);
     for (ptrdiff_t r = 0; r < mb; r++) {
-        const ptrdiff_t ih0 = oh * p->stride_h - p->pad_top, col = ow * p->stride_w * p->c;
         for (ptrdiff_t i = 0; i < p->kh; i++) {
-            const ptrdiff_t ih = ih0 + i * p->dil_h;
-            const FC_T *src = (ih >= 0 && ih < p->h) ? xpad + (n * p->h + ih) * wpc + col : zero_row;
-            FC_FN(copy_run)(dst + r * ld + i * rowlen, src, rowlen);
+            const ptrdiff_t at = padded_run_offset(p, n, oh, ow, i);
+            FC_FN(copy_run)(dst + r * ld + i * rowlen, at >= 0 ? xpad + at : zero_row, rowlen);
         }
-        if (++ow == p->out_w) {
-            ow = 0;
-            if (++oh == p->out_h) { oh = 0; n++; }
-        }
+        next_pixel(p, &n, &oh, &ow);
     }
 }
 
@@ -275,22 +251,18 @@ static void FC_FN(patch_rows_from_padded)(const fc_conv2d_params *p, const FC_T 
 static void FC_FN(scatter_patches_padded)(const fc_conv2d_params *p, const FC_T *src, ptrdiff_t ld,
                                           ptrdiff_t m0, ptrdiff_t mb, FC_T *dxpad)
 {
-    const ptrdiff_t pixels = p->out_h * p->out_w, rowlen = p->kw * p->c;
-    const ptrdiff_t wpc = FC_FN(padded_row_width)(p) * p->c;
-    ptrdiff_t n = m0 / pixels, oh = (m0 % pixels) / p->out_w, ow = m0 % p->out_w;
+    const ptrdiff_t rowlen = p->kw * p->c;
+    ptrdiff_t n, oh, ow;
+    pixel_at(p, m0, &n, &oh, &ow);
     for (ptrdiff_t r = 0; r < mb; r++) {
-        const ptrdiff_t ih0 = oh * p->stride_h - p->pad_top, col = ow * p->stride_w * p->c;
         for (ptrdiff_t i = 0; i < p->kh; i++) {
-            const ptrdiff_t ih = ih0 + i * p->dil_h;
-            if (ih < 0 || ih >= p->h) continue;
-            FC_T *dst = dxpad + (n * p->h + ih) * wpc + col;
+            const ptrdiff_t at = padded_run_offset(p, n, oh, ow, i);
+            if (at < 0) continue; /* kernel row in the padding */
+            FC_T *dst = dxpad + at;
             const FC_T *add = src + r * ld + i * rowlen;
             for (ptrdiff_t q = 0; q < rowlen; q++) dst[q] += add[q];
         }
-        if (++ow == p->out_w) {
-            ow = 0;
-            if (++oh == p->out_h) { oh = 0; n++; }
-        }
+        next_pixel(p, &n, &oh, &ow);
     }
 }
 
@@ -299,7 +271,7 @@ static void FC_FN(scatter_patches_padded)(const fc_conv2d_params *p, const FC_T 
 static void FC_FN(unpad_row)(const fc_conv2d_params *p, const FC_T *src, ptrdiff_t row, FC_T *dx)
 {
     /* Input columns [iw0, iw1) have a padded column (iw + pad_left in [0, wp)). */
-    const ptrdiff_t wp = FC_FN(padded_row_width)(p), c = p->c;
+    const ptrdiff_t wp = padded_row_width(p), c = p->c;
     const ptrdiff_t iw0 = min_pd(max_pd(-p->pad_left, 0), p->w);
     const ptrdiff_t iw1 = max_pd(iw0, min_pd(p->w, wp - p->pad_left));
     FC_T *dst = dx + row * p->w * c;
@@ -336,7 +308,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
      * of a zero-bordered copy of the input row: the indirect kernel then reads KH runs of KW * C
      * values per pixel, and nothing is copied per pixel. */
     const int row_ind = patch_rows && G == 1 && p->dil_w == 1;
-    const ptrdiff_t wpc = FC_FN(padded_row_width)(p) * p->c;
+    const ptrdiff_t wpc = padded_row_width(p) * p->c;
     /* Work units: pixel blocks, each split into `splits` ranges of the G * panels column
      * panels when there are too few blocks to keep every thread busy (dense layers, small
      * batches). Every output tile is still computed by one thread in one order, so the
@@ -562,7 +534,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     /* Few channels, one group, no width dilation, one patch block: patch rows are copied
      * from zero-bordered input rows (as in the forward's row-indirect path). */
     const int padded_rows = kwblocks == 1 && G == 1 && p->dil_w == 1 && cg < FC_PATCH_ROWS_MAX_CG;
-    const ptrdiff_t wpc = FC_FN(padded_row_width)(p) * p->c;
+    const ptrdiff_t wpc = padded_row_width(p) * p->c;
     /* Microtile rows x columns of dW: K x F as a rule; with few filters (e.g. 6) most of an
      * NR-wide column panel would be padding, so when patch rows fit one panel compute
      * dW^T = dy^T @ patches instead (rows: filters read straight from dy; columns: the patch
