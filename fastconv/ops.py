@@ -272,8 +272,10 @@ _EW_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 def _ew_ready(first, *others):
     """Whether the arrays can go to the kernels as they are: plain C-contiguous ndarrays of
-    one shape and of one dtype, float32 or float64."""
-    if type(first) is not np.ndarray or first.dtype not in _EW_DTYPES or not first.flags.c_contiguous:
+    one shape (at least 1-D: NumPy returns scalars for 0-d input) and one dtype, float32 or
+    float64."""
+    if (type(first) is not np.ndarray or first.dtype not in _EW_DTYPES or first.ndim == 0
+            or not first.flags.c_contiguous):
         return False
     for a in others:
         if (type(a) is not np.ndarray or a.dtype != first.dtype or a.shape != first.shape

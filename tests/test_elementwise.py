@@ -172,6 +172,7 @@ def test_inputs_the_kernels_do_not_take_go_to_the_reference():
     cases = [
         (ops.relu_forward, R.relu_forward, (x64[:, ::2],)),                # non-contiguous
         (ops.relu_forward, R.relu_forward, (np.arange(-3, 4),)),            # integers
+        (ops.relu_forward, R.relu_forward, (np.asarray(-2.0),)),            # 0-d: a NumPy scalar
         (ops.relu_forward, R.relu_forward, (x64.astype(np.float16),)),      # float16
         (ops.relu_backward, R.relu_backward, (dy32, x64)),                   # mixed dtypes
         (ops.relu_backward, R.relu_backward, (dy32, x64.astype(np.float32), np.float64(0.1))),
@@ -184,6 +185,7 @@ def test_inputs_the_kernels_do_not_take_go_to_the_reference():
     ]
     for op, ref, args in cases:
         out, expected = op(*args), ref(*args)
+        assert type(out) is type(expected)
         assert_same_bits(out, expected)
 
 
