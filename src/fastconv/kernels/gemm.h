@@ -65,6 +65,18 @@ typedef struct {
     fc_dw_backward_weights_f64_fn dw_backward_weights_f64;
 } fc_kernel_table;
 
+/* The table of an ISA file, whose kernels (gemm_simd_impl.h and conv2d_depthwise_impl.h,
+ * included once per dtype) carry the usual static names. */
+#define FC_KERNEL_TABLE(name, mr_f32, nr_f32, mr_f64, nr_f64)                                 \
+    {                                                                                           \
+        name, mr_f32, nr_f32, mr_f64, nr_f64,                                                   \
+        gemm_rowa_f32, gemm_cola_f32, gemm_rowa_f64, gemm_cola_f64,                             \
+        gemm_ind_f32, gemm_ind_f64,                                                             \
+        dw_forward_f32, dw_forward_f64,                                                         \
+        dw_backward_data_f32, dw_backward_data_f64,                                             \
+        dw_backward_weights_f32, dw_backward_weights_f64,                                       \
+    }
+
 /* Largest MR and NR of any table: drivers size their scratch tiles with these. */
 #define FC_MAX_MR 16
 #define FC_MAX_NR 64

@@ -35,20 +35,7 @@ static inline __m256i lanes64(int n)
 #define FC_VSTORE_N(p, v, n) _mm256_maskstore_ps(p, lanes32(n), v)
 #include "gemm_simd_impl.h"
 #include "conv2d_depthwise_impl.h"
-#undef FC_T
-#undef FC_SFX
-#undef FC_VT
-#undef FC_VLEN
-#undef FC_MR
-#undef FC_NV
-#undef FC_VZERO
-#undef FC_VLOAD
-#undef FC_VSET1
-#undef FC_VFMA
-#undef FC_VADD
-#undef FC_VSTORE
-#undef FC_VLOAD_N
-#undef FC_VSTORE_N
+#include "gemm_simd_undef.h"
 
 /* ---- float64 ---- */
 #define FC_T double
@@ -68,14 +55,7 @@ static inline __m256i lanes64(int n)
 #include "gemm_simd_impl.h"
 #include "conv2d_depthwise_impl.h"
 
-static const fc_kernel_table avx2_table = {
-    "avx2", 6, 16, 6, 8,
-    gemm_rowa_f32, gemm_cola_f32, gemm_rowa_f64, gemm_cola_f64,
-    gemm_ind_f32, gemm_ind_f64,
-    dw_forward_f32, dw_forward_f64,
-    dw_backward_data_f32, dw_backward_data_f64,
-    dw_backward_weights_f32, dw_backward_weights_f64,
-};
+static const fc_kernel_table avx2_table = FC_KERNEL_TABLE("avx2", 6, 16, 6, 8);
 
 const fc_kernel_table *fc_kernels_avx2(void) { return &avx2_table; }
 

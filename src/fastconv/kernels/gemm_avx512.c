@@ -24,20 +24,7 @@
 #define FC_VSTORE_N(p, v, n) _mm512_mask_storeu_ps(p, (__mmask16)((1u << (n)) - 1u), v)
 #include "gemm_simd_impl.h"
 #include "conv2d_depthwise_impl.h"
-#undef FC_T
-#undef FC_SFX
-#undef FC_VT
-#undef FC_VLEN
-#undef FC_MR
-#undef FC_NV
-#undef FC_VZERO
-#undef FC_VLOAD
-#undef FC_VSET1
-#undef FC_VFMA
-#undef FC_VADD
-#undef FC_VSTORE
-#undef FC_VLOAD_N
-#undef FC_VSTORE_N
+#include "gemm_simd_undef.h"
 
 /* ---- float64 ---- */
 #define FC_T double
@@ -57,14 +44,7 @@
 #include "gemm_simd_impl.h"
 #include "conv2d_depthwise_impl.h"
 
-static const fc_kernel_table avx512_table = {
-    "avx512", 12, 32, 12, 16,
-    gemm_rowa_f32, gemm_cola_f32, gemm_rowa_f64, gemm_cola_f64,
-    gemm_ind_f32, gemm_ind_f64,
-    dw_forward_f32, dw_forward_f64,
-    dw_backward_data_f32, dw_backward_data_f64,
-    dw_backward_weights_f32, dw_backward_weights_f64,
-};
+static const fc_kernel_table avx512_table = FC_KERNEL_TABLE("avx512", 12, 32, 12, 16);
 
 const fc_kernel_table *fc_kernels_avx512(void) { return &avx512_table; }
 

@@ -51,20 +51,7 @@ static inline void sse_store_n_pd(double *p, __m128d v, int n)
 #define FC_VSTORE_N(p, v, n) sse_store_n_ps(p, v, n)
 #include "gemm_simd_impl.h"
 #include "conv2d_depthwise_impl.h"
-#undef FC_T
-#undef FC_SFX
-#undef FC_VT
-#undef FC_VLEN
-#undef FC_MR
-#undef FC_NV
-#undef FC_VZERO
-#undef FC_VLOAD
-#undef FC_VSET1
-#undef FC_VFMA
-#undef FC_VADD
-#undef FC_VSTORE
-#undef FC_VLOAD_N
-#undef FC_VSTORE_N
+#include "gemm_simd_undef.h"
 
 #define FC_T double
 #define FC_SFX f64
@@ -183,13 +170,6 @@ FC_DEFINE_GENERIC_GEMM(double, f64, GENERIC_NR_F64)
 
 #endif
 
-static const fc_kernel_table generic_table = {
-    "generic", GENERIC_MR, GENERIC_NR_F32, GENERIC_MR, GENERIC_NR_F64,
-    gemm_rowa_f32, gemm_cola_f32, gemm_rowa_f64, gemm_cola_f64,
-    gemm_ind_f32, gemm_ind_f64,
-    dw_forward_f32, dw_forward_f64,
-    dw_backward_data_f32, dw_backward_data_f64,
-    dw_backward_weights_f32, dw_backward_weights_f64,
-};
+static const fc_kernel_table generic_table = FC_KERNEL_TABLE("generic", GENERIC_MR, GENERIC_NR_F32, GENERIC_MR, GENERIC_NR_F64);
 
 const fc_kernel_table *fc_kernels_generic(void) { return &generic_table; }

@@ -1,0 +1,16 @@
+/* Ends one instantiation of gemm_simd_impl.h in an ISA file: undefines the element and
+ * vector macros so the next dtype can define its own. */
+#undef FC_T
+#undef FC_SFX
+#undef FC_VT
+#undef FC_VLEN
+#undef FC_MR
+#undef FC_NV
+#undef FC_VZERO
+#undef FC_VLOAD
+#undef FC_VSET1
+#undef FC_VFMA
+#undef FC_VADD
+#undef FC_VSTORE
+#undef FC_VLOAD_N
+#undef FC_VSTORE_N
