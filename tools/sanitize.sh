@@ -4,7 +4,8 @@
 # (or test failure). The checkout itself is not touched: no build products land in it.
 #
 # Usage: tools/sanitize.sh [pytest arguments...]
-#   default tests: the kernel suites (tests/test_ops_*.py tests/test_reference.py) plus the
+#   default tests: the kernel suites (tests/test_ops_*.py tests/test_elementwise.py
+#   tests/test_reference.py) plus the
 #   fuzzers (tests/test_fuzz.py tests/test_invalid_inputs.py), once per instruction-set path
 #   in $FASTCONV_SANITIZE_ISAS (default "avx512 avx2 generic"; paths the CPU lacks are skipped).
 # Environment:
@@ -66,7 +67,7 @@ export PYTHONFAULTHANDLER=1
 if [ "$#" -gt 0 ]; then
     tests=("$@")
 else
-    tests=(tests/test_ops_*.py tests/test_reference.py tests/test_fuzz.py tests/test_invalid_inputs.py)
+    tests=(tests/test_ops_*.py tests/test_elementwise.py tests/test_reference.py tests/test_fuzz.py tests/test_invalid_inputs.py)
 fi
 
 status=0
