@@ -42,7 +42,8 @@ MODULE_SOURCES = {
     # The pooling kernels exist per ISA (pool2d_<isa>.c); pool2d.c picks one through dispatch.c.
     "pool": GEMM_SOURCES + [os.path.join(KERNELS, name) for name in (
         "pool2d.c", "pool2d_generic.c", "pool2d_avx2.c", "pool2d_avx512.c")],
-    "batchnorm": [os.path.join(KERNELS, "batchnorm.c")],
+    "batchnorm": GEMM_SOURCES + [os.path.join(KERNELS, name) for name in (
+        "batchnorm.c", "batchnorm_generic.c", "batchnorm_avx2.c", "batchnorm_avx512.c")],
     "elementwise": [os.path.join(KERNELS, "elementwise.c")],
     "cpu": GEMM_SOURCES,
 }

@@ -41,6 +41,21 @@ cdef extern from "batchnorm.h" nogil:
                                    double *dx, double *dgamma, double *dbeta, ptrdiff_t rows,
                                    ptrdiff_t cols, int nt)
 
+cdef extern from "dispatch.h":
+    int FC_DISPATCH_OK
+    int fc_dispatch_init()
+
+
+def _check_dispatch():
+    # The kernels run on the ISA path dispatch.c selects; same rules as fastconv._core.cpu
+    # (which raises the detailed error on import).
+    if fc_dispatch_init() != FC_DISPATCH_OK:
+        from . import cpu  # noqa: F401  (raises ValueError / RuntimeError explaining why)
+        raise RuntimeError("FASTCONV_ISA names an instruction set that cannot be used here.")
+
+
+_check_dispatch()
+
 _FLOAT32 = np.dtype(np.float32)
 _FLOAT64 = np.dtype(np.float64)
 # More threads than this only idle (and could exhaust the process); results do not change.

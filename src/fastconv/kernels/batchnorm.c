@@ -1,342 +1,41 @@
-/* Batch normalization over the rows of an (M, C) array: see batchnorm.h.
- *
- * Column reductions (mean/variance forward, sum(dy) and sum(dy * (x - mean)) backward) run
- * over tiles of at most FC_BN_COL_BLOCK columns by chunk_rows rows. chunk_rows depends on C
- * only, so the tiling -- and with it every rounding -- is the same for any thread count.
- * Each tile writes its partial results to its own slot; after a barrier the partials of
- * each column are merged in chunk order. A tile is small enough to stay in L1/L2, so the
- * forward pass can afford an exact two-pass mean/variance per tile (double accumulators),
- * merged with Chan et al.'s pairwise update: no E[x^2] - E[x]^2 cancellation, even for
- * float32 data with a large offset, while reading x from memory only once for the stats.
- * Inside a tile, sums run in the input dtype over blocks of FC_BN_BLOCK_ROWS rows (twice as
- * many float32 lanes per vector as double) and the block sums go into double accumulators;
- * the terms summed are deviations from a per-column shift near the mean, so a 16-term sum
- * in float32 is as accurate as the data.
- *
- * One OpenMP parallel region per call: tiles, then columns (merge), then rows (output).
- *
- * This file is a template: it includes itself twice, once for float and once for double,
- * with T the element type and SFX(name) adding the type suffix to a function name.
- */
-#ifndef FC_BATCHNORM_TEMPLATE
+/* Batch-norm entry points (batchnorm.h): each calls the kernel of the instruction set that
+ * dispatch.c selected once per process (the best the CPU and OS support, or FASTCONV_ISA).
+ * The kernels themselves are in batchnorm_impl.h, compiled once per ISA. */
+#include "batchnorm_isa.h"
+#include "dispatch.h"
 
-#include "batchnorm.h"
-#include "kernel_common.h"
+/* Return name_<type>_<isa>(args...) for the selected ISA. */
+#define FC_BN_CALL(name, type, ...)                                                \
+    do {                                                                           \
+        switch (fc_isa_selected()) {                                               \
+        case FC_ISA_AVX512: return name##_##type##_avx512(__VA_ARGS__);            \
+        case FC_ISA_AVX2: return name##_##type##_avx2(__VA_ARGS__);                \
+        default: return name##_##type##_generic(__VA_ARGS__);                      \
+        }                                                                          \
+    } while (0)
 
-#include <math.h>
-#include <stddef.h>
-#include <stdlib.h>
-
-#define FC_BN_COL_BLOCK 256      /* columns per tile (per-column accumulators live on the stack) */
-#define FC_BN_TILE_ELEMS 8192    /* target elements per tile: 32 KiB of float32, fits L1 */
-#define FC_BN_MIN_CHUNK_ROWS 32  /* bounds the partials to 1/32 of the rows */
-#define FC_BN_BLOCK_ROWS 16      /* rows summed in the input dtype before a double accumulator */
-
-static inline ptrdiff_t fc_bn_min(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
-
-/* Rows per reduction chunk: a function of the column count only (never of the threads). */
-static ptrdiff_t fc_bn_chunk_rows(ptrdiff_t cols)
-{
-    ptrdiff_t width = fc_bn_min(cols, FC_BN_COL_BLOCK);
-    ptrdiff_t r = FC_BN_TILE_ELEMS / width;
-    return r < FC_BN_MIN_CHUNK_ROWS ? FC_BN_MIN_CHUNK_ROWS : r;
-}
-
-/* The tiling of an (rows, cols) array, shared by the reductions. */
-typedef struct {
-    ptrdiff_t rows, cols, chunk_rows, chunks, col_blocks;
-} fc_bn_tiling;
-
-static fc_bn_tiling fc_bn_make_tiling(ptrdiff_t rows, ptrdiff_t cols)
-{
-    fc_bn_tiling t;
-    t.rows = rows;
-    t.cols = cols;
-    t.chunk_rows = fc_bn_chunk_rows(cols);
-    t.chunks = (rows + t.chunk_rows - 1) / t.chunk_rows;
-    t.col_blocks = (cols + FC_BN_COL_BLOCK - 1) / FC_BN_COL_BLOCK;
-    return t;
-}
-
-/* Tile `tile` covers rows [*r0, *r0 + *nr) and columns [*c0, *c0 + *nc) of chunk *chunk. */
-static inline void fc_bn_tile(const fc_bn_tiling *t, ptrdiff_t tile, ptrdiff_t *chunk,
-                              ptrdiff_t *r0, ptrdiff_t *nr, ptrdiff_t *c0, ptrdiff_t *nc)
-{
-    *chunk = tile / t->col_blocks;
-    *c0 = (tile % t->col_blocks) * FC_BN_COL_BLOCK;
-    *nc = fc_bn_min(FC_BN_COL_BLOCK, t->cols - *c0);
-    *r0 = *chunk * t->chunk_rows;
-    *nr = fc_bn_min(t->chunk_rows, t->rows - *r0);
-}
-
-#define FC_BATCHNORM_TEMPLATE
-#define T float
-#define SFX(name) name##_f32
-#include "batchnorm.c"
-#undef T
-#undef SFX
-#define T double
-#define SFX(name) name##_f64
-#include "batchnorm.c"
-#undef T
-#undef SFX
-#undef FC_BATCHNORM_TEMPLATE
-
-#else /* FC_BATCHNORM_TEMPLATE: the body below is compiled once per element type T. */
-
-/* Mean and M2 (sum of squared deviations) of columns [c0, c0 + nc) over rows [r0, r0 + nr).
- * Pass 1 sums x - s with s the tile's first row (0 where it is not finite); pass 2 sums (x - m)^2 with m the tile mean
- * rounded to T, then corrects exactly for m not being the exact mean. The tile is small
- * enough to stay in cache between the passes. */
-static void SFX(fc_bn_tile_moments)(const T *x, ptrdiff_t cols, ptrdiff_t r0, ptrdiff_t nr,
-                                    ptrdiff_t c0, ptrdiff_t nc, double *restrict mean,
-                                    double *restrict m2)
-{
-    T center[FC_BN_COL_BLOCK], block[FC_BN_COL_BLOCK];
-    double acc[FC_BN_COL_BLOCK];
-    const T *first = x + r0 * cols + c0;
-    for (ptrdiff_t i = 0; i < nc; i++) {
-        /* An Inf/NaN shift would turn an infinite mean into NaN (Inf - Inf): use 0 then. */
-        T v = first[i];
-        center[i] = (v - v == (T)0) ? v : (T)0;
-        acc[i] = 0.0;
+#define FC_DEFINE_BATCHNORM(T, TY)                                                               \
+    int fc_batch_norm_forward_training_##TY(const T *x, const T *gamma, const T *beta,          \
+                                            double epsilon, T *y, T *mean, T *var,               \
+                                            ptrdiff_t rows, ptrdiff_t cols, int nt)              \
+    {                                                                                            \
+        FC_BN_CALL(fc_batch_norm_forward_training, TY, x, gamma, beta, epsilon, y, mean, var,    \
+                   rows, cols, nt);                                                              \
+    }                                                                                            \
+    int fc_batch_norm_forward_inference_##TY(const T *x, const T *gamma, const T *beta,         \
+                                             const T *mean, const T *var, double epsilon, T *y,  \
+                                             ptrdiff_t rows, ptrdiff_t cols, int nt)             \
+    {                                                                                            \
+        FC_BN_CALL(fc_batch_norm_forward_inference, TY, x, gamma, beta, mean, var, epsilon, y,   \
+                   rows, cols, nt);                                                              \
+    }                                                                                            \
+    int fc_batch_norm_backward_##TY(const T *dy, const T *x, const T *gamma, const T *mean,     \
+                                    const T *var, double epsilon, T *dx, T *dgamma, T *dbeta,    \
+                                    ptrdiff_t rows, ptrdiff_t cols, int nt)                      \
+    {                                                                                            \
+        FC_BN_CALL(fc_batch_norm_backward, TY, dy, x, gamma, mean, var, epsilon, dx, dgamma,     \
+                   dbeta, rows, cols, nt);                                                       \
     }
-    for (ptrdiff_t rb = r0; rb < r0 + nr; rb += FC_BN_BLOCK_ROWS) {
-        const ptrdiff_t re = fc_bn_min(rb + FC_BN_BLOCK_ROWS, r0 + nr);
-        for (ptrdiff_t i = 0; i < nc; i++) block[i] = 0;
-        for (ptrdiff_t r = rb; r < re; r++) {
-            const T *restrict xr = x + r * cols + c0;
-            for (ptrdiff_t i = 0; i < nc; i++) block[i] += xr[i] - center[i];
-        }
-        for (ptrdiff_t i = 0; i < nc; i++) acc[i] += (double)block[i];
-    }
-    for (ptrdiff_t i = 0; i < nc; i++) {
-        mean[i] = (double)center[i] + acc[i] / (double)nr;
-        center[i] = (T)mean[i];
-        acc[i] = 0.0;
-    }
-    for (ptrdiff_t rb = r0; rb < r0 + nr; rb += FC_BN_BLOCK_ROWS) {
-        const ptrdiff_t re = fc_bn_min(rb + FC_BN_BLOCK_ROWS, r0 + nr);
-        for (ptrdiff_t i = 0; i < nc; i++) block[i] = 0;
-        for (ptrdiff_t r = rb; r < re; r++) {
-            const T *restrict xr = x + r * cols + c0;
-            for (ptrdiff_t i = 0; i < nc; i++) {
-                T d = xr[i] - center[i];
-                block[i] += d * d;
-            }
-        }
-        for (ptrdiff_t i = 0; i < nc; i++) acc[i] += (double)block[i];
-    }
-    /* sum (x - m)^2 = M2 + nr * (mean - m)^2, exactly. */
-    for (ptrdiff_t i = 0; i < nc; i++) {
-        double off = mean[i] - (double)center[i];
-        double q = acc[i] - (double)nr * off * off;
-        m2[i] = q < 0.0 ? 0.0 : q; /* rounding may leave q slightly < 0; NaN stays NaN */
-    }
-}
 
-/* Column sums of dy and of dy * (x - mean) over rows [r0, r0 + nr), columns [c0, c0 + nc). */
-static void SFX(fc_bn_tile_grad_sums)(const T *dy, const T *x, const T *mean, ptrdiff_t cols,
-                                      ptrdiff_t r0, ptrdiff_t nr, ptrdiff_t c0, ptrdiff_t nc,
-                                      double *restrict sum_dy, double *restrict sum_dyxc)
-{
-    T block_dy[FC_BN_COL_BLOCK], block_dyxc[FC_BN_COL_BLOCK];
-    const T *restrict mu = mean + c0;
-    for (ptrdiff_t i = 0; i < nc; i++) sum_dy[i] = sum_dyxc[i] = 0.0;
-    for (ptrdiff_t rb = r0; rb < r0 + nr; rb += FC_BN_BLOCK_ROWS) {
-        const ptrdiff_t re = fc_bn_min(rb + FC_BN_BLOCK_ROWS, r0 + nr);
-        for (ptrdiff_t i = 0; i < nc; i++) block_dy[i] = block_dyxc[i] = 0;
-        for (ptrdiff_t r = rb; r < re; r++) {
-            const T *restrict xr = x + r * cols + c0;
-            const T *restrict gr = dy + r * cols + c0;
-            for (ptrdiff_t i = 0; i < nc; i++) {
-                T g = gr[i];
-                block_dy[i] += g;
-                block_dyxc[i] += g * (xr[i] - mu[i]);
-            }
-        }
-        for (ptrdiff_t i = 0; i < nc; i++) {
-            sum_dy[i] += (double)block_dy[i];
-            sum_dyxc[i] += (double)block_dyxc[i];
-        }
-    }
-}
-
-/* out[r, c] = (x[r, c] - shift[c]) * scale[c] + bias[c] for the rows of this thread's share. */
-static void SFX(fc_bn_affine_rows)(const T *x, T *out, const T *restrict shift,
-                                   const T *restrict scale, const T *restrict bias,
-                                   ptrdiff_t rows, ptrdiff_t cols)
-{
-#if defined(_OPENMP)
-#pragma omp for schedule(static)
-#endif
-    for (ptrdiff_t r = 0; r < rows; r++) {
-        const T *restrict xr = x + r * cols;
-        T *restrict yr = out + r * cols;
-        for (ptrdiff_t c = 0; c < cols; c++) yr[c] = (xr[c] - shift[c]) * scale[c] + bias[c];
-    }
-}
-
-int SFX(fc_batch_norm_forward_training)(const T *x, const T *gamma, const T *beta, double epsilon,
-                                        T *y, T *mean, T *var, ptrdiff_t rows, ptrdiff_t cols,
-                                        int num_threads)
-{
-    const fc_bn_tiling t = fc_bn_make_tiling(rows, cols);
-    const ptrdiff_t tiles = t.chunks * t.col_blocks;
-    /* Scratch: per-chunk column means and sums of squared deviations, then the scale. */
-    double *part_mean = (double *)malloc(sizeof(double) * (size_t)(2 * t.chunks * cols + cols));
-    if (part_mean == NULL) return -1;
-    double *part_m2 = part_mean + t.chunks * cols;
-    T *scale = (T *)(part_m2 + t.chunks * cols);
-    num_threads = fc_threads_for(rows * cols, num_threads);
-    (void)num_threads;
-#if defined(_OPENMP)
-#pragma omp parallel num_threads(num_threads)
-#endif
-    {
-        FC_FTZ_BEGIN();
-        /* 1. Mean and M2 of each tile, into the tile's own slot. */
-#if defined(_OPENMP)
-#pragma omp for schedule(static)
-#endif
-        for (ptrdiff_t tile = 0; tile < tiles; tile++) {
-            ptrdiff_t k, r0, nr, c0, nc;
-            fc_bn_tile(&t, tile, &k, &r0, &nr, &c0, &nc);
-            SFX(fc_bn_tile_moments)(x, cols, r0, nr, c0, nc, part_mean + k * cols + c0,
-                                    part_m2 + k * cols + c0);
-        }
-        /* 2. Merge the chunks of each column in chunk order (Chan et al.), then the outputs. */
-#if defined(_OPENMP)
-#pragma omp for schedule(static)
-#endif
-        for (ptrdiff_t b = 0; b < t.col_blocks; b++) {
-            ptrdiff_t c0 = b * FC_BN_COL_BLOCK, nc = fc_bn_min(FC_BN_COL_BLOCK, cols - c0);
-            double mu[FC_BN_COL_BLOCK], m2[FC_BN_COL_BLOCK];
-            double count = (double)fc_bn_min(t.chunk_rows, rows);
-            for (ptrdiff_t i = 0; i < nc; i++) {
-                mu[i] = part_mean[c0 + i];
-                m2[i] = part_m2[c0 + i];
-            }
-            for (ptrdiff_t k = 1; k < t.chunks; k++) {
-                double nb = (double)fc_bn_min(t.chunk_rows, rows - k * t.chunk_rows);
-                double total = count + nb, wa = count / total, wb = nb / total;
-                double wab = count * nb / total;
-                const double *restrict pm = part_mean + k * cols + c0;
-                const double *restrict pq = part_m2 + k * cols + c0;
-                for (ptrdiff_t i = 0; i < nc; i++) {
-                    double delta = pm[i] - mu[i];
-                    /* The weighted mean, not mu + delta * wb: an infinite mean must stay
-                     * infinite (Inf + (-Inf) * wb is NaN); in double both are exact enough. */
-                    mu[i] = mu[i] * wa + pm[i] * wb;
-                    m2[i] += pq[i] + delta * delta * wab;
-                }
-                count = total;
-            }
-            for (ptrdiff_t i = 0; i < nc; i++) {
-                double v = m2[i] / (double)rows;
-                mean[c0 + i] = (T)mu[i];
-                var[c0 + i] = (T)v;
-                scale[c0 + i] = (T)((double)gamma[c0 + i] / sqrt(v + epsilon));
-            }
-        }
-        /* 3. y = (x - mean) * scale + beta: subtracting first keeps offsets exact. */
-        SFX(fc_bn_affine_rows)(x, y, mean, scale, beta, rows, cols);
-        FC_FTZ_END();
-    }
-    free(part_mean);
-    return 0;
-}
-
-int SFX(fc_batch_norm_forward_inference)(const T *x, const T *gamma, const T *beta, const T *mean,
-                                         const T *var, double epsilon, T *y, ptrdiff_t rows,
-                                         ptrdiff_t cols, int num_threads)
-{
-    T *scale = (T *)malloc(sizeof(T) * (size_t)cols);
-    if (scale == NULL) return -1;
-    num_threads = fc_threads_for(rows * cols, num_threads);
-    (void)num_threads;
-#if defined(_OPENMP)
-#pragma omp parallel num_threads(num_threads)
-#endif
-    {
-        FC_FTZ_BEGIN();
-#if defined(_OPENMP)
-#pragma omp for schedule(static)
-#endif
-        for (ptrdiff_t c = 0; c < cols; c++)
-            scale[c] = (T)((double)gamma[c] / sqrt((double)var[c] + epsilon));
-        SFX(fc_bn_affine_rows)(x, y, mean, scale, beta, rows, cols);
-        FC_FTZ_END();
-    }
-    free(scale);
-    return 0;
-}
-
-int SFX(fc_batch_norm_backward)(const T *dy, const T *x, const T *gamma, const T *mean,
-                                const T *var, double epsilon, T *dx, T *dgamma, T *dbeta,
-                                ptrdiff_t rows, ptrdiff_t cols, int num_threads)
-{
-    const fc_bn_tiling t = fc_bn_make_tiling(rows, cols);
-    const ptrdiff_t tiles = t.chunks * t.col_blocks;
-    /* Scratch: per-chunk sums of dy and of dy * (x - mean), then dx's coefficients. */
-    double *part_dy = (double *)malloc(sizeof(double) * (size_t)(2 * t.chunks * cols + 3 * cols));
-    if (part_dy == NULL) return -1;
-    double *part_dyxc = part_dy + t.chunks * cols;
-    T *coef_dy = (T *)(part_dyxc + t.chunks * cols);
-    T *coef_xc = coef_dy + cols;
-    T *coef_0 = coef_xc + cols;
-    num_threads = fc_threads_for(rows * cols, num_threads);
-    (void)num_threads;
-#if defined(_OPENMP)
-#pragma omp parallel num_threads(num_threads)
-#endif
-    {
-        FC_FTZ_BEGIN();
-#if defined(_OPENMP)
-#pragma omp for schedule(static)
-#endif
-        for (ptrdiff_t tile = 0; tile < tiles; tile++) {
-            ptrdiff_t k, r0, nr, c0, nc;
-            fc_bn_tile(&t, tile, &k, &r0, &nr, &c0, &nc);
-            SFX(fc_bn_tile_grad_sums)(dy, x, mean, cols, r0, nr, c0, nc, part_dy + k * cols + c0,
-                                      part_dyxc + k * cols + c0);
-        }
-        /* Merge in chunk order; dx = a * dy + b * (x - mean) + c0 with, per channel,
-         * a = gamma * inv_std, b = -a * inv_std^2 * sum(dy * (x - mean)) / M,
-         * c0 = -a * sum(dy) / M  (the reference's formula, expanded). */
-#if defined(_OPENMP)
-#pragma omp for schedule(static)
-#endif
-        for (ptrdiff_t c = 0; c < cols; c++) {
-            double s_dy = 0.0, s_dyxc = 0.0;
-            for (ptrdiff_t k = 0; k < t.chunks; k++) {
-                s_dy += part_dy[k * cols + c];
-                s_dyxc += part_dyxc[k * cols + c];
-            }
-            double inv_std = 1.0 / sqrt((double)var[c] + epsilon);
-            double a = (double)gamma[c] * inv_std;
-            dbeta[c] = (T)s_dy;
-            dgamma[c] = (T)(s_dyxc * inv_std);
-            coef_dy[c] = (T)a;
-            coef_xc[c] = (T)(-a * inv_std * inv_std * s_dyxc / (double)rows);
-            coef_0[c] = (T)(-a * s_dy / (double)rows);
-        }
-#if defined(_OPENMP)
-#pragma omp for schedule(static)
-#endif
-        for (ptrdiff_t r = 0; r < rows; r++) {
-            const T *restrict xr = x + r * cols;
-            const T *restrict gr = dy + r * cols;
-            T *restrict dr = dx + r * cols;
-            const T *restrict a = coef_dy, *restrict b = coef_xc, *restrict c0 = coef_0;
-            const T *restrict mu = mean;
-            for (ptrdiff_t c = 0; c < cols; c++)
-                dr[c] = a[c] * gr[c] + b[c] * (xr[c] - mu[c]) + c0[c];
-        }
-        FC_FTZ_END();
-    }
-    free(part_dy);
-    return 0;
-}
-
-#endif /* FC_BATCHNORM_TEMPLATE */
+FC_DEFINE_BATCHNORM(float, f32)
+FC_DEFINE_BATCHNORM(double, f64)

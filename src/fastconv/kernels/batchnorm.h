@@ -8,6 +8,9 @@
  * Semantics are those of fastconv/reference/normalization.py (biased variance). The
  * functions return 0, or -1 when their scratch memory (about 16 bytes per channel per
  * FC_BN_MIN_CHUNK_ROWS rows at most) cannot be allocated; nothing is written then.
+ *
+ * Every kernel exists once per instruction set (batchnorm_impl.h); these names call the one
+ * that dispatch.c selected (FASTCONV_ISA forces one).
  */
 #ifndef FASTCONV_BATCHNORM_H
 #define FASTCONV_BATCHNORM_H
@@ -32,7 +35,5 @@
 
 FC_DECLARE_BATCHNORM(float, f32)
 FC_DECLARE_BATCHNORM(double, f64)
-
-#undef FC_DECLARE_BATCHNORM
 
 #endif /* FASTCONV_BATCHNORM_H */
