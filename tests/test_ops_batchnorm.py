@@ -4,8 +4,14 @@ Training forward, inference forward and backward, float32 and float64, 2-D and 4
 M = 1, many reduction chunks and channel blocks, non-contiguous input, numerical soundness
 with a large mean offset (against float64 statistics of the same data), outputs prefilled
 with NaN (every element must be written), thread-count independence, finite differences and
-bad arguments.
+bad arguments; and every ISA path (FASTCONV_ISA) against the reference, bit-identical to
+the others (each channel's sums run over rows in the same order whatever the vector width).
 """
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,6 +22,9 @@ import fastconv.backend
 from fastconv import ops
 from fastconv import reference as ref
 from fastconv._core import batchnorm as core
+from fastconv._core import cpu
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 DTYPES = [np.float32, np.float64]
 
@@ -380,3 +389,50 @@ def _outs(shape=(4, 3), dtype=np.float32):
 def test_bad_arguments_to_the_kernels(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+# ---- every ISA path ----------------------------------------------------------------------------------
+
+ISA_SCRIPT = textwrap.dedent(
+    """
+    import hashlib
+    import sys
+    import numpy as np
+    from fastconv import ops, reference as ref
+    from fastconv._core import cpu
+    assert cpu.isa_name() == sys.argv[1], (cpu.isa_name(), sys.argv[1])
+    rng = np.random.default_rng(0)
+    digest = hashlib.sha1()
+    # Channel counts around the vector widths and the segment / column-block sizes.
+    for shape in [(3, 5, 7, 32), (40, 17), (9, 600), (700, 3), (2, 4, 4, 300)]:
+        for dtype, tol in ((np.float32, 1e-5), (np.float64, 1e-11)):
+            x = (rng.standard_normal(shape) + 2).astype(dtype)
+            c = shape[-1]
+            gamma = rng.standard_normal(c).astype(dtype)
+            beta = rng.standard_normal(c).astype(dtype)
+            dy = rng.standard_normal(shape).astype(dtype)
+            y, mean, var = ops.batch_norm_forward_training(x, gamma, beta, 1e-3)
+            got = (y, mean, var, ops.batch_norm_forward_inference(x, gamma, beta, mean, var, 1e-3))
+            got += ops.batch_norm_backward(dy, x, gamma, mean, var, 1e-3)
+            want = ref.batch_norm_forward_training(x, gamma, beta, 1e-3)
+            want += (ref.batch_norm_forward_inference(x, gamma, beta, mean, var, 1e-3),)
+            want += ref.batch_norm_backward(dy, x, gamma, mean, var, 1e-3)
+            for a, b in zip(got, want):
+                np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+                digest.update(a.tobytes())
+    print("ok", cpu.isa_name(), digest.hexdigest())
+    """
+)
+
+
+def test_every_isa_path_matches_reference_and_the_others():
+    digests = set()
+    for isa in cpu.isa_available():
+        env = dict(os.environ, FASTCONV_ISA=isa, PYTHONPATH=ROOT)
+        proc = subprocess.run([sys.executable, "-c", ISA_SCRIPT, isa], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        word, name, digest = proc.stdout.split()
+        assert (word, name) == ("ok", isa)
+        digests.add(digest)
+    assert len(digests) == 1

@@ -4,8 +4,16 @@ Covers max/average pooling and global pooling, forward and backward, float32 and
 odd sizes, overlapping windows, stride > pool, non-square windows, 'valid' and 'same', batch 1,
 one and many channels, non-contiguous input, ties (first-max rule), NaN, outputs prefilled
 with NaN (every element must be written), thread-count independence, finite differences and
-bad arguments.
+bad arguments. The argmax pair (max_pool2d_forward_with_argmax /
+max_pool2d_backward_from_argmax) is held to the same standard, plus: its backward equals the
+backward that re-reads x bit for bit, MaxPooling2D trains through it, and every ISA path
+(FASTCONV_ISA) gives the reference's results.
 """
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +24,10 @@ import fastconv.backend
 from fastconv import _validation as V
 from fastconv import ops
 from fastconv import reference as ref
+from fastconv._core import cpu
 from fastconv._core import pool as core
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 DTYPES = [np.float32, np.float64]
 
@@ -36,6 +47,8 @@ CASES = [
     ((1, 3, 3, 2), 5, 1, "same"),            # window larger than the input, heavy padding
     ((1, 3, 4, 2), 5, 2, "same"),
     ((1, 11, 3, 33), (4, 2), (1, 1), "same"),  # tall window, many overlapping rows
+    ((2, 7, 9, 32), 3, 2, "same"),           # whole register vectors only (16 float / 8 double)
+    ((1, 6, 7, 20), 2, None, "valid"),       # one vector + a per-channel tail
 ]
 CASE_IDS = [f"{s}-p{p}-s{t}-{pad}" for s, p, t, pad in CASES]
 
@@ -102,6 +115,86 @@ def test_max_pool_ties_take_first_maximum(shape, pool, strides, padding, dtype):
     dy = rng.integers(-4, 5, size=y.shape).astype(dtype)
     np.testing.assert_array_equal(ops.max_pool2d_backward(dy, x, pool, strides, padding),
                                   ref.max_pool2d_backward(dy, x, pool, strides, padding))
+
+
+@pytest.mark.parametrize("ties", [False, True], ids=["random", "ties"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,pool,strides,padding", CASES, ids=CASE_IDS)
+def test_max_pool_argmax_matches_reference(shape, pool, strides, padding, dtype, ties):
+    rng = np.random.default_rng(21)
+    x = _small_ints(shape, dtype, rng) if ties else _random(shape, dtype, rng)
+    y, argmax = ops.max_pool2d_forward_with_argmax(x, pool, strides, padding)
+    y_ref, argmax_ref = ref.max_pool2d_forward_with_argmax(x, pool, strides, padding)
+    assert argmax.dtype == np.uint8 and argmax.shape == y.shape and y.dtype == dtype
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(argmax, argmax_ref)
+    dy = rng.integers(-4, 5, size=y.shape).astype(dtype) if ties else _random(y.shape, dtype, rng)
+    dx = ops.max_pool2d_backward_from_argmax(dy, argmax, shape, pool, strides, padding)
+    assert dx.dtype == dtype and dx.shape == shape
+    want = ref.max_pool2d_backward_from_argmax(dy, argmax_ref, shape, pool, strides, padding)
+    # The argmax pair is the same function as the pair that re-reads x.
+    np.testing.assert_array_equal(want, ref.max_pool2d_backward(dy, x, pool, strides, padding))
+    if ties:  # integer sums are exact in any order
+        np.testing.assert_array_equal(dx, want)
+    else:
+        np.testing.assert_allclose(dx, want, **_tol(dtype))
+    # Same additions in the same order as the compiled backward that re-reads x.
+    assert dx.tobytes() == ops.max_pool2d_backward(dy, x, pool, strides, padding).tobytes()
+
+
+def test_argmax_counts_taps_from_the_padded_corner():
+    # 'same' 3x3 windows, stride 1, on a 2x2 input: window (0, 0) starts at (-1, -1), so the
+    # real pixel (r, c) is tap (r + 1) * 3 + (c + 1) of it.
+    x = np.array([1.0, 4.0, 3.0, 2.0]).reshape(1, 2, 2, 1)
+    for impl in (ops, ref):
+        y, argmax = impl.max_pool2d_forward_with_argmax(x, 3, 1, "same")
+        np.testing.assert_array_equal(y[..., 0], [[[4.0, 4.0], [4.0, 4.0]]])
+        # Window (oh, ow) starts at (oh - 1, ow - 1); the 4.0 sits at (0, 1).
+        np.testing.assert_array_equal(argmax[..., 0], [[[5, 4], [2, 1]]])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_argmax_of_a_nan_window_is_255_and_takes_no_gradient(dtype):
+    rng = np.random.default_rng(22)
+    x = _random((2, 6, 7, 19), dtype, rng)  # 19 channels: vector lanes and a tail
+    x[0, 1, 1, 0] = np.nan
+    x[0, 2, 3, 17] = np.nan
+    x[1, 4, 6, 18] = np.nan
+    x[1, 0, 0, 1] = np.inf
+    x[1, 5, 5, 1] = np.nan
+    for pool, strides, padding in [(2, None, "same"), (3, 1, "valid"), (3, 2, "same")]:
+        y, argmax = ops.max_pool2d_forward_with_argmax(x, pool, strides, padding)
+        y_ref, argmax_ref = ref.max_pool2d_forward_with_argmax(x, pool, strides, padding)
+        np.testing.assert_array_equal(y, y_ref)
+        np.testing.assert_array_equal(argmax, argmax_ref)
+        assert (argmax[np.isnan(y)] == 255).all() and (argmax[~np.isnan(y)] < 255).all()
+        dy = _random(y.shape, dtype, rng)
+        np.testing.assert_allclose(
+            ops.max_pool2d_backward_from_argmax(dy, argmax, x.shape, pool, strides, padding),
+            ref.max_pool2d_backward(dy, x, pool, strides, padding), **_tol(dtype))
+
+
+def test_argmax_backward_ignores_taps_outside_the_real_window():
+    # A hand-made argmax may name padding taps or values past the window: nothing receives
+    # those gradients (neither in the kernel nor in the reference), and nothing is read out
+    # of bounds.
+    shape = (1, 3, 3, 2)
+    y, argmax = ref.max_pool2d_forward_with_argmax(np.zeros(shape), 3, 1, "same")
+    argmax = np.random.default_rng(23).integers(0, 256, size=argmax.shape).astype(np.uint8)
+    argmax[0, 0, 0, :] = 0  # window (0, 0)'s tap 0 is padding
+    dy = np.arange(1.0, 1.0 + y.size).reshape(y.shape)
+    got = ops.max_pool2d_backward_from_argmax(dy, argmax, shape, 3, 1, "same")
+    np.testing.assert_array_equal(
+        got, ref.max_pool2d_backward_from_argmax(dy, argmax, shape, 3, 1, "same"))
+
+
+def test_argmax_padding_never_takes_the_gradient():
+    x = np.full((1, 3, 4, 1), -np.inf)
+    dy = np.arange(1.0, 13.0).reshape(1, 3, 4, 1)
+    y, argmax = ops.max_pool2d_forward_with_argmax(x, 3, 1, "same")
+    np.testing.assert_array_equal(y, np.full((1, 3, 4, 1), -np.inf))
+    np.testing.assert_array_equal(ops.max_pool2d_backward_from_argmax(dy, argmax, x.shape, 3, 1, "same"),
+                                  ops.max_pool2d_backward(dy, x, 3, 1, "same"))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -269,6 +362,9 @@ def test_backward_matches_finite_differences(pool, strides, padding):
     dx = ops.max_pool2d_backward(w, x, pool, strides, padding)
     num = _numeric_grad(lambda v: np.sum(w * ops.max_pool2d_forward(v, pool, strides, padding)), x)
     np.testing.assert_allclose(dx, num, rtol=1e-7, atol=1e-7)
+    argmax = ops.max_pool2d_forward_with_argmax(x, pool, strides, padding)[1]
+    dx = ops.max_pool2d_backward_from_argmax(w, argmax, shape, pool, strides, padding)
+    np.testing.assert_allclose(dx, num, rtol=1e-7, atol=1e-7)
 
     dx = ops.avg_pool2d_backward(w, shape, pool, strides, padding)
     num = _numeric_grad(lambda v: np.sum(w * ops.avg_pool2d_forward(v, pool, strides, padding)), x)
@@ -311,6 +407,15 @@ def test_kernels_write_every_element(shape, pool, strides, padding, dtype):
     core.avg_pool2d_backward(dy, dx, *args, 2)
     np.testing.assert_allclose(dx, ref.avg_pool2d_backward(dy, shape, pool, strides, padding),
                                **_tol(dtype))
+    out = np.full(out_shape, np.nan, dtype=dtype)
+    argmax = np.full(out_shape, 254, dtype=np.uint8)  # a valid-looking tap where unwritten
+    core.max_pool2d_forward_argmax(x, out, argmax, *args, 2)
+    y_ref, argmax_ref = ref.max_pool2d_forward_with_argmax(x, pool, strides, padding)
+    np.testing.assert_array_equal(out, y_ref)
+    np.testing.assert_array_equal(argmax, argmax_ref)
+    dx = np.full(shape, np.nan, dtype=dtype)
+    core.max_pool2d_backward_argmax(dy, argmax, dx, *args, 2)
+    np.testing.assert_allclose(dx, ref.max_pool2d_backward(dy, x, pool, strides, padding), **_tol(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -341,9 +446,11 @@ def _all_pool_outputs(x, dy_seed):
     for pool, strides, padding in [(3, 1, "same"), (2, None, "valid"), ((4, 2), (3, 1), "same")]:
         y = ops.max_pool2d_forward(x, pool, strides, padding)
         dy = rng.standard_normal(y.shape).astype(x.dtype)
+        y_a, argmax = ops.max_pool2d_forward_with_argmax(x, pool, strides, padding)
         results += [y, ops.max_pool2d_backward(dy, x, pool, strides, padding),
                     ops.avg_pool2d_forward(x, pool, strides, padding),
-                    ops.avg_pool2d_backward(dy, x.shape, pool, strides, padding)]
+                    ops.avg_pool2d_backward(dy, x.shape, pool, strides, padding), y_a, argmax,
+                    ops.max_pool2d_backward_from_argmax(dy, argmax, x.shape, pool, strides, padding)]
     dy = rng.standard_normal((x.shape[0], x.shape[3])).astype(x.dtype)
     results += [ops.global_avg_pool2d_forward(x), ops.global_max_pool2d_forward(x),
                 ops.global_avg_pool2d_backward(dy, x.shape), ops.global_max_pool2d_backward(dy, x)]
@@ -400,6 +507,10 @@ def test_property_pooling_matches_reference(problem):
                                ref.avg_pool2d_forward(x, pool, strides, padding), **tol)
     np.testing.assert_allclose(ops.avg_pool2d_backward(dy, shape, pool, strides, padding),
                                ref.avg_pool2d_backward(dy, shape, pool, strides, padding), **tol)
+    y, argmax = ops.max_pool2d_forward_with_argmax(x, pool, strides, padding)
+    np.testing.assert_array_equal(argmax, ref.max_pool2d_forward_with_argmax(x, pool, strides, padding)[1])
+    np.testing.assert_allclose(ops.max_pool2d_backward_from_argmax(dy, argmax, shape, pool, strides, padding),
+                               ref.max_pool2d_backward(dy, x, pool, strides, padding), **tol)
 
 
 # ---- bad arguments ---------------------------------------------------------------------------------
@@ -423,6 +534,17 @@ X = np.zeros((2, 6, 6, 3), dtype=np.float32)
     (lambda: ops.global_avg_pool2d_forward(np.zeros((2, 3))), ValueError, "4-D"),
     (lambda: ops.global_max_pool2d_backward(np.zeros((2, 4)), X), ValueError, "dy"),
     (lambda: ops.global_avg_pool2d_backward(np.zeros((2, 3)), (2, 6, 6, 4)), ValueError, "dy"),
+    (lambda: ops.max_pool2d_forward_with_argmax(np.zeros((1, 16, 16, 1)), 16), ValueError, "255 taps"),
+    (lambda: ops.max_pool2d_forward_with_argmax(X, padding="full"), ValueError, "padding"),
+    (lambda: ops.max_pool2d_backward_from_argmax(np.zeros((2, 3, 3, 3)), np.zeros((2, 3, 3, 3), np.int64),
+                                                 X.shape), TypeError, "uint8"),
+    (lambda: ops.max_pool2d_backward_from_argmax(np.zeros((2, 3, 3, 3)), np.zeros((2, 3, 3), np.uint8),
+                                                 X.shape), ValueError, "argmax"),
+    (lambda: ops.max_pool2d_backward_from_argmax(np.zeros((2, 3, 3, 3)), [[0]], X.shape), TypeError, "ndarray"),
+    (lambda: ops.max_pool2d_backward_from_argmax(np.zeros((2, 2, 3, 3)), np.zeros((2, 2, 3, 3), np.uint8),
+                                                 X.shape), ValueError, "dy"),
+    (lambda: ops.max_pool2d_backward_from_argmax(np.zeros((1, 1, 1, 1)), np.zeros((1, 1, 1, 1), np.uint8),
+                                                 (1, 16, 16, 1), 16), ValueError, "255 taps"),
 ])
 def test_bad_arguments_through_ops(call, error, match):
     with pytest.raises(error, match=match):
@@ -453,6 +575,21 @@ OUT = np.empty((2, 3, 3, 3), dtype=np.float32)
      ValueError, "dy"),
     (lambda: core.global_max_pool2d_backward(np.empty((2, 3), np.float32), X, X, 1),
      ValueError, "overlap"),
+    (lambda: core.max_pool2d_forward_argmax(X, OUT, np.empty((2, 3, 3, 3), np.int8), *ARGS, 1),
+     TypeError, "uint8"),
+    (lambda: core.max_pool2d_forward_argmax(X, OUT, np.empty((2, 3, 3, 2), np.uint8), *ARGS, 1),
+     ValueError, "argmax"),
+    (lambda: core.max_pool2d_forward_argmax(X, OUT, OUT.view(np.uint8)[..., :3], *ARGS, 1),
+     ValueError, "C-contiguous"),
+    (lambda: core.max_pool2d_forward_argmax(X, OUT, X.view(np.uint8)[:, :3, :3, :3].copy(), (7, 7), (1, 1),
+                                            (3, 3, 3, 3), 1), ValueError, "out"),
+    (lambda: core.max_pool2d_backward_argmax(OUT, np.zeros((2, 3, 3, 3), np.uint8), np.empty(X.shape),
+                                             *ARGS, 1), ValueError, "dtype"),
+    (lambda: core.max_pool2d_backward_argmax(OUT, np.zeros((2, 3, 3, 3), np.uint8), OUT.copy(), *ARGS, 1),
+     ValueError, "dy"),
+    (lambda: core.max_pool2d_backward_argmax(np.empty((1, 1, 1, 1), np.float32), np.zeros((1, 1, 1, 1), np.uint8),
+                                             np.empty((1, 16, 16, 1), np.float32), (16, 16), (1, 1),
+                                             (0, 0, 0, 0), 1), ValueError, "255 taps"),
 ])
 def test_bad_arguments_to_the_kernels(call, error, match):
     with pytest.raises(error, match=match):
@@ -464,3 +601,83 @@ def test_read_only_output_is_refused():
     out.flags.writeable = False
     with pytest.raises(ValueError, match="writeable"):
         core.max_pool2d_forward(X, out, *ARGS, 1)
+    argmax = np.empty((2, 3, 3, 3), dtype=np.uint8)
+    argmax.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        core.max_pool2d_forward_argmax(X, OUT.copy(), argmax, *ARGS, 1)
+
+
+def test_argmax_output_overlapping_an_input_is_refused():
+    x = np.zeros((1, 4, 4, 4), np.float32)
+    out = np.empty((1, 2, 2, 4), np.float32)
+    with pytest.raises(ValueError, match="overlap"):
+        core.max_pool2d_forward_argmax(x, out, x.view(np.uint8).reshape(-1)[:16].reshape(1, 2, 2, 4),
+                                       (2, 2), (2, 2), (0, 0, 0, 0), 1)
+
+
+# ---- the MaxPooling2D layer trains through the argmax pair --------------------------------------------
+
+@pytest.mark.parametrize("pool,strides,padding", [(2, None, "valid"), (3, 2, "same"), (16, 1, "same")])
+def test_max_pooling_layer_matches_the_reference_backend(pool, strides, padding):
+    # (16, 16) windows have 256 taps: too many for the argmax byte, the layer re-reads x.
+    from fastconv import layers
+    rng = np.random.default_rng(24)
+    x = rng.standard_normal((2, 9, 10, 20)).astype(np.float32)
+    results = []
+    for backend in ("compiled", "reference"):
+        with fastconv.backend.use_backend(backend):
+            layer = layers.MaxPooling2D(pool, strides=strides, padding=padding)
+            y = layer.forward(x, training=True)
+            dy = np.cos(np.arange(y.size, dtype=np.float32)).reshape(y.shape)
+            results.append((y, layer.backward(dy)))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-6, atol=1e-6)
+    # Compiled: bit for bit the backward that re-reads x (same additions, same order).
+    assert results[0][1].tobytes() == ops.max_pool2d_backward(dy, x, pool, strides, padding).tobytes()
+
+
+# ---- every ISA path ----------------------------------------------------------------------------------
+
+ISA_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from fastconv import ops, reference as ref
+    from fastconv._core import cpu
+    assert cpu.isa_name() == sys.argv[1], (cpu.isa_name(), sys.argv[1])
+    rng = np.random.default_rng(0)
+    for shape, pool, strides, padding in [((2, 7, 9, 37), 3, 2, "same"), ((1, 6, 8, 16), 2, None, "valid"),
+                                          ((2, 5, 6, 9), (2, 3), 1, "same")]:
+        for dtype, tol in ((np.float32, 2e-6), (np.float64, 1e-12)):
+            x = rng.integers(0, 3, size=shape).astype(dtype)  # ties
+            x[0, 1, 1, 0] = np.nan
+            y, argmax = ops.max_pool2d_forward_with_argmax(x, pool, strides, padding)
+            y_ref, argmax_ref = ref.max_pool2d_forward_with_argmax(x, pool, strides, padding)
+            np.testing.assert_array_equal(y, y_ref)
+            np.testing.assert_array_equal(ops.max_pool2d_forward(x, pool, strides, padding), y_ref)
+            np.testing.assert_array_equal(argmax, argmax_ref)
+            dy = rng.integers(-4, 5, size=y.shape).astype(dtype)
+            want = ref.max_pool2d_backward(dy, x, pool, strides, padding)
+            np.testing.assert_array_equal(ops.max_pool2d_backward(dy, x, pool, strides, padding), want)
+            np.testing.assert_array_equal(
+                ops.max_pool2d_backward_from_argmax(dy, argmax, shape, pool, strides, padding), want)
+            x = rng.standard_normal(shape).astype(dtype)
+            np.testing.assert_allclose(ops.avg_pool2d_forward(x, pool, strides, padding),
+                                       ref.avg_pool2d_forward(x, pool, strides, padding), rtol=tol, atol=tol)
+            np.testing.assert_allclose(ops.avg_pool2d_backward(dy, shape, pool, strides, padding),
+                                       ref.avg_pool2d_backward(dy, shape, pool, strides, padding),
+                                       rtol=tol, atol=tol)
+            np.testing.assert_allclose(ops.global_max_pool2d_backward(dy[:, 0, 0], x),
+                                       ref.global_max_pool2d_backward(dy[:, 0, 0], x), rtol=tol, atol=tol)
+    print("ok", cpu.isa_name())
+    """
+)
+
+
+@pytest.mark.parametrize("isa", cpu.isa_available())
+def test_every_isa_path_matches_reference(isa):
+    env = dict(os.environ, FASTCONV_ISA=isa, PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, "-c", ISA_SCRIPT, isa], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == f"ok {isa}"
