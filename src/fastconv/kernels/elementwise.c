@@ -15,9 +15,14 @@
  */
 #ifndef FC_ELEMENTWISE_TEMPLATE
 
-#if defined(__GNUC__) && !defined(__clang__)
-/* a * b + c must round twice, as NumPy's separate passes do. */
+/* a * b + c must round twice, as NumPy's separate passes do: no contraction into FMA on ISAs
+ * that have it in their baseline (aarch64, say). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
 #pragma GCC optimize("fp-contract=off")
+#elif defined(_MSC_VER)
+#pragma fp_contract(off)
 #endif
 
 #include "elementwise.h"
