@@ -42,44 +42,30 @@ COSINE_FLOOR = 0.05  # the cosine schedule ends at this fraction of the initial 
 
 # ---------------------------------------------------------------- argument types
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _argument_type(convert, is_valid, expected):
+    """An argparse type: `convert(text)`, kept if `is_valid(value)`.
+
+    Text that does not convert and a value out of range get the same one-line message,
+    "expected <expected>, got '<text>'", which argparse prefixes with the option's name.
+    """
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not is_valid(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or not np.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
+_positive_int = _argument_type(int, lambda value: value >= 1, "a positive integer")
+_non_negative_int = _argument_type(int, lambda value: value >= 0, "a non-negative integer")
+# "inf" converts to a float but is no usable learning rate ("nan" already fails `> 0`).
+_positive_float = _argument_type(float, lambda value: value > 0 and np.isfinite(value),
+                                 "a positive number")
+_fraction = _argument_type(float, lambda value: 0.0 <= value < 1.0, "a number in [0, 1)")
 
 
 # ---------------------------------------------------------------- parser
@@ -114,6 +100,56 @@ def _add_runtime_options(parser):
                         help="print only the final result lines")
 
 
+def _per_dataset_defaults(key):
+    """Help text "(default: digits 20, mnist 3, ...)" for a setting that depends on --data."""
+    per_dataset = ", ".join(f"{name} {dataset[key]}" for name, dataset in DATASETS.items())
+    return f"(default: {per_dataset})"
+
+
+def _add_training_options(parser):
+    """The options only `train` has."""
+    parser.add_argument("--epochs", type=_positive_int, metavar="N",
+                        help="training epochs " + _per_dataset_defaults("epochs"))
+    parser.add_argument("--batch-size", type=_positive_int, metavar="N",
+                        help="mini-batch size " + _per_dataset_defaults("batch_size"))
+    parser.add_argument("--optimizer", choices=["adam", "sgd"], default="adam",
+                        help=f"optimizer (default: adam; sgd uses momentum {SGD_MOMENTUM})")
+    parser.add_argument("--learning-rate", type=_positive_float, metavar="LR",
+                        help="initial learning rate (default: adam 0.001, or 0.003 on digits; "
+                             "sgd 0.01)")
+    parser.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine",
+                        help="learning rate over the epochs: cosine decays it from --learning-rate "
+                             f"to {COSINE_FLOOR:g} x it at the last epoch (stable final weights); "
+                             "constant keeps it (default: cosine)")
+    parser.add_argument("--validation-split", type=_fraction, default=0.0, metavar="FRACTION",
+                        help="fraction of the training data held out for per-epoch validation, "
+                             "in [0, 1) (default: 0)")
+    parser.add_argument("--output", default=DEFAULT_OUTPUT, metavar="PATH",
+                        help=f"where to save the trained model (default: ./{DEFAULT_OUTPUT})")
+
+
+def _add_evaluation_options(parser):
+    """The arguments only `evaluate` has."""
+    parser.add_argument("model", metavar="MODEL",
+                        help="path of the saved model (.fcz); for --data digits pass the "
+                             "--seed it was trained with, so the test split is the held-out one")
+    parser.add_argument("--batch-size", type=_positive_int, default=256, metavar="N",
+                        help="batch size for inference (default: 256)")
+
+
+def _add_data_command(commands, name, *, handler, for_training, add_own_options, **texts):
+    """Add sub-command `name` with the data options, its own options, then the runtime options.
+
+    `texts` are add_parser's help and description. The sub-parser is kept in the parsed
+    arguments so that main() can report a bad --data/--data-dir pair as this command's usage error.
+    """
+    command = commands.add_parser(name, **texts)
+    _add_data_options(command, for_training=for_training)
+    add_own_options(command)
+    _add_runtime_options(command)
+    command.set_defaults(handler=handler, subparser=command)
+
+
 def build_parser():
     """The argparse parser of `python -m fastconv`."""
     parser = argparse.ArgumentParser(
@@ -121,49 +157,19 @@ def build_parser():
         description="fastconv: train and evaluate convolutional networks on the CPU.",
         epilog="Run '%(prog)s COMMAND --help' for the options of a command.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    train = commands.add_parser(
-        "train", help="train the default CNN for a data set, report test accuracy, save the model",
+    _add_data_command(
+        commands, "train", handler=run_train, for_training=True,
+        add_own_options=_add_training_options,
+        help="train the default CNN for a data set, report test accuracy, save the model",
         description="Train a small CNN (the default architecture for --data), print per-epoch "
                     "progress and the accuracy on the held-out test set, and save the model. "
                     "With no options: the bundled digits, offline, in seconds.")
-    _add_data_options(train, for_training=True)
-    train.add_argument("--epochs", type=_positive_int, metavar="N",
-                       help="training epochs (default: " + ", ".join(
-                           f"{k} {v['epochs']}" for k, v in DATASETS.items()) + ")")
-    train.add_argument("--batch-size", type=_positive_int, metavar="N",
-                       help="mini-batch size (default: " + ", ".join(
-                           f"{k} {v['batch_size']}" for k, v in DATASETS.items()) + ")")
-    train.add_argument("--optimizer", choices=["adam", "sgd"], default="adam",
-                       help=f"optimizer (default: adam; sgd uses momentum {SGD_MOMENTUM})")
-    train.add_argument("--learning-rate", type=_positive_float, metavar="LR",
-                       help="initial learning rate (default: adam 0.001, or 0.003 on digits; "
-                            "sgd 0.01)")
-    train.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine",
-                       help="learning rate over the epochs: cosine decays it from --learning-rate "
-                            f"to {COSINE_FLOOR:g} x it at the last epoch (stable final weights); "
-                            "constant keeps it (default: cosine)")
-    train.add_argument("--validation-split", type=_fraction, default=0.0, metavar="FRACTION",
-                       help="fraction of the training data held out for per-epoch validation, "
-                            "in [0, 1) (default: 0)")
-    train.add_argument("--output", default=DEFAULT_OUTPUT, metavar="PATH",
-                       help=f"where to save the trained model (default: ./{DEFAULT_OUTPUT})")
-    _add_runtime_options(train)
-    train.set_defaults(handler=run_train, subparser=train)
-
-    evaluate = commands.add_parser(
-        "evaluate", help="evaluate a saved model on a data set's test images",
+    _add_data_command(
+        commands, "evaluate", handler=run_evaluate, for_training=False,
+        add_own_options=_add_evaluation_options,
+        help="evaluate a saved model on a data set's test images",
         description="Load a model saved by 'train' (or model.save) and report its loss and "
                     "accuracy on the test set of --data.")
-    evaluate.add_argument("model", metavar="MODEL",
-                          help="path of the saved model (.fcz); for --data digits pass the "
-                               "--seed it was trained with, so the test split is the held-out one")
-    _add_data_options(evaluate, for_training=False)
-    evaluate.add_argument("--batch-size", type=_positive_int, default=256, metavar="N",
-                          help="batch size for inference (default: 256)")
-    _add_runtime_options(evaluate)
-    evaluate.set_defaults(handler=run_evaluate, subparser=evaluate)
-
     info = commands.add_parser(
         "info", help="print versions, backend, threads and the compiled core's build",
         description="Print fastconv's and NumPy's versions, the backend, the threads and what "
@@ -318,6 +324,12 @@ def _score(model, x, y, batch_size):
     return loss, correct / len(y), correct
 
 
+def _print_score(out, loss, accuracy, correct, total, *, context):
+    """The result line of `train` and `evaluate` (tests and scripts read it: keep its format)."""
+    print(f"test accuracy: {accuracy:.4f} ({correct}/{total})  test loss: {loss:.4f}  [{context}]",
+          file=out)
+
+
 def _describe(name, x_train, x_test):
     shape = "x".join(str(d) for d in x_train.shape[1:])
     return f"{name}: {len(x_train)} training and {len(x_test)} test images of {shape}"
@@ -369,8 +381,8 @@ def run_train(args, out):
     seconds = time.perf_counter() - start
 
     loss, accuracy, correct = _score(model, x_test, y_test, batch_size=256)
-    print(f"test accuracy: {accuracy:.4f} ({correct}/{len(y_test)})  test loss: {loss:.4f}  "
-          f"[{args.data}, {epochs} epoch(s), {seconds:.1f} s training]", file=out)
+    _print_score(out, loss, accuracy, correct, len(y_test),
+                 context=f"{args.data}, {epochs} epoch(s), {seconds:.1f} s training")
     try:
         written = model.save(args.output) or args.output  # save() may append ".fcz"
     except OSError as exc:
@@ -396,8 +408,7 @@ def run_evaluate(args, out):
         loss, accuracy, correct = _score(model, x_test, y_test, batch_size=args.batch_size)
     except ValueError as exc:  # e.g. the model was trained on another image shape
         raise DataError(f"cannot evaluate {args.model!r} on --data {args.data}: {exc}") from None
-    print(f"test accuracy: {accuracy:.4f} ({correct}/{len(y_test)})  test loss: {loss:.4f}  "
-          f"[{args.data}, {args.model}]", file=out)
+    _print_score(out, loss, accuracy, correct, len(y_test), context=f"{args.data}, {args.model}")
     return 0
 
 
