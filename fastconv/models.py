@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 
+from . import _fusion
 from . import _validation as V
 from . import callbacks as callbacks_module
 from . import layers as layers_module
@@ -437,8 +438,10 @@ class Sequential:
 
     # -- the core steps ------------------------------------------------------------------------
     def _forward(self, x, training):
+        if not training:  # BatchNormalization folded into the layer before it where possible
+            return _fusion.run_inference(self._layers, x)
         for layer in self._layers:
-            x = layer.forward(x, training=training)
+            x = layer.forward(x, training=True)
         return x
 
     def _first_trained_layer(self):

@@ -1,0 +1,108 @@
+"""Inference-time folding of BatchNormalization into the Conv2D/Dense before it (fastconv._fusion)."""
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import _fusion
+from fastconv import layers as L
+
+
+def _layer_by_layer(model, x):
+    for layer in model.layers:
+        x = layer.forward(x, training=False)
+    return x
+
+
+def _randomise_bn(model, rng):
+    """Give every BatchNormalization non-trivial statistics and affine weights."""
+    for layer in model.layers:
+        if isinstance(layer, L.BatchNormalization):
+            c = layer.moving_mean.shape[0]
+            weights = []
+            if layer.scale:
+                weights.append(rng.uniform(0.5, 2.0, c))
+            if layer.center:
+                weights.append(rng.standard_normal(c))
+            weights += [rng.standard_normal(c), rng.uniform(0.1, 3.0, c)]
+            layer.set_weights(weights)
+
+
+def _model(stack, input_shape, seed=0):
+    fastconv.utils.set_random_seed(seed)
+    model = fastconv.Sequential(stack, input_shape=input_shape)
+    _randomise_bn(model, np.random.default_rng(seed))
+    return model
+
+
+def _conv_stack(dtype, **bn_kwargs):
+    bn_kwargs["dtype"] = dtype
+    return [L.Conv2D(5, 3, padding="same", dtype=dtype), L.BatchNormalization(**bn_kwargs),
+            L.ReLU(dtype=dtype), L.Conv2D(4, 3, strides=2, use_bias=False, dtype=dtype),
+            L.BatchNormalization(**bn_kwargs), L.Flatten(dtype=dtype), L.Dense(6, dtype=dtype),
+            L.BatchNormalization(**bn_kwargs), L.Dense(3, dtype=dtype)]
+
+
+@pytest.mark.parametrize("backend", ["compiled", "reference"])
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("bn_kwargs", [{}, {"center": False}, {"scale": False},
+                                       {"center": False, "scale": False, "epsilon": 0.5}])
+def test_folded_predictions_match_layer_by_layer(backend, dtype, tol, bn_kwargs):
+    model = _model(_conv_stack(dtype, **bn_kwargs), (9, 8, 3))
+    x = np.random.default_rng(1).standard_normal((4, 9, 8, 3)).astype(dtype)
+    with fastconv.use_backend(backend):
+        folded = model.predict(x)
+        expected = _layer_by_layer(model, x)
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(folded, expected, rtol=tol, atol=tol * scale)
+    # The three pairs really were folded: the fused plan skips the BatchNormalization layers.
+    pairs = [(a, b) for a, b in zip(model.layers, model.layers[1:]) if _fusion._foldable(a, b)]
+    assert len(pairs) == 3
+
+
+def test_not_folded_where_the_pair_is_not_an_affine_chain():
+    x = np.random.default_rng(2).standard_normal((2, 7, 7, 2)).astype(np.float32)
+    cases = [
+        [L.Conv2D(3, 3, activation="relu"), L.BatchNormalization()],      # activation between
+        [L.Conv2D(3, 3), L.BatchNormalization(axis=1)],                   # BN over a spatial axis
+        [L.DepthwiseConv2D(3), L.BatchNormalization()],                   # not a Conv2D
+        [L.Conv2D(3, 3), L.ReLU(), L.BatchNormalization()],               # not adjacent
+    ]
+    for stack in cases:
+        model = _model(stack, (7, 7, 2))
+        pairs = [(a, b) for a, b in zip(model.layers, model.layers[1:]) if _fusion._foldable(a, b)]
+        assert pairs == []
+        np.testing.assert_array_equal(model.predict(x), _layer_by_layer(model, x))
+
+
+def test_channels_first_convolution_is_not_folded():
+    model = _model([L.Conv2D(3, 3, data_format="channels_first", dtype="float64"),
+                    L.BatchNormalization(axis=1, dtype="float64")], (2, 7, 7))
+    assert not _fusion._foldable(*model.layers)
+    x = np.random.default_rng(3).standard_normal((2, 2, 7, 7))
+    np.testing.assert_array_equal(model.predict(x), _layer_by_layer(model, x))
+
+
+def test_folding_follows_new_weights_and_training():
+    model = _model(_conv_stack("float64"), (9, 8, 3))
+    model.compile(optimizer="adam", loss=fastconv.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((8, 9, 8, 3)), rng.integers(0, 3, 8)
+    before = model.predict(x)
+    model.train_on_batch(x, y)  # changes kernels, biases and the moving statistics
+    after = model.predict(x)
+    assert np.abs(after - before).max() > 1e-6
+    np.testing.assert_allclose(after, _layer_by_layer(model, x), rtol=1e-12, atol=1e-12)
+    _randomise_bn(model, np.random.default_rng(5))
+    np.testing.assert_allclose(model.predict(x), _layer_by_layer(model, x), rtol=1e-12, atol=1e-12)
+
+
+def test_backward_after_an_inference_pass_is_refused():
+    model = _model(_conv_stack("float32"), (9, 8, 3))
+    x = np.random.default_rng(6).standard_normal((2, 9, 8, 3)).astype(np.float32)
+    y = model(x, training=True)
+    model.predict(x)  # folded pass: the training caches are gone, as after forward(training=False)
+    with pytest.raises(RuntimeError, match="needs a preceding forward"):
+        model.layers[0].backward(np.ones((2, 9, 8, 5), np.float32))
+    with pytest.raises(RuntimeError, match="needs a preceding forward"):
+        model.layers[1].backward(np.ones((2, 9, 8, 5), np.float32))
+    assert y.shape == (2, 3)
