@@ -18,8 +18,6 @@ standardised per channel with the training set's mean and standard deviation.
 """
 import argparse
 import os
-import sys
-import tempfile
 import time
 
 import numpy as np
@@ -27,6 +25,15 @@ import numpy as np
 import fastconv
 from fastconv.applications import AlexNet
 from fastconv.datasets import cifar10
+
+# examples/_common.py: Python puts the script's own folder on sys.path.
+from _common import (
+    add_data_dir_options,
+    add_training_options,
+    load_from_data_dir_or_standin,
+    positive_int,
+    require_data_dir_unless_quick,
+)
 
 
 def synthetic_images(n, rng):
@@ -64,49 +71,32 @@ def standardise(x_train, x_test):
     return (x_train - mean) / std, (x_test - mean) / std
 
 
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", help="folder with the CIFAR-10 batches (binary or python)")
-    parser.add_argument("--quick", action="store_true",
-                        help="a few seconds: small subset, width 0.125 (synthetic data if no --data-dir)")
-    parser.add_argument("--epochs", type=positive_int, help="training epochs (default 10, --quick 3)")
-    parser.add_argument("--batch-size", type=positive_int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's learning rate")
+    add_data_dir_options(parser,
+                         data_dir_help="folder with the CIFAR-10 batches (binary or python)",
+                         quick_help="a few seconds: small subset, width 0.125 "
+                                    "(synthetic data if no --data-dir)")
+    add_training_options(parser, epochs_help="training epochs (default 10, --quick 3)")
     parser.add_argument("--width", type=float, help="AlexNet width multiplier (default 0.25, --quick 0.125)")
     parser.add_argument("--batch-norm", action="store_true",
                         help="BatchNormalization after each convolution (instead of LRN)")
     parser.add_argument("--limit", type=positive_int, help="use only the first N training images")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.data_dir is None and not args.quick:
-        parser.error("--data-dir is required (or use --quick for synthetic data)")
+    require_data_dir_unless_quick(parser, args, quick_uses="synthetic data")
     epochs = args.epochs or (3 if args.quick else 10)
     width = args.width or (0.125 if args.quick else 0.25)
     limit = args.limit or (300 if args.quick else None)
     fastconv.utils.set_random_seed(args.seed)
 
-    with tempfile.TemporaryDirectory() as scratch:
-        folder = args.data_dir
-        if folder is None:
-            folder = scratch
-            write_synthetic_cifar10(folder, per_batch=100, seed=args.seed)
-            print(f"No --data-dir: wrote synthetic CIFAR-10 binary batches to {folder}")
-        try:
-            (x_train, y_train), (x_test, y_test) = cifar10.load_data(folder)
-        except (OSError, ValueError) as exc:  # missing or damaged files: one line, no traceback
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+    data = load_from_data_dir_or_standin(
+        cifar10.load_data, args.data_dir,
+        lambda folder: write_synthetic_cifar10(folder, per_batch=100, seed=args.seed),
+        "synthetic CIFAR-10 binary batches")
+    if data is None:  # missing or damaged files, already reported
+        return 1
+    (x_train, y_train), (x_test, y_test) = data
     print(f"Loaded {len(x_train)} training and {len(x_test)} test images of shape {x_train.shape[1:]}")
     if limit:
         x_train, y_train = x_train[:limit], y_train[:limit]

@@ -19,6 +19,9 @@ from fastconv.callbacks import EarlyStopping
 from fastconv.datasets import digits
 from fastconv.layers import Dense, Flatten
 
+# examples/_common.py: Python puts the script's own folder on sys.path.
+from _common import positive_int
+
 
 def build_model(learning_rate):
     model = fastconv.Sequential([
@@ -30,17 +33,6 @@ def build_model(learning_rate):
     model.compile(optimizer=fastconv.optimizers.Adam(learning_rate=learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
-
-
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def main(argv=None):

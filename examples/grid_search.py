@@ -20,6 +20,9 @@ from fastconv.datasets import digits
 from fastconv.layers import Conv2D, Dense, Flatten, MaxPooling2D
 from fastconv.wrappers import SKLearnClassifier
 
+# examples/_common.py: Python puts the script's own folder on sys.path.
+from _common import positive_int
+
 
 def build_cnn(filters=8, learning_rate=1e-3):
     """Conv(filters, 3x3) -> max pool -> dense softmax over the 10 digits, compiled."""
@@ -32,17 +35,6 @@ def build_cnn(filters=8, learning_rate=1e-3):
     model.compile(optimizer=fastconv.optimizers.Adam(learning_rate=learning_rate),
                   loss="sparse_categorical_crossentropy")
     return model
-
-
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def main(argv=None):

@@ -16,8 +16,6 @@ centre of C1's receptive fields; pixels are scaled to [0, 1].
 import argparse
 import os
 import struct
-import sys
-import tempfile
 import time
 
 import numpy as np
@@ -25,6 +23,15 @@ import numpy as np
 import fastconv
 from fastconv.applications import LeNet5
 from fastconv.datasets import digits, mnist
+
+# examples/_common.py: Python puts the script's own folder on sys.path.
+from _common import (
+    add_data_dir_options,
+    add_training_options,
+    load_from_data_dir_or_standin,
+    positive_int,
+    require_data_dir_unless_quick,
+)
 
 
 def write_idx(path, array):
@@ -58,46 +65,26 @@ def prepare(images):
     return np.pad(x, ((0, 0), (2, 2), (2, 2)))[..., np.newaxis]
 
 
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", help="folder with the MNIST IDX files")
-    parser.add_argument("--quick", action="store_true",
-                        help="a few seconds: small subset, 2 epochs (a stand-in data set if no --data-dir)")
-    parser.add_argument("--epochs", type=positive_int, help="training epochs (default 5, --quick 2)")
-    parser.add_argument("--batch-size", type=positive_int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's learning rate")
+    add_data_dir_options(parser, data_dir_help="folder with the MNIST IDX files",
+                         quick_help="a few seconds: small subset, 2 epochs "
+                                    "(a stand-in data set if no --data-dir)")
+    add_training_options(parser, epochs_help="training epochs (default 5, --quick 2)")
     parser.add_argument("--limit", type=positive_int, help="use only the first N training images")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.data_dir is None and not args.quick:
-        parser.error("--data-dir is required (or use --quick for an offline stand-in data set)")
+    require_data_dir_unless_quick(parser, args, quick_uses="an offline stand-in data set")
     epochs = args.epochs or (2 if args.quick else 5)
     limit = args.limit or (600 if args.quick else None)
     fastconv.utils.set_random_seed(args.seed)
 
-    with tempfile.TemporaryDirectory() as scratch:
-        folder = args.data_dir
-        if folder is None:
-            folder = scratch
-            write_standin_mnist(folder, seed=args.seed)
-            print(f"No --data-dir: wrote a stand-in MNIST (bundled digits enlarged to 28x28) "
-                  f"in IDX format to {folder}")
-        try:
-            (x_train, y_train), (x_test, y_test) = mnist.load_data(folder)
-        except (OSError, ValueError) as exc:  # missing or damaged files: one line, no traceback
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+    data = load_from_data_dir_or_standin(
+        mnist.load_data, args.data_dir, lambda folder: write_standin_mnist(folder, seed=args.seed),
+        "a stand-in MNIST (bundled digits enlarged to 28x28) in IDX format")
+    if data is None:  # missing or damaged files, already reported
+        return 1
+    (x_train, y_train), (x_test, y_test) = data
     print(f"Loaded {len(x_train)} training and {len(x_test)} test images of "
           f"{x_train.shape[1]}x{x_train.shape[2]} pixels")
     if x_train.shape[1:] != (28, 28):

@@ -37,6 +37,9 @@ from fastconv.layers import (
 )
 from fastconv.models import load_model
 
+# examples/_common.py: Python puts the script's own folder on sys.path.
+from _common import positive_int
+
 
 def conv_base():
     """The feature extractor: two conv/BN/ReLU/pool blocks, 8x8x1 -> 128 features.
@@ -72,17 +75,6 @@ def few_per_class(x, y, count, rng):
     chosen = rng.permutation(np.concatenate([rng.choice(np.flatnonzero(y == c), count, replace=False)
                                              for c in np.unique(y)]))
     return x[chosen], y[chosen]
-
-
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def main(argv=None):

@@ -28,7 +28,8 @@ def percent(pattern, text):
 
 
 def test_every_example_is_listed_in_the_readme_and_has_a_quick_test():
-    scripts = sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".py"))
+    # _common.py is the scripts' shared helper module, not an example.
+    scripts = sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".py") and not f.startswith("_"))
     with open(os.path.join(EXAMPLES, "README.md"), encoding="utf-8") as f:
         readme = f.read()
     for script in scripts:
