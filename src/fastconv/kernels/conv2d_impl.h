@@ -281,6 +281,27 @@ static void FC_FN(unpad_row)(const fc_conv2d_params *p, const FC_T *src, ptrdiff
     for (ptrdiff_t e = iw1 * c; e < p->w * c; e++) dst[e] = 0;
 }
 
+/* The microkernels of one GEMM: the table's wide set, or its narrow set (one vector of
+ * columns, more rows) when the GEMM has at most that many columns, where a wide tile would
+ * mostly multiply padding. Either set gives the same result for each element. */
+typedef struct {
+    int mr, nr;
+    FC_CI_CAT(FC_CI_CAT(fc_gemm, FC_SFX), fn) rowa, cola;
+    FC_CI_CAT(FC_CI_CAT(fc_gemm_ind, FC_SFX), fn) ind;
+} FC_FN(gemm_set);
+
+static FC_FN(gemm_set) FC_FN(pick_gemm)(const fc_kernel_table *kt, ptrdiff_t columns)
+{
+    FC_FN(gemm_set) set = {FC_KT(kt, mr), FC_KT(kt, nr), FC_KT(kt, gemm_rowa), FC_KT(kt, gemm_cola),
+                           FC_KT(kt, gemm_ind)};
+    if (FC_KT(kt, nr_n) < set.nr && columns <= FC_KT(kt, nr_n)) {
+        FC_FN(gemm_set) narrow = {FC_KT(kt, mr_n), FC_KT(kt, nr_n), FC_KT(kt, gemm_rowa_n),
+                                  FC_KT(kt, gemm_cola_n), FC_KT(kt, gemm_ind_n)};
+        set = narrow;
+    }
+    return set;
+}
+
 /* y = conv_p(x, W) + bias as an implicit GEMM. With `transposed`, `w` is the HWIO kernel of
  * the convolution whose *input gradient* p describes (stride 1): p's input is that conv's dy
  * (C = its F), p's output its dx, and p's kernel is w with the taps flipped and the two
@@ -289,7 +310,8 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                                      const FC_T *x, const FC_T *w, int transposed,
                                      const FC_T *bias, FC_T *y, int num_threads)
 {
-    const int mr = FC_KT(kt, mr), nr = FC_KT(kt, nr);
+    const FC_FN(gemm_set) gs = FC_FN(pick_gemm)(kt, p->f / p->groups);
+    const int mr = gs.mr, nr = gs.nr;
     const ptrdiff_t G = p->groups, cg = p->c / G, fg = p->f / G, F = p->f;
     const ptrdiff_t taps = p->kh * p->kw, K = taps * cg, M = p->n * p->out_h * p->out_w;
     const ptrdiff_t panels = ceil_div(fg, nr);
@@ -393,16 +415,16 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                                 FC_T *c = y + (m0 + ir) * F + f0;
                                 const int rows = (int)min_pd(mr, mb - ir);
                                 if (direct)
-                                    FC_KT(kt, gemm_rowa)(kn, x + (m0 + ir) * p->c + g * cg + c0, p->c,
+                                    gs.rowa(kn, x + (m0 + ir) * p->c + g * cg + c0, p->c,
                                                          bp, c, F, rows, cols, !first, bias_p);
                                 else if (row_ind) /* one block: KH runs of KW * C */
-                                    FC_KT(kt, gemm_ind)(p->kh, p->kw * cg, ind_own + (ir / mr) * p->kh * mr, 0,
+                                    gs.ind(p->kh, p->kw * cg, ind_own + (ir / mr) * p->kh * mr, 0,
                                                         bp, p->kw * cg * nr, c, F, rows, cols, 0, bias_p);
                                 else if (patches_own != NULL) /* one block: K = taps * cg */
-                                    FC_KT(kt, gemm_rowa)(K, patches_own + ir * K, K, bp, c, F, rows,
+                                    gs.rowa(K, patches_own + ir * K, K, bp, c, F, rows,
                                                          cols, 0, bias_p);
                                 else
-                                    FC_KT(kt, gemm_ind)(tn, kn, ind_own + ((ir / mr) * taps + t0) * mr,
+                                    gs.ind(tn, kn, ind_own + ((ir / mr) * taps + t0) * mr,
                                                         g * cg + c0, bp, cg * nr, c, F, rows, cols,
                                                         !first, bias_p);
                             }
@@ -507,7 +529,9 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     if (num_threads < 1) num_threads = 1;
     if (is_depthwise(p)) return FC_FN(depthwise_backward)(kt, p, dy, x, w, dx, dw, db, num_threads);
 
+    /* mr x nr: the wide kernels (input gradient, dW^T); ws: the K x F weight-gradient GEMM. */
     const int mr = FC_KT(kt, mr), nr = FC_KT(kt, nr);
+    const FC_FN(gemm_set) ws = FC_FN(pick_gemm)(kt, p->f / p->groups);
     const ptrdiff_t G = p->groups, cg = p->c / G, fg = p->f / G, F = p->f;
     const ptrdiff_t K = p->kh * p->kw * cg, M = p->n * p->out_h * p->out_w;
     const ptrdiff_t dw_elems = K * F;
@@ -519,12 +543,12 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
 
     /* --- weight gradient workspaces --- */
     const ptrdiff_t chunks = weight_grad_chunks(M, dw_elems + F, sizeof(FC_T));
-    const ptrdiff_t fpanels = ceil_div(fg, nr);
+    const ptrdiff_t fpanels = ceil_div(fg, ws.nr);
     const ptrdiff_t wb = FC_WB_PIXELS;
     /* Patch columns per pass: keep the patch buffer of a sub-block around 256 KiB. */
-    const ptrdiff_t kcw = min_pd(round_up(K, mr), max_pd(mr, (262144 / (ptrdiff_t)sizeof(FC_T) / wb) / mr * mr));
+    const ptrdiff_t kcw = min_pd(round_up(K, ws.mr), max_pd(ws.mr, (262144 / (ptrdiff_t)sizeof(FC_T) / wb) / ws.mr * ws.mr));
     const ptrdiff_t kwblocks = ceil_div(K, kcw);
-    const ptrdiff_t ldw = kcw + 16; /* >= kcw + mr - 1: gemm_cola reads whole microtiles */
+    const ptrdiff_t ldw = kcw + FC_MAX_MR; /* >= kcw + mr - 1: gemm_cola reads whole microtiles */
     /* --- input gradient workspaces --- */
     const ptrdiff_t kpanels = ceil_div(K, nr);
     const ptrdiff_t fblocks = ceil_div(fg, FC_KC_MAX), fc = ceil_div(fg, fblocks);
@@ -540,7 +564,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
      * dW^T = dy^T @ patches instead (rows: filters read straight from dy; columns: the patch
      * row itself as the packed panel) if that wastes fewer lanes. Same sums in the same order
      * either way, so the results are identical. */
-    const double lanes_kf = (double)K / (double)round_up(K, mr) * (double)fg / (double)round_up(fg, nr);
+    const double lanes_kf = (double)K / (double)round_up(K, ws.mr) * (double)fg / (double)round_up(fg, ws.nr);
     const double lanes_fk = (double)F / (double)round_up(F, mr) * (double)K / (double)nr;
     const int dw_transposed = padded_rows && K + FC_RUN_CHUNK - 1 <= nr && lanes_fk > lanes_kf;
     const ptrdiff_t frows = round_up(F, mr);
@@ -563,7 +587,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     const int adjoint_threads = num_threads;
     if (num_threads > units) num_threads = (int)units;
     const ptrdiff_t pstride = wb * max_pd(ldw, nr); /* patch buffer per unit */
-    const ptrdiff_t ystride = dw_transposed ? frows * nr + wb * F + mr : fpanels * wb * nr;
+    const ptrdiff_t ystride = dw_transposed ? frows * nr + wb * F + mr : fpanels * wb * ws.nr;
     failed |= (pbuf = (FC_T *)fc_alloc((size_t)(wunits * pstride) * sizeof(FC_T))) == NULL;
     if (padded_rows)
         failed |= (xpad = (FC_T *)fc_alloc((size_t)((p->n * p->h + 1) * wpc + FC_RUN_CHUNK) * sizeof(FC_T))) == NULL;
@@ -627,15 +651,15 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                 for (ptrdiff_t g = 0; g < G; g++) {
                     /* dy rows of this group -> panels y_own[pj][r][nr] (zero-padded); with
                      * exactly NR filters the rows of dy already are that panel. */
-                    const int dy_panel = G == 1 && F == nr;
+                    const int dy_panel = G == 1 && F == ws.nr;
                     const FC_T *ypanels = dy_panel ? dy + m0 * F : y_own;
                     for (ptrdiff_t pj = 0; pj < fpanels && !dy_panel; pj++) {
-                        const ptrdiff_t cols = min_pd(nr, fg - pj * nr);
+                        const ptrdiff_t cols = min_pd(ws.nr, fg - pj * ws.nr);
                         for (ptrdiff_t r = 0; r < mb; r++) {
-                            FC_T *dst = y_own + (pj * wb + r) * nr;
-                            const FC_T *src = dy + (m0 + r) * F + g * fg + pj * nr;
+                            FC_T *dst = y_own + (pj * wb + r) * ws.nr;
+                            const FC_T *src = dy + (m0 + r) * F + g * fg + pj * ws.nr;
                             for (ptrdiff_t j = 0; j < cols; j++) dst[j] = src[j];
-                            for (ptrdiff_t j = cols; j < nr; j++) dst[j] = 0;
+                            for (ptrdiff_t j = cols; j < ws.nr; j++) dst[j] = 0;
                         }
                     }
                     for (ptrdiff_t kb = kb0; kb < kb1; kb++) {
@@ -646,12 +670,12 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                             FC_FN(build_patch_rows)(p, x, g * cg, m0, mb, p_own, ldw);
                         else
                             FC_FN(pack_patches)(p, x, g, m0, mb, k0, kn, p_own, ldw);
-                        for (ptrdiff_t kt0 = 0; kt0 < kn; kt0 += mr) {
+                        for (ptrdiff_t kt0 = 0; kt0 < kn; kt0 += ws.mr) {
                             for (ptrdiff_t pj = 0; pj < fpanels; pj++) {
-                                FC_KT(kt, gemm_cola)(mb, p_own + kt0, ldw, ypanels + pj * wb * nr,
-                                                     cdw + (k0 + kt0) * F + g * fg + pj * nr, F,
-                                                     (int)min_pd(mr, kn - kt0),
-                                                     (int)min_pd(nr, fg - pj * nr), accumulate, NULL);
+                                ws.cola(mb, p_own + kt0, ldw, ypanels + pj * wb * ws.nr,
+                                        cdw + (k0 + kt0) * F + g * fg + pj * ws.nr, F,
+                                        (int)min_pd(ws.mr, kn - kt0),
+                                        (int)min_pd(ws.nr, fg - pj * ws.nr), accumulate, NULL);
                             }
                         }
                     }

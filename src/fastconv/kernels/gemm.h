@@ -57,6 +57,14 @@ typedef struct {
     fc_gemm_f64_fn gemm_rowa_f64, gemm_cola_f64;
     fc_gemm_ind_f32_fn gemm_ind_f32;
     fc_gemm_ind_f64_fn gemm_ind_f64;
+    /* The same three kernels with one vector of columns and more rows, for GEMMs with few
+     * columns (e.g. 6 or 16 filters), where most of an NR-wide tile would be padding. A table
+     * without such kernels repeats the ones above. */
+    int mr_n_f32, nr_n_f32, mr_n_f64, nr_n_f64;
+    fc_gemm_f32_fn gemm_rowa_n_f32, gemm_cola_n_f32;
+    fc_gemm_f64_fn gemm_rowa_n_f64, gemm_cola_n_f64;
+    fc_gemm_ind_f32_fn gemm_ind_n_f32;
+    fc_gemm_ind_f64_fn gemm_ind_n_f64;
     fc_dw_forward_f32_fn dw_forward_f32;
     fc_dw_forward_f64_fn dw_forward_f64;
     fc_dw_backward_data_f32_fn dw_backward_data_f32;
@@ -66,19 +74,24 @@ typedef struct {
 } fc_kernel_table;
 
 /* The table of an ISA file, whose kernels (gemm_simd_impl.h and conv2d_depthwise_impl.h,
- * included once per dtype) carry the usual static names. */
-#define FC_KERNEL_TABLE(name, mr_f32, nr_f32, mr_f64, nr_f64)                                 \
+ * included once per dtype) carry the usual static names; the narrow kernels are those with
+ * suffixes n32 / n64 (f32n / f64n, or f32 / f64 where there are none). */
+#define FC_KERNEL_TABLE(name, mr_f32, nr_f32, mr_f64, nr_f64, mr_n32, nr_n32, mr_n64, nr_n64,  \
+                        n32, n64)                                                              \
     {                                                                                           \
         name, mr_f32, nr_f32, mr_f64, nr_f64,                                                   \
         gemm_rowa_f32, gemm_cola_f32, gemm_rowa_f64, gemm_cola_f64,                             \
         gemm_ind_f32, gemm_ind_f64,                                                             \
+        mr_n32, nr_n32, mr_n64, nr_n64,                                                         \
+        gemm_rowa_##n32, gemm_cola_##n32, gemm_rowa_##n64, gemm_cola_##n64,                     \
+        gemm_ind_##n32, gemm_ind_##n64,                                                         \
         dw_forward_f32, dw_forward_f64,                                                         \
         dw_backward_data_f32, dw_backward_data_f64,                                             \
         dw_backward_weights_f32, dw_backward_weights_f64,                                       \
     }
 
 /* Largest MR and NR of any table: drivers size their scratch tiles with these. */
-#define FC_MAX_MR 16
+#define FC_MAX_MR 24
 #define FC_MAX_NR 64
 
 /* Table getters; the AVX ones return NULL when that file was compiled without the ISA flags

@@ -16,7 +16,7 @@
 #define FC_NAME(base) FC_CAT(base, FC_SFX)
 
 #if defined(__GNUC__) && !defined(__clang__)
-#define FC_UNROLL _Pragma("GCC unroll 16")
+#define FC_UNROLL _Pragma("GCC unroll 32")
 #elif defined(__clang__)
 #define FC_UNROLL _Pragma("unroll")
 #else
