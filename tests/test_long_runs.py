@@ -136,7 +136,10 @@ def test_denormal_inputs_give_the_reference_results(dtype):
         got, want = getattr(ops, name)(*args, **kwargs), getattr(reference, name)(*args, **kwargs)
         for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
             assert np.isfinite(g).all(), name
-            np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, err_msg=name)
+            # Sums in another order: errors scale with the largest output, not with each one
+            # (an output that cancels to near zero keeps the absolute error of the others).
+            scale = float(np.abs(w).max(initial=0.0))
+            np.testing.assert_allclose(g, w, rtol=rtol, atol=atol + rtol * scale, err_msg=name)
     # Comparisons and copies are exact: max pooling keeps denormals and routes the gradient
     # to the same element as the reference.
     np.testing.assert_array_equal(ops.max_pool2d_forward(x, 2, None, "same"),
