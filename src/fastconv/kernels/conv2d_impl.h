@@ -367,20 +367,32 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
         unsigned csr = fc_denormals_off();
         /* Weights -> panels: wpack[((g * panels + pj) * K + k) * nr + j] = W[k, g, pj*nr + j]
          * (k = tap * C_g + c), W = w or its transposed adjoint. */
-        FC_OMP(for schedule(static))
-        for (ptrdiff_t row = 0; row < G * panels * K; row++) {
-            const ptrdiff_t k = row % K, gp = row / K, g = gp / panels, pj = gp % panels;
-            const ptrdiff_t f0 = pj * nr, cols = min_pd(nr, fg - f0);
-            FC_T *dst = wpack + row * nr;
-            if (!transposed) {
+        if (!transposed) {
+            FC_OMP(for schedule(static))
+            for (ptrdiff_t row = 0; row < G * panels * K; row++) {
+                const ptrdiff_t k = row % K, gp = row / K, g = gp / panels, pj = gp % panels;
+                const ptrdiff_t f0 = pj * nr, cols = min_pd(nr, fg - f0);
+                FC_T *dst = wpack + row * nr;
                 const FC_T *src = w + k * F + g * fg + f0;
                 for (ptrdiff_t j = 0; j < cols; j++) dst[j] = src[j];
-            } else { /* w is (KH, KW, fg, p->c): flipped tap, its filter = our channel */
-                const ptrdiff_t t = taps - 1 - k / cg, filt = k % cg;
-                const FC_T *src = w + (t * fg + f0) * p->c + g * cg + filt;
-                for (ptrdiff_t j = 0; j < cols; j++) dst[j] = src[j * p->c];
+                for (ptrdiff_t j = cols; j < nr; j++) dst[j] = 0;
             }
-            for (ptrdiff_t j = cols; j < nr; j++) dst[j] = 0;
+        } else {
+            /* w is (KH, KW, fg, p->c): the flipped tap, whose filter j is our output column and
+             * whose channel is our channel. One (panel, tap) block at a time, reading rows of
+             * w (contiguous over the channel) and writing within the block. */
+            FC_OMP(for schedule(static))
+            for (ptrdiff_t u = 0; u < G * panels * taps; u++) {
+                const ptrdiff_t gp = u / taps, tap = u % taps, g = gp / panels, pj = gp % panels;
+                const ptrdiff_t f0 = pj * nr, cols = min_pd(nr, fg - f0);
+                const FC_T *rows = w + ((taps - 1 - tap) * fg + f0) * p->c + g * cg;
+                FC_T *dst = wpack + (gp * K + tap * cg) * nr;
+                for (ptrdiff_t j = 0; j < nr; j++) {
+                    const FC_T *src = rows + j * p->c;
+                    if (j < cols) for (ptrdiff_t c = 0; c < cg; c++) dst[c * nr + j] = src[c];
+                    else for (ptrdiff_t c = 0; c < cg; c++) dst[c * nr + j] = 0;
+                }
+            }
         }
         if (xpad != NULL) {
             FC_OMP(for schedule(static))
