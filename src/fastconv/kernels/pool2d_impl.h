@@ -57,19 +57,25 @@
  * arithmetic. Max pooling only compares and copies, and DAZ would change which element
  * compares as the maximum. */
 
-/* The hot loops keep a window's running state in registers: one 64-byte vector of channels
- * (16 float / 8 double lanes) at a time, written with GCC/Clang vector extensions so that
- * the same source compiles to 4 SSE2, 2 AVX2 or 1 AVX-512 operation per step in each ISA's
- * translation unit. The channels left over (C not a multiple of the lanes), and compilers
- * without vector extensions, take the plain per-channel loops. */
+/* The hot loops keep a window's running state in registers: one vector of channels at a
+ * time, of the unit's native width (64 bytes with AVX-512, 32 with AVX2, 16 with SSE2),
+ * written with GCC/Clang vector extensions. (Wider-than-native vectors are lowered through
+ * the stack: callgrind counted as many instructions with 64-byte vectors on AVX2 as on
+ * SSE2.) The channels left over (C not a multiple of the lanes), and compilers without
+ * vector extensions, take the plain per-channel loops. */
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(FASTCONV_PORTABLE_C)
 #define FC_POOL_VECTORS 1
-typedef float fc_pool_vf32 __attribute__((vector_size(64)));
-typedef int fc_pool_vm32 __attribute__((vector_size(64)));
-typedef unsigned char fc_pool_vb16 __attribute__((vector_size(16)));
-typedef double fc_pool_vf64 __attribute__((vector_size(64)));
-typedef long long fc_pool_vm64 __attribute__((vector_size(64)));
-typedef unsigned char fc_pool_vb8 __attribute__((vector_size(8)));
+#if defined(__AVX512F__)
+#define FC_POOL_VBYTES 64
+#elif defined(__AVX2__)
+#define FC_POOL_VBYTES 32
+#else
+#define FC_POOL_VBYTES 16
+#endif
+typedef float fc_pool_vf32 __attribute__((vector_size(FC_POOL_VBYTES)));
+typedef int fc_pool_vm32 __attribute__((vector_size(FC_POOL_VBYTES)));
+typedef double fc_pool_vf64 __attribute__((vector_size(FC_POOL_VBYTES)));
+typedef long long fc_pool_vm64 __attribute__((vector_size(FC_POOL_VBYTES)));
 #else
 #define FC_POOL_VECTORS 0
 #endif
@@ -124,27 +130,23 @@ static inline void fc_window_span(ptrdiff_t o, ptrdiff_t stride, ptrdiff_t pad, 
 #define SFX(name) FC_POOL_NAME(name, f32, FC_POOL_ISA)
 #define VT fc_pool_vf32 /* vector of T */
 #define VM fc_pool_vm32 /* lane mask / integer lanes of VT's width */
-#define VB fc_pool_vb16 /* one byte per lane */
-#define LANES 16
+#define LANES (FC_POOL_VBYTES / 4)
 #include "pool2d_impl.h"
 #undef T
 #undef SFX
 #undef VT
 #undef VM
-#undef VB
 #undef LANES
 #define T double
 #define SFX(name) FC_POOL_NAME(name, f64, FC_POOL_ISA)
 #define VT fc_pool_vf64
 #define VM fc_pool_vm64
-#define VB fc_pool_vb8
-#define LANES 8
+#define LANES (FC_POOL_VBYTES / 8)
 #include "pool2d_impl.h"
 #undef T
 #undef SFX
 #undef VT
 #undef VM
-#undef VB
 #undef LANES
 #undef FC_POOL2D_TEMPLATE
 
@@ -169,66 +171,71 @@ static inline VT SFX(vsel)(VM mask, VT a, VT b) { return (VT)(((VM)a & mask) | (
 static inline VT SFX(vkeep)(VM mask, VT a) { return (VT)((VM)a & mask); } /* a or +0 */
 /* NaN-propagating max that keeps m on ties (the first maximum), like fc_max_into. */
 static inline VT SFX(vmax)(VT m, VT v) { return SFX(vsel)((VM)(v > m) | (VM)(v != v), v, m); }
-/* Bytes <-> integer lanes. gcc lowers __builtin_convertvector between these widths one lane
- * at a time, so the widening/narrowing is spelled with the ISA's own instructions. */
+/* Bytes <-> integer lanes (LANES bytes, lanes of T's width), spelled with the ISA's own
+ * instructions: gcc lowers __builtin_convertvector between these widths one lane at a time. */
+#if FC_POOL_VBYTES == 64 && defined(__AVX512F__)
+static inline VM SFX(vld_bytes)(const unsigned char *p)
+{
+    __m512i wide = sizeof(T) == 4 ? _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p))
+                                  : _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)p));
+    return (VM)wide;
+}
+static inline void SFX(vst_bytes)(unsigned char *p, VM v)
+{
+    if (sizeof(T) == 4)
+        _mm_storeu_si128((__m128i *)p, _mm512_cvtepi32_epi8((__m512i)v));
+    else
+        _mm_storel_epi64((__m128i *)p, _mm512_cvtepi64_epi8((__m512i)v));
+}
+#elif FC_POOL_VBYTES == 32 && defined(__AVX2__)
+static inline VM SFX(vld_bytes)(const unsigned char *p)
+{
+    if (sizeof(T) == 4) return (VM)_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+    int four;
+    memcpy(&four, p, 4);
+    return (VM)_mm256_cvtepu8_epi64(_mm_cvtsi32_si128(four));
+}
+static inline void SFX(vst_bytes)(unsigned char *p, VM v)
+{
+    __m128i lo = _mm256_castsi256_si128((__m256i)v), hi = _mm256_extracti128_si256((__m256i)v, 1);
+    if (sizeof(T) == 4) { /* 8 x int32 -> 8 bytes */
+        __m128i w = _mm_packs_epi32(lo, hi);
+        _mm_storel_epi64((__m128i *)p, _mm_packus_epi16(w, w));
+    } else { /* 4 x int64: keep the low 32 bits of each, then pack -> 4 bytes */
+        __m128i d = _mm_unpacklo_epi64(_mm_shuffle_epi32(lo, 0x08), _mm_shuffle_epi32(hi, 0x08));
+        __m128i w = _mm_packs_epi32(d, d);
+        int four = _mm_cvtsi128_si32(_mm_packus_epi16(w, w));
+        memcpy(p, &four, 4);
+    }
+}
+#elif FC_POOL_VBYTES == 16 && defined(__SSE2__)
+static inline VM SFX(vld_bytes)(const unsigned char *p)
+{
+    const __m128i zero = _mm_setzero_si128();
+    int bytes = 0;
+    memcpy(&bytes, p, sizeof(T) == 4 ? 4 : 2);
+    __m128i w = _mm_unpacklo_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128(bytes), zero), zero);
+    return sizeof(T) == 4 ? (VM)w : (VM)_mm_unpacklo_epi32(w, zero);
+}
+static inline void SFX(vst_bytes)(unsigned char *p, VM v)
+{
+    __m128i d = sizeof(T) == 4 ? (__m128i)v : _mm_shuffle_epi32((__m128i)v, 0x08);
+    __m128i w = _mm_packs_epi32(d, d);
+    int bytes = _mm_cvtsi128_si32(_mm_packus_epi16(w, w));
+    memcpy(p, &bytes, sizeof(T) == 4 ? 4 : 2); /* little-endian: the low bytes first */
+}
+#else
 static inline VM SFX(vld_bytes)(const unsigned char *p)
 {
     VM v;
-#if defined(__AVX512F__)
-    __m512i wide = LANES == 16 ? _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p))
-                               : _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)p));
-    memcpy(&v, &wide, sizeof v);
-#elif defined(__SSE2__)
-    const __m128i zero = _mm_setzero_si128();
-    __m128i part[4];
-    if (LANES == 16) { /* 16 bytes -> 16 x int32 */
-        __m128i b = _mm_loadu_si128((const __m128i *)p);
-        __m128i lo = _mm_unpacklo_epi8(b, zero), hi = _mm_unpackhi_epi8(b, zero);
-        part[0] = _mm_unpacklo_epi16(lo, zero);
-        part[1] = _mm_unpackhi_epi16(lo, zero);
-        part[2] = _mm_unpacklo_epi16(hi, zero);
-        part[3] = _mm_unpackhi_epi16(hi, zero);
-    } else { /* 8 bytes -> 8 x int64 */
-        __m128i w = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)p), zero);
-        __m128i lo = _mm_unpacklo_epi16(w, zero), hi = _mm_unpackhi_epi16(w, zero);
-        part[0] = _mm_unpacklo_epi32(lo, zero);
-        part[1] = _mm_unpackhi_epi32(lo, zero);
-        part[2] = _mm_unpacklo_epi32(hi, zero);
-        part[3] = _mm_unpackhi_epi32(hi, zero);
-    }
-    memcpy(&v, part, sizeof v);
-#else
     for (int k = 0; k < LANES; k++) v[k] = p[k];
-#endif
     return v;
 }
-
-/* Store lanes holding 0..255 as bytes. */
 static inline void SFX(vst_bytes)(unsigned char *p, VM v)
 {
-#if defined(__AVX512F__)
-    __m512i wide;
-    memcpy(&wide, &v, sizeof wide);
-    if (LANES == 16)
-        _mm_storeu_si128((__m128i *)p, _mm512_cvtepi32_epi8(wide));
-    else
-        _mm_storel_epi64((__m128i *)p, _mm512_cvtepi64_epi8(wide));
-#elif defined(__SSE2__)
-    __m128i part[4];
-    memcpy(part, &v, sizeof part);
-    if (LANES == 16) {
-        __m128i lo = _mm_packs_epi32(part[0], part[1]), hi = _mm_packs_epi32(part[2], part[3]);
-        _mm_storeu_si128((__m128i *)p, _mm_packus_epi16(lo, hi));
-    } else { /* keep the low 32 bits of each int64 lane, then pack */
-        __m128i lo = _mm_unpacklo_epi64(_mm_shuffle_epi32(part[0], 0x08), _mm_shuffle_epi32(part[1], 0x08));
-        __m128i hi = _mm_unpacklo_epi64(_mm_shuffle_epi32(part[2], 0x08), _mm_shuffle_epi32(part[3], 0x08));
-        __m128i w = _mm_packs_epi32(lo, hi);
-        _mm_storel_epi64((__m128i *)p, _mm_packus_epi16(w, w));
-    }
-#else
     for (int k = 0; k < LANES; k++) p[k] = (unsigned char)v[k];
-#endif
 }
+#endif
 #endif
 
 /* ---- channel-vector helpers (restrict + unit stride: vectorised) -------------------------- */
