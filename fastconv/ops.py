@@ -63,17 +63,20 @@ def conv2d_forward(x, kernel, bias=None, strides=1, padding="valid", dilation_ra
 
 
 def conv2d_backward(dy, x, kernel, strides=1, padding="valid", dilation_rate=1, groups=1,
-                    need_input_grad=True, need_bias_grad=True):
-    """Return (dx or None, dkernel, dbias or None)."""
+                    need_input_grad=True, need_bias_grad=True, need_kernel_grad=True):
+    """Return (dx or None, dkernel or None, dbias or None)."""
     x, kernel, _, geo, groups = V.check_conv2d(x, kernel, None, strides, padding, dilation_rate, groups)
     filters = kernel.shape[3]
     dy = V.check_grad_output(dy, (geo.n, geo.out_h, geo.out_w, filters), x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype) if need_input_grad else None
-    dkernel = np.empty(kernel.shape, dtype=x.dtype)
+    # The kernel computes the bias gradient alongside the kernel gradient: asking for the
+    # first alone still computes the second (into a scratch array).
+    dkernel = np.empty(kernel.shape, dtype=x.dtype) if need_kernel_grad or need_bias_grad else None
     dbias = np.empty((filters,), dtype=x.dtype) if need_bias_grad else None
-    _conv.conv2d_backward(_c(dy), _c(x), _c(kernel), dx, dkernel, dbias, geo.strides,
-                          _pads(geo), geo.dilation, groups, _conv_threads(geo, kernel))
-    return dx, dkernel, dbias
+    if dx is not None or dkernel is not None:
+        _conv.conv2d_backward(_c(dy), _c(x), _c(kernel), dx, dkernel, dbias, geo.strides,
+                              _pads(geo), geo.dilation, groups, _conv_threads(geo, kernel))
+    return dx, dkernel if need_kernel_grad else None, dbias
 
 
 def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid"):

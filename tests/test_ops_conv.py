@@ -216,6 +216,27 @@ def test_core_writes_every_output_element(case, dtype):
         _close(g, r, dtype, name)
 
 
+@pytest.mark.parametrize("backend", [ops, ref], ids=["compiled", "reference"])
+@pytest.mark.parametrize("case", [CASES[0], CASES[9], CASES[18], CASES[25]],
+                         ids=[CASE_IDS[0], CASE_IDS[9], CASE_IDS[18], CASE_IDS[25]])
+def test_input_gradient_alone(backend, case):
+    """need_kernel_grad=False (what Conv2DTranspose's forward asks for): dx only, the same dx."""
+    x, k, _ = _data(case, np.float64)
+    kw = _kwargs(case)
+    dy = np.random.default_rng(6).standard_normal(ref.conv2d_forward(x, k, **kw).shape)
+    dx, _, _ = backend.conv2d_backward(dy, x, k, **kw)
+    dx2, dk2, db2 = backend.conv2d_backward(dy, x, k, need_kernel_grad=False, need_bias_grad=False, **kw)
+    assert dk2 is None and db2 is None
+    np.testing.assert_array_equal(dx2, dx)
+    # The bias gradient alone still comes out right (computed with a scratch kernel gradient).
+    _, dk3, db3 = backend.conv2d_backward(dy, x, k, need_kernel_grad=False, **kw)
+    assert dk3 is None
+    _close(db3, dy.sum(axis=(0, 1, 2)), np.float64)
+    nothing = backend.conv2d_backward(dy, x, k, need_input_grad=False, need_kernel_grad=False,
+                                      need_bias_grad=False, **kw)
+    assert nothing == (None, None, None)
+
+
 @pytest.mark.parametrize("case", [CASES[0], CASES[18]], ids=[CASE_IDS[0], CASE_IDS[18]])
 def test_need_input_grad_and_bias_grad(case):
     x, k, _ = _data(case, np.float64)
@@ -386,6 +407,8 @@ def test_core_boundary_checks():
     k = np.ones((3, 3, 3, 4), np.float32)
     y = np.empty((1, 3, 3, 4), np.float32)
     geo = ((1, 1), (0, 0, 0, 0), (1, 1), 1, 1)
+    with pytest.raises(ValueError, match="`dbias` needs `dkernel`"):
+        core.conv2d_backward(y, x, k, None, None, np.empty(4, np.float32), *geo)
     core.conv2d_forward(x, k, None, y, *geo)                       # consistent: fine
     with pytest.raises(ValueError, match="kernel"):
         core.conv2d_forward(x, k.astype(np.float64), None, y, *geo)   # dtype mismatch

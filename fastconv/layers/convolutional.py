@@ -528,7 +528,7 @@ class Conv2DTranspose(C.ChannelsLayout, Layer):
         core_shape = (n, oh - eh, ow - ew, self.filters)
         core, _, _ = ops.conv2d_backward(x, np.zeros(core_shape, dtype=x.dtype), self.kernel,
                                          **self._conv_args(pads), need_input_grad=True,
-                                         need_bias_grad=False)
+                                         need_bias_grad=False, need_kernel_grad=False)
         z = core if not (eh or ew) else np.pad(core, ((0, 0), (0, eh), (0, ew), (0, 0)))
         if self.use_bias:
             z = z + self.bias

@@ -20,8 +20,12 @@ def conv2d_forward(x, kernel, bias=None, strides=1, padding="valid", dilation_ra
 
 
 def conv2d_backward(dy, x, kernel, strides=1, padding="valid", dilation_rate=1, groups=1,
-                    need_input_grad=True, need_bias_grad=True):
-    """Return (dx or None, dkernel, dbias or None) for the loss gradient `dy`."""
+                    need_input_grad=True, need_bias_grad=True, need_kernel_grad=True):
+    """Return (dx or None, dkernel or None, dbias or None) for the loss gradient `dy`.
+
+    `need_*_grad=False` skips that gradient (None in its place): a first layer needs no dx, a
+    transposed convolution's forward pass needs only dx.
+    """
     x, kernel, _, geo, groups = V.check_conv2d(x, kernel, None, strides, padding, dilation_rate, groups)
     kh, kw, cin_g, filters = kernel.shape
     dy = V.check_grad_output(dy, (geo.n, geo.out_h, geo.out_w, filters), x.dtype)
@@ -30,11 +34,14 @@ def conv2d_backward(dy, x, kernel, strides=1, padding="valid", dilation_rate=1, 
     win = win.reshape(win.shape[:5] + (groups, cin_g))
     dyg = dy.reshape(geo.n, geo.out_h, geo.out_w, groups, filters // groups)
     k = kernel.reshape(kh, kw, cin_g, groups, filters // groups)
-    dkernel = np.einsum("nhwijgc,nhwgf->ijcgf", win, dyg, optimize=True).reshape(kernel.shape)
+    dkernel = None
+    if need_kernel_grad:
+        dkernel = np.einsum("nhwijgc,nhwgf->ijcgf", win, dyg, optimize=True).reshape(kernel.shape)
+        dkernel = np.ascontiguousarray(dkernel, dtype=x.dtype)
     dbias = dy.sum(axis=(0, 1, 2)) if need_bias_grad else None
     dx = None
     if need_input_grad:
         dwin = np.einsum("nhwgf,ijcgf->nhwijgc", dyg, k, optimize=True)
         dwin = dwin.reshape(dwin.shape[:5] + (groups * cin_g,))
         dx = np.ascontiguousarray(crop_padding(scatter_windows(dwin, xp.shape, geo), geo.padding))
-    return dx, np.ascontiguousarray(dkernel, dtype=x.dtype), dbias
+    return dx, dkernel, dbias

@@ -158,21 +158,24 @@ cdef int _backward(const fc_conv2d_params *p, const floating[:, :, :, ::1] dy,
                    floating[:, :, :, ::1] dx, floating[:, :, :, ::1] dkernel,
                    floating[::1] dbias, int num_threads) except -1:
     cdef floating *dx_ptr = NULL
+    cdef floating *dw_ptr = NULL
     cdef floating *db_ptr = NULL
     cdef int status
     if dx is not None:
         dx_ptr = &dx[0, 0, 0, 0]
+    if dkernel is not None:
+        dw_ptr = &dkernel[0, 0, 0, 0]
     if dbias is not None:
         db_ptr = &dbias[0]
     with nogil:
         if floating is float:
             status = fc_conv2d_backward_f32(p, &dy[0, 0, 0, 0], &x[0, 0, 0, 0],
                                             &kernel[0, 0, 0, 0], dx_ptr,
-                                            &dkernel[0, 0, 0, 0], db_ptr, num_threads)
+                                            dw_ptr, db_ptr, num_threads)
         else:
             status = fc_conv2d_backward_f64(p, &dy[0, 0, 0, 0], &x[0, 0, 0, 0],
                                             &kernel[0, 0, 0, 0], dx_ptr,
-                                            &dkernel[0, 0, 0, 0], db_ptr, num_threads)
+                                            dw_ptr, db_ptr, num_threads)
     return _check_status(status)
 
 
@@ -208,7 +211,8 @@ def conv2d_backward(dy, x, kernel, dx, dkernel, dbias, strides, pads, dilation, 
         dy: C-contiguous (N, OH, OW, F) output gradient.
         x, kernel: the forward inputs (see `conv2d_forward`).
         dx: (N, H, W, C) input gradient, or None to skip it (e.g. for a first layer).
-        dkernel: (KH, KW, C // groups, F) kernel gradient.
+        dkernel: (KH, KW, C // groups, F) kernel gradient, or None to skip it (then `dbias`
+            must be None too: the bias gradient is summed with the kernel gradient).
         dbias: (F,) bias gradient, or None.
         strides, pads, dilation, groups, num_threads: as in `conv2d_forward`.
     """
@@ -217,8 +221,11 @@ def conv2d_backward(dy, x, kernel, dx, dkernel, dbias, strides, pads, dilation, 
     cdef fc_conv2d_params p = _geometry(x, kernel, strides, pads, dilation, groups)
     dy = _array(dy, "dy", x.dtype, (p.n, p.out_h, p.out_w, p.f))
     dx = _array(dx, "dx", x.dtype, x.shape, optional=True)
-    dkernel = _array(dkernel, "dkernel", x.dtype, kernel.shape)
+    dkernel = _array(dkernel, "dkernel", x.dtype, kernel.shape, optional=True)
     dbias = _array(dbias, "dbias", x.dtype, (p.f,), optional=True)
+    if dkernel is None and dbias is not None:
+        raise ValueError("`dbias` needs `dkernel`: the bias gradient is computed with the kernel "
+                         "gradient; pass an array for `dkernel` too.")
     nt = _positive_int(num_threads, "num_threads")
     if x.dtype == np.float32:
         _backward[cython.float](&p, dy, x, kernel, dx, dkernel, dbias, nt)

@@ -19,7 +19,8 @@ enum { FC_CONV_OK = 0, FC_CONV_NOMEM = 1 };
     /* y = conv(x, w) + bias; bias may be NULL. */                                             \
     int fc_conv2d_forward_##SFX(const fc_conv2d_params *p, const T *x, const T *w,             \
                                 const T *bias, T *y, int num_threads);                         \
-    /* Gradients for the output gradient dy; dx and db may be NULL (not wanted). */            \
+    /* Gradients for the output gradient dy; dx, dw and db may be NULL (not wanted; db needs  \
+     * dw, which it is summed with). */                                                        \
     int fc_conv2d_backward_##SFX(const fc_conv2d_params *p, const T *dy, const T *x,           \
                                  const T *w, T *dx, T *dw, T *db, int num_threads);
 

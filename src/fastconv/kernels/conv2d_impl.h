@@ -501,7 +501,7 @@ static int FC_FN(depthwise_backward)(const fc_kernel_table *kt, const fc_conv2d_
 {
     const ptrdiff_t M = p->n * p->out_h * p->out_w, F = p->f;
     const ptrdiff_t dw_elems = p->kh * p->kw * F;
-    const ptrdiff_t chunks = weight_grad_chunks(M, dw_elems + F, sizeof(FC_T));
+    const ptrdiff_t chunks = dw == NULL ? 0 : weight_grad_chunks(M, dw_elems + F, sizeof(FC_T));
     (void)num_threads; /* unused without OpenMP */
     /* Chunk 0 sums straight into dw / db; chunks 1.. into this workspace. */
     FC_T *part = NULL;
@@ -539,6 +539,8 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
 {
     const fc_kernel_table *kt = fc_get_kernels();
     if (num_threads < 1) num_threads = 1;
+    if (dw == NULL) db = NULL; /* the bias gradient is summed with the kernel gradient */
+    if (dw == NULL && dx == NULL) return FC_CONV_OK;
     if (is_depthwise(p)) return FC_FN(depthwise_backward)(kt, p, dy, x, w, dx, dw, db, num_threads);
 
     /* mr x nr: the wide kernels (input gradient, dW^T); ws: the K x F weight-gradient GEMM. */
@@ -554,7 +556,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     const int dx_scatter = dx != NULL && (p->stride_h > 1 || p->stride_w > 1 || 2 * cg < nr);
 
     /* --- weight gradient workspaces --- */
-    const ptrdiff_t chunks = weight_grad_chunks(M, dw_elems + F, sizeof(FC_T));
+    const ptrdiff_t chunks = dw == NULL ? 0 : weight_grad_chunks(M, dw_elems + F, sizeof(FC_T));
     const ptrdiff_t fpanels = ceil_div(fg, ws.nr);
     const ptrdiff_t wb = FC_WB_PIXELS;
     /* Patch columns per pass: keep the patch buffer of a sub-block around 256 KiB. */
@@ -569,7 +571,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
 
     /* Few channels, one group, no width dilation, one patch block: patch rows are copied
      * from zero-bordered input rows (as in the forward's row-indirect path). */
-    const int padded_rows = kwblocks == 1 && G == 1 && p->dil_w == 1 && cg < FC_PATCH_ROWS_MAX_CG;
+    const int padded_rows = dw != NULL && kwblocks == 1 && G == 1 && p->dil_w == 1 && cg < FC_PATCH_ROWS_MAX_CG;
     const ptrdiff_t wpc = padded_row_width(p) * p->c;
     /* Microtile rows x columns of dW: K x F as a rule; with few filters (e.g. 6) most of an
      * NR-wide column panel would be padding, so when patch rows fit one panel compute
@@ -593,7 +595,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     /* Weight-gradient units: the chunks, each split into `kparts` ranges of the patch-column
      * blocks when there are fewer chunks than threads (dense layers, small batches). A unit
      * owns whole rows of its chunk's dW, so the split does not change any sum. */
-    const ptrdiff_t kparts = chunks >= num_threads ? 1 : min_pd(kwblocks, ceil_div(num_threads, chunks));
+    const ptrdiff_t kparts = chunks == 0 || chunks >= num_threads ? 1 : min_pd(kwblocks, ceil_div(num_threads, chunks));
     const ptrdiff_t wunits = chunks * kparts;
     const ptrdiff_t units = max_pd(wunits, dx_scatter ? p->n * ((bands + 1) / 2) : 1);
     const int adjoint_threads = num_threads;
