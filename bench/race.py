@@ -153,11 +153,12 @@ def race_pool_bn(threads, rounds, bandwidth):
             def f_fwd():
                 return fwd(x, pool, stride, "valid")
 
-            def f_fb():
-                y = fwd(x, pool, stride, "valid")
+            def f_fb():  # what the layers run in training (max pooling: the argmax pair)
                 if kind == "max":
-                    ops.max_pool2d_backward(y, x, pool, stride, "valid")
+                    y, argmax = ops.max_pool2d_forward_with_argmax(x, pool, stride, "valid")
+                    ops.max_pool2d_backward_from_argmax(y, argmax, x.shape, pool, stride, "valid")
                 else:
+                    y = fwd(x, pool, stride, "valid")
                     ops.avg_pool2d_backward(y, x.shape, pool, stride, "valid")
             out_bytes = f_fwd().nbytes
         cont = {"f_fwd": f_fwd, "f_fb": f_fb}
