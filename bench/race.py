@@ -126,6 +126,27 @@ def race_conv(threads, rounds, peak):
     return rows
 
 
+SCALING_CASES = ("mnist_c2", "cifar", "res", "alex_c1", "pw_1x1")
+
+
+def race_scaling(threads, rounds):
+    """fwd+bwd time on 1 thread / on `threads` threads, the two alternated in one process."""
+    rows = [f"| case | fwd+bwd ms, 1 thread | fwd+bwd ms, {threads} threads | speed-up |", "|---|---|---|---|"]
+    for case in SCALING_CASES:
+        _, f_fb = fastconv_conv_fns(case)
+
+        def on(n, fn=f_fb):
+            def run():
+                fastconv.set_num_threads(n)
+                fn()
+            return run
+        t = interleaved({"one": on(1), "all": on(threads)}, rounds)
+        fastconv.set_num_threads(threads)
+        rows.append(f"| {case} | {t['one'] * 1e3:.2f} | {t['all'] * 1e3:.2f} | {t['one'] / t['all']:.2f}x |")
+        print(rows[-1], flush=True)
+    return rows
+
+
 POOL_CASES = [("maxpool 2x2", (64, 28, 28, 32), "max", 2, 2), ("avgpool 2x2", (64, 28, 28, 32), "avg", 2, 2),
               ("maxpool 3x3/2", (64, 28, 28, 32), "max", 3, 2), ("batchnorm train", (64, 28, 28, 32), "bn", 0, 0),
               ("maxpool 2x2", (64, 32, 32, 64), "max", 2, 2), ("avgpool 2x2", (64, 32, 32, 64), "avg", 2, 2),
@@ -241,7 +262,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--sections", default="conv,pool,models", help="comma list of conv,pool,models")
+    parser.add_argument("--sections", default="conv,pool,models",
+                        help="comma list of conv,pool,models,scaling")
     parser.add_argument("--keras", action="store_true", help="also race Keras/TensorFlow on the models")
     parser.add_argument("--no-write", action="store_true", help="print only, do not append to RESULTS.md")
     args = parser.parse_args(argv)
@@ -269,6 +291,9 @@ def main(argv=None):
         out += race_conv(args.threads, args.rounds, peak) + [""]
     if "pool" in sections:
         out += ["### pooling and batch norm", ""] + race_pool_bn(args.threads, args.rounds, bandwidth) + [""]
+    if "scaling" in sections:
+        out += [f"### thread scaling of fastconv (conv2d fwd+bwd, 1 vs {args.threads} threads)", ""]
+        out += race_scaling(args.threads, args.rounds) + [""]
     if "models" in sections:
         out += ["### training step (Adam, batch 64) and inference (batch 64)", ""]
         out += race_models(args.threads, args.rounds, args.keras) + [""]
