@@ -22,7 +22,9 @@
  * the terms summed are deviations from a per-column shift near the mean, so a 16-term sum
  * in float32 is as accurate as the data.
  *
- * One OpenMP parallel region per call: tiles, then columns (merge), then rows (output).
+ * One OpenMP parallel region per call: tiles, then columns (merge, coefficients), then row
+ * segments (output): two barriers inside, items handed out dynamically so that a thread the
+ * OS deschedules does not hold the others back.
  *
  * This file is a template: it includes itself twice, once for float and once for double,
  * with T the element type and SFX(name) adding the type and ISA suffixes to a function name.
@@ -270,19 +272,18 @@ static void SFX(fc_bn_tile_grad_sums)(const T *dy, const T *x, const T *mean, pt
     }
 }
 
-/* rep[j] = v[j % cols] for j < seg_len (a multiple of cols); work shared by the team. */
-static void SFX(fc_bn_repeat)(T *restrict rep, const T *restrict v, ptrdiff_t cols,
-                              ptrdiff_t seg_len)
+/* Column c of a segment's repeated coefficients: rep[r * cols + c] = value for every row of
+ * a segment (seg_len = rows per segment * cols). Called by whichever item computes column
+ * c's coefficients, so filling them costs no extra barrier: on a loaded host every barrier
+ * can wait a whole time slice for a descheduled thread. */
+static inline void SFX(fc_bn_repeat_column)(T *rep, T value, ptrdiff_t c, ptrdiff_t cols,
+                                            ptrdiff_t seg_len)
 {
-#if defined(_OPENMP)
-#pragma omp for schedule(static)
-#endif
-    for (ptrdiff_t r = 0; r < seg_len / cols; r++)
-        for (ptrdiff_t c = 0; c < cols; c++) rep[r * cols + c] = v[c];
+    for (ptrdiff_t j = c; j < seg_len; j += cols) rep[j] = value;
 }
 
 /* out[r, c] = (x[r, c] - shift[c]) * scale[c] + bias[c], segment by segment, the coefficients
- * repeated over a segment (fc_bn_repeat). Work shared by the team. */
+ * repeated over a segment (fc_bn_repeat_column). Work shared by the team. */
 static void SFX(fc_bn_affine)(const T *x, T *out, const T *restrict shift_rep,
                               const T *restrict scale_rep, const T *restrict bias_rep,
                               ptrdiff_t rows, ptrdiff_t cols)
@@ -368,12 +369,12 @@ int SFX(fc_batch_norm_forward_training)(const T *x, const T *gamma, const T *bet
                 mean[c0 + i] = (T)mu[i];
                 var[c0 + i] = (T)v;
                 scale[c0 + i] = (T)((double)gamma[c0 + i] / sqrt(v + epsilon));
+                SFX(fc_bn_repeat_column)(mean_rep, mean[c0 + i], c0 + i, cols, seg_len);
+                SFX(fc_bn_repeat_column)(scale_rep, scale[c0 + i], c0 + i, cols, seg_len);
+                SFX(fc_bn_repeat_column)(beta_rep, beta[c0 + i], c0 + i, cols, seg_len);
             }
         }
         /* 3. y = (x - mean) * scale + beta: subtracting first keeps offsets exact. */
-        SFX(fc_bn_repeat)(mean_rep, mean, cols, seg_len);
-        SFX(fc_bn_repeat)(scale_rep, scale, cols, seg_len);
-        SFX(fc_bn_repeat)(beta_rep, beta, cols, seg_len);
         SFX(fc_bn_affine)(x, y, mean_rep, scale_rep, beta_rep, rows, cols);
         FC_FTZ_END();
     }
@@ -399,11 +400,12 @@ int SFX(fc_batch_norm_forward_inference)(const T *x, const T *gamma, const T *be
 #if defined(_OPENMP)
 #pragma omp for schedule(static)
 #endif
-        for (ptrdiff_t c = 0; c < cols; c++)
+        for (ptrdiff_t c = 0; c < cols; c++) {
             scale[c] = (T)((double)gamma[c] / sqrt((double)var[c] + epsilon));
-        SFX(fc_bn_repeat)(mean_rep, mean, cols, seg_len);
-        SFX(fc_bn_repeat)(scale_rep, scale, cols, seg_len);
-        SFX(fc_bn_repeat)(beta_rep, beta, cols, seg_len);
+            SFX(fc_bn_repeat_column)(mean_rep, mean[c], c, cols, seg_len);
+            SFX(fc_bn_repeat_column)(scale_rep, scale[c], c, cols, seg_len);
+            SFX(fc_bn_repeat_column)(beta_rep, beta[c], c, cols, seg_len);
+        }
         SFX(fc_bn_affine)(x, y, mean_rep, scale_rep, beta_rep, rows, cols);
         FC_FTZ_END();
     }
@@ -469,11 +471,11 @@ int SFX(fc_batch_norm_backward)(const T *dy, const T *x, const T *gamma, const T
             coef_dy[c] = (T)a;
             coef_xc[c] = (T)(-a * inv_std * inv_std * s_dyxc / (double)rows);
             coef_0[c] = (T)(-a * s_dy / (double)rows);
+            SFX(fc_bn_repeat_column)(dy_rep, coef_dy[c], c, cols, seg_len);
+            SFX(fc_bn_repeat_column)(xc_rep, coef_xc[c], c, cols, seg_len);
+            SFX(fc_bn_repeat_column)(c0_rep, coef_0[c], c, cols, seg_len);
+            SFX(fc_bn_repeat_column)(mean_rep, mean[c], c, cols, seg_len);
         }
-        SFX(fc_bn_repeat)(dy_rep, coef_dy, cols, seg_len);
-        SFX(fc_bn_repeat)(xc_rep, coef_xc, cols, seg_len);
-        SFX(fc_bn_repeat)(c0_rep, coef_0, cols, seg_len);
-        SFX(fc_bn_repeat)(mean_rep, mean, cols, seg_len);
 #if defined(_OPENMP)
 #pragma omp for schedule(dynamic, seg_chunk)
 #endif
