@@ -1,9 +1,10 @@
 """Check that only the per-ISA translation units of fastconv's compiled core use AVX/AVX-512.
 
 The wheel must run on any x86-64 CPU: baseline code (Cython modules, dispatch, conv2d.c,
-pool2d.c, batchnorm.c, gemm_generic.c) may use SSE2 only, and the instructions of the
-AVX2 / AVX-512 kernels must stay inside gemm_avx2.c / gemm_avx512.c, whose code runs only
-after run-time dispatch chose them.
+pool2d.c, batchnorm.c, elementwise.c, the *_generic.c units) may use SSE2 only, and the
+instructions of the AVX2 / AVX-512 kernels must stay inside the *_avx2.c / *_avx512.c units
+(the files setup.py compiles with those flags), whose code runs only after run-time dispatch
+chose them.
 
 Each instruction of every extension module is disassembled (objdump) and attributed to the
 C file it was compiled from through the DWARF address ranges, so the modules must be built
@@ -29,8 +30,18 @@ import zipfile
 
 from elftools.elf.elffile import ELFFile
 
-# Which encodings each C file may use (file base name -> allowed set); others: none.
-ALLOWED = {"gemm_avx2.c": {"vex"}, "gemm_avx512.c": {"vex", "evex"}}
+# Which encodings a C file may use, by the suffix that gives it its ISA flags in setup.py;
+# every other file: none.
+ALLOWED_BY_SUFFIX = {"_avx2.c": {"vex"}, "_avx512.c": {"vex", "evex"}}
+
+
+def allowed(source):
+    for suffix, kinds in ALLOWED_BY_SUFFIX.items():
+        if source.endswith(suffix):
+            return kinds
+    return set()
+
+
 TABLE_GETTERS = ("fc_kernels_avx2", "fc_kernels_avx512", "fc_kernels_generic")
 LEGACY_PREFIXES = {0x66, 0x67, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0xF0}
 LINE = re.compile(r"^\s*([0-9a-f]+):\t([0-9a-f ]+)\t")
@@ -96,7 +107,7 @@ def check_module(path):
         source = ranges[i][2] if i >= 0 and address < ranges[i][1] else "<no debug info>"
         counts[(source, kind)] += 1
         base = function.split(".")[0]
-        if kind not in ALLOWED.get(source, set()):
+        if kind not in allowed(source):
             problems.append(f"{kind} instruction at {address:#x} in {function} ({source})")
         elif base in TABLE_GETTERS:
             problems.append(f"{kind} instruction in {function}, which runs on every CPU")
@@ -136,7 +147,7 @@ def main(argv):
     if failed:
         print("check_isa: ISA-specific instructions outside their translation units", file=sys.stderr)
         return 1
-    print("check_isa: AVX/AVX-512 only in gemm_avx2.c / gemm_avx512.c; baseline code is SSE2")
+    print("check_isa: AVX/AVX-512 only in the *_avx2.c / *_avx512.c units; baseline code is SSE2")
     return 0
 
 
