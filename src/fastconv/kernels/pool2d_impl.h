@@ -590,12 +590,65 @@ static inline void SFX(fc_covering_windows)(ptrdiff_t p, ptrdiff_t stride, ptrdi
  * whose recorded argmax is that pixel, in ascending window order (output row, then column) --
  * the order in which fc_max_pool2d_backward adds them, so both give the same bits. No two
  * threads write the same dx element and nothing depends on the thread count. */
+/* Windows that do not overlap: each item owns the dx rows of one output row's windows (and
+ * the uncovered rows down to the next window) and assigns every pixel once, dy or 0, reading
+ * each window's dy and argmax once. */
+static void SFX(fc_max_pool2d_backward_argmax_disjoint)(const T *dy, const unsigned char *argmax,
+                                                        T *dx, const fc_pool2d_geometry *g,
+                                                        int num_threads)
+{
+    const ptrdiff_t H = g->h, W = g->w, C = g->c, OH = g->out_h, OW = g->out_w;
+    const ptrdiff_t items = g->n * OH;
+    const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
+    (void)chunk;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(dynamic, chunk) num_threads(num_threads)
+#endif
+    for (ptrdiff_t item = 0; item < items; item++) {
+        const ptrdiff_t n = item / OH, oh = item % OH, top = oh * g->stride_h - g->pad_top;
+        T *dxn = dx + n * H * W * C;
+        ptrdiff_t b0, b1, r0, r1;
+        fc_band_rows(g, oh, oh + 1, &b0, &b1);
+        fc_window_span(oh, g->stride_h, g->pad_top, g->pool_h, H, &r0, &r1);
+        SFX(fc_zero_rows)(dxn, g, b0, r0);
+        SFX(fc_zero_rows)(dxn, g, r1, b1);
+        for (ptrdiff_t r = r0; r < r1; r++) SFX(fc_zero_column_gaps)(dxn + r * W * C, g);
+        for (ptrdiff_t ow = 0; ow < OW; ow++) {
+            const ptrdiff_t left = ow * g->stride_w - g->pad_left, o = (item * OW + ow) * C;
+            ptrdiff_t c0, c1;
+            fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, W, &c0, &c1);
+            ptrdiff_t i = 0;
+#if FC_POOL_VECTORS
+            for (; i + LANES <= C; i += LANES) {
+                const VM where = SFX(vld_bytes)(argmax + o + i);
+                const VT grad = SFX(vld)(dy + o + i);
+                for (ptrdiff_t r = r0; r < r1; r++)
+                    for (ptrdiff_t col = c0; col < c1; col++) {
+                        const int tap = (int)((r - top) * g->pool_w + (col - left));
+                        SFX(vst)(dxn + (r * W + col) * C + i, SFX(vkeep)((VM)(where == tap), grad));
+                    }
+            }
+#endif
+            if (i == C) continue;
+            for (ptrdiff_t r = r0; r < r1; r++)
+                for (ptrdiff_t col = c0; col < c1; col++)
+                    SFX(fc_argmax_assign)(dxn + (r * W + col) * C + i, argmax + o + i, dy + o + i,
+                                          (int)((r - top) * g->pool_w + (col - left)), C - i);
+        }
+    }
+}
+
 void SFX(fc_max_pool2d_backward_argmax)(const T *dy, const unsigned char *argmax, T *dx,
                                         const fc_pool2d_geometry *g, int num_threads)
 {
     const ptrdiff_t H = g->h, W = g->w, C = g->c, OH = g->out_h, OW = g->out_w;
     const ptrdiff_t items = g->n * H;
     const int disjoint = g->pool_h <= g->stride_h && g->pool_w <= g->stride_w;
+    if (disjoint) {
+        SFX(fc_max_pool2d_backward_argmax_disjoint)(dy, argmax, dx, g,
+                                                    fc_threads_for(g->n * H * W * C, num_threads));
+        return;
+    }
     num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
     const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
     (void)num_threads;
