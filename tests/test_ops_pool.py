@@ -617,9 +617,12 @@ def test_argmax_output_overlapping_an_input_is_refused():
 
 # ---- the MaxPooling2D layer trains through the argmax pair --------------------------------------------
 
-@pytest.mark.parametrize("pool,strides,padding", [(2, None, "valid"), (3, 2, "same"), (16, 1, "same")])
-def test_max_pooling_layer_matches_the_reference_backend(pool, strides, padding):
-    # (16, 16) windows have 256 taps: too many for the argmax byte, the layer re-reads x.
+@pytest.mark.parametrize("pool,strides,padding,argmax", [
+    (2, None, "valid", True), ((2, 3), (3, 3), "same", True), (3, 2, "same", False),
+    (16, 16, "same", False)])
+def test_max_pooling_layer_matches_the_reference_backend(pool, strides, padding, argmax):
+    # Disjoint windows train through the argmax pair; overlapping ones (faster re-reading x)
+    # and (16, 16) windows (256 taps: too many for the argmax byte) keep x.
     from fastconv import layers
     rng = np.random.default_rng(24)
     x = rng.standard_normal((2, 9, 10, 20)).astype(np.float32)
@@ -628,6 +631,7 @@ def test_max_pooling_layer_matches_the_reference_backend(pool, strides, padding)
         with fastconv.backend.use_backend(backend):
             layer = layers.MaxPooling2D(pool, strides=strides, padding=padding)
             y = layer.forward(x, training=True)
+            assert (layer._cache[0] == "argmax") == argmax
             dy = np.cos(np.arange(y.size, dtype=np.float32)).reshape(y.shape)
             results.append((y, layer.backward(dy)))
     np.testing.assert_array_equal(results[0][0], results[1][0])

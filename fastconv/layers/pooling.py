@@ -50,7 +50,7 @@ class MaxPooling2D(_Pooling2D):
         ops = get_ops()
         if not training:
             return self._from_nhwc(ops.max_pool2d_forward(x, **self._args()))
-        if self.pool_size[0] * self.pool_size[1] <= MAX_ARGMAX_TAPS:
+        if self._use_argmax():
             # Record each window's argmax (one byte per output) so that the backward pass
             # reads it instead of x and searching every window again.
             y, argmax = ops.max_pool2d_forward_with_argmax(x, **self._args())
@@ -59,6 +59,15 @@ class MaxPooling2D(_Pooling2D):
             y = ops.max_pool2d_forward(x, **self._args())
             self._cache = ("input", x)
         return self._from_nhwc(y)
+
+    def _use_argmax(self):
+        """Whether training records the argmax: for windows that do not overlap. Overlapping
+        windows (e.g. 3x3 / 2) make the argmax backward gather several windows per pixel,
+        which measured slower than re-reading x (64x28x28x32 float32, 2 threads, forward +
+        backward: 1.29 vs 1.09 ms; 2x2 / 2: 0.77 vs 0.73 ms). Windows over 255 taps do not
+        fit the argmax byte."""
+        (ph, pw), (sh, sw) = self.pool_size, self.strides
+        return ph <= sh and pw <= sw and ph * pw <= MAX_ARGMAX_TAPS
 
     def call_backward(self, dy):
         ops = get_ops()
