@@ -264,6 +264,7 @@ THREAD_CASES = [
     ((3, 17, 17, 3), (3, 3, 3, 16), 2, "same", 1, 1),     # few channels, strided scatter
     ((3, 1, 1, 700), (1, 1, 700, 70), 1, "valid", 1, 1),  # dense-like: work split over panels, K blocks
     ((2, 5, 5, 40), (3, 3, 40, 50), 1, "same", 1, 1),     # one pixel block, two K blocks
+    ((2, 30, 40, 3), (11, 11, 3, 16), 4, 2, 1, 1),        # AlexNet-like stem: kernel rows in 2 blocks
 ]
 
 
@@ -304,7 +305,8 @@ ISA_SCRIPT = textwrap.dedent(
              ((1, 11, 10, 4), (3, 3, 4, 17), 1, "same", (2, 2), 1),
              ((2, 6, 6, 300), (3, 3, 300, 9), 1, "same", 1, 1),
              ((2, 12, 11, 1), (5, 5, 1, 6), 1, "same", 1, 1),
-             ((2, 12, 11, 3), (3, 3, 3, 6), 2, ((4, 1), (5, 2)), 1, 1)]
+             ((2, 12, 11, 3), (3, 3, 3, 6), 2, ((4, 1), (5, 2)), 1, 1),
+             ((1, 30, 40, 3), (11, 11, 3, 16), 4, 2, 1, 1)]
     for dtype, rtol in ((np.float32, 1e-4), (np.float64, 1e-10)):
         for xs, ks, s, p, d, g in cases:
             kw = dict(strides=s, padding=p, dilation_rate=d, groups=g)

@@ -323,13 +323,17 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     const ptrdiff_t tblocks0 = ceil_div(taps, max_pd(1, FC_KC_MAX / kcc));
     const ptrdiff_t tpb = ceil_div(taps, tblocks0), tblocks = ceil_div(taps, tpb);
     /* Few channels per group (first layers): each tap would give the indirect kernel only a
-     * few multiply-adds per pointer, so copy the block's patches into contiguous rows of K
-     * values (one reduction block) and run the row kernel on them instead. */
-    const int patch_rows = !direct && cg < FC_PATCH_ROWS_MAX_CG && K <= FC_KC_MAX;
-    /* With one group and no width dilation, the KW taps of a kernel row are one contiguous run
-     * of a zero-bordered copy of the input row: the indirect kernel then reads KH runs of KW * C
-     * values per pixel, and nothing is copied per pixel. */
-    const int row_ind = patch_rows && G == 1 && p->dil_w == 1;
+     * few multiply-adds per pointer. With one group and no width dilation, the KW taps of a
+     * kernel row are one contiguous run of a zero-bordered copy of the input row: the
+     * indirect kernel then reads KH runs of KW * C values per pixel (in blocks of `rpb` kernel
+     * rows, at most FC_KC_MAX values) and nothing is copied per pixel. Otherwise (groups,
+     * width dilation) the block's patches are copied into contiguous rows of K values (one
+     * reduction block) for the row kernel. */
+    const int few_channels = !direct && cg < FC_PATCH_ROWS_MAX_CG;
+    const int row_ind = few_channels && G == 1 && p->dil_w == 1 && p->kw * cg <= FC_KC_MAX;
+    const int patch_rows = few_channels && !row_ind && K <= FC_KC_MAX;
+    const ptrdiff_t rpb = max_pd(1, FC_KC_MAX / (p->kw * cg));
+    const ptrdiff_t tloop = (direct || row_ind || patch_rows) ? 1 : tblocks; /* tap blocks */
     const ptrdiff_t wpc = padded_row_width(p) * p->c;
     /* Work units: pixel blocks, each split into `splits` ranges of the G * panels column
      * panels when there are too few blocks to keep every thread busy (dense layers, small
@@ -345,7 +349,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     FC_T *zeros = NULL, *patches = NULL, *xpad = NULL;
     const FC_T **ind = NULL;
     int failed = wpack == NULL;
-    if (!direct && !patch_rows) {
+    if (!direct && !patch_rows && !row_ind) {
         failed |= (zeros = (FC_T *)fc_alloc((size_t)p->c * sizeof(FC_T))) == NULL;
         failed |= (ind = (const FC_T **)fc_alloc((size_t)(num_threads * mb_max * taps) * sizeof(FC_T *))) == NULL;
     }
@@ -414,10 +418,10 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                 if (patches_own != NULL) FC_FN(build_patch_rows)(p, x, g * cg, m0, mb, patches_own, K);
                 for (ptrdiff_t cb = 0; cb < cblocks; cb++) {
                     const ptrdiff_t c0 = cb * kcc, kn = min_pd(kcc, cg - c0);
-                    for (ptrdiff_t tb = 0; tb < (direct ? 1 : tblocks); tb++) {
+                    for (ptrdiff_t tb = 0; tb < tloop; tb++) {
                         const ptrdiff_t t0 = tb * tpb, tn = min_pd(tpb, taps - t0);
                         const int first = cb == 0 && tb == 0;
-                        const int last = cb == cblocks - 1 && (direct || tb == tblocks - 1);
+                        const int last = cb == cblocks - 1 && tb == tloop - 1;
                         for (ptrdiff_t pj = pj0; pj < pj1; pj++) {
                             const FC_T *bp = wpack + ((g * panels + pj) * K + t0 * cg + c0) * nr;
                             const ptrdiff_t f0 = g * fg + pj * nr;
@@ -429,9 +433,13 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                                 if (direct)
                                     gs.rowa(kn, x + (m0 + ir) * p->c + g * cg + c0, p->c,
                                                          bp, c, F, rows, cols, !first, bias_p);
-                                else if (row_ind) /* one block: KH runs of KW * C */
-                                    gs.ind(p->kh, p->kw * cg, ind_own + (ir / mr) * p->kh * mr, 0,
-                                                        bp, p->kw * cg * nr, c, F, rows, cols, 0, bias_p);
+                                else if (row_ind) /* KH runs of KW * C, rpb runs per call */
+                                    for (ptrdiff_t r0 = 0; r0 < p->kh; r0 += rpb) {
+                                        const ptrdiff_t rn = min_pd(rpb, p->kh - r0);
+                                        gs.ind(rn, p->kw * cg, ind_own + ((ir / mr) * p->kh + r0) * mr, 0,
+                                               bp + r0 * p->kw * cg * nr, p->kw * cg * nr, c, F, rows,
+                                               cols, r0 > 0, r0 + rn == p->kh ? bias_p : NULL);
+                                    }
                                 else if (patches_own != NULL) /* one block: K = taps * cg */
                                     gs.rowa(K, patches_own + ir * K, K, bp, c, F, rows,
                                                          cols, 0, bias_p);
