@@ -568,7 +568,11 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     const ptrdiff_t fpanels = ceil_div(fg, ws.nr);
     const ptrdiff_t wb = FC_WB_PIXELS;
     /* Patch columns per pass: keep the patch buffer of a sub-block around 256 KiB. */
-    const ptrdiff_t kcw = min_pd(round_up(K, ws.mr), max_pd(ws.mr, (262144 / (ptrdiff_t)sizeof(FC_T) / wb) / ws.mr * ws.mr));
+    /* (Few-channel layers take their whole patch rows in one pass up to 1024 columns: they
+     * are copied from zero-bordered input rows, far cheaper than column ranges.) */
+    const int few_channels = G == 1 && p->dil_w == 1 && cg < FC_PATCH_ROWS_MAX_CG && K <= 1024;
+    const ptrdiff_t kcw = few_channels ? round_up(K, ws.mr)
+        : min_pd(round_up(K, ws.mr), max_pd(ws.mr, (262144 / (ptrdiff_t)sizeof(FC_T) / wb) / ws.mr * ws.mr));
     const ptrdiff_t kwblocks = ceil_div(K, kcw);
     const ptrdiff_t ldw = kcw + FC_MAX_MR; /* >= kcw + mr - 1: gemm_cola reads whole microtiles */
     /* --- input gradient workspaces --- */
@@ -579,7 +583,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
 
     /* Few channels, one group, no width dilation, one patch block: patch rows are copied
      * from zero-bordered input rows (as in the forward's row-indirect path). */
-    const int padded_rows = dw != NULL && kwblocks == 1 && G == 1 && p->dil_w == 1 && cg < FC_PATCH_ROWS_MAX_CG;
+    const int padded_rows = dw != NULL && few_channels;
     const ptrdiff_t wpc = padded_row_width(p) * p->c;
     /* Microtile rows x columns of dW: K x F as a rule; with few filters (e.g. 6) most of an
      * NR-wide column panel would be padding, so when patch rows fit one panel compute
@@ -596,8 +600,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     FC_T *dxpad = NULL;
     int failed = 0;
     if (chunks > 1) failed |= (part = (FC_T *)fc_alloc((size_t)((chunks - 1) * (dw_elems + F)) * sizeof(FC_T))) == NULL;
-    /* Patch and dy buffers per chunk (one thread works on a chunk at a time); col2im buffers
-     * per thread, for a team no larger than the work. */
+    /* Patch, dy and col2im buffers per thread, for a team no larger than the work. */
     const ptrdiff_t band_rows = scatter_band_rows(p, mb_max);
     const ptrdiff_t bands = ceil_div(p->out_h, band_rows);
     /* Weight-gradient units: the chunks, each split into `kparts` ranges of the patch-column
@@ -608,12 +611,12 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     const ptrdiff_t units = max_pd(wunits, dx_scatter ? p->n * ((bands + 1) / 2) : 1);
     const int adjoint_threads = num_threads;
     if (num_threads > units) num_threads = (int)units;
-    const ptrdiff_t pstride = wb * max_pd(ldw, nr); /* patch buffer per unit */
+    const ptrdiff_t pstride = wb * max_pd(ldw, nr); /* patch buffer per thread */
     const ptrdiff_t ystride = dw_transposed ? frows * nr + wb * F + mr : fpanels * wb * ws.nr;
-    failed |= (pbuf = (FC_T *)fc_alloc((size_t)(wunits * pstride) * sizeof(FC_T))) == NULL;
+    failed |= (pbuf = (FC_T *)fc_alloc((size_t)(num_threads * pstride) * sizeof(FC_T))) == NULL;
     if (padded_rows)
         failed |= (xpad = (FC_T *)fc_alloc((size_t)((p->n * p->h + 1) * wpc + FC_RUN_CHUNK) * sizeof(FC_T))) == NULL;
-    failed |= (ybuf = (FC_T *)fc_alloc((size_t)(wunits * ystride) * sizeof(FC_T))) == NULL;
+    failed |= (ybuf = (FC_T *)fc_alloc((size_t)(num_threads * ystride) * sizeof(FC_T))) == NULL;
     if (dx_scatter) {
         failed |= (wt = (FC_T *)fc_alloc((size_t)(G * kpanels * fg * nr) * sizeof(FC_T))) == NULL;
         failed |= (dbuf = (FC_T *)fc_alloc((size_t)(num_threads * mb_max * ldd) * sizeof(FC_T))) == NULL;
@@ -642,8 +645,9 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
         for (ptrdiff_t wu = 0; wu < wunits; wu++) {
             const ptrdiff_t ch = wu / kparts, kp = wu % kparts;
             const ptrdiff_t kb0 = kp * kwblocks / kparts, kb1 = (kp + 1) * kwblocks / kparts;
-            FC_T *p_own = pbuf + wu * pstride;
-            FC_T *y_own = ybuf + wu * ystride;
+            /* a unit runs start to end on one thread: buffers per thread */
+            FC_T *p_own = pbuf + tid * pstride;
+            FC_T *y_own = ybuf + tid * ystride;
             FC_T *cdw = ch == 0 ? dw : part + (ch - 1) * (dw_elems + F);
             /* the bias gradient belongs to the chunk's first unit */
             FC_T *cdb = db == NULL || kp > 0 ? NULL
