@@ -268,8 +268,14 @@ def main(argv=None):
     parser.add_argument("--sections", default="conv,pool,models",
                         help="comma list of conv,pool,models,scaling")
     parser.add_argument("--keras", action="store_true", help="also race Keras/TensorFlow on the models")
+    parser.add_argument("--no-torch", action="store_true",
+                        help="leave PyTorch out (e.g. a Keras-only run: three OpenMP/thread-pool "
+                             "runtimes in one process slow each other down)")
     parser.add_argument("--no-write", action="store_true", help="print only, do not append to RESULTS.md")
     args = parser.parse_args(argv)
+    if args.no_torch:
+        global torch
+        torch = None
     fastconv.set_num_threads(args.threads)
     if torch is not None:
         torch.set_num_threads(args.threads)
@@ -286,7 +292,7 @@ def main(argv=None):
            "", f"Command: `{command}`", "",
            f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
            f"fastconv {fastconv.__version__} (ISA {fastconv.info.config_dict().get('isa in use')}); "
-           f"torch {torch.__version__ if torch is not None else 'not installed'}.",
+           f"torch {torch.__version__ if torch is not None else ('left out' if args.no_torch else 'not installed')}.",
            f"Ceilings measured in this run: NumPy sgemm {peak:.0f} GFLOP/s, copy {bandwidth:.1f} GB/s.", ""]
     print("\n".join(out), flush=True)
     if "conv" in sections:
