@@ -103,14 +103,15 @@ static void FC_FN(build_indirection)(const fc_conv2d_params *p, const FC_T *x, c
                                      ptrdiff_t m0, ptrdiff_t mb, int mr, const FC_T **ind)
 {
     const ptrdiff_t taps = p->kh * p->kw;
-    const ptrdiff_t tiles = ceil_div(mb, mr);
+    const ptrdiff_t slots = ceil_div(mb, mr) * mr;
+    const FC_T **last = ind + ((mb - 1) / mr) * taps * mr + (mb - 1) % mr;
+    const FC_T **dst = ind; /* slot r: ind + (r / mr) * taps * mr + r % mr, walked without divisions */
     ptrdiff_t n, oh, ow;
     pixel_at(p, m0, &n, &oh, &ow);
-    for (ptrdiff_t r = 0; r < tiles * mr; r++) {
+    for (ptrdiff_t r = 0, lane = 0; r < slots; r++) {
         if (r < mb) {
             const ptrdiff_t ih0 = oh * p->stride_h - p->pad_top, iw0 = ow * p->stride_w - p->pad_left;
             const FC_T *img = x + n * p->h * p->w * p->c;
-            const FC_T **dst = ind + (r / mr) * taps * mr + r % mr;
             ptrdiff_t t = 0;
             for (ptrdiff_t i = 0; i < p->kh; i++) {
                 const ptrdiff_t ih = ih0 + i * p->dil_h;
@@ -121,11 +122,10 @@ static void FC_FN(build_indirection)(const fc_conv2d_params *p, const FC_T *x, c
                 }
             }
             next_pixel(p, &n, &oh, &ow);
-        } else { /* padding rows of the last tile: copy row mb - 1 */
-            const FC_T **dst = ind + (r / mr) * taps * mr + r % mr;
-            const FC_T **src = ind + ((mb - 1) / mr) * taps * mr + (mb - 1) % mr;
-            for (ptrdiff_t t = 0; t < taps; t++) dst[t * mr] = src[t * mr];
+        } else { /* padding rows of the last tile: repeat row mb - 1 */
+            for (ptrdiff_t t = 0; t < taps; t++) dst[t * mr] = last[t * mr];
         }
+        if (++lane == mr) { lane = 0; dst += (taps - 1) * mr + 1; } else dst++;
     }
 }
 
@@ -194,22 +194,23 @@ static void FC_FN(build_row_indirection)(const fc_conv2d_params *p, const FC_T *
                                          const FC_T *zero_row, ptrdiff_t m0, ptrdiff_t mb, int mr,
                                          const FC_T **ind)
 {
-    const ptrdiff_t kh = p->kh;
-    const ptrdiff_t tiles = ceil_div(mb, mr);
+    const ptrdiff_t kh = p->kh, slots = ceil_div(mb, mr) * mr;
+    const ptrdiff_t wpc = padded_row_width(p) * p->c, row_step = p->dil_h * wpc;
+    const FC_T **last = ind + ((mb - 1) / mr) * kh * mr + (mb - 1) % mr;
+    const FC_T **dst = ind; /* slot r, walked as in build_indirection */
     ptrdiff_t n, oh, ow;
     pixel_at(p, m0, &n, &oh, &ow);
-    for (ptrdiff_t r = 0; r < tiles * mr; r++) {
-        const FC_T **dst = ind + (r / mr) * kh * mr + r % mr;
-        if (r < mb) {
-            for (ptrdiff_t i = 0; i < kh; i++) {
-                const ptrdiff_t at = padded_run_offset(p, n, oh, ow, i);
-                dst[i * mr] = at >= 0 ? xpad + at : zero_row;
-            }
+    for (ptrdiff_t r = 0, lane = 0; r < slots; r++) {
+        if (r < mb) { /* kernel row i: padded row ih0 + i * dil_h (the offsets of padded_run_offset) */
+            ptrdiff_t ih = oh * p->stride_h - p->pad_top;
+            ptrdiff_t at = (n * p->h + ih) * wpc + ow * p->stride_w * p->c;
+            for (ptrdiff_t i = 0; i < kh; i++, ih += p->dil_h, at += row_step)
+                dst[i * mr] = (ih >= 0 && ih < p->h) ? xpad + at : zero_row;
             next_pixel(p, &n, &oh, &ow);
-        } else { /* padding rows of the last tile: copy row mb - 1 */
-            const FC_T **src = ind + ((mb - 1) / mr) * kh * mr + (mb - 1) % mr;
-            for (ptrdiff_t i = 0; i < kh; i++) dst[i * mr] = src[i * mr];
+        } else { /* padding rows of the last tile: repeat row mb - 1 */
+            for (ptrdiff_t i = 0; i < kh; i++) dst[i * mr] = last[i * mr];
         }
+        if (++lane == mr) { lane = 0; dst += (kh - 1) * mr + 1; } else dst++;
     }
 }
 
