@@ -42,6 +42,14 @@ def _openmp_runtimes():
     return sorted(p for p in paths if os.path.basename(p).startswith(_OPENMP_LIBRARIES))
 
 
+def _keeps_freed_memory():
+    """Whether the compiled backend told glibc to keep freed memory (see fastconv.ops)."""
+    ops = sys.modules.get("fastconv.ops")
+    if ops is None:
+        return "not yet (the compiled kernels were not used)"
+    return "yes (glibc)" if ops.KEEPS_FREED_MEMORY else "no"
+
+
 def config_dict():
     """Version, build and run-time facts as a dict (what `show_config` prints)."""
     import platform  # here, not at module level: it costs `import fastconv` ~10 ms
@@ -72,6 +80,7 @@ def config_dict():
         "openmp": "enabled" if cpu.openmp_enabled() else "DISABLED (single-threaded build)",
         "threads": get_num_threads(),
         "isa in use": cpu.isa_name(),
+        "keeps freed memory": _keeps_freed_memory(),
         "isa available": ", ".join(cpu.isa_available()),
     })
     if cpu.openmp_enabled():

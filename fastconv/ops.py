@@ -4,6 +4,8 @@ Each function checks its arguments in Python (`fastconv._validation`), makes the
 C-contiguous in one dtype, allocates the outputs and calls the `nogil` kernel, which assumes
 valid input and writes every element of its outputs.
 """
+import os
+
 import numpy as np
 
 from . import _validation as V
@@ -13,6 +15,7 @@ from .reference import pooling as _pool_ref
 try:
     from ._core import batchnorm as _bn
     from ._core import conv as _conv
+    from ._core import cpu as _cpu
     from ._core import pool as _pool
 except ImportError as exc:  # pragma: no cover - only on a broken install
     raise ImportError(
@@ -20,6 +23,14 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
         f"({exc}). Install the package with `pip install .` (or `pip install -e .`) so the "
         "extension modules are built, or use fastconv.set_backend('reference')."
     ) from exc
+
+# Training allocates and frees the same activation-sized arrays every step; glibc would hand
+# the freed memory back to the OS and fault it in (zeroed) again the next step (~10% of an
+# MNIST-CNN step). Keep it for reuse instead (fastconv._core.cpu.keep_freed_memory; the
+# process keeps up to 256 MiB of freed heap). FASTCONV_KEEP_FREED_MEMORY=0 leaves glibc's
+# defaults; other C libraries are not touched.
+KEEPS_FREED_MEMORY = (os.environ.get("FASTCONV_KEEP_FREED_MEMORY", "1").strip() != "0"
+                      and _cpu.keep_freed_memory())
 
 
 # Below this much work per thread, a parallel region costs more than it saves (and on a

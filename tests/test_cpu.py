@@ -107,3 +107,28 @@ def test_compiler_info():
         assert "OpenMP 20" in info  # the _OPENMP date, e.g. 201511
     else:
         assert "no OpenMP" in info
+
+
+GLIBC = sys.platform.startswith("linux") and __import__("platform").libc_ver()[0] == "glibc"
+
+
+def test_keep_freed_memory_checks_its_arguments():
+    with pytest.raises(ValueError, match="mmap_mib"):
+        cpu.keep_freed_memory(256, 64)  # glibc refuses mmap thresholds above 32 MiB
+    with pytest.raises(ValueError, match="trim_mib"):
+        cpu.keep_freed_memory(0, 32)
+    assert cpu.keep_freed_memory() is GLIBC
+
+
+@pytest.mark.parametrize("setting,expected", [(None, GLIBC), ("1", GLIBC), ("0", False), (" 0 ", False)])
+def test_compiled_backend_keeps_freed_memory_unless_told_not_to(setting, expected):
+    extra = {} if setting is None else {"FASTCONV_KEEP_FREED_MEMORY": setting}
+    code = ("import fastconv, fastconv.ops as ops; print(ops.KEEPS_FREED_MEMORY, "
+            "fastconv.info.config_dict()['keeps freed memory'])")
+    env = {k: v for k, v in os.environ.items() if k != "FASTCONV_KEEP_FREED_MEMORY"}
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(env, PYTHONPATH=ROOT, **extra),
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    kept, shown = proc.stdout.strip().split(" ", 1)
+    assert kept == str(expected)
+    assert shown == ("yes (glibc)" if expected else "no")
