@@ -19,13 +19,10 @@ static inline __m256i lanes64(int n)
     return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
 }
 
-/* ---- float32 ---- */
+/* ---- float32: wide 6 x 16 and narrow 12 x 8 tiles ---- */
 #define FC_T float
-#define FC_SFX f32
 #define FC_VT __m256
 #define FC_VLEN 8
-#define FC_MR 6
-#define FC_NV 2
 #define FC_VZERO() _mm256_setzero_ps()
 #define FC_VLOAD(p) _mm256_loadu_ps(p)
 #define FC_VSET1(x) _mm256_set1_ps(x)
@@ -34,17 +31,16 @@ static inline __m256i lanes64(int n)
 #define FC_VSTORE(p, v) _mm256_storeu_ps(p, v)
 #define FC_VLOAD_N(p, n) _mm256_maskload_ps(p, lanes32(n))
 #define FC_VSTORE_N(p, v, n) _mm256_maskstore_ps(p, lanes32(n), v)
-#include "gemm_simd_impl.h"
-#include "conv2d_depthwise_impl.h"
-#include "gemm_simd_undef.h"
+#define FC_TILE_SFX f32
+#define FC_TILE_MR 6
+#define FC_TILE_NARROW_SFX f32n
+#define FC_TILE_NARROW_MR 12
+#include "gemm_simd_tiles.h"
 
-/* ---- float64 ---- */
+/* ---- float64: wide 6 x 8 and narrow 12 x 4 tiles ---- */
 #define FC_T double
-#define FC_SFX f64
 #define FC_VT __m256d
 #define FC_VLEN 4
-#define FC_MR 6
-#define FC_NV 2
 #define FC_VZERO() _mm256_setzero_pd()
 #define FC_VLOAD(p) _mm256_loadu_pd(p)
 #define FC_VSET1(x) _mm256_set1_pd(x)
@@ -53,46 +49,11 @@ static inline __m256i lanes64(int n)
 #define FC_VSTORE(p, v) _mm256_storeu_pd(p, v)
 #define FC_VLOAD_N(p, n) _mm256_maskload_pd(p, lanes64(n))
 #define FC_VSTORE_N(p, v, n) _mm256_maskstore_pd(p, lanes64(n), v)
-#include "gemm_simd_impl.h"
-#include "conv2d_depthwise_impl.h"
-
-#include "gemm_simd_undef.h"
-
-/* ---- float32, narrow: 12 x 8 ---- */
-#define FC_T float
-#define FC_SFX f32n
-#define FC_VT __m256
-#define FC_VLEN 8
-#define FC_MR 12
-#define FC_NV 1
-#define FC_VZERO() _mm256_setzero_ps()
-#define FC_VLOAD(p) _mm256_loadu_ps(p)
-#define FC_VSET1(x) _mm256_set1_ps(x)
-#define FC_VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
-#define FC_VADD(a, b) _mm256_add_ps(a, b)
-#define FC_VSTORE(p, v) _mm256_storeu_ps(p, v)
-#define FC_VLOAD_N(p, n) _mm256_maskload_ps(p, lanes32(n))
-#define FC_VSTORE_N(p, v, n) _mm256_maskstore_ps(p, lanes32(n), v)
-#include "gemm_simd_impl.h"
-#include "gemm_simd_undef.h"
-
-/* ---- float64, narrow: 12 x 4 ---- */
-#define FC_T double
-#define FC_SFX f64n
-#define FC_VT __m256d
-#define FC_VLEN 4
-#define FC_MR 12
-#define FC_NV 1
-#define FC_VZERO() _mm256_setzero_pd()
-#define FC_VLOAD(p) _mm256_loadu_pd(p)
-#define FC_VSET1(x) _mm256_set1_pd(x)
-#define FC_VFMA(a, b, c) _mm256_fmadd_pd(a, b, c)
-#define FC_VADD(a, b) _mm256_add_pd(a, b)
-#define FC_VSTORE(p, v) _mm256_storeu_pd(p, v)
-#define FC_VLOAD_N(p, n) _mm256_maskload_pd(p, lanes64(n))
-#define FC_VSTORE_N(p, v, n) _mm256_maskstore_pd(p, lanes64(n), v)
-#include "gemm_simd_impl.h"
-#include "gemm_simd_undef.h"
+#define FC_TILE_SFX f64
+#define FC_TILE_MR 6
+#define FC_TILE_NARROW_SFX f64n
+#define FC_TILE_NARROW_MR 12
+#include "gemm_simd_tiles.h"
 
 static const fc_kernel_table avx2_table =
     FC_KERNEL_TABLE("avx2", 6, 16, 6, 8, 12, 8, 12, 4, f32n, f64n);
