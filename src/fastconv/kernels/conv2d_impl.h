@@ -170,6 +170,10 @@ static void FC_FN(build_patch_rows)(const fc_conv2d_params *p, const FC_T *x, pt
     }
 }
 
+/* Slack (elements) after the zero row of a padded-row buffer: copy_run over-reads up to
+ * FC_RUN_CHUNK - 1 values past a run. */
+#define FC_RUN_CHUNK 4
+
 /* Input row `row` = n * H + ih with zero borders: dst[pc * C + c] = x[n, ih, pc - pad_left, c]
  * (0 outside the image) for pc < padded_row_width. */
 static void FC_FN(build_padded_row)(const fc_conv2d_params *p, const FC_T *x, ptrdiff_t row,
@@ -186,14 +190,39 @@ static void FC_FN(build_padded_row)(const fc_conv2d_params *p, const FC_T *x, pt
     for (ptrdiff_t e = last * c; e < wp * c; e++) dst[e] = 0;
 }
 
+/* Zero-bordered rows of x: N * H rows of padded_row_width * C values, then one zero row (what
+ * kernel rows in the top/bottom padding read), then FC_RUN_CHUNK values of slack. Returns NULL
+ * if out of memory; padded_rows_fill writes the image rows. */
+static FC_T *FC_FN(padded_rows_alloc)(const fc_conv2d_params *p)
+{
+    const ptrdiff_t wpc = padded_row_width(p) * p->c;
+    FC_T *xpad = (FC_T *)fc_alloc((size_t)((p->n * p->h + 1) * wpc + FC_RUN_CHUNK) * sizeof(FC_T));
+    if (xpad != NULL) memset(xpad + p->n * p->h * wpc, 0, (size_t)(wpc + FC_RUN_CHUNK) * sizeof(FC_T));
+    return xpad;
+}
+
+static const FC_T *FC_FN(zero_row)(const fc_conv2d_params *p, const FC_T *xpad)
+{
+    return xpad + p->n * p->h * padded_row_width(p) * p->c;
+}
+
+/* Every thread of the team calls it: the rows are shared out (ends with the loop's barrier). */
+static void FC_FN(padded_rows_fill)(const fc_conv2d_params *p, const FC_T *x, FC_T *xpad)
+{
+    const ptrdiff_t wpc = padded_row_width(p) * p->c;
+    FC_OMP(for schedule(static))
+    for (ptrdiff_t row = 0; row < p->n * p->h; row++)
+        FC_FN(build_padded_row)(p, x, row, xpad + row * wpc);
+}
+
 /* Row-indirect table of output pixels [m0, m0 + mb): for kernel row i, the KW * C patch values
  * of pixel (n, oh, ow) are one contiguous run of the zero-bordered input row ih = oh * stride_h
  * - pad_top + i * dil_h, starting at padded column ow * stride_w (rows outside the image: the
  * zero row). ind[(tile * KH + i) * mr + r] as in build_indirection, with KH "taps" of KW * C. */
 static void FC_FN(build_row_indirection)(const fc_conv2d_params *p, const FC_T *xpad,
-                                         const FC_T *zero_row, ptrdiff_t m0, ptrdiff_t mb, int mr,
-                                         const FC_T **ind)
+                                         ptrdiff_t m0, ptrdiff_t mb, int mr, const FC_T **ind)
 {
+    const FC_T *zero_row = FC_FN(zero_row)(p, xpad);
     const ptrdiff_t kh = p->kh, slots = ceil_div(mb, mr) * mr;
     const ptrdiff_t wpc = padded_row_width(p) * p->c, row_step = p->dil_h * wpc;
     const FC_T **last = ind + ((mb - 1) / mr) * kh * mr + (mb - 1) % mr;
@@ -214,9 +243,6 @@ static void FC_FN(build_row_indirection)(const fc_conv2d_params *p, const FC_T *
     }
 }
 
-/* Slack (elements) after the zero row of a padded-row buffer: copy_run over-reads up to
- * FC_RUN_CHUNK - 1 values past a run. */
-#define FC_RUN_CHUNK 4
 /* dst[0, len) = src[0, len), copying whole chunks of FC_RUN_CHUNK values (a constant-size copy
  * the compiler inlines, where a memcpy call per short run costs more than the run): writes up
  * to FC_RUN_CHUNK - 1 values past len, so runs must be written in increasing order into rows
@@ -231,9 +257,9 @@ static inline void FC_FN(copy_run)(FC_T *dst, const FC_T *src, ptrdiff_t len)
  * [m0, m0 + mb) from zero-bordered input rows: KH branch-free run copies per pixel. Row
  * stride ld >= K + FC_RUN_CHUNK - 1. */
 static void FC_FN(patch_rows_from_padded)(const fc_conv2d_params *p, const FC_T *xpad,
-                                          const FC_T *zero_row, ptrdiff_t m0, ptrdiff_t mb,
-                                          FC_T *dst, ptrdiff_t ld)
+                                          ptrdiff_t m0, ptrdiff_t mb, FC_T *dst, ptrdiff_t ld)
 {
+    const FC_T *zero_row = FC_FN(zero_row)(p, xpad);
     const ptrdiff_t rowlen = p->kw * p->c;
     ptrdiff_t n, oh, ow;
     pixel_at(p, m0, &n, &oh, &ow);
@@ -335,7 +361,6 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     const int patch_rows = few_channels && !row_ind && K <= FC_KC_MAX;
     const ptrdiff_t rpb = max_pd(1, FC_KC_MAX / (p->kw * cg));
     const ptrdiff_t tloop = (direct || row_ind || patch_rows) ? 1 : tblocks; /* tap blocks */
-    const ptrdiff_t wpc = padded_row_width(p) * p->c;
     /* Work units: pixel blocks, each split into `splits` ranges of the G * panels column
      * panels when there are too few blocks to keep every thread busy (dense layers, small
      * batches). Every output tile is still computed by one thread in one order, so the
@@ -355,7 +380,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
         failed |= (ind = (const FC_T **)fc_alloc((size_t)(num_threads * mb_max * taps) * sizeof(FC_T *))) == NULL;
     }
     if (row_ind) { /* padded input rows, then the zero row */
-        failed |= (xpad = (FC_T *)fc_alloc((size_t)((p->n * p->h + 1) * wpc + FC_RUN_CHUNK) * sizeof(FC_T))) == NULL;
+        failed |= (xpad = FC_FN(padded_rows_alloc)(p)) == NULL;
         failed |= (ind = (const FC_T **)fc_alloc((size_t)(num_threads * mb_max * p->kh) * sizeof(FC_T *))) == NULL;
     } else if (patch_rows) {
         failed |= (patches = (FC_T *)fc_alloc((size_t)(num_threads * mb_max * K) * sizeof(FC_T))) == NULL;
@@ -365,7 +390,6 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
         return FC_CONV_NOMEM;
     }
     if (zeros != NULL) memset(zeros, 0, (size_t)p->c * sizeof(FC_T));
-    if (xpad != NULL) memset(xpad + p->n * p->h * wpc, 0, (size_t)(wpc + FC_RUN_CHUNK) * sizeof(FC_T));
 
     FC_OMP(parallel num_threads(num_threads))
     {
@@ -399,11 +423,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                 }
             }
         }
-        if (xpad != NULL) {
-            FC_OMP(for schedule(static))
-            for (ptrdiff_t row = 0; row < p->n * p->h; row++)
-                FC_FN(build_padded_row)(p, x, row, xpad + row * wpc);
-        }
+        if (xpad != NULL) FC_FN(padded_rows_fill)(p, x, xpad);
         const FC_T **ind_own = ind == NULL ? NULL
                                : ind + (ptrdiff_t)fc_thread_id() * mb_max * (row_ind ? p->kh : taps);
         FC_T *patches_own = patches == NULL ? NULL : patches + (ptrdiff_t)fc_thread_id() * mb_max * K;
@@ -412,7 +432,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
             const ptrdiff_t blk = unit / splits, part = unit % splits;
             const ptrdiff_t gp0 = part * gpanels / splits, gp1 = (part + 1) * gpanels / splits;
             const ptrdiff_t m0 = blk * mb_max, mb = min_pd(mb_max, M - m0);
-            if (row_ind) FC_FN(build_row_indirection)(p, xpad, xpad + p->n * p->h * wpc, m0, mb, mr, ind_own);
+            if (row_ind) FC_FN(build_row_indirection)(p, xpad, m0, mb, mr, ind_own);
             else if (ind_own != NULL) FC_FN(build_indirection)(p, x, zeros, m0, mb, mr, ind_own);
             for (ptrdiff_t g = gp0 / panels; g * panels < gp1; g++) {
                 const ptrdiff_t pj0 = max_pd(gp0 - g * panels, 0), pj1 = min_pd(gp1 - g * panels, panels);
@@ -616,7 +636,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     const ptrdiff_t ystride = dw_transposed ? frows * nr + wb * F + mr : fpanels * wb * ws.nr;
     failed |= (pbuf = (FC_T *)fc_alloc((size_t)(num_threads * pstride) * sizeof(FC_T))) == NULL;
     if (padded_rows)
-        failed |= (xpad = (FC_T *)fc_alloc((size_t)((p->n * p->h + 1) * wpc + FC_RUN_CHUNK) * sizeof(FC_T))) == NULL;
+        failed |= (xpad = FC_FN(padded_rows_alloc)(p)) == NULL;
     failed |= (ybuf = (FC_T *)fc_alloc((size_t)(num_threads * ystride) * sizeof(FC_T))) == NULL;
     if (dx_scatter) {
         failed |= (wt = (FC_T *)fc_alloc((size_t)(G * kpanels * fg * nr) * sizeof(FC_T))) == NULL;
@@ -629,17 +649,12 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
         fc_free(dxpad);
         return FC_CONV_NOMEM;
     }
-    if (xpad != NULL) memset(xpad + p->n * p->h * wpc, 0, (size_t)(wpc + FC_RUN_CHUNK) * sizeof(FC_T));
 
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
         const int tid = fc_thread_id();
-        if (xpad != NULL) {
-            FC_OMP(for schedule(static))
-            for (ptrdiff_t row = 0; row < p->n * p->h; row++)
-                FC_FN(build_padded_row)(p, x, row, xpad + row * wpc);
-        }
+        if (xpad != NULL) FC_FN(padded_rows_fill)(p, x, xpad);
 
         /* ---- dW, db: chunk ch sums pixels [ch*M/chunks, (ch+1)*M/chunks) ---- */
         FC_OMP(for schedule(dynamic, 1))
@@ -669,7 +684,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                     FC_T *dwt = y_own, *dyb = y_own + frows * nr;
                     memcpy(dyb, dy + m0 * F, (size_t)(mb * F) * sizeof(FC_T));
                     for (ptrdiff_t e = mb * F; e < mb * F + mr; e++) dyb[e] = 0;
-                    FC_FN(patch_rows_from_padded)(p, xpad, xpad + p->n * p->h * wpc, m0, mb, p_own, nr);
+                    FC_FN(patch_rows_from_padded)(p, xpad, m0, mb, p_own, nr);
                     for (ptrdiff_t f0 = 0; f0 < F; f0 += mr)
                         FC_KT(kt, gemm_cola)(mb, dyb + f0, F, p_own, dwt + f0 * nr, nr,
                                              (int)min_pd(mr, F - f0), (int)K, accumulate, NULL);
@@ -692,7 +707,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                     for (ptrdiff_t kb = kb0; kb < kb1; kb++) {
                         const ptrdiff_t k0 = kb * kcw, kn = min_pd(kcw, K - k0);
                         if (xpad != NULL)
-                            FC_FN(patch_rows_from_padded)(p, xpad, xpad + p->n * p->h * wpc, m0, mb, p_own, ldw);
+                            FC_FN(patch_rows_from_padded)(p, xpad, m0, mb, p_own, ldw);
                         else if (kwblocks == 1) /* whole patch rows: the cheaper copy */
                             FC_FN(build_patch_rows)(p, x, g * cg, m0, mb, p_own, ldw);
                         else
