@@ -3,6 +3,7 @@
 Forcing a path runs in a subprocess (the path is chosen once, at import).
 """
 import os
+import platform
 import subprocess
 import sys
 
@@ -109,7 +110,7 @@ def test_compiler_info():
         assert "no OpenMP" in info
 
 
-GLIBC = sys.platform.startswith("linux") and __import__("platform").libc_ver()[0] == "glibc"
+GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
 
 def test_keep_freed_memory_checks_its_arguments():
