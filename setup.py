@@ -14,6 +14,7 @@ so one wheel runs with NumPy 1.25+ and 2.x. Every build also writes
 ``fastconv/_core/_build_info.py`` (compiler, OpenMP flags, NumPy built against), which
 ``fastconv.show_config()`` prints.
 """
+import copy
 import os
 import shutil
 import subprocess
@@ -180,6 +181,15 @@ class BuildExt(build_ext):
 
             self.compiler._compile = _compile
         super().build_extensions()
+
+    def build_extension(self, ext):
+        # The modules share kernel sources (the GEMM and dispatch files) and are built side by
+        # side (self.parallel): in one build_temp, two compiler processes would write the same
+        # object file at once and a module could link a half-written one. Each module gets its
+        # own object folder, through a copy of this command (the threads share `self`).
+        command = copy.copy(self)
+        command.build_temp = os.path.join(self.build_temp, ext.name.rsplit(".", 1)[-1])
+        build_ext.build_extension(command, ext)
 
 
 def _is_x86():
