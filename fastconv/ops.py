@@ -10,6 +10,7 @@ import numpy as np
 
 from . import _validation as V
 from .backend import get_num_threads
+from .reference import normalization as _bn_ref
 from .reference import pooling as _pool_ref
 
 try:
@@ -227,6 +228,70 @@ def batch_norm_backward(dy, x, gamma, mean, var, epsilon=1e-3):
     _bn.batch_norm_backward(_rows(dy), _rows(x), _c(gamma), _c(mean), _c(var), epsilon,
                             dx.reshape(-1, c), dgamma, dbeta, get_num_threads())
     return dx, dgamma, dbeta
+
+
+# -- batch norm followed by a ReLU, one pass each way (fastconv._fusion uses them in training) --
+def batch_norm_relu_forward_training(x, gamma, beta, epsilon=1e-3):
+    """Return (relu(y), mean, var) with y, mean, var those of `batch_norm_forward_training`,
+    the ReLU applied in the same pass (bit for bit `relu_forward` of the plain output)."""
+    x, gamma, beta, epsilon = V.check_batch_norm(x, gamma, beta, epsilon)
+    c = x.shape[-1]
+    y = np.empty(x.shape, dtype=x.dtype)
+    mean = np.empty((c,), dtype=x.dtype)
+    var = np.empty((c,), dtype=x.dtype)
+    _bn.batch_norm_relu_forward_training(_rows(x), _c(gamma), _c(beta), epsilon,
+                                         y.reshape(-1, c), mean, var, get_num_threads())
+    return y, mean, var
+
+
+def batch_norm_relu_forward_inference(x, gamma, beta, moving_mean, moving_var, epsilon=1e-3):
+    """relu(batch_norm_forward_inference(...)) in one pass (same bits as the two in turn)."""
+    x, gamma, beta, epsilon = V.check_batch_norm(x, gamma, beta, epsilon)
+    c = x.shape[-1]
+    mean = V.check_channel_vector(moving_mean, c, x.dtype, "moving_mean")
+    var = V.check_channel_vector(moving_var, c, x.dtype, "moving_var")
+    y = np.empty(x.shape, dtype=x.dtype)
+    _bn.batch_norm_relu_forward_inference(_rows(x), _c(gamma), _c(beta), _c(mean), _c(var),
+                                          epsilon, y.reshape(-1, c), get_num_threads())
+    return y
+
+
+def batch_norm_relu_backward(dy, x, gamma, beta, mean, var, epsilon=1e-3):
+    """Return (dx, dgamma, dbeta) of relu(training-mode batch norm); dy is the gradient of the
+    ReLU's output. Equals `relu_backward` then `batch_norm_backward` bit for bit, in one pass
+    (the ReLU's mask is recomputed from x)."""
+    x, gamma, beta, epsilon = V.check_batch_norm(x, gamma, beta, epsilon)
+    c = x.shape[-1]
+    mean = V.check_channel_vector(mean, c, x.dtype, "mean")
+    var = V.check_channel_vector(var, c, x.dtype, "var")
+    dy = V.check_grad_output(dy, x.shape, x.dtype)
+    dx = np.empty(x.shape, dtype=x.dtype)
+    dgamma = np.empty((c,), dtype=x.dtype)
+    dbeta = np.empty((c,), dtype=x.dtype)
+    _bn.batch_norm_relu_backward(_rows(dy), _rows(x), _c(gamma), _c(beta), _c(mean), _c(var),
+                                 epsilon, dx.reshape(-1, c), dgamma, dbeta, get_num_threads())
+    return dx, dgamma, dbeta
+
+
+def batch_norm_frozen_factor(gamma, moving_var, epsilon):
+    """gamma / sqrt(moving_var + epsilon) per channel (see `fastconv.reference`)."""
+    return _bn_ref.batch_norm_frozen_factor(gamma, moving_var, epsilon)
+
+
+def batch_norm_relu_backward_inference(dy, x, gamma, beta, moving_mean, moving_var, epsilon=1e-3):
+    """dx of relu(batch_norm_forward_inference(x, ...)): relu_backward(dy, y) *
+    batch_norm_frozen_factor(...), in one pass (y recomputed from x)."""
+    x, gamma, beta, epsilon = V.check_batch_norm(x, gamma, beta, epsilon)
+    c = x.shape[-1]
+    mean = V.check_channel_vector(moving_mean, c, x.dtype, "moving_mean")
+    var = V.check_channel_vector(moving_var, c, x.dtype, "moving_var")
+    dy = V.check_grad_output(dy, x.shape, x.dtype)
+    factor = _bn_ref.batch_norm_frozen_factor(gamma, var, epsilon)
+    dx = np.empty(x.shape, dtype=x.dtype)
+    _bn.batch_norm_relu_backward_inference(_rows(dy), _rows(x), _c(gamma), _c(beta), _c(mean),
+                                           _c(var), epsilon, _c(factor), dx.reshape(-1, c),
+                                           get_num_threads())
+    return dx
 
 
 # Dense layers are 1x1 convolutions of (batch, 1, 1, features) images: they run on the same

@@ -22,6 +22,11 @@ from .normalization import (
     batch_norm_backward,
     batch_norm_forward_inference,
     batch_norm_forward_training,
+    batch_norm_frozen_factor,
+    batch_norm_relu_backward,
+    batch_norm_relu_backward_inference,
+    batch_norm_relu_forward_inference,
+    batch_norm_relu_forward_training,
 )
 from .pooling import (
     avg_pool2d_backward,
@@ -44,6 +49,8 @@ __all__ = [
     "global_avg_pool2d_forward", "global_avg_pool2d_backward",
     "global_max_pool2d_forward", "global_max_pool2d_backward",
     "batch_norm_forward_training", "batch_norm_forward_inference", "batch_norm_backward",
+    "batch_norm_relu_forward_training", "batch_norm_relu_forward_inference",
+    "batch_norm_relu_backward", "batch_norm_relu_backward_inference", "batch_norm_frozen_factor",
     "dense_forward", "dense_backward",
     "relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward", "tanh_backward", "sigmoid_backward",
     "adam_update", "sgd_update",

@@ -41,6 +41,43 @@ cdef extern from "batchnorm.h" nogil:
                                    double *dx, double *dgamma, double *dbeta, ptrdiff_t rows,
                                    ptrdiff_t cols, int nt)
 
+    int fc_batch_norm_relu_forward_training_f32(const float *x, const float *gamma,
+                                                const float *beta, double epsilon, float *y,
+                                                float *mean, float *var, ptrdiff_t rows,
+                                                ptrdiff_t cols, int nt)
+    int fc_batch_norm_relu_forward_training_f64(const double *x, const double *gamma,
+                                                const double *beta, double epsilon, double *y,
+                                                double *mean, double *var, ptrdiff_t rows,
+                                                ptrdiff_t cols, int nt)
+    int fc_batch_norm_relu_forward_inference_f32(const float *x, const float *gamma,
+                                                 const float *beta, const float *mean,
+                                                 const float *var, double epsilon, float *y,
+                                                 ptrdiff_t rows, ptrdiff_t cols, int nt)
+    int fc_batch_norm_relu_forward_inference_f64(const double *x, const double *gamma,
+                                                 const double *beta, const double *mean,
+                                                 const double *var, double epsilon, double *y,
+                                                 ptrdiff_t rows, ptrdiff_t cols, int nt)
+    int fc_batch_norm_relu_backward_f32(const float *dy, const float *x, const float *gamma,
+                                        const float *beta, const float *mean, const float *var,
+                                        double epsilon, float *dx, float *dgamma, float *dbeta,
+                                        ptrdiff_t rows, ptrdiff_t cols, int nt)
+    int fc_batch_norm_relu_backward_f64(const double *dy, const double *x, const double *gamma,
+                                        const double *beta, const double *mean,
+                                        const double *var, double epsilon, double *dx,
+                                        double *dgamma, double *dbeta, ptrdiff_t rows,
+                                        ptrdiff_t cols, int nt)
+    int fc_batch_norm_relu_backward_inference_f32(const float *dy, const float *x,
+                                                  const float *gamma, const float *beta,
+                                                  const float *mean, const float *var,
+                                                  double epsilon, const float *factor, float *dx,
+                                                  ptrdiff_t rows, ptrdiff_t cols, int nt)
+    int fc_batch_norm_relu_backward_inference_f64(const double *dy, const double *x,
+                                                  const double *gamma, const double *beta,
+                                                  const double *mean, const double *var,
+                                                  double epsilon, const double *factor,
+                                                  double *dx, ptrdiff_t rows, ptrdiff_t cols,
+                                                  int nt)
+
 cdef extern from "dispatch.h":
     int FC_DISPATCH_OK
     int fc_dispatch_init()
@@ -139,6 +176,20 @@ def batch_norm_forward_training(x, gamma, beta, epsilon, y, mean, var, num_threa
     Raises:
         MemoryError: if the kernel's scratch memory cannot be allocated.
     """
+    _forward_training(x, gamma, beta, epsilon, y, mean, var, num_threads, False)
+
+
+def batch_norm_relu_forward_training(x, gamma, beta, epsilon, y, mean, var, num_threads):
+    """`batch_norm_forward_training` followed by a ReLU in the same pass: y = max(bn(x), 0).
+
+    The values are those of the plain kernel passed through `elementwise.relu_forward`, bit
+    for bit; mean and var are the same. Arguments as `batch_norm_forward_training`.
+    """
+    _forward_training(x, gamma, beta, epsilon, y, mean, var, num_threads, True)
+
+
+def _forward_training(x, gamma, beta, epsilon, y, mean, var, num_threads, bint relu):
+    """Check the arguments and run the training forward kernel (with relu: fused ReLU)."""
     _rows_array(x, "x")
     dt = x.dtype
     cdef ptrdiff_t rows = x.shape[0], cols = x.shape[1]
@@ -158,11 +209,21 @@ def batch_norm_forward_training(x, gamma, beta, epsilon, y, mean, var, num_threa
     cdef void *pm = _data(mean)
     cdef void *pv = _data(var)
     cdef int status
-    if dt == _FLOAT32:
+    if dt == _FLOAT32 and relu:
+        with nogil:
+            status = fc_batch_norm_relu_forward_training_f32(
+                <const float *>px, <const float *>pg, <const float *>pb, eps, <float *>py,
+                <float *>pm, <float *>pv, rows, cols, nt)
+    elif dt == _FLOAT32:
         with nogil:
             status = fc_batch_norm_forward_training_f32(
                 <const float *>px, <const float *>pg, <const float *>pb, eps, <float *>py,
                 <float *>pm, <float *>pv, rows, cols, nt)
+    elif relu:
+        with nogil:
+            status = fc_batch_norm_relu_forward_training_f64(
+                <const double *>px, <const double *>pg, <const double *>pb, eps, <double *>py,
+                <double *>pm, <double *>pv, rows, cols, nt)
     else:
         with nogil:
             status = fc_batch_norm_forward_training_f64(
@@ -179,6 +240,16 @@ def batch_norm_forward_inference(x, gamma, beta, mean, var, epsilon, y, num_thre
         x: input rows, (M, C). gamma, beta, mean, var: (C,). epsilon: positive number.
         y: output, (M, C). num_threads: OpenMP threads (>= 1).
     """
+    _forward_inference(x, gamma, beta, mean, var, epsilon, y, num_threads, False)
+
+
+def batch_norm_relu_forward_inference(x, gamma, beta, mean, var, epsilon, y, num_threads):
+    """`batch_norm_forward_inference` followed by a ReLU in the same pass (same bits as the
+    two kernels in turn). Arguments as `batch_norm_forward_inference`."""
+    _forward_inference(x, gamma, beta, mean, var, epsilon, y, num_threads, True)
+
+
+def _forward_inference(x, gamma, beta, mean, var, epsilon, y, num_threads, bint relu):
     _rows_array(x, "x")
     dt = x.dtype
     cdef ptrdiff_t rows = x.shape[0], cols = x.shape[1]
@@ -198,11 +269,21 @@ def batch_norm_forward_inference(x, gamma, beta, mean, var, epsilon, y, num_thre
     cdef void *pv = _data(var)
     cdef void *py = _data(y)
     cdef int status
-    if dt == _FLOAT32:
+    if dt == _FLOAT32 and relu:
+        with nogil:
+            status = fc_batch_norm_relu_forward_inference_f32(
+                <const float *>px, <const float *>pg, <const float *>pb, <const float *>pm,
+                <const float *>pv, eps, <float *>py, rows, cols, nt)
+    elif dt == _FLOAT32:
         with nogil:
             status = fc_batch_norm_forward_inference_f32(
                 <const float *>px, <const float *>pg, <const float *>pb, <const float *>pm,
                 <const float *>pv, eps, <float *>py, rows, cols, nt)
+    elif relu:
+        with nogil:
+            status = fc_batch_norm_relu_forward_inference_f64(
+                <const double *>px, <const double *>pg, <const double *>pb, <const double *>pm,
+                <const double *>pv, eps, <double *>py, rows, cols, nt)
     else:
         with nogil:
             status = fc_batch_norm_forward_inference_f64(
@@ -258,3 +339,112 @@ def batch_norm_backward(dy, x, gamma, mean, var, epsilon, dx, dgamma, dbeta, num
                 cols, nt)
     if status != 0:
         raise MemoryError("batch_norm_backward: could not allocate its scratch memory.")
+
+
+def batch_norm_relu_backward(dy, x, gamma, beta, mean, var, epsilon, dx, dgamma, dbeta,
+                             num_threads):
+    """Gradients of relu(training-mode batch norm) whose batch statistics were mean/var.
+
+    The ReLU's mask is recomputed from x with the forward's arithmetic, so the results equal
+    `elementwise.relu_backward` of the forward's batch-norm output followed by
+    `batch_norm_backward`, bit for bit, without the masked gradient being written.
+
+    Args:
+        dy: gradient of the ReLU's output, (M, C). x: the batch norm's input, (M, C).
+        gamma, beta, mean, var: (C,), as in the forward. epsilon: positive number.
+        dx: output, (M, C). dgamma, dbeta: outputs, (C,).
+        num_threads: OpenMP threads (>= 1); the results do not depend on it.
+    """
+    _rows_array(x, "x")
+    dt = x.dtype
+    cdef ptrdiff_t rows = x.shape[0], cols = x.shape[1]
+    channel = (cols,)
+    _like(dy, "dy", x.shape, dt)
+    _like(gamma, "gamma", channel, dt)
+    _like(beta, "beta", channel, dt)
+    _like(mean, "mean", channel, dt)
+    _like(var, "var", channel, dt)
+    _like(dx, "dx", x.shape, dt, output=True)
+    _like(dgamma, "dgamma", channel, dt, output=True)
+    _like(dbeta, "dbeta", channel, dt, output=True)
+    _separate([(dx, "dx"), (dgamma, "dgamma"), (dbeta, "dbeta")],
+              [(dy, "dy"), (x, "x"), (gamma, "gamma"), (beta, "beta"), (mean, "mean"),
+               (var, "var")])
+    cdef double eps = _epsilon(epsilon)
+    cdef int nt = _threads(num_threads)
+    cdef void *pdy = _data(dy)
+    cdef void *px = _data(x)
+    cdef void *pg = _data(gamma)
+    cdef void *pb = _data(beta)
+    cdef void *pm = _data(mean)
+    cdef void *pv = _data(var)
+    cdef void *pdx = _data(dx)
+    cdef void *pdg = _data(dgamma)
+    cdef void *pdb = _data(dbeta)
+    cdef int status
+    if dt == _FLOAT32:
+        with nogil:
+            status = fc_batch_norm_relu_backward_f32(
+                <const float *>pdy, <const float *>px, <const float *>pg, <const float *>pb,
+                <const float *>pm, <const float *>pv, eps, <float *>pdx, <float *>pdg,
+                <float *>pdb, rows, cols, nt)
+    else:
+        with nogil:
+            status = fc_batch_norm_relu_backward_f64(
+                <const double *>pdy, <const double *>px, <const double *>pg,
+                <const double *>pb, <const double *>pm, <const double *>pv, eps,
+                <double *>pdx, <double *>pdg, <double *>pdb, rows, cols, nt)
+    if status != 0:
+        raise MemoryError("batch_norm_relu_backward: could not allocate its scratch memory.")
+
+
+def batch_norm_relu_backward_inference(dy, x, gamma, beta, mean, var, epsilon, factor, dx,
+                                       num_threads):
+    """dx of relu(batch norm with given statistics) for a frozen layer in training:
+    (dy * (z >= 0)) * factor, z = `batch_norm_forward_inference`'s value recomputed from x.
+
+    Equals `elementwise.relu_backward(dy, z)` times factor in NumPy, bit for bit.
+
+    Args:
+        dy: gradient of the ReLU's output, (M, C). x: the batch norm's input, (M, C).
+        gamma, beta, mean, var: (C,), as in the forward. epsilon: positive number.
+        factor: (C,), the layer's gamma / sqrt(var + epsilon). dx: output, (M, C).
+        num_threads: OpenMP threads (>= 1); the results do not depend on it.
+    """
+    _rows_array(x, "x")
+    dt = x.dtype
+    cdef ptrdiff_t rows = x.shape[0], cols = x.shape[1]
+    channel = (cols,)
+    _like(dy, "dy", x.shape, dt)
+    for arr, name in ((gamma, "gamma"), (beta, "beta"), (mean, "mean"), (var, "var"),
+                      (factor, "factor")):
+        _like(arr, name, channel, dt)
+    _like(dx, "dx", x.shape, dt, output=True)
+    _separate([(dx, "dx")], [(dy, "dy"), (x, "x"), (gamma, "gamma"), (beta, "beta"),
+                             (mean, "mean"), (var, "var"), (factor, "factor")])
+    cdef double eps = _epsilon(epsilon)
+    cdef int nt = _threads(num_threads)
+    cdef void *pdy = _data(dy)
+    cdef void *px = _data(x)
+    cdef void *pg = _data(gamma)
+    cdef void *pb = _data(beta)
+    cdef void *pm = _data(mean)
+    cdef void *pv = _data(var)
+    cdef void *pf = _data(factor)
+    cdef void *pdx = _data(dx)
+    cdef int status
+    if dt == _FLOAT32:
+        with nogil:
+            status = fc_batch_norm_relu_backward_inference_f32(
+                <const float *>pdy, <const float *>px, <const float *>pg, <const float *>pb,
+                <const float *>pm, <const float *>pv, eps, <const float *>pf, <float *>pdx,
+                rows, cols, nt)
+    else:
+        with nogil:
+            status = fc_batch_norm_relu_backward_inference_f64(
+                <const double *>pdy, <const double *>px, <const double *>pg,
+                <const double *>pb, <const double *>pm, <const double *>pv, eps,
+                <const double *>pf, <double *>pdx, rows, cols, nt)
+    if status != 0:
+        raise MemoryError(
+            "batch_norm_relu_backward_inference: could not allocate its scratch memory.")

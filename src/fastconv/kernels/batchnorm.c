@@ -35,6 +35,36 @@
     {                                                                                            \
         FC_BN_CALL(fc_batch_norm_backward, TY, dy, x, gamma, mean, var, epsilon, dx, dgamma,     \
                    dbeta, rows, cols, nt);                                                       \
+    }                                                                                            \
+    int fc_batch_norm_relu_forward_training_##TY(const T *x, const T *gamma, const T *beta,     \
+                                                 double epsilon, T *y, T *mean, T *var,          \
+                                                 ptrdiff_t rows, ptrdiff_t cols, int nt)         \
+    {                                                                                            \
+        FC_BN_CALL(fc_batch_norm_relu_forward_training, TY, x, gamma, beta, epsilon, y, mean,   \
+                   var, rows, cols, nt);                                                         \
+    }                                                                                            \
+    int fc_batch_norm_relu_forward_inference_##TY(const T *x, const T *gamma, const T *beta,    \
+                                                  const T *mean, const T *var, double epsilon,   \
+                                                  T *y, ptrdiff_t rows, ptrdiff_t cols, int nt)  \
+    {                                                                                            \
+        FC_BN_CALL(fc_batch_norm_relu_forward_inference, TY, x, gamma, beta, mean, var,         \
+                   epsilon, y, rows, cols, nt);                                                  \
+    }                                                                                            \
+    int fc_batch_norm_relu_backward_##TY(const T *dy, const T *x, const T *gamma,               \
+                                         const T *beta, const T *mean, const T *var,             \
+                                         double epsilon, T *dx, T *dgamma, T *dbeta,             \
+                                         ptrdiff_t rows, ptrdiff_t cols, int nt)                 \
+    {                                                                                            \
+        FC_BN_CALL(fc_batch_norm_relu_backward, TY, dy, x, gamma, beta, mean, var, epsilon, dx, \
+                   dgamma, dbeta, rows, cols, nt);                                               \
+    }                                                                                            \
+    int fc_batch_norm_relu_backward_inference_##TY(const T *dy, const T *x, const T *gamma,     \
+                                                   const T *beta, const T *mean, const T *var,   \
+                                                   double epsilon, const T *factor, T *dx,       \
+                                                   ptrdiff_t rows, ptrdiff_t cols, int nt)       \
+    {                                                                                            \
+        FC_BN_CALL(fc_batch_norm_relu_backward_inference, TY, dy, x, gamma, beta, mean, var,    \
+                   epsilon, factor, dx, rows, cols, nt);                                         \
     }
 
 FC_DEFINE_BATCHNORM(float, f32)

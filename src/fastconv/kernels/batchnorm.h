@@ -31,7 +31,29 @@
     int fc_batch_norm_backward_##SFX(const T *dy, const T *x, const T *gamma, const T *mean,  \
                                      const T *var, double epsilon, T *dx, T *dgamma,           \
                                      T *dbeta, ptrdiff_t rows, ptrdiff_t cols,                 \
-                                     int num_threads);
+                                     int num_threads);                                         \
+    /* Fused with a following ReLU: y = max(batch norm, 0), the value of the plain forward    */ \
+    /* passed through fc_relu_forward, written in the same pass.                              */ \
+    int fc_batch_norm_relu_forward_training_##SFX(const T *x, const T *gamma, const T *beta,  \
+                                                  double epsilon, T *y, T *mean, T *var,       \
+                                                  ptrdiff_t rows, ptrdiff_t cols,              \
+                                                  int num_threads);                            \
+    int fc_batch_norm_relu_forward_inference_##SFX(const T *x, const T *gamma, const T *beta, \
+                                                   const T *mean, const T *var,                \
+                                                   double epsilon, T *y, ptrdiff_t rows,       \
+                                                   ptrdiff_t cols, int num_threads);           \
+    /* Backward of relu(batch norm) with batch statistics: dy is the ReLU output's gradient;  */ \
+    /* equals fc_relu_backward then fc_batch_norm_backward bit for bit.                       */ \
+    int fc_batch_norm_relu_backward_##SFX(const T *dy, const T *x, const T *gamma,            \
+                                          const T *beta, const T *mean, const T *var,          \
+                                          double epsilon, T *dx, T *dgamma, T *dbeta,          \
+                                          ptrdiff_t rows, ptrdiff_t cols, int num_threads);    \
+    /* dx of relu(batch norm with given statistics): (dy * (y_bn >= 0)) * factor.            */ \
+    int fc_batch_norm_relu_backward_inference_##SFX(const T *dy, const T *x, const T *gamma,  \
+                                                    const T *beta, const T *mean,              \
+                                                    const T *var, double epsilon,              \
+                                                    const T *factor, T *dx, ptrdiff_t rows,    \
+                                                    ptrdiff_t cols, int num_threads);
 
 FC_DECLARE_BATCHNORM(float, f32)
 FC_DECLARE_BATCHNORM(double, f64)

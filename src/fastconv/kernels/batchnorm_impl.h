@@ -272,6 +272,66 @@ static void SFX(fc_bn_tile_grad_sums)(const T *dy, const T *x, const T *mean, pt
     }
 }
 
+/* The ReLU's gradient mask of the fused kernels: the gradient that reaches batch norm is
+ * dy * (z >= 0) with z = (x - mean) * scale + beta the forward's value, recomputed here with
+ * the forward's arithmetic (fc_bn_affine). A multiplication by exactly 1 or 0, as
+ * fc_relu_backward does it: dy * 0 keeps dy's sign, and an inf/NaN dy gives NaN. */
+static inline T SFX(fc_bn_relu_grad)(T dy, T xc, T scale, T beta)
+{
+    return dy * (T)(xc * scale + beta >= (T)0);
+}
+
+/* fc_bn_tile_grad_sums of the gradient that went through a ReLU after the batch norm:
+ * sums of g and g * (x - mean) with g = fc_bn_relu_grad(dy, x - mean, scale, beta). */
+static void SFX(fc_bn_tile_relu_grad_sums)(const T *dy, const T *x, const T *mean,
+                                           const T *scale, const T *beta, ptrdiff_t cols,
+                                           ptrdiff_t r0, ptrdiff_t nr, ptrdiff_t c0,
+                                           ptrdiff_t nc, double *restrict sum_dy,
+                                           double *restrict sum_dyxc)
+{
+    T block_dy[FC_BN_COL_BLOCK], block_dyxc[FC_BN_COL_BLOCK];
+    const T *restrict mu = mean + c0;
+    const T *restrict sc = scale + c0;
+    const T *restrict be = beta + c0;
+    for (ptrdiff_t i = 0; i < nc; i++) sum_dy[i] = sum_dyxc[i] = 0.0;
+    for (ptrdiff_t rb = r0; rb < r0 + nr; rb += FC_BN_BLOCK_ROWS) {
+        const ptrdiff_t re = fc_bn_min(rb + FC_BN_BLOCK_ROWS, r0 + nr);
+        ptrdiff_t v = 0;
+#if FC_BN_VECTORS
+        for (; v + LANES <= nc; v += LANES) {
+            const VT m = SFX(fc_bn_vld)(mu + v), s = SFX(fc_bn_vld)(sc + v);
+            const VT b = SFX(fc_bn_vld)(be + v), zero = {0};
+            VT sum_g = {0}, sum_gxc = {0};
+            for (ptrdiff_t r = rb; r < re; r++) {
+                const VT xc = SFX(fc_bn_vld)(x + r * cols + c0 + v) - m;
+                /* (z >= 0) is -1 or 0 per lane: negated and converted, exactly 1.0 or 0.0. */
+                const VT pass = __builtin_convertvector(-(xc * s + b >= zero), VT);
+                const VT g = SFX(fc_bn_vld)(dy + r * cols + c0 + v) * pass;
+                sum_g += g;
+                sum_gxc += g * xc;
+            }
+            SFX(fc_bn_vst)(block_dy + v, sum_g);
+            SFX(fc_bn_vst)(block_dyxc + v, sum_gxc);
+        }
+#endif
+        for (ptrdiff_t i = v; i < nc; i++) block_dy[i] = block_dyxc[i] = 0;
+        for (ptrdiff_t r = rb; r < re && v < nc; r++) {
+            const T *restrict xr = x + r * cols + c0;
+            const T *restrict gr = dy + r * cols + c0;
+            for (ptrdiff_t i = v; i < nc; i++) {
+                const T xc = xr[i] - mu[i];
+                const T g = SFX(fc_bn_relu_grad)(gr[i], xc, sc[i], be[i]);
+                block_dy[i] += g;
+                block_dyxc[i] += g * xc;
+            }
+        }
+        for (ptrdiff_t i = 0; i < nc; i++) {
+            sum_dy[i] += (double)block_dy[i];
+            sum_dyxc[i] += (double)block_dyxc[i];
+        }
+    }
+}
+
 /* Column c of a segment's repeated coefficients: rep[r * cols + c] = value for every row of
  * a segment (seg_len = rows per segment * cols). Called by whichever item computes column
  * c's coefficients, so filling them costs no extra barrier: on a loaded host every barrier
@@ -283,10 +343,12 @@ static inline void SFX(fc_bn_repeat_column)(T *rep, T value, ptrdiff_t c, ptrdif
 }
 
 /* out[r, c] = (x[r, c] - shift[c]) * scale[c] + bias[c], segment by segment, the coefficients
- * repeated over a segment (fc_bn_repeat_column). Work shared by the team. */
+ * repeated over a segment (fc_bn_repeat_column); with relu, max(that, 0) as
+ * fc_relu_forward (numpy.maximum: NaN kept, -0.0 -> +0.0) in the same pass. Work shared by
+ * the team. */
 static void SFX(fc_bn_affine)(const T *x, T *out, const T *restrict shift_rep,
                               const T *restrict scale_rep, const T *restrict bias_rep,
-                              ptrdiff_t rows, ptrdiff_t cols)
+                              ptrdiff_t rows, ptrdiff_t cols, int relu)
 {
     const ptrdiff_t seg_rows = fc_bn_segment_rows(cols);
     const ptrdiff_t segments = (rows + seg_rows - 1) / seg_rows;
@@ -299,13 +361,30 @@ static void SFX(fc_bn_affine)(const T *x, T *out, const T *restrict shift_rep,
         const ptrdiff_t r0 = seg * seg_rows, len = fc_bn_min(seg_rows, rows - r0) * cols;
         const T *restrict xs = x + r0 * cols;
         T *restrict ys = out + r0 * cols;
-        for (ptrdiff_t j = 0; j < len; j++) ys[j] = (xs[j] - shift_rep[j]) * scale_rep[j] + bias_rep[j];
+        if (relu) {
+            for (ptrdiff_t j = 0; j < len; j++) {
+                const T v = (xs[j] - shift_rep[j]) * scale_rep[j] + bias_rep[j];
+                ys[j] = (v > (T)0 || v != v) ? v : (T)0;
+            }
+        } else {
+            for (ptrdiff_t j = 0; j < len; j++)
+                ys[j] = (xs[j] - shift_rep[j]) * scale_rep[j] + bias_rep[j];
+        }
     }
 }
 
-int SFX(fc_batch_norm_forward_training)(const T *x, const T *gamma, const T *beta, double epsilon,
-                                        T *y, T *mean, T *var, ptrdiff_t rows, ptrdiff_t cols,
-                                        int num_threads)
+/* The per-channel factor of the normalisation, gamma / sqrt(var + epsilon) rounded to T, from
+ * the variance as stored (T): the training forward, the inference forward and the fused
+ * backward (which recomputes the forward's values to find where the ReLU passed) all use
+ * this one formula, so they agree bit for bit. */
+static inline T SFX(fc_bn_scale)(T gamma, T var, double epsilon)
+{
+    return (T)((double)gamma / sqrt((double)var + epsilon));
+}
+
+static int SFX(fc_bn_forward_training)(const T *x, const T *gamma, const T *beta, double epsilon,
+                                       T *y, T *mean, T *var, ptrdiff_t rows, ptrdiff_t cols,
+                                       int num_threads, int relu)
 {
     const fc_bn_tiling t = fc_bn_make_tiling(rows, cols);
     const ptrdiff_t tiles = t.chunks * t.col_blocks;
@@ -368,23 +447,40 @@ int SFX(fc_batch_norm_forward_training)(const T *x, const T *gamma, const T *bet
                 double v = m2[i] / (double)rows;
                 mean[c0 + i] = (T)mu[i];
                 var[c0 + i] = (T)v;
-                scale[c0 + i] = (T)((double)gamma[c0 + i] / sqrt(v + epsilon));
+                scale[c0 + i] = SFX(fc_bn_scale)(gamma[c0 + i], var[c0 + i], epsilon);
                 SFX(fc_bn_repeat_column)(mean_rep, mean[c0 + i], c0 + i, cols, seg_len);
                 SFX(fc_bn_repeat_column)(scale_rep, scale[c0 + i], c0 + i, cols, seg_len);
                 SFX(fc_bn_repeat_column)(beta_rep, beta[c0 + i], c0 + i, cols, seg_len);
             }
         }
-        /* 3. y = (x - mean) * scale + beta: subtracting first keeps offsets exact. */
-        SFX(fc_bn_affine)(x, y, mean_rep, scale_rep, beta_rep, rows, cols);
+        /* 3. y = (x - mean) * scale + beta (subtracting first keeps offsets exact), and with
+         * relu max(y, 0) in the same pass. */
+        SFX(fc_bn_affine)(x, y, mean_rep, scale_rep, beta_rep, rows, cols, relu);
         FC_FTZ_END();
     }
     free(part_mean);
     return 0;
 }
 
-int SFX(fc_batch_norm_forward_inference)(const T *x, const T *gamma, const T *beta, const T *mean,
-                                         const T *var, double epsilon, T *y, ptrdiff_t rows,
-                                         ptrdiff_t cols, int num_threads)
+int SFX(fc_batch_norm_forward_training)(const T *x, const T *gamma, const T *beta, double epsilon,
+                                        T *y, T *mean, T *var, ptrdiff_t rows, ptrdiff_t cols,
+                                        int num_threads)
+{
+    return SFX(fc_bn_forward_training)(x, gamma, beta, epsilon, y, mean, var, rows, cols,
+                                       num_threads, 0);
+}
+
+int SFX(fc_batch_norm_relu_forward_training)(const T *x, const T *gamma, const T *beta,
+                                             double epsilon, T *y, T *mean, T *var,
+                                             ptrdiff_t rows, ptrdiff_t cols, int num_threads)
+{
+    return SFX(fc_bn_forward_training)(x, gamma, beta, epsilon, y, mean, var, rows, cols,
+                                       num_threads, 1);
+}
+
+static int SFX(fc_bn_forward_inference)(const T *x, const T *gamma, const T *beta, const T *mean,
+                                        const T *var, double epsilon, T *y, ptrdiff_t rows,
+                                        ptrdiff_t cols, int num_threads, int relu)
 {
     const ptrdiff_t seg_len = fc_bn_segment_rows(cols) * cols;
     T *scale = (T *)malloc(sizeof(T) * (size_t)(cols + 3 * seg_len));
@@ -401,37 +497,64 @@ int SFX(fc_batch_norm_forward_inference)(const T *x, const T *gamma, const T *be
 #pragma omp for schedule(static)
 #endif
         for (ptrdiff_t c = 0; c < cols; c++) {
-            scale[c] = (T)((double)gamma[c] / sqrt((double)var[c] + epsilon));
+            scale[c] = SFX(fc_bn_scale)(gamma[c], var[c], epsilon);
             SFX(fc_bn_repeat_column)(mean_rep, mean[c], c, cols, seg_len);
             SFX(fc_bn_repeat_column)(scale_rep, scale[c], c, cols, seg_len);
             SFX(fc_bn_repeat_column)(beta_rep, beta[c], c, cols, seg_len);
         }
-        SFX(fc_bn_affine)(x, y, mean_rep, scale_rep, beta_rep, rows, cols);
+        SFX(fc_bn_affine)(x, y, mean_rep, scale_rep, beta_rep, rows, cols, relu);
         FC_FTZ_END();
     }
     free(scale);
     return 0;
 }
 
-int SFX(fc_batch_norm_backward)(const T *dy, const T *x, const T *gamma, const T *mean,
-                                const T *var, double epsilon, T *dx, T *dgamma, T *dbeta,
-                                ptrdiff_t rows, ptrdiff_t cols, int num_threads)
+int SFX(fc_batch_norm_forward_inference)(const T *x, const T *gamma, const T *beta, const T *mean,
+                                         const T *var, double epsilon, T *y, ptrdiff_t rows,
+                                         ptrdiff_t cols, int num_threads)
+{
+    return SFX(fc_bn_forward_inference)(x, gamma, beta, mean, var, epsilon, y, rows, cols,
+                                        num_threads, 0);
+}
+
+int SFX(fc_batch_norm_relu_forward_inference)(const T *x, const T *gamma, const T *beta,
+                                              const T *mean, const T *var, double epsilon, T *y,
+                                              ptrdiff_t rows, ptrdiff_t cols, int num_threads)
+{
+    return SFX(fc_bn_forward_inference)(x, gamma, beta, mean, var, epsilon, y, rows, cols,
+                                        num_threads, 1);
+}
+
+/* The backward of training-mode batch norm; with beta != NULL, of relu(batch norm): dy is then
+ * the gradient of the ReLU's output, masked on the fly (fc_bn_relu_grad) where the forward's
+ * value was negative, which equals fc_relu_backward followed by the plain backward bit for
+ * bit, without the masked gradient ever being written. */
+static int SFX(fc_bn_backward)(const T *dy, const T *x, const T *gamma, const T *beta,
+                               const T *mean, const T *var, double epsilon, T *dx, T *dgamma,
+                               T *dbeta, ptrdiff_t rows, ptrdiff_t cols, int num_threads)
 {
     const fc_bn_tiling t = fc_bn_make_tiling(rows, cols);
     const ptrdiff_t tiles = t.chunks * t.col_blocks;
     const ptrdiff_t seg_rows = fc_bn_segment_rows(cols), seg_len = seg_rows * cols;
     const ptrdiff_t segments = (rows + seg_rows - 1) / seg_rows;
+    const int relu = beta != NULL;
     /* Scratch: per-chunk sums of dy and of dy * (x - mean), dx's coefficients, and those and
-     * the mean repeated over a segment. */
+     * the mean repeated over a segment; with relu also the forward's scale (per channel and
+     * repeated) and beta repeated. */
     double *part_dy = (double *)malloc(sizeof(double) * (size_t)(2 * t.chunks * cols)
-                                       + sizeof(T) * (size_t)(3 * cols + 4 * seg_len));
+                                       + sizeof(T) * (size_t)(4 * cols + 6 * seg_len));
     if (part_dy == NULL) return -1;
     double *part_dyxc = part_dy + t.chunks * cols;
     T *coef_dy = (T *)(part_dyxc + t.chunks * cols);
     T *coef_xc = coef_dy + cols;
     T *coef_0 = coef_xc + cols;
-    T *dy_rep = coef_0 + cols, *xc_rep = dy_rep + seg_len, *c0_rep = xc_rep + seg_len;
-    T *mean_rep = c0_rep + seg_len;
+    T *scale = coef_0 + cols;
+    T *dy_rep = scale + cols, *xc_rep = dy_rep + seg_len, *c0_rep = xc_rep + seg_len;
+    T *mean_rep = c0_rep + seg_len, *scale_rep = mean_rep + seg_len;
+    T *beta_rep = scale_rep + seg_len;
+    /* The sums need the forward's scale of every channel first: cols divisions, serially. */
+    if (relu)
+        for (ptrdiff_t c = 0; c < cols; c++) scale[c] = SFX(fc_bn_scale)(gamma[c], var[c], epsilon);
     num_threads = fc_threads_for(rows * cols, num_threads);
     const ptrdiff_t tile_chunk = fc_dynamic_chunk(tiles, num_threads);
     const ptrdiff_t seg_chunk = fc_dynamic_chunk(segments, num_threads);
@@ -449,8 +572,12 @@ int SFX(fc_batch_norm_backward)(const T *dy, const T *x, const T *gamma, const T
         for (ptrdiff_t tile = 0; tile < tiles; tile++) {
             ptrdiff_t k, r0, nr, c0, nc;
             fc_bn_tile(&t, tile, &k, &r0, &nr, &c0, &nc);
-            SFX(fc_bn_tile_grad_sums)(dy, x, mean, cols, r0, nr, c0, nc, part_dy + k * cols + c0,
-                                      part_dyxc + k * cols + c0);
+            if (relu)
+                SFX(fc_bn_tile_relu_grad_sums)(dy, x, mean, scale, beta, cols, r0, nr, c0, nc,
+                                               part_dy + k * cols + c0, part_dyxc + k * cols + c0);
+            else
+                SFX(fc_bn_tile_grad_sums)(dy, x, mean, cols, r0, nr, c0, nc,
+                                          part_dy + k * cols + c0, part_dyxc + k * cols + c0);
         }
         /* Merge in chunk order; dx = a * dy + b * (x - mean) + c0 with, per channel,
          * a = gamma * inv_std, b = -a * inv_std^2 * sum(dy * (x - mean)) / M,
@@ -475,6 +602,10 @@ int SFX(fc_batch_norm_backward)(const T *dy, const T *x, const T *gamma, const T
             SFX(fc_bn_repeat_column)(xc_rep, coef_xc[c], c, cols, seg_len);
             SFX(fc_bn_repeat_column)(c0_rep, coef_0[c], c, cols, seg_len);
             SFX(fc_bn_repeat_column)(mean_rep, mean[c], c, cols, seg_len);
+            if (relu) {
+                SFX(fc_bn_repeat_column)(scale_rep, scale[c], c, cols, seg_len);
+                SFX(fc_bn_repeat_column)(beta_rep, beta[c], c, cols, seg_len);
+            }
         }
 #if defined(_OPENMP)
 #pragma omp for schedule(dynamic, seg_chunk)
@@ -486,12 +617,96 @@ int SFX(fc_batch_norm_backward)(const T *dy, const T *x, const T *gamma, const T
             T *restrict ds = dx + r0 * cols;
             const T *restrict a = dy_rep, *restrict b = xc_rep, *restrict c0 = c0_rep;
             const T *restrict mu = mean_rep;
-            for (ptrdiff_t j = 0; j < len; j++)
-                ds[j] = a[j] * gs[j] + b[j] * (xs[j] - mu[j]) + c0[j];
+            if (relu) {
+                const T *restrict sc = scale_rep, *restrict be = beta_rep;
+                for (ptrdiff_t j = 0; j < len; j++) {
+                    const T xc = xs[j] - mu[j];
+                    ds[j] = a[j] * SFX(fc_bn_relu_grad)(gs[j], xc, sc[j], be[j]) + b[j] * xc + c0[j];
+                }
+            } else {
+                for (ptrdiff_t j = 0; j < len; j++)
+                    ds[j] = a[j] * gs[j] + b[j] * (xs[j] - mu[j]) + c0[j];
+            }
         }
         FC_FTZ_END();
     }
     free(part_dy);
+    return 0;
+}
+
+int SFX(fc_batch_norm_backward)(const T *dy, const T *x, const T *gamma, const T *mean,
+                                const T *var, double epsilon, T *dx, T *dgamma, T *dbeta,
+                                ptrdiff_t rows, ptrdiff_t cols, int num_threads)
+{
+    return SFX(fc_bn_backward)(dy, x, gamma, NULL, mean, var, epsilon, dx, dgamma, dbeta, rows,
+                               cols, num_threads);
+}
+
+int SFX(fc_batch_norm_relu_backward)(const T *dy, const T *x, const T *gamma, const T *beta,
+                                     const T *mean, const T *var, double epsilon, T *dx,
+                                     T *dgamma, T *dbeta, ptrdiff_t rows, ptrdiff_t cols,
+                                     int num_threads)
+{
+    return SFX(fc_bn_backward)(dy, x, gamma, beta, mean, var, epsilon, dx, dgamma, dbeta, rows,
+                               cols, num_threads);
+}
+
+/* Frozen batch norm (moving statistics) followed by a ReLU, in training: the backward of the
+ * pair is (dy * (z >= 0)) * factor with z the inference forward's value and factor the
+ * layer's gamma / sqrt(moving_var + epsilon). The unfused layers compute the products in
+ * NumPy, without flushing denormals, while z came from the forward kernel, which flushes:
+ * so each segment finds its ReLU mask with denormals flushed, then multiplies in the
+ * caller's floating-point mode, and both match the unfused path bit for bit. */
+int SFX(fc_batch_norm_relu_backward_inference)(const T *dy, const T *x, const T *gamma,
+                                               const T *beta, const T *mean, const T *var,
+                                               double epsilon, const T *factor, T *dx,
+                                               ptrdiff_t rows, ptrdiff_t cols, int num_threads)
+{
+    const ptrdiff_t seg_rows = fc_bn_segment_rows(cols), seg_len = seg_rows * cols;
+    const ptrdiff_t segments = (rows + seg_rows - 1) / seg_rows;
+    num_threads = fc_threads_for(rows * cols, num_threads);
+    /* Scratch: scale, mean, beta and factor repeated over a segment, and one segment's mask
+     * per thread. */
+    T *scale_rep = (T *)malloc(sizeof(T) * (size_t)((4 + num_threads) * seg_len));
+    if (scale_rep == NULL) return -1;
+    T *mean_rep = scale_rep + seg_len, *beta_rep = mean_rep + seg_len;
+    T *factor_rep = beta_rep + seg_len, *masks = factor_rep + seg_len;
+    const ptrdiff_t seg_chunk = fc_dynamic_chunk(segments, num_threads);
+    (void)seg_chunk;
+    for (ptrdiff_t c = 0; c < cols; c++) {
+        SFX(fc_bn_repeat_column)(scale_rep, SFX(fc_bn_scale)(gamma[c], var[c], epsilon), c, cols,
+                                 seg_len);
+        SFX(fc_bn_repeat_column)(mean_rep, mean[c], c, cols, seg_len);
+        SFX(fc_bn_repeat_column)(beta_rep, beta[c], c, cols, seg_len);
+        SFX(fc_bn_repeat_column)(factor_rep, factor[c], c, cols, seg_len);
+    }
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(num_threads)
+#endif
+    {
+#if defined(_OPENMP)
+        T *restrict mask = masks + (ptrdiff_t)omp_get_thread_num() * seg_len;
+#pragma omp for schedule(dynamic, seg_chunk)
+#else
+        T *restrict mask = masks;
+#endif
+        for (ptrdiff_t seg = 0; seg < segments; seg++) {
+            const ptrdiff_t r0 = seg * seg_rows, len = fc_bn_min(seg_rows, rows - r0) * cols;
+            const T *restrict xs = x + r0 * cols;
+            const T *restrict gs = dy + r0 * cols;
+            T *restrict ds = dx + r0 * cols;
+            const T *restrict mu = mean_rep, *restrict sc = scale_rep, *restrict be = beta_rep;
+            const T *restrict f = factor_rep;
+            {
+                FC_FTZ_BEGIN();
+                for (ptrdiff_t j = 0; j < len; j++)
+                    mask[j] = SFX(fc_bn_relu_grad)((T)1, xs[j] - mu[j], sc[j], be[j]);
+                FC_FTZ_END();
+            }
+            for (ptrdiff_t j = 0; j < len; j++) ds[j] = (gs[j] * mask[j]) * f[j];
+        }
+    }
+    free(scale_rep);
     return 0;
 }
 
