@@ -10,13 +10,38 @@ cache invalidation. Outputs agree with the unfused layers to rounding (float32: 
 relative).
 
 `Sequential` runs its inference passes (predict, evaluate, `model(x)`) through `run_inference`.
+
+BatchNormalization followed by a plain ReLU (`layers.ReLU()` with its defaults, or
+`Activation("relu")`), both channels-last and of one dtype, also run as one pass:
+
+- in training (`Sequential.fit` / `train_on_batch`, through `training_plan`,
+  `run_training_forward` and `run_training_backward`): the batch norm writes max(y, 0) in the
+  pass that writes y, and its backward masks the incoming gradient where y < 0 on the fly
+  (`ops.batch_norm_relu_forward_training` / `ops.batch_norm_relu_backward`); the ReLU layer
+  is skipped. Outputs, losses, gradients and moving statistics equal those of the two layers
+  run in turn, bit for bit, on either backend (the reference backend runs the same plan
+  through the reference's compositions). `model(x, training=True)` and `layer.forward` are not
+  fused, so hand-written loops that call each layer's `backward` keep working.
+- at inference: a standalone BatchNormalization + ReLU pair uses the fused inference kernel; a
+  ReLU after a folded Conv2D/Dense + BatchNormalization pair is applied in place on the
+  folded layer's fresh output instead of a separate pass allocating another array.
+
+`ENABLED` (default True; the environment variable FASTCONV_FUSION=0 sets it False at import)
+switches the BatchNormalization + ReLU fusion off, for tests and A/B measurements; the
+Conv2D/Dense + BatchNormalization folding at inference is not affected.
 """
+import os
+
 import numpy as np
 
 from .backend import get_ops
+from .layers.advanced_activations import ReLU
 from .layers.convolutional import Conv2D
-from .layers.core import Dense
+from .layers.core import Activation, Dense
 from .layers.normalization import BatchNormalization
+
+ENABLED = os.environ.get("FASTCONV_FUSION", "1").strip() != "0"
+_FUSED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _foldable(layer, norm):
@@ -64,12 +89,95 @@ def _folded_forward(layer, norm, x):
     return y
 
 
+def _plain_relu(layer):
+    """Whether `layer` is max(x, 0) with nothing else (no cap, slope or threshold)."""
+    if type(layer) is ReLU:
+        return layer.max_value is None and layer.negative_slope == 0 and layer.threshold == 0
+    if type(layer) is Activation:
+        act = layer.activation
+        return (act.name == "relu" and act.params.get("negative_slope", 0.0) == 0
+                and act.params.get("max_value") is None and act.params.get("threshold", 0.0) == 0)
+    return False
+
+
+def _bn_relu_fusable(norm, relu):
+    """Whether BatchNormalization `norm` and the next layer `relu` can run as one pass."""
+    if type(norm) is not BatchNormalization or not _plain_relu(relu):
+        return False
+    if not (norm.built and relu.built) or norm.dtype != relu.dtype or norm.dtype not in _FUSED_DTYPES:
+        return False
+    return norm._channel_axis(norm.input_shape) == len(norm.input_shape)  # channels last
+
+
+def training_plan(layers):
+    """Indices of the BatchNormalization layers that run fused with the ReLU after them.
+
+    Returns a frozenset (empty when ENABLED is False); pass it to `run_training_forward` and
+    then to `run_training_backward` for the same step.
+    """
+    if not ENABLED:
+        return frozenset()
+    fused, i = set(), 0
+    while i + 1 < len(layers):
+        if _bn_relu_fusable(layers[i], layers[i + 1]):
+            fused.add(i)
+            i += 2
+        else:
+            i += 1
+    return frozenset(fused)
+
+
+def run_training_forward(layers, x, plan):
+    """`layer.forward(x, training=True)` through `layers`, the pairs in `plan` fused."""
+    i = 0
+    while i < len(layers):
+        if i in plan:
+            x = layers[i].forward_relu(x, layers[i + 1], training=True)
+            i += 2
+        else:
+            x = layers[i].forward(x, training=True)
+            i += 1
+    return x
+
+
+def run_training_backward(layers, first, grad, plan):
+    """`grad = layer.backward(grad)` from the last layer down to `layers[first]` after
+    `run_training_forward` with the same plan: a fused pair's ReLU is skipped and its batch
+    norm takes the ReLU's output gradient (`backward_relu`). Returns the last gradient."""
+    i = len(layers) - 1
+    while i >= first:
+        if i - 1 in plan and i - 1 >= first:
+            grad = layers[i - 1].backward_relu(grad)
+            i -= 2
+        else:
+            grad = layers[i].backward(grad)
+            i -= 1
+    return grad
+
+
+def _relu_in_place(relu, y):
+    """The plain ReLU layer `relu` at inference on y, a fresh array nobody else holds: max(y, 0)
+    written over y (numpy.maximum, as relu_forward computes it)."""
+    np.maximum(y, 0, out=y)
+    _forget_training_pass(relu)
+    relu._output_shape_seen = y.shape
+    return y
+
+
 def run_inference(layers, x):
-    """Apply `layers` in inference mode, folding each foldable (layer, BatchNormalization) pair."""
+    """Apply `layers` in inference mode, folding each foldable (layer, BatchNormalization) pair
+    and, when ENABLED, fusing the plain ReLU after a BatchNormalization."""
     i = 0
     while i < len(layers):
         if i + 1 < len(layers) and _foldable(layers[i], layers[i + 1]):
             x = _folded_forward(layers[i], layers[i + 1], x)
+            i += 2
+            if (ENABLED and i < len(layers) and _bn_relu_fusable(layers[i - 1], layers[i])
+                    and isinstance(x, np.ndarray) and x.dtype == layers[i].dtype):
+                x = _relu_in_place(layers[i], x)
+                i += 1
+        elif ENABLED and i + 1 < len(layers) and _bn_relu_fusable(layers[i], layers[i + 1]):
+            x = layers[i].forward_relu(x, layers[i + 1], training=False)
             i += 2
         else:
             x = layers[i].forward(x, training=False)

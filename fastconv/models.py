@@ -472,7 +472,9 @@ class Sequential:
 
     def _train_step(self, x, y):
         """One optimizer step on a batch; return (loss including penalties, predictions)."""
-        y_pred = self._forward(x, training=True)
+        # BatchNormalization + ReLU pairs run as one pass each way (same results; _fusion).
+        plan = _fusion.training_plan(self._layers)
+        y_pred = _fusion.run_training_forward(self._layers, x, plan)
         loss_value, grad = self.loss.value_and_gradient(y, y_pred)
         penalty, penalty_grads = self._regularization()
         first = self._first_trained_layer()
@@ -480,8 +482,7 @@ class Sequential:
             return loss_value + penalty, y_pred
         for i, layer in enumerate(self._layers):
             layer.compute_input_gradient = i > first
-        for layer in reversed(self._layers[first:]):
-            grad = layer.backward(grad)
+        _fusion.run_training_backward(self._layers, first, grad, plan)
         pairs = []
         for layer in self._layers[first:]:
             if not layer.trainable:

@@ -3,6 +3,7 @@ import numbers
 
 import numpy as np
 
+from .. import _validation as V
 from ..backend import get_ops
 from . import _common as C
 from .base import Layer
@@ -111,18 +112,24 @@ class BatchNormalization(Layer):
         axis = self._channel_axis(self.input_shape)
         return y if axis == y.ndim - 1 else np.ascontiguousarray(np.moveaxis(y, -1, axis))
 
+    def _gamma_beta(self):
+        return (self.gamma if self.scale else self._unit_scale,
+                self.beta if self.center else self._zero_offset)
+
+    def _update_moving(self, mean, var):
+        # In place: optimizers and callers may hold references to the weight arrays.
+        self.moving_mean *= self.momentum
+        self.moving_mean += (1.0 - self.momentum) * mean
+        self.moving_variance *= self.momentum
+        self.moving_variance += (1.0 - self.momentum) * var
+
     def call(self, x, training):
         ops = get_ops()
         x = self._to_channels_last(x)
-        gamma = self.gamma if self.scale else self._unit_scale
-        beta = self.beta if self.center else self._zero_offset
+        gamma, beta = self._gamma_beta()
         if training and self.trainable:
             y, mean, var = ops.batch_norm_forward_training(x, gamma, beta, self.epsilon)
-            # In place: optimizers and callers may hold references to the weight arrays.
-            self.moving_mean *= self.momentum
-            self.moving_mean += (1.0 - self.momentum) * mean
-            self.moving_variance *= self.momentum
-            self.moving_variance += (1.0 - self.momentum) * var
+            self._update_moving(mean, var)
             self._cache = ("batch", x, gamma, mean, var)
         else:
             y = ops.batch_norm_forward_inference(x, gamma, beta, self.moving_mean,
@@ -134,15 +141,88 @@ class BatchNormalization(Layer):
 
     def call_backward(self, dy):
         dy = self._to_channels_last(dy)
-        if self._cache[0] == "moving":
+        kind = self._cache[0]
+        if kind == "moving":
             return self._from_channels_last(dy * self._cache[1])
-        _, x, gamma, mean, var = self._cache
+        if kind == "moving_relu":  # after forward_relu: this layer's own gradient
+            _, x, gamma, _ = self._cache
+            factor = gamma / np.sqrt(self.moving_variance + self.epsilon)
+            return self._from_channels_last(dy * factor.astype(self.dtype))
+        x, gamma, mean, var = self._cache[1], self._cache[2], self._cache[-2], self._cache[-1]
         dx, dgamma, dbeta = get_ops().batch_norm_backward(dy, x, gamma, mean, var, self.epsilon)
+        self._set_grads(dgamma, dbeta)
+        return self._from_channels_last(dx)
+
+    def _set_grads(self, dgamma, dbeta):
         if self.scale:
             self._grads["gamma"] = dgamma
         if self.center:
             self._grads["beta"] = dbeta
-        return self._from_channels_last(dx)
+
+    # -- fused with a following ReLU (fastconv._fusion plans it; channels-last input only) ------
+    def forward_relu(self, x, relu, training):
+        """`relu.forward(self.forward(x, training), training)` in one pass over the activations.
+
+        `relu` is a plain ReLU layer of this layer's dtype (fastconv._fusion checks that) and
+        this layer is channels-last. Outputs, moving statistics and gradients (through
+        `backward_relu`) are those of the two layers run in turn, bit for bit. In training the
+        ReLU keeps no cache of its own: the pair's backward is `backward_relu`, and
+        `relu.backward` on its own raises as after an inference pass.
+
+        Args:
+            x: this layer's input.
+            relu: the ReLU layer that follows.
+            training: training mode (batch statistics unless this layer is frozen).
+        """
+        x = self._prepare_input(x)
+        self._cache = None
+        ops = get_ops()
+        gamma, beta = self._gamma_beta()
+        if training and self.trainable:
+            y, mean, var = ops.batch_norm_relu_forward_training(x, gamma, beta, self.epsilon)
+            self._update_moving(mean, var)
+            self._cache = ("batch_relu", x, gamma, beta, mean, var)
+        else:
+            y = ops.batch_norm_relu_forward_inference(x, gamma, beta, self.moving_mean,
+                                                      self.moving_variance, self.epsilon)
+            if training:
+                self._cache = ("moving_relu", x, gamma, beta)
+        self._forward_training = bool(training)
+        self._output_shape_seen = y.shape
+        relu._cache = None
+        relu._forward_training = False
+        relu._output_shape_seen = y.shape
+        return y
+
+    def backward_relu(self, dy):
+        """Gradient with respect to this layer's input of relu(this layer) after `forward_relu`
+        in training; fills this layer's gradients as `backward` does.
+
+        Args:
+            dy: gradient of the ReLU's output.
+        """
+        if (not getattr(self, "_forward_training", False) or self._cache is None
+                or self._cache[0] not in ("batch_relu", "moving_relu")):
+            raise RuntimeError(
+                f"Layer {self.name!r}: backward_relu() needs a preceding "
+                "forward_relu(x, relu, training=True)."
+            )
+        dy = V.as_float_array(dy, "dy", self.dtype)
+        if dy.shape != self._output_shape_seen:
+            raise ValueError(
+                f"Layer {self.name!r}: `dy` must have the shape of the last forward output, "
+                f"{self._output_shape_seen}; received {dy.shape}."
+            )
+        ops = get_ops()
+        if self._cache[0] == "moving_relu":
+            _, x, gamma, beta = self._cache
+            return ops.batch_norm_relu_backward_inference(dy, x, gamma, beta, self.moving_mean,
+                                                          self.moving_variance, self.epsilon)
+        _, x, gamma, beta, mean, var = self._cache
+        dx, dgamma, dbeta = ops.batch_norm_relu_backward(dy, x, gamma, beta, mean, var,
+                                                         self.epsilon)
+        self._set_grads(dgamma, dbeta)
+        return dx
 
     def get_config(self):
         config = super().get_config()
