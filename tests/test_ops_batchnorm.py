@@ -1,6 +1,8 @@
 """The compiled batch-norm kernels (fastconv.ops / fastconv._core.batchnorm) against the reference.
 
 Training forward, inference forward and backward, float32 and float64, 2-D and 4-D input,
+the kernels fused with a following ReLU (bit for bit the plain kernels and the ReLU kernels
+in turn; close to the reference's composition),
 M = 1, many reduction chunks and channel blocks, non-contiguous input, numerical soundness
 with a large mean offset (against float64 statistics of the same data), outputs prefilled
 with NaN (every element must be written), thread-count independence, finite differences and
@@ -391,6 +393,193 @@ def test_bad_arguments_to_the_kernels(call, error, match):
         call()
 
 
+# ---- fused with a following ReLU ------------------------------------------------------------------
+
+def _unfused(x, gamma, beta, dy, moving_mean, moving_var):
+    """The fused kernels' results computed by the plain kernels and the ReLU kernels in turn."""
+    z, mean, var = ops.batch_norm_forward_training(x, gamma, beta, 1e-3)
+    back = ops.batch_norm_backward(ops.relu_backward(dy, z), x, gamma, mean, var, 1e-3)
+    zi = ops.batch_norm_forward_inference(x, gamma, beta, moving_mean, moving_var, 1e-3)
+    factor = (gamma / np.sqrt(moving_var + 1e-3)).astype(x.dtype)
+    return ((ops.relu_forward(z), mean, var) + back
+            + (ops.relu_forward(zi), ops.relu_backward(dy, zi) * factor))
+
+
+def _fused(x, gamma, beta, dy, moving_mean, moving_var, lib=ops):
+    y, mean, var = lib.batch_norm_relu_forward_training(x, gamma, beta, 1e-3)
+    back = lib.batch_norm_relu_backward(dy, x, gamma, beta, mean, var, 1e-3)
+    return ((y, mean, var) + tuple(back)
+            + (lib.batch_norm_relu_forward_inference(x, gamma, beta, moving_mean, moving_var, 1e-3),
+               lib.batch_norm_relu_backward_inference(dy, x, gamma, beta, moving_mean, moving_var,
+                                                      1e-3)))
+
+
+def _fused_case(shape, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * 2 + 0.5).astype(dtype)
+    c = shape[-1]
+    gamma, beta = _params(c, dtype, rng)
+    gamma[::3] *= -1  # negative scales too
+    beta[0] = 0.0
+    if x.size // c > 1:
+        x[..., 0] = 1.25  # a constant channel: its batch-norm output is exactly beta = 0
+    dy = rng.standard_normal(shape).astype(dtype)
+    moving_mean = rng.standard_normal(c).astype(dtype)
+    moving_var = rng.uniform(0.1, 3.0, c).astype(dtype)
+    return x, gamma, beta, dy, moving_mean, moving_var
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_fused_relu_equals_plain_kernels_bit_for_bit(shape, dtype):
+    case = _fused_case(shape, dtype, 20)
+    for got, want in zip(_fused(*case), _unfused(*case)):
+        assert got.dtype == want.dtype == dtype and got.shape == want.shape
+        assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_fused_relu_matches_reference_composition(shape, dtype):
+    x, gamma, beta, dy, mm, mv = _fused_case(shape, dtype, 21)
+    # Where a batch-norm output is within rounding of the ReLU's kink, the compiled and the
+    # reference values may fall on either side: give those elements no gradient.
+    z = ref.batch_norm_forward_training(x, gamma, beta, 1e-3)[0]
+    zi = ref.batch_norm_forward_inference(x, gamma, beta, mm, mv, 1e-3)
+    dy[((np.abs(z) < 1e-3) & (z != 0)) | (np.abs(zi) < 1e-3)] = 0
+    got = _fused(x, gamma, beta, dy, mm, mv)
+    want = _fused(x, gamma, beta, dy, mm, mv, lib=ref)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, **tol)
+    # The reference composition is the definition: relu(bn(x)) and relu' * bn'.
+    np.testing.assert_array_equal(want[0], np.maximum(z, 0))
+    np.testing.assert_array_equal(
+        want[3], ref.batch_norm_backward(dy * (z >= 0), x, gamma, want[1], want[2], 1e-3)[0])
+
+
+def test_fused_relu_special_values():
+    # Exact zeros (both signs), NaN/inf gradients and a NaN input: the fused kernels must treat
+    # them as relu_forward / relu_backward do (z >= 0 passes, -0.0 -> +0.0, dy * 0 keeps NaN).
+    x = np.array([[1.0, 2.0, 0.5, 3.0], [1.0, -2.0, 0.5, np.nan], [1.0, 4.0, 0.5, 1.0]],
+                 dtype=np.float32)
+    gamma = np.array([1.0, 1.0, -1.0, 1.0], dtype=np.float32)
+    beta = np.array([0.0, -5.0, -0.0, 0.0], dtype=np.float32)
+    dy = np.array([[-1.0, np.inf, -2.0, 1.0], [np.nan, -3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 1.0]],
+                  dtype=np.float32)
+    mm, mv = np.zeros(4, np.float32), np.ones(4, np.float32)
+    with np.errstate(invalid="ignore"):
+        got, want = _fused(x, gamma, beta, dy, mm, mv), _unfused(x, gamma, beta, dy, mm, mv)
+    for a, b in zip(got, want):
+        assert a.tobytes() == b.tobytes()
+    assert np.signbit(got[0][:, 2]).sum() == 0  # -0.0 became +0.0
+    assert np.isnan(got[3][:, 1]).all()  # inf * 0 (masked) is NaN and spreads through the sums
+
+
+def test_fused_relu_non_contiguous_input():
+    rng = np.random.default_rng(22)
+    x = rng.standard_normal((4, 9, 8, 12))[::2, 1::2, ::-1, 2:9]
+    dy = rng.standard_normal((4, 9, 8, 12))[::2, 1::2, :, 2:9]
+    assert not x.flags.c_contiguous and not dy.flags.c_contiguous
+    gamma, beta = _params(7, np.float64, rng)
+    mm, mv = rng.standard_normal(7), rng.uniform(0.5, 2, 7)
+    for got, want in zip(_fused(x, gamma, beta, dy, mm, mv),
+                         _unfused(np.ascontiguousarray(x), gamma, beta, np.ascontiguousarray(dy),
+                                  mm, mv)):
+        assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(100003, 4), (8, 65, 33, 24)])
+def test_fused_relu_does_not_depend_on_thread_count(shape, dtype, threads):
+    case = _fused_case(shape, dtype, 23)
+    threads(1)
+    one = _fused(*case)
+    for n in (2, 3):
+        threads(n)
+        for a, b in zip(one, _fused(*case)):
+            assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (3000, 5), (333, 257)])
+def test_fused_relu_kernels_write_every_element(shape, dtype):
+    x, gamma, beta, dy, mm, mv = _fused_case(shape, dtype, 24)
+    c = shape[1]
+    want = _unfused(x, gamma, beta, dy, mm, mv)
+    nan = lambda *s: np.full(s, np.nan, dtype)  # noqa: E731
+    y, mean, var = nan(*shape), nan(c), nan(c)
+    core.batch_norm_relu_forward_training(x, gamma, beta, 1e-3, y, mean, var, 2)
+    dx, dgamma, dbeta = nan(*shape), nan(c), nan(c)
+    core.batch_norm_relu_backward(dy, x, gamma, beta, mean, var, 1e-3, dx, dgamma, dbeta, 2)
+    yi, dxi = nan(*shape), nan(*shape)
+    core.batch_norm_relu_forward_inference(x, gamma, beta, mm, mv, 1e-3, yi, 2)
+    factor = (gamma / np.sqrt(mv + 1e-3)).astype(dtype)
+    core.batch_norm_relu_backward_inference(dy, x, gamma, beta, mm, mv, 1e-3, factor, dxi, 2)
+    for a, b in zip((y, mean, var, dx, dgamma, dbeta, yi, dxi), want):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_fused_relu_backward_matches_finite_differences():
+    # L = sum(w * relu(bn(x))) with batch statistics, float64; no output near the kink.
+    rng = np.random.default_rng(25)
+    shape = (3, 2, 3, 4)
+    x = rng.standard_normal(shape)
+    gamma, beta = _params(4, np.float64, rng)
+    beta *= 0.3
+    w = rng.standard_normal(shape)
+    eps = 1e-3
+    y, mean, var = ops.batch_norm_relu_forward_training(x, gamma, beta, eps)
+    z = ops.batch_norm_forward_training(x, gamma, beta, eps)[0]
+    assert np.abs(z).min() > 1e-3 and (y == 0).any() and (y > 0).any()
+    dx, dgamma, dbeta = ops.batch_norm_relu_backward(w, x, gamma, beta, mean, var, eps)
+
+    def loss(xv, gv, bv):
+        return np.sum(w * ops.batch_norm_relu_forward_training(xv, gv, bv, eps)[0])
+
+    for value, analytic, f in [
+        (x, dx, lambda v: loss(v, gamma, beta)),
+        (gamma, dgamma, lambda v: loss(x, v, beta)),
+        (beta, dbeta, lambda v: loss(x, gamma, v)),
+    ]:
+        numeric = np.zeros_like(value)
+        h = 1e-6
+        for idx in np.ndindex(value.shape):
+            old = value[idx]
+            value[idx] = old + h
+            up = f(value)
+            value[idx] = old - h
+            down = f(value)
+            value[idx] = old
+            numeric[idx] = (up - down) / (2 * h)
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: ops.batch_norm_relu_forward_training(X, G, np.zeros(2)), ValueError, "beta"),
+    (lambda: ops.batch_norm_relu_forward_training(X, G, B, epsilon=-1.0), ValueError, "epsilon"),
+    (lambda: ops.batch_norm_relu_forward_inference(X, G, B, np.zeros(2), G), ValueError, "moving_mean"),
+    (lambda: ops.batch_norm_relu_backward(np.zeros((4, 2)), X, G, B, B, G), ValueError, "dy"),
+    (lambda: ops.batch_norm_relu_backward(X, X, G, np.zeros(4), B, G), ValueError, "beta"),
+    (lambda: ops.batch_norm_relu_backward(X, X, G, B, B, np.ones(2)), ValueError, "var"),
+    (lambda: ops.batch_norm_relu_backward_inference(X, X, G, B, B, np.ones(5)), ValueError, "moving_var"),
+    (lambda: ops.batch_norm_relu_backward_inference(X.astype(bool), X, G, B, B, G), TypeError, "dy"),
+    (lambda: core.batch_norm_relu_backward(X, X, G, B, B, G, 1e-3, *_outs(), 0), ValueError,
+     "num_threads"),
+    (lambda: core.batch_norm_relu_backward(X, X, G, np.zeros(3), B, G, 1e-3, *_outs(), 1),
+     ValueError, "beta"),
+    (lambda: core.batch_norm_relu_backward_inference(X, X, G, B, B, G, 1e-3, G[:2], X.copy(), 1),
+     ValueError, "factor"),
+    (lambda: core.batch_norm_relu_backward_inference(X, X, G, B, B, G, 1e-3, G, X, 1),
+     ValueError, "overlap"),
+    (lambda: core.batch_norm_relu_forward_inference(X, G, B, B, G, 1e-3, np.empty((4, 3)), 1),
+     ValueError, "dtype"),
+])
+def test_fused_relu_bad_arguments(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
 # ---- every ISA path ----------------------------------------------------------------------------------
 
 ISA_SCRIPT = textwrap.dedent(
@@ -419,6 +608,20 @@ ISA_SCRIPT = textwrap.dedent(
             want += ref.batch_norm_backward(dy, x, gamma, mean, var, 1e-3)
             for a, b in zip(got, want):
                 np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+                digest.update(a.tobytes())
+            # Fused with a ReLU: the plain kernels and the ReLU kernels in turn, bit for bit.
+            z = got[0]
+            fused = ops.batch_norm_relu_forward_training(x, gamma, beta, 1e-3)
+            fused += ops.batch_norm_relu_backward(dy, x, gamma, beta, mean, var, 1e-3)
+            fused += (ops.batch_norm_relu_forward_inference(x, gamma, beta, beta, var, 1e-3),
+                      ops.batch_norm_relu_backward_inference(dy, x, gamma, beta, beta, var, 1e-3))
+            zi = ops.batch_norm_forward_inference(x, gamma, beta, beta, var, 1e-3)
+            plain = (ops.relu_forward(z), mean, var)
+            plain += ops.batch_norm_backward(ops.relu_backward(dy, z), x, gamma, mean, var, 1e-3)
+            plain += (ops.relu_forward(zi),
+                      ops.relu_backward(dy, zi) * (gamma / np.sqrt(var + 1e-3)).astype(dtype))
+            for a, b in zip(fused, plain):
+                assert a.tobytes() == b.tobytes()
                 digest.update(a.tobytes())
     print("ok", cpu.isa_name(), digest.hexdigest())
     """
