@@ -80,6 +80,14 @@ typedef long long fc_pool_vm64 __attribute__((vector_size(FC_POOL_VBYTES)));
 #define FC_POOL_VECTORS 0
 #endif
 
+/* Few channels, several windows per vector (see "few channels" below): AVX-512 only, where a
+ * two-source lane permutation is one instruction (vpermt2ps/pd). */
+#if FC_POOL_VECTORS && FC_POOL_VBYTES == 64 && defined(__AVX512F__)
+#define FC_POOL_MULTI 1
+#else
+#define FC_POOL_MULTI 0
+#endif
+
 /* Channels handled at a time by kernels that keep per-channel state on the stack. */
 #define FC_POOL_CHANNEL_BLOCK 256
 
@@ -236,6 +244,84 @@ static inline void SFX(vst_bytes)(unsigned char *p, VM v)
     for (int k = 0; k < LANES; k++) p[k] = (unsigned char)v[k];
 }
 #endif
+
+/* Partial vectors: the first n (1..LANES) channels of a pixel. The channels left over when C
+ * is not a multiple of LANES -- all of them when C < LANES, e.g. LeNet's 6 -- take one such
+ * vector per pixel; per-channel scalar loops cost ~10x more there (LeNet's 64x28x28x6 2x2
+ * average pooling: 0.79 ms -> see the commit log). Lanes from n on load as 0 and are never
+ * stored; no byte past p + n is read or written (masked loads do not fault on masked lanes).
+ * The kernels call these with n == LANES as a constant too, which folds to a plain vld. */
+static inline VT SFX(vld_n)(const T *p, ptrdiff_t n)
+{
+    if (n == LANES) return SFX(vld)(p);
+#if FC_POOL_VBYTES == 64 && defined(__AVX512F__)
+    if (sizeof(T) == 4) return (VT)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), p);
+    return (VT)_mm512_maskz_loadu_pd((__mmask8)((1u << n) - 1u), p);
+#elif FC_POOL_VBYTES == 32 && defined(__AVX2__)
+    if (sizeof(T) == 4) {
+        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        return (VT)_mm256_maskload_ps((const float *)p,
+                                      _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lane));
+    }
+    const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
+    return (VT)_mm256_maskload_pd((const double *)p,
+                                  _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)n), lane));
+#else
+    VT v = SFX(vsplat)((T)0);
+    memcpy(&v, p, (size_t)n * sizeof(T));
+    return v;
+#endif
+}
+
+static inline void SFX(vst_n)(T *p, VT v, ptrdiff_t n)
+{
+    if (n == LANES) {
+        SFX(vst)(p, v);
+        return;
+    }
+#if FC_POOL_VBYTES == 64 && defined(__AVX512F__)
+    if (sizeof(T) == 4)
+        _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1u), (__m512)v);
+    else
+        _mm512_mask_storeu_pd(p, (__mmask8)((1u << n) - 1u), (__m512d)v);
+#elif FC_POOL_VBYTES == 32 && defined(__AVX2__)
+    /* vmaskmov stores are slow on AMD; partial vectors are rare enough on AVX2 (C < 8 or the
+     * last C % 8 channels) that a short copy does as well. */
+    memcpy(p, &v, (size_t)n * sizeof(T));
+#else
+    memcpy(p, &v, (size_t)n * sizeof(T));
+#endif
+}
+
+static inline VM SFX(vld_bytes_n)(const unsigned char *p, ptrdiff_t n)
+{
+    if (n == LANES) return SFX(vld_bytes)(p);
+#if FC_POOL_VBYTES == 64 && defined(__AVX512F__)
+    const __m128i bytes = _mm_maskz_loadu_epi8((__mmask16)((1u << n) - 1u), p);
+    return sizeof(T) == 4 ? (VM)_mm512_cvtepu8_epi32(bytes) : (VM)_mm512_cvtepu8_epi64(bytes);
+#else
+    unsigned char bytes[16] = {0};
+    memcpy(bytes, p, (size_t)n);
+    return SFX(vld_bytes)(bytes);
+#endif
+}
+
+static inline void SFX(vst_bytes_n)(unsigned char *p, VM v, ptrdiff_t n)
+{
+    if (n == LANES) {
+        SFX(vst_bytes)(p, v);
+        return;
+    }
+#if FC_POOL_VBYTES == 64 && defined(__AVX512F__)
+    const __m128i bytes = sizeof(T) == 4 ? _mm512_cvtepi32_epi8((__m512i)v)
+                                         : _mm512_cvtepi64_epi8((__m512i)v);
+    _mm_mask_storeu_epi8(p, (__mmask16)((1u << n) - 1u), bytes);
+#else
+    unsigned char bytes[16];
+    SFX(vst_bytes)(bytes, v);
+    memcpy(p, bytes, (size_t)n);
+#endif
+}
 #endif
 
 /* ---- channel-vector helpers (restrict + unit stride: vectorised) -------------------------- */
@@ -388,6 +474,222 @@ static inline void SFX(fc_prepare_rows)(T *img, const fc_pool2d_geometry *g, int
     *ready = s1;
 }
 
+#if FC_POOL_VECTORS
+/* ---- one window, nl <= LANES channels at a time: the kernels' vector bodies ----------------
+ * Each kernel calls these with nl == LANES for its whole vectors of channels, then once with
+ * the channels left over (partial vectors, see vld_n); always inlined, so the first call folds
+ * to plain vector code. A window's real pixels are rows [r0, r1) x columns [c0, c1) of one
+ * image of width W; xc, dxc point at the first of the nl channels in that image's pixel (0, 0),
+ * dyc/o/am at the first of them in the window's output element. Taps are visited in row-major
+ * order, as in the scalar loops: the results are the same bits whichever path runs. */
+#define FC_POOL_BODY static inline __attribute__((always_inline))
+
+/* v / count. Dividing by a power of two only scales, exactly: multiplying by the (exact)
+ * reciprocal rounds the same real number, so gives the same bits, at a fraction of the cost
+ * of a vector division (2x2 windows). */
+static inline VT SFX(vdivide)(VT v, ptrdiff_t count)
+{
+    if ((count & (count - 1)) == 0) return v * ((T)1 / (T)count);
+    return v / (T)count;
+}
+
+/* The window maximum, NaN-propagating, the first maximum kept on ties. */
+FC_POOL_BODY VT SFX(window_max_v)(const T *xc, ptrdiff_t W, ptrdiff_t C, ptrdiff_t r0,
+                                  ptrdiff_t r1, ptrdiff_t c0, ptrdiff_t c1, ptrdiff_t nl)
+{
+    VT m = SFX(vld_n)(xc + (r0 * W + c0) * C, nl);
+    for (ptrdiff_t r = r0; r < r1; r++)
+        for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++)
+            m = SFX(vmax)(m, SFX(vld_n)(xc + (r * W + col) * C, nl));
+    return m;
+}
+
+/* Max-pooling backward of one window: its maximum (over all its rows), then a walk in
+ * row-major order up to row s1 in which the first pixel equal to it takes dy (rows before s0,
+ * outside the caller's band, only retire the channels they take). */
+FC_POOL_BODY void SFX(max_backward_window_v)(const T *xc, T *dxc, const T *dyc, ptrdiff_t W,
+                                             ptrdiff_t C, ptrdiff_t r0, ptrdiff_t r1,
+                                             ptrdiff_t c0, ptrdiff_t c1, ptrdiff_t s0,
+                                             ptrdiff_t s1, int disjoint, ptrdiff_t nl)
+{
+    VT target = SFX(window_max_v)(xc, W, C, r0, r1, c0, c1, nl);
+    const VT grad = SFX(vld_n)(dyc, nl), retired = SFX(vsplat)((T)NAN);
+    for (ptrdiff_t r = r0; r < s1; r++) {
+        for (ptrdiff_t col = c0; col < c1; col++) {
+            const ptrdiff_t off = (r * W + col) * C;
+            const VM hit = (VM)(SFX(vld_n)(xc + off, nl) == target);
+            target = SFX(vsel)(hit, retired, target);
+            if (r < s0) continue;
+            if (disjoint)
+                SFX(vst_n)(dxc + off, SFX(vkeep)(hit, grad), nl);
+            else
+                SFX(vst_n)(dxc + off, SFX(vld_n)(dxc + off, nl) + SFX(vkeep)(hit, grad), nl);
+        }
+    }
+}
+
+/* The window maximum and its first maximum's tap index (counted from the padded corner
+ * (top, left)), FC_POOL_NO_ARGMAX where the maximum is NaN. */
+FC_POOL_BODY void SFX(argmax_window_v)(const T *xc, T *o, unsigned char *am, ptrdiff_t W,
+                                       ptrdiff_t C, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t c0,
+                                       ptrdiff_t c1, ptrdiff_t top, ptrdiff_t left,
+                                       ptrdiff_t pool_w, ptrdiff_t nl)
+{
+    const VM none = (VM){0} + FC_POOL_NO_ARGMAX;
+    VT best = SFX(vld_n)(xc + (r0 * W + c0) * C, nl);
+    VM t0 = (VM){0} + (int)((r0 - top) * pool_w + (c0 - left));
+    VM nan = (VM)(best != best);
+    VM where = (none & nan) | (t0 & ~nan);
+    for (ptrdiff_t r = r0; r < r1; r++)
+        for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++) {
+            const VT v = SFX(vld_n)(xc + (r * W + col) * C, nl);
+            const VM tap = (VM){0} + (int)((r - top) * pool_w + (col - left));
+            const VM gt = (VM)(v > best);
+            nan = (VM)(v != v);
+            best = SFX(vsel)(gt | nan, v, best);
+            where = (tap & gt) | (((none & nan) | (where & ~nan)) & ~gt);
+        }
+    SFX(vst_n)(o, best, nl);
+    SFX(vst_bytes_n)(am, where, nl);
+}
+
+/* Windows that do not overlap: each window pixel gets dy where the argmax names it, else 0. */
+FC_POOL_BODY void SFX(argmax_assign_window_v)(const unsigned char *am, const T *dyc, T *dxc,
+                                              ptrdiff_t W, ptrdiff_t C, ptrdiff_t r0,
+                                              ptrdiff_t r1, ptrdiff_t c0, ptrdiff_t c1,
+                                              ptrdiff_t top, ptrdiff_t left, ptrdiff_t pool_w,
+                                              ptrdiff_t nl)
+{
+    const VM where = SFX(vld_bytes_n)(am, nl);
+    const VT grad = SFX(vld_n)(dyc, nl);
+    for (ptrdiff_t r = r0; r < r1; r++)
+        for (ptrdiff_t col = c0; col < c1; col++) {
+            const int tap = (int)((r - top) * pool_w + (col - left));
+            SFX(vst_n)(dxc + (r * W + col) * C, SFX(vkeep)((VM)(where == tap), grad), nl);
+        }
+}
+
+/* The window sum in row-major order, divided by the number of real pixels. */
+FC_POOL_BODY void SFX(avg_window_v)(const T *xc, T *o, ptrdiff_t W, ptrdiff_t C, ptrdiff_t r0,
+                                    ptrdiff_t r1, ptrdiff_t c0, ptrdiff_t c1, ptrdiff_t nl)
+{
+    VT acc = SFX(vld_n)(xc + (r0 * W + c0) * C, nl);
+    for (ptrdiff_t r = r0; r < r1; r++)
+        for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++)
+            acc += SFX(vld_n)(xc + (r * W + col) * C, nl);
+    SFX(vst_n)(o, SFX(vdivide)(acc, (r1 - r0) * (c1 - c0)), nl);
+}
+
+/* Average-pooling backward of one window's rows [s0, s1): each pixel gets (or, with
+ * overlapping windows, adds) dy / count, the share computed in T as the reference does. */
+FC_POOL_BODY void SFX(avg_backward_window_v)(const T *dyc, T *dxc, ptrdiff_t W, ptrdiff_t C,
+                                             ptrdiff_t s0, ptrdiff_t s1, ptrdiff_t c0,
+                                             ptrdiff_t c1, ptrdiff_t count, int disjoint,
+                                             ptrdiff_t nl)
+{
+    const VT share = SFX(vdivide)(SFX(vld_n)(dyc, nl), count);
+    for (ptrdiff_t r = s0; r < s1; r++)
+        for (ptrdiff_t col = c0; col < c1; col++) {
+            T *d = dxc + (r * W + col) * C;
+            SFX(vst_n)(d, disjoint ? share : SFX(vld_n)(d, nl) + share, nl);
+        }
+}
+#endif
+
+#if FC_POOL_MULTI
+/* ---- few channels: several windows per vector ----------------------------------------------
+ * With C < LANES one pixel's channels leave most lanes idle and the per-pixel work dominates
+ * (LeNet's 2x2 average pooling of 64x28x28x6: 6 of 16 lanes). Windows wholly inside the image
+ * are then taken `windows` at a time. Forward: the input columns of that many consecutive
+ * windows of one row span at most 2 * LANES values, loaded as two vectors; a two-source lane
+ * permutation puts window column k of every window in place: output lane t = w * C + c
+ * (window w, channel c) takes offset first_tap[t] + k * C, first_tap[t] = w * stride_w * C + c.
+ * Backward (windows that do not overlap): one dy vector holds the windows' shares, a
+ * one-source permutation spreads them over the windows' dx columns (lane t of a dx row takes
+ * share (t / (stride_w * C)) * C + t % C; column gaps between windows get 0). Taps are
+ * visited in the same row-major order with the same arithmetic as the per-pixel path: the
+ * results are the same bits. */
+typedef struct {
+    ptrdiff_t windows;      /* forward: windows per vector, 0 where the path does not apply */
+    ptrdiff_t lanes;        /* forward: windows * C output values per vector */
+    ptrdiff_t bwd_windows;  /* backward: windows per dx vector, 0 where it does not apply */
+    ptrdiff_t bwd_lanes;    /* backward: dx values written per row, first to last window column */
+    ptrdiff_t w_lo, w_hi;   /* output columns [w_lo, w_hi) whose windows lie inside the image */
+    VM first_tap;           /* forward lane offsets (above) */
+    VM spread;              /* backward: the dy lane each dx lane takes */
+    VM in_window;           /* backward: all ones on dx lanes inside a window, 0 on gaps */
+} SFX(fc_multi_plan);
+
+static SFX(fc_multi_plan) SFX(fc_plan_multi)(const fc_pool2d_geometry *g)
+{
+    SFX(fc_multi_plan) p;
+    const ptrdiff_t C = g->c, sw = g->stride_w, pw = g->pool_w;
+    memset(&p, 0, sizeof p);
+    if (C >= LANES) return p;
+    ptrdiff_t w = LANES / C;
+    while (w > 1 && (w - 1) * sw * C + pw * C > 2 * LANES) w--; /* span fits two vectors */
+    if (w >= 2) {
+        p.windows = w;
+        p.lanes = w * C;
+        for (ptrdiff_t t = 0; t < LANES; t++)
+            p.first_tap[t] = t < w * C ? (t / C) * sw * C + t % C : 0;
+    }
+    const ptrdiff_t wb = LANES / (sw * C);
+    if (pw <= sw && g->pool_h <= g->stride_h && wb >= 1 && (wb >= 2 || pw >= 2)) {
+        p.bwd_windows = wb;
+        p.bwd_lanes = ((wb - 1) * sw + pw) * C;
+        for (ptrdiff_t t = 0; t < LANES; t++) {
+            p.spread[t] = t < wb * sw * C ? (t / (sw * C)) * C + t % C : 0;
+            p.in_window[t] = (t / C) % sw < pw ? -1 : 0;
+        }
+    }
+    p.w_lo = (g->pad_left + sw - 1) / sw;
+    p.w_hi = g->w + g->pad_left - pw >= 0 ? (g->w + g->pad_left - pw) / sw + 1 : 0;
+    p.w_hi = fc_max_pd(fc_min_pd(p.w_hi, g->out_w), p.w_lo);
+    return p;
+}
+
+static inline VT SFX(vpermute2)(VT lo, VT hi, VM idx)
+{
+    if (sizeof(T) == 4) return (VT)_mm512_permutex2var_ps((__m512)lo, (__m512i)idx, (__m512)hi);
+    return (VT)_mm512_permutex2var_pd((__m512d)lo, (__m512i)idx, (__m512d)hi);
+}
+
+static inline VT SFX(vpermute)(VT a, VM idx)
+{
+    if (sizeof(T) == 4) return (VT)_mm512_permutexvar_ps((__m512i)idx, (__m512)a);
+    return (VT)_mm512_permutexvar_pd((__m512i)idx, (__m512d)a);
+}
+
+/* p.windows average windows of one output row: px points at channel 0 of the first window's
+ * top-left pixel, `rows` real rows of pool_w columns each. */
+FC_POOL_BODY void SFX(avg_windows_multi)(const T *px, T *o, ptrdiff_t W, ptrdiff_t C,
+                                         ptrdiff_t rows, ptrdiff_t pool_w,
+                                         const SFX(fc_multi_plan) *p)
+{
+    VT acc = SFX(vsplat)((T)0);
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const VT lo = SFX(vld)(px + r * W * C), hi = SFX(vld)(px + r * W * C + LANES);
+        for (ptrdiff_t k = 0; k < pool_w; k++) {
+            const VT v = SFX(vpermute2)(lo, hi, p->first_tap + (int)(k * C));
+            acc = (r == 0 && k == 0) ? v : acc + v; /* the first tap as is (-0.0 stays) */
+        }
+    }
+    SFX(vst_n)(o, SFX(vdivide)(acc, rows * pool_w), p->lanes);
+}
+
+/* p.bwd_windows disjoint average windows' dx rows [0, rows) from dxp (channel 0 of the first
+ * window's first column in the first row written): each pixel is assigned its share. */
+FC_POOL_BODY void SFX(avg_backward_windows_multi)(const T *dyp, T *dxp, ptrdiff_t W, ptrdiff_t C,
+                                                  ptrdiff_t rows, ptrdiff_t count,
+                                                  const SFX(fc_multi_plan) *p)
+{
+    const VT share = SFX(vdivide)(SFX(vld_n)(dyp, p->bwd_windows * C), count);
+    const VT spread = SFX(vkeep)(p->in_window, SFX(vpermute)(share, p->spread));
+    for (ptrdiff_t r = 0; r < rows; r++) SFX(vst_n)(dxp + r * W * C, spread, p->bwd_lanes);
+}
+#endif
+
 /* ---- max pooling --------------------------------------------------------------------------- */
 
 void SFX(fc_max_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g, int num_threads)
@@ -411,13 +713,11 @@ void SFX(fc_max_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
             const T *xn = x + n * H * W * C;
             ptrdiff_t i = 0;
 #if FC_POOL_VECTORS
-            for (; i + LANES <= C; i += LANES) {
-                VT m = SFX(vld)(xn + (r0 * W + c0) * C + i);
-                for (ptrdiff_t r = r0; r < r1; r++)
-                    for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++)
-                        m = SFX(vmax)(m, SFX(vld)(xn + (r * W + col) * C + i));
-                SFX(vst)(o + i, m);
-            }
+            for (; i + LANES <= C; i += LANES)
+                SFX(vst)(o + i, SFX(window_max_v)(xn + i, W, C, r0, r1, c0, c1, LANES));
+            if (i < C)
+                SFX(vst_n)(o + i, SFX(window_max_v)(xn + i, W, C, r0, r1, c0, c1, C - i), C - i);
+            i = C;
 #endif
             if (i < C) { /* channels left over */
                 SFX(fc_copy)(o + i, xn + (r0 * W + c0) * C + i, C - i);
@@ -468,25 +768,13 @@ void SFX(fc_max_pool2d_backward)(const T *dy, const T *x, T *dx, const fc_pool2d
                 ptrdiff_t i = 0;
 #if FC_POOL_VECTORS
                 /* The same two passes as below, the window maximum held in a register. */
-                for (; i + LANES <= C; i += LANES) {
-                    VT target = SFX(vld)(xn + (r0 * W + c0) * C + i);
-                    for (ptrdiff_t r = r0; r < r1; r++)
-                        for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++)
-                            target = SFX(vmax)(target, SFX(vld)(xn + (r * W + col) * C + i));
-                    const VT grad = SFX(vld)(dy_px + i), retired = SFX(vsplat)((T)NAN);
-                    for (ptrdiff_t r = r0; r < s1; r++) {
-                        for (ptrdiff_t col = c0; col < c1; col++) {
-                            const ptrdiff_t off = (r * W + col) * C + i;
-                            const VM hit = (VM)(SFX(vld)(xn + off) == target);
-                            target = SFX(vsel)(hit, retired, target);
-                            if (r < s0) continue;
-                            if (disjoint)
-                                SFX(vst)(dxn + off, SFX(vkeep)(hit, grad));
-                            else
-                                SFX(vst)(dxn + off, SFX(vld)(dxn + off) + SFX(vkeep)(hit, grad));
-                        }
-                    }
-                }
+                for (; i + LANES <= C; i += LANES)
+                    SFX(max_backward_window_v)(xn + i, dxn + i, dy_px + i, W, C, r0, r1, c0, c1,
+                                               s0, s1, disjoint, LANES);
+                if (i < C)
+                    SFX(max_backward_window_v)(xn + i, dxn + i, dy_px + i, W, C, r0, r1, c0, c1,
+                                               s0, s1, disjoint, C - i);
+                i = C;
 #endif
                 for (ptrdiff_t cb = i; cb < C; cb += FC_POOL_CHANNEL_BLOCK) {
                     const ptrdiff_t nc = fc_min_pd(FC_POOL_CHANNEL_BLOCK, C - cb);
@@ -541,25 +829,14 @@ void SFX(fc_max_pool2d_forward_argmax)(const T *x, T *out, unsigned char *argmax
             const ptrdiff_t o = (item * OW + ow) * C;
             ptrdiff_t i = 0;
 #if FC_POOL_VECTORS
-            for (; i + LANES <= C; i += LANES) {
-                const T *xn = x + n * H * W * C + i;
-                const VM none = (VM){0} + FC_POOL_NO_ARGMAX;
-                VT best = SFX(vld)(xn + (r0 * W + c0) * C);
-                VM t0 = (VM){0} + (int)((r0 - top) * g->pool_w + (c0 - left));
-                VM nan = (VM)(best != best);
-                VM where = (none & nan) | (t0 & ~nan);
-                for (ptrdiff_t r = r0; r < r1; r++)
-                    for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++) {
-                        const VT v = SFX(vld)(xn + (r * W + col) * C);
-                        const VM tap = (VM){0} + (int)((r - top) * g->pool_w + (col - left));
-                        const VM gt = (VM)(v > best);
-                        nan = (VM)(v != v);
-                        best = SFX(vsel)(gt | nan, v, best);
-                        where = (tap & gt) | (((none & nan) | (where & ~nan)) & ~gt);
-                    }
-                SFX(vst)(out + o + i, best);
-                SFX(vst_bytes)(argmax + o + i, where);
-            }
+            const T *ximg = x + n * H * W * C;
+            for (; i + LANES <= C; i += LANES)
+                SFX(argmax_window_v)(ximg + i, out + o + i, argmax + o + i, W, C, r0, r1, c0, c1,
+                                     top, left, g->pool_w, LANES);
+            if (i < C)
+                SFX(argmax_window_v)(ximg + i, out + o + i, argmax + o + i, W, C, r0, r1, c0, c1,
+                                     top, left, g->pool_w, C - i);
+            i = C;
 #endif
             for (ptrdiff_t cb = i; cb < C; cb += FC_POOL_CHANNEL_BLOCK) {
                 const ptrdiff_t nc = fc_min_pd(FC_POOL_CHANNEL_BLOCK, C - cb);
@@ -619,15 +896,13 @@ static void SFX(fc_max_pool2d_backward_argmax_disjoint)(const T *dy, const unsig
             fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, W, &c0, &c1);
             ptrdiff_t i = 0;
 #if FC_POOL_VECTORS
-            for (; i + LANES <= C; i += LANES) {
-                const VM where = SFX(vld_bytes)(argmax + o + i);
-                const VT grad = SFX(vld)(dy + o + i);
-                for (ptrdiff_t r = r0; r < r1; r++)
-                    for (ptrdiff_t col = c0; col < c1; col++) {
-                        const int tap = (int)((r - top) * g->pool_w + (col - left));
-                        SFX(vst)(dxn + (r * W + col) * C + i, SFX(vkeep)((VM)(where == tap), grad));
-                    }
-            }
+            for (; i + LANES <= C; i += LANES)
+                SFX(argmax_assign_window_v)(argmax + o + i, dy + o + i, dxn + i, W, C, r0, r1, c0,
+                                            c1, top, left, g->pool_w, LANES);
+            if (i < C)
+                SFX(argmax_assign_window_v)(argmax + o + i, dy + o + i, dxn + i, W, C, r0, r1, c0,
+                                            c1, top, left, g->pool_w, C - i);
+            i = C;
 #endif
             if (i == C) continue;
             for (ptrdiff_t r = r0; r < r1; r++)
@@ -671,20 +946,22 @@ void SFX(fc_max_pool2d_backward_argmax)(const T *dy, const unsigned char *argmax
             }
             ptrdiff_t i = 0;
 #if FC_POOL_VECTORS
-            for (; i + LANES <= C; i += LANES) {
+            for (; i < C; i += LANES) {
+                const ptrdiff_t nl = fc_min_pd(LANES, C - i); /* a pixel's gather: few taps */
                 VT acc = SFX(vsplat)((T)0);
                 for (ptrdiff_t oh = oh_lo; oh <= oh_hi; oh++) {
                     const int row_tap = (int)((r - (oh * g->stride_h - g->pad_top)) * g->pool_w);
                     for (ptrdiff_t ow = ow_lo; ow <= ow_hi; ow++) {
                         const int tap = row_tap + (int)(col - (ow * g->stride_w - g->pad_left));
                         const ptrdiff_t o = ((n * OH + oh) * OW + ow) * C + i;
-                        const VM hit = (VM)(SFX(vld_bytes)(argmax + o) == tap);
-                        const VT add = SFX(vkeep)(hit, SFX(vld)(dy + o));
+                        const VM hit = (VM)(SFX(vld_bytes_n)(argmax + o, nl) == tap);
+                        const VT add = SFX(vkeep)(hit, SFX(vld_n)(dy + o, nl));
                         acc = disjoint ? add : acc + add; /* assigned as in the scalar loops */
                     }
                 }
-                SFX(vst)(d + i, acc);
+                SFX(vst_n)(d + i, acc, nl);
             }
+            i = C;
 #endif
             if (i == C) continue;
             d += i;
@@ -710,6 +987,10 @@ void SFX(fc_avg_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
 {
     const ptrdiff_t H = g->h, W = g->w, C = g->c, OH = g->out_h, OW = g->out_w;
     const ptrdiff_t items = g->n * OH;
+#if FC_POOL_MULTI
+    const SFX(fc_multi_plan) multi = SFX(fc_plan_multi)(g);
+    const T *const x_end = x + g->n * H * W * C;
+#endif
     num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
     const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
     (void)num_threads;
@@ -727,19 +1008,26 @@ void SFX(fc_avg_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
             fc_window_span(oh, g->stride_h, g->pad_top, g->pool_h, H, &r0, &r1);
             for (ptrdiff_t ow = 0; ow < OW; ow++) {
                 ptrdiff_t c0, c1;
-                fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, W, &c0, &c1);
                 T *o = out + (item * OW + ow) * C;
                 const T *xn = x + n * H * W * C;
+#if FC_POOL_MULTI
+                if (multi.windows && ow >= multi.w_lo && ow + multi.windows <= multi.w_hi) {
+                    const T *px = xn + (r0 * W + ow * g->stride_w - g->pad_left) * C;
+                    if (px + (r1 - r0 - 1) * W * C + 2 * LANES <= x_end) { /* loads stay inside x */
+                        SFX(avg_windows_multi)(px, o, W, C, r1 - r0, g->pool_w, &multi);
+                        ow += multi.windows - 1;
+                        continue;
+                    }
+                }
+#endif
+                fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, W, &c0, &c1);
                 const T count = (T)((r1 - r0) * (c1 - c0));
                 ptrdiff_t i = 0;
 #if FC_POOL_VECTORS
-                for (; i + LANES <= C; i += LANES) {
-                    VT acc = SFX(vld)(xn + (r0 * W + c0) * C + i);
-                    for (ptrdiff_t r = r0; r < r1; r++)
-                        for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++)
-                            acc += SFX(vld)(xn + (r * W + col) * C + i);
-                    SFX(vst)(o + i, acc / count);
-                }
+                for (; i + LANES <= C; i += LANES)
+                    SFX(avg_window_v)(xn + i, o + i, W, C, r0, r1, c0, c1, LANES);
+                if (i < C) SFX(avg_window_v)(xn + i, o + i, W, C, r0, r1, c0, c1, C - i);
+                i = C;
 #endif
                 if (i < C) {
                     SFX(fc_copy)(o + i, xn + (r0 * W + c0) * C + i, C - i);
@@ -761,6 +1049,9 @@ void SFX(fc_avg_pool2d_backward)(const T *dy, T *dx, const fc_pool2d_geometry *g
     const ptrdiff_t items = g->n * plan.bands;
     const int disjoint = g->pool_h <= g->stride_h && g->pool_w <= g->stride_w;
     const ptrdiff_t reach = disjoint ? 0 : (g->pool_h + g->stride_h - 1) / g->stride_h;
+#if FC_POOL_MULTI
+    const SFX(fc_multi_plan) multi = SFX(fc_plan_multi)(g);
+#endif
     num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
     const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
     (void)num_threads;
@@ -790,10 +1081,30 @@ void SFX(fc_avg_pool2d_backward)(const T *dy, T *dx, const fc_pool2d_geometry *g
                 SFX(fc_prepare_rows)(dxn, g, disjoint, &ready, s0, s1);
                 for (ptrdiff_t ow = 0; ow < OW; ow++) {
                     ptrdiff_t c0, c1;
+                    const T *dy_px = dy + ((n * OH + o) * OW + ow) * C;
+#if FC_POOL_MULTI
+                    if (multi.bwd_windows && ow >= multi.w_lo &&
+                        ow + multi.bwd_windows <= multi.w_hi) {
+                        T *dxp = dxn + (s0 * W + ow * g->stride_w - g->pad_left) * C;
+                        SFX(avg_backward_windows_multi)(dy_px, dxp, W, C, s1 - s0,
+                                                        (r1 - r0) * g->pool_w, &multi);
+                        ow += multi.bwd_windows - 1;
+                        continue;
+                    }
+#endif
                     fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, W, &c0, &c1);
                     const T count = (T)((r1 - r0) * (c1 - c0));
-                    const T *dy_px = dy + ((n * OH + o) * OW + ow) * C;
-                    for (ptrdiff_t cb = 0; cb < C; cb += FC_POOL_CHANNEL_BLOCK) {
+                    ptrdiff_t i = 0;
+#if FC_POOL_VECTORS
+                    for (; i + LANES <= C; i += LANES)
+                        SFX(avg_backward_window_v)(dy_px + i, dxn + i, W, C, s0, s1, c0, c1,
+                                                   (r1 - r0) * (c1 - c0), disjoint, LANES);
+                    if (i < C)
+                        SFX(avg_backward_window_v)(dy_px + i, dxn + i, W, C, s0, s1, c0, c1,
+                                                   (r1 - r0) * (c1 - c0), disjoint, C - i);
+                    i = C;
+#endif
+                    for (ptrdiff_t cb = i; cb < C; cb += FC_POOL_CHANNEL_BLOCK) {
                         const ptrdiff_t nc = fc_min_pd(FC_POOL_CHANNEL_BLOCK, C - cb);
                         /* dy / count in T, exactly as the reference computes the share. */
                         for (ptrdiff_t i = 0; i < nc; i++) share[i] = dy_px[cb + i] / count;
