@@ -41,6 +41,9 @@ def main(argv=None):
     for i, layer in enumerate(model.layers):
         layer.forward = timed((i, layer.name, "fwd"), layer.forward)
         layer.backward = timed((i, layer.name, "bwd"), layer.backward)
+        if hasattr(layer, "_forward_relu"):  # BatchNormalization fused with the ReLU after it
+            layer._forward_relu = timed((i, layer.name, "fwd+relu"), layer._forward_relu)
+            layer._backward_relu = timed((i, layer.name, "bwd+relu"), layer._backward_relu)
     model.train_on_batch(x, y)
     model.optimizer.apply_gradients = timed((99, "optimizer", "apply"), model.optimizer.apply_gradients)
     loss_fn = model.loss.value_and_gradient

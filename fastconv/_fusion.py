@@ -132,7 +132,7 @@ def run_training_forward(layers, x, plan):
     i = 0
     while i < len(layers):
         if i in plan:
-            x = layers[i].forward_relu(x, layers[i + 1], training=True)
+            x = layers[i]._forward_relu(x, layers[i + 1], training=True)
             i += 2
         else:
             x = layers[i].forward(x, training=True)
@@ -143,11 +143,11 @@ def run_training_forward(layers, x, plan):
 def run_training_backward(layers, first, grad, plan):
     """`grad = layer.backward(grad)` from the last layer down to `layers[first]` after
     `run_training_forward` with the same plan: a fused pair's ReLU is skipped and its batch
-    norm takes the ReLU's output gradient (`backward_relu`). Returns the last gradient."""
+    norm takes the ReLU's output gradient (`_backward_relu`). Returns the last gradient."""
     i = len(layers) - 1
     while i >= first:
         if i - 1 in plan and i - 1 >= first:
-            grad = layers[i - 1].backward_relu(grad)
+            grad = layers[i - 1]._backward_relu(grad)
             i -= 2
         else:
             grad = layers[i].backward(grad)
@@ -177,7 +177,7 @@ def run_inference(layers, x):
                 x = _relu_in_place(layers[i], x)
                 i += 1
         elif ENABLED and i + 1 < len(layers) and _bn_relu_fusable(layers[i], layers[i + 1]):
-            x = layers[i].forward_relu(x, layers[i + 1], training=False)
+            x = layers[i]._forward_relu(x, layers[i + 1], training=False)
             i += 2
         else:
             x = layers[i].forward(x, training=False)

@@ -307,7 +307,7 @@ def test_fused_layer_backward_matches_finite_differences(frozen):
 
     def forward(xv):
         moving = [bn.moving_mean.copy(), bn.moving_variance.copy()]
-        y = bn.forward_relu(xv, relu, training=True)
+        y = bn._forward_relu(xv, relu, training=True)
         bn.moving_mean[...], bn.moving_variance[...] = moving  # keep the statistics fixed
         return y
 
@@ -315,7 +315,7 @@ def test_fused_layer_backward_matches_finite_differences(frozen):
     assert np.abs(z).min() > 1e-3  # away from the kink
     y = forward(x)
     assert (y == 0).any() and (y > 0).any()  # the mask matters
-    dx = bn.backward_relu(w)
+    dx = bn._backward_relu(w)
     grads = bn.get_gradients()
 
     def numeric(value, f, h=1e-6):
@@ -341,9 +341,9 @@ def test_backward_relu_needs_a_fused_training_forward():
     bn, relu = L.BatchNormalization(), L.ReLU()
     x = np.ones((2, 3), np.float32)
     bn.forward(x, training=True)
-    with pytest.raises(RuntimeError, match="forward_relu"):
-        bn.backward_relu(np.ones((2, 3), np.float32))
+    with pytest.raises(RuntimeError, match="_forward_relu"):
+        bn._backward_relu(np.ones((2, 3), np.float32))
     relu.build((3,))
-    bn.forward_relu(x, relu, training=True)
+    bn._forward_relu(x, relu, training=True)
     with pytest.raises(ValueError, match="dy"):
-        bn.backward_relu(np.ones((2, 4), np.float32))
+        bn._backward_relu(np.ones((2, 4), np.float32))

@@ -144,7 +144,7 @@ class BatchNormalization(Layer):
         kind = self._cache[0]
         if kind == "moving":
             return self._from_channels_last(dy * self._cache[1])
-        if kind == "moving_relu":  # after forward_relu: this layer's own gradient
+        if kind == "moving_relu":  # after _forward_relu: this layer's own gradient
             _, x, gamma, _ = self._cache
             factor = gamma / np.sqrt(self.moving_variance + self.epsilon)
             return self._from_channels_last(dy * factor.astype(self.dtype))
@@ -160,13 +160,13 @@ class BatchNormalization(Layer):
             self._grads["beta"] = dbeta
 
     # -- fused with a following ReLU (fastconv._fusion plans it; channels-last input only) ------
-    def forward_relu(self, x, relu, training):
+    def _forward_relu(self, x, relu, training):
         """`relu.forward(self.forward(x, training), training)` in one pass over the activations.
 
         `relu` is a plain ReLU layer of this layer's dtype (fastconv._fusion checks that) and
         this layer is channels-last. Outputs, moving statistics and gradients (through
-        `backward_relu`) are those of the two layers run in turn, bit for bit. In training the
-        ReLU keeps no cache of its own: the pair's backward is `backward_relu`, and
+        `_backward_relu`) are those of the two layers run in turn, bit for bit. In training the
+        ReLU keeps no cache of its own: the pair's backward is `_backward_relu`, and
         `relu.backward` on its own raises as after an inference pass.
 
         Args:
@@ -194,8 +194,8 @@ class BatchNormalization(Layer):
         relu._output_shape_seen = y.shape
         return y
 
-    def backward_relu(self, dy):
-        """Gradient with respect to this layer's input of relu(this layer) after `forward_relu`
+    def _backward_relu(self, dy):
+        """Gradient with respect to this layer's input of relu(this layer) after `_forward_relu`
         in training; fills this layer's gradients as `backward` does.
 
         Args:
@@ -204,8 +204,8 @@ class BatchNormalization(Layer):
         if (not getattr(self, "_forward_training", False) or self._cache is None
                 or self._cache[0] not in ("batch_relu", "moving_relu")):
             raise RuntimeError(
-                f"Layer {self.name!r}: backward_relu() needs a preceding "
-                "forward_relu(x, relu, training=True)."
+                f"Layer {self.name!r}: _backward_relu() needs a preceding "
+                "_forward_relu(x, relu, training=True)."
             )
         dy = V.as_float_array(dy, "dy", self.dtype)
         if dy.shape != self._output_shape_seen:
