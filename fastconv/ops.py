@@ -91,15 +91,60 @@ def conv2d_backward(dy, x, kernel, strides=1, padding="valid", dilation_rate=1, 
     return dx, dkernel if need_kernel_grad else None, dbias
 
 
+# -- pooling -----------------------------------------------------------------------------------
+# Layers call these a few times per training step with the same, already normalised arguments
+# (tuples of Python ints, a lowercase str): the geometry of such calls is kept here under a
+# plain key, which costs less than the typed key of V.pool_geometry's cache (and the checks
+# of V.check_input_shape). Any other argument (numpy ints, lists, floats, ...) takes the full
+# path, so results and errors are those of fastconv._validation.
+_POOL_GEOMETRIES = {}
+
+
+def _plain_ints(values, count):
+    return type(values) is tuple and len(values) == count and all(type(v) is int for v in values)
+
+
+def _pool_geometry(shape, pool_size, strides, padding):
+    """V.pool_geometry(shape, ...) for a validated shape (a tuple of positive Python ints)."""
+    key = (shape, pool_size, strides, padding)
+    if (type(padding) is str and _plain_ints(pool_size, 2)
+            and (strides is None or _plain_ints(strides, 2))):
+        geo = _POOL_GEOMETRIES.get(key)
+        if geo is None:
+            geo = V.pool_geometry(shape, pool_size, strides, padding)  # raises if invalid
+            if len(_POOL_GEOMETRIES) >= 256:
+                _POOL_GEOMETRIES.clear()
+            _POOL_GEOMETRIES[key] = geo
+        return geo
+    return V.pool_geometry(shape, pool_size, strides, padding)
+
+
+def _check_pool2d(x, pool_size, strides, padding):
+    """V.check_pool2d, with the geometry from _pool_geometry."""
+    x = V.as_float_array(x, "x")
+    V.check_rank(x, 4, "x", "(batch, height, width, channels)")
+    if 0 in x.shape:  # V's message for empty axes
+        return V.check_pool2d(x, pool_size, strides, padding)
+    return x, _pool_geometry(x.shape, pool_size, strides, padding)
+
+
+def _input_shape(input_shape):
+    """V.check_input_shape(input_shape, 4), without per-item ABC checks when it is a tuple of
+    four positive Python ints (e.g. an array's .shape)."""
+    if _plain_ints(input_shape, 4) and min(input_shape) >= 1:
+        return input_shape
+    return V.check_input_shape(input_shape, 4)
+
+
 def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid"):
-    x, geo = V.check_pool2d(x, pool_size, strides, padding)
+    x, geo = _check_pool2d(x, pool_size, strides, padding)
     out = np.empty(geo.output_shape + (geo.c,), dtype=x.dtype)
     _pool.max_pool2d_forward(_c(x), out, (geo.kh, geo.kw), geo.strides, _pads(geo), get_num_threads())
     return out
 
 
 def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
-    x, geo = V.check_pool2d(x, pool_size, strides, padding)
+    x, geo = _check_pool2d(x, pool_size, strides, padding)
     dy = V.check_grad_output(dy, geo.output_shape + (geo.c,), x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype)
     _pool.max_pool2d_backward(_c(dy), _c(x), dx, (geo.kh, geo.kw), geo.strides, _pads(geo),
@@ -110,7 +155,7 @@ def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
 def max_pool2d_forward_with_argmax(x, pool_size=2, strides=None, padding="valid"):
     """Return (y, argmax): max pooling and, per output, its window's first maximum as a uint8
     tap index (see `fastconv.reference.max_pool2d_forward_with_argmax`)."""
-    x, geo = V.check_pool2d(x, pool_size, strides, padding)
+    x, geo = _check_pool2d(x, pool_size, strides, padding)
     _pool_ref.check_argmax_window(geo)
     out = np.empty(geo.output_shape + (geo.c,), dtype=x.dtype)
     argmax = np.empty(out.shape, dtype=np.uint8)
@@ -123,9 +168,9 @@ def max_pool2d_backward_from_argmax(dy, argmax, input_shape, pool_size=2, stride
                                     padding="valid", dtype=None):
     """Gradient of max pooling from the argmax `max_pool2d_forward_with_argmax` returned:
     reads dy and one byte per output instead of the input x."""
-    shape = V.check_input_shape(input_shape, 4)
+    shape = _input_shape(input_shape)
     dy = V.as_float_array(dy, "dy", dtype)
-    geo = V.pool_geometry(shape, pool_size, strides, padding)
+    geo = _pool_geometry(shape, pool_size, strides, padding)
     _pool_ref.check_argmax_window(geo)
     dy = V.check_grad_output(dy, geo.output_shape + (geo.c,), dy.dtype)
     _pool_ref.check_argmax(argmax, dy.shape)
@@ -136,16 +181,16 @@ def max_pool2d_backward_from_argmax(dy, argmax, input_shape, pool_size=2, stride
 
 
 def avg_pool2d_forward(x, pool_size=2, strides=None, padding="valid"):
-    x, geo = V.check_pool2d(x, pool_size, strides, padding)
+    x, geo = _check_pool2d(x, pool_size, strides, padding)
     out = np.empty(geo.output_shape + (geo.c,), dtype=x.dtype)
     _pool.avg_pool2d_forward(_c(x), out, (geo.kh, geo.kw), geo.strides, _pads(geo), get_num_threads())
     return out
 
 
 def avg_pool2d_backward(dy, input_shape, pool_size=2, strides=None, padding="valid", dtype=None):
-    shape = V.check_input_shape(input_shape, 4)
+    shape = _input_shape(input_shape)
     dy = V.as_float_array(dy, "dy", dtype)
-    geo = V.pool_geometry(shape, pool_size, strides, padding)
+    geo = _pool_geometry(shape, pool_size, strides, padding)
     dy = V.check_grad_output(dy, geo.output_shape + (geo.c,), dy.dtype)
     dx = np.empty(shape, dtype=dy.dtype)
     _pool.avg_pool2d_backward(_c(dy), dx, (geo.kh, geo.kw), geo.strides, _pads(geo), get_num_threads())
@@ -164,7 +209,7 @@ def global_avg_pool2d_forward(x):
 
 
 def global_avg_pool2d_backward(dy, input_shape, dtype=None):
-    n, h, w, c = V.check_input_shape(input_shape, 4)
+    n, h, w, c = _input_shape(input_shape)
     dy = V.check_grad_output(V.as_float_array(dy, "dy", dtype), (n, c), dtype)
     dx = np.empty((n, h, w, c), dtype=dy.dtype)
     _pool.global_avg_pool2d_backward(_c(dy), dx, get_num_threads())
