@@ -63,23 +63,31 @@ _TWO_TO_32 = 1 << 32
 
 
 cdef cnp.ndarray _array(a, str name, dtype=None, tuple shape=None, bint output=False):
-    """Check one array argument; `dtype=None` means: float32 or float64 (the reference dtype)."""
+    """Check one array argument; `dtype=None` means: float32 or float64 (the reference dtype).
+
+    The flags and the dtype are read through NumPy's C API: the optimizer calls these
+    kernels once per parameter per step, mostly on small arrays, where Python attribute
+    access (a.flags builds an object) cost more than the kernel."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"`{name}` must be a numpy.ndarray; received {type(a).__name__}.")
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    # An array's dtype is usually the very object np.dtype(np.float32) returns; equality
+    # (byte order included) decides otherwise.
+    descr = <object>cnp.PyArray_DESCR(arr)
     if dtype is None:
-        if a.dtype != _FLOAT32 and a.dtype != _FLOAT64:
+        if descr is not _FLOAT32 and descr is not _FLOAT64 and descr != _FLOAT32 and descr != _FLOAT64:
             raise TypeError(f"`{name}` must have dtype float32 or float64; received dtype {a.dtype}.")
-    elif a.dtype != dtype:
+    elif descr is not dtype and descr != dtype:
         raise ValueError(f"`{name}` must have dtype {dtype} (as the other arrays); "
                          f"received dtype {a.dtype}.")
     if shape is not None and a.shape != shape:
         raise ValueError(f"`{name}` must have shape {shape} (as the other arrays); "
                          f"received {a.shape}.")
-    if not a.flags.c_contiguous:
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
         raise ValueError(f"`{name}` must be C-contiguous.")
-    if output and not a.flags.writeable:
+    if output and not cnp.PyArray_ISWRITEABLE(arr):
         raise ValueError(f"`{name}` (an output) must be writeable.")
-    return <cnp.ndarray>a
+    return arr
 
 
 cdef bint _overlap(cnp.ndarray a, cnp.ndarray b):
