@@ -79,23 +79,30 @@ _FLOAT64 = np.dtype(np.float64)
 _MAX_THREADS = 512
 
 
-def _array(a, str name, int ndim, dtype=None, bint output=False):
-    """Check one array argument; `dtype=None` means: float32 or float64 (the reference dtype)."""
+cdef object _array(a, str name, int ndim, dtype=None, bint output=False):
+    """Check one array argument; `dtype=None` means: float32 or float64 (the reference dtype).
+
+    Dtype and flags are read through NumPy's C API (a.flags builds an object per access):
+    a training step calls these kernels several times on small arrays."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"`{name}` must be a numpy.ndarray; received {type(a).__name__}.")
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    # An array's dtype is usually the very object np.dtype(np.float32) returns; equality
+    # (byte order included) decides otherwise.
+    descr = <object>cnp.PyArray_DESCR(arr)
     if dtype is None:
-        if a.dtype != _FLOAT32 and a.dtype != _FLOAT64:
+        if descr is not _FLOAT32 and descr is not _FLOAT64 and descr != _FLOAT32 and descr != _FLOAT64:
             raise TypeError(f"`{name}` must have dtype float32 or float64; received dtype {a.dtype}.")
-    elif a.dtype != dtype:
+    elif descr is not dtype and descr != dtype:
         raise ValueError(f"`{name}` must have the same dtype as the other arrays ({dtype}); "
                          f"received dtype {a.dtype}.")
-    if a.ndim != ndim:
+    if cnp.PyArray_NDIM(arr) != ndim:
         raise ValueError(f"`{name}` must be a {ndim}-D array; received shape {a.shape}.")
-    if not a.flags.c_contiguous:
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
         raise ValueError(f"`{name}` must be C-contiguous.")
-    if a.size == 0:
+    if cnp.PyArray_SIZE(arr) == 0:
         raise ValueError(f"`{name}` must not have empty axes; received shape {a.shape}.")
-    if output and not a.flags.writeable:
+    if output and not cnp.PyArray_ISWRITEABLE(arr):
         raise ValueError(f"`{name}` (an output) must be writeable.")
     return a
 
@@ -116,6 +123,12 @@ def _separate(out, str out_name, inputs):
 
 def _ints(value, str name, int count, int minimum):
     """A tuple of `count` Python ints >= minimum."""
+    if type(value) is tuple and len(value) == count:  # the usual call: plain ints, no copies
+        for v in value:
+            if type(v) is not int or v < minimum:
+                break
+        else:
+            return value
     try:
         items = tuple(value)
     except TypeError:
