@@ -290,6 +290,38 @@ def test_bit_identical_for_any_thread_count(case, dtype):
     _close(results[0][0], ref.conv2d_forward(x, k, b, **kw), dtype)
 
 
+TILE_CASES = [
+    ((2, 9, 7, 5), (3, 3, 5, 64), 1, "same", 1, 1),       # 64 filters: broad tiles
+    ((1, 6, 5, 70), (3, 3, 70, 130), 1, "same", 1, 1),    # 130 filters: broad + a masked tail
+    ((3, 5, 6, 40), (1, 1, 40, 128), 1, "valid", 1, 1),   # 1x1 (direct rows, dW too)
+    ((2, 8, 8, 12), (3, 3, 12, 32), 2, "same", 1, 1),     # float64 broad = 32 columns
+    ((2, 12, 11, 1), (5, 5, 1, 6), 1, "same", 1, 1),      # narrow tiles
+    ((2, 7, 9, 5), (3, 3, 5, 37), 1, "same", 1, 1),       # wide tiles
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", TILE_CASES, ids=[f"x{c[0]}-k{c[1]}" for c in TILE_CASES])
+def test_tile_sets_give_identical_results(case, dtype):
+    """Narrow, wide and broad GEMM tiles compute every element in the same order."""
+    x, k, b = _data(case, dtype, seed=3)
+    kw = _kwargs(case)
+    dy = np.random.default_rng(4).standard_normal(ref.conv2d_forward(x, k, **kw).shape).astype(dtype)
+    results = []
+    try:
+        for narrow, broad in ((True, True), (False, False), (True, False), (False, True)):
+            core._set_tile_sets(narrow, broad)
+            results.append((ops.conv2d_forward(x, k, b, **kw),) + ops.conv2d_backward(dy, x, k, **kw))
+    finally:
+        core._set_tile_sets(True, True)
+    for other in results[1:]:
+        for a, c in zip(results[0], other):
+            np.testing.assert_array_equal(a, c)
+    want = (ref.conv2d_forward(x, k, b, **kw),) + ref.conv2d_backward(dy, x, k, **kw)
+    for got, exp in zip(results[0], want):
+        _close(got, exp, dtype)
+
+
 ISA_SCRIPT = textwrap.dedent(
     """
     import sys
@@ -306,7 +338,9 @@ ISA_SCRIPT = textwrap.dedent(
              ((2, 6, 6, 300), (3, 3, 300, 9), 1, "same", 1, 1),
              ((2, 12, 11, 1), (5, 5, 1, 6), 1, "same", 1, 1),
              ((2, 12, 11, 3), (3, 3, 3, 6), 2, ((4, 1), (5, 2)), 1, 1),
-             ((1, 30, 40, 3), (11, 11, 3, 16), 4, 2, 1, 1)]
+             ((1, 30, 40, 3), (11, 11, 3, 16), 4, 2, 1, 1),
+             ((2, 7, 6, 9), (3, 3, 9, 64), 1, "same", 1, 1),
+             ((2, 5, 4, 33), (1, 1, 33, 130), 1, "valid", 1, 1)]
     for dtype, rtol in ((np.float32, 1e-4), (np.float64, 1e-10)):
         for xs, ks, s, p, d, g in cases:
             kw = dict(strides=s, padding=p, dilation_rate=d, groups=g)

@@ -71,6 +71,15 @@ static void fc_free(void *p)
     if (p != NULL) free(((void **)p)[-1]);
 }
 
+static int tile_sets = FC_TILES_ALL;
+
+int fc_conv2d_set_tile_sets(int mask)
+{
+    const int previous = tile_sets;
+    tile_sets = mask & FC_TILES_ALL;
+    return previous;
+}
+
 static ptrdiff_t ceil_div(ptrdiff_t a, ptrdiff_t b) { return (a + b - 1) / b; }
 static ptrdiff_t round_up(ptrdiff_t a, ptrdiff_t b) { return ceil_div(a, b) * b; }
 static ptrdiff_t min_pd(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }

@@ -28,4 +28,10 @@ FC_DECLARE_CONV2D(float, f32)
 FC_DECLARE_CONV2D(double, f64)
 #undef FC_DECLARE_CONV2D
 
+/* Which GEMM tile sets besides the wide one the drivers may choose (bit mask; default all).
+ * The results are the same with any mask: tests and benchmarks compare the sets with it.
+ * Set it only while no convolution runs. Returns the previous mask. */
+enum { FC_TILES_NARROW = 1, FC_TILES_BROAD = 2, FC_TILES_ALL = 3 };
+int fc_conv2d_set_tile_sets(int mask);
+
 #endif /* FASTCONV_CONV2D_H */

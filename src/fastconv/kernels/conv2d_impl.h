@@ -308,23 +308,31 @@ static void FC_FN(unpad_row)(const fc_conv2d_params *p, const FC_T *src, ptrdiff
     for (ptrdiff_t e = iw1 * c; e < p->w * c; e++) dst[e] = 0;
 }
 
-/* The microkernels of one GEMM: the table's wide set, or its narrow set (one vector of
- * columns, more rows) when the GEMM has at most that many columns, where a wide tile would
- * mostly multiply padding. Either set gives the same result for each element. */
+/* The microkernels of one GEMM: the table's wide set; its narrow set (one vector of columns,
+ * more rows) when the GEMM has at most that many columns, where a wide tile would mostly
+ * multiply padding; its broad set (more columns, fewer rows) when the GEMM's columns fill
+ * broad panels as well as wide ones and the reduction is short (`broad_ok`: measured faster
+ * for <= 128 channels, slower for 256). Every set gives the same result for each element. */
 typedef struct {
     int mr, nr;
     FC_CI_CAT(FC_CI_CAT(fc_gemm, FC_SFX), fn) rowa, cola;
     FC_CI_CAT(FC_CI_CAT(fc_gemm_ind, FC_SFX), fn) ind;
 } FC_FN(gemm_set);
 
-static FC_FN(gemm_set) FC_FN(pick_gemm)(const fc_kernel_table *kt, ptrdiff_t columns)
+static FC_FN(gemm_set) FC_FN(pick_gemm)(const fc_kernel_table *kt, ptrdiff_t columns, int broad_ok)
 {
     FC_FN(gemm_set) set = {FC_KT(kt, mr), FC_KT(kt, nr), FC_KT(kt, gemm_rowa), FC_KT(kt, gemm_cola),
                            FC_KT(kt, gemm_ind)};
-    if (FC_KT(kt, nr_n) < set.nr && columns <= FC_KT(kt, nr_n)) {
+    const ptrdiff_t nr_b = FC_KT(kt, nr_b);
+    if ((tile_sets & FC_TILES_NARROW) && FC_KT(kt, nr_n) < set.nr && columns <= FC_KT(kt, nr_n)) {
         FC_FN(gemm_set) narrow = {FC_KT(kt, mr_n), FC_KT(kt, nr_n), FC_KT(kt, gemm_rowa_n),
                                   FC_KT(kt, gemm_cola_n), FC_KT(kt, gemm_ind_n)};
         set = narrow;
+    } else if ((tile_sets & FC_TILES_BROAD) && broad_ok && nr_b > set.nr &&
+               round_up(columns, nr_b) <= round_up(columns, set.nr)) {
+        FC_FN(gemm_set) broad = {FC_KT(kt, mr_b), FC_KT(kt, nr_b), FC_KT(kt, gemm_rowa_b),
+                                 FC_KT(kt, gemm_cola_b), FC_KT(kt, gemm_ind_b)};
+        set = broad;
     }
     return set;
 }
@@ -337,7 +345,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                                      const FC_T *x, const FC_T *w, int transposed,
                                      const FC_T *bias, FC_T *y, int num_threads)
 {
-    const FC_FN(gemm_set) gs = FC_FN(pick_gemm)(kt, p->f / p->groups);
+    const FC_FN(gemm_set) gs = FC_FN(pick_gemm)(kt, p->f / p->groups, p->c / p->groups <= 128);
     const int mr = gs.mr, nr = gs.nr;
     const ptrdiff_t G = p->groups, cg = p->c / G, fg = p->f / G, F = p->f;
     const ptrdiff_t taps = p->kh * p->kw, K = taps * cg, M = p->n * p->out_h * p->out_w;
@@ -574,7 +582,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
 
     /* mr x nr: the wide kernels (input gradient, dW^T); ws: the K x F weight-gradient GEMM. */
     const int mr = FC_KT(kt, mr), nr = FC_KT(kt, nr);
-    const FC_FN(gemm_set) ws = FC_FN(pick_gemm)(kt, p->f / p->groups);
+    const FC_FN(gemm_set) ws = FC_FN(pick_gemm)(kt, p->f / p->groups, is_pointwise(p));
     const ptrdiff_t G = p->groups, cg = p->c / G, fg = p->f / G, F = p->f;
     const ptrdiff_t K = p->kh * p->kw * cg, M = p->n * p->out_h * p->out_w;
     const ptrdiff_t dw_elems = K * F;

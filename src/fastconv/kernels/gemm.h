@@ -65,6 +65,15 @@ typedef struct {
     fc_gemm_f64_fn gemm_rowa_n_f64, gemm_cola_n_f64;
     fc_gemm_ind_f32_fn gemm_ind_n_f32;
     fc_gemm_ind_f64_fn gemm_ind_n_f64;
+    /* The same three kernels with more vectors of columns and fewer rows, for GEMMs with many
+     * columns (>= 64 filters): each broadcast A value feeds more multiply-adds, and a tile
+     * covers every filter of the layer in one pass over its input rows. A table without such
+     * kernels repeats the wide ones. */
+    int mr_b_f32, nr_b_f32, mr_b_f64, nr_b_f64;
+    fc_gemm_f32_fn gemm_rowa_b_f32, gemm_cola_b_f32;
+    fc_gemm_f64_fn gemm_rowa_b_f64, gemm_cola_b_f64;
+    fc_gemm_ind_f32_fn gemm_ind_b_f32;
+    fc_gemm_ind_f64_fn gemm_ind_b_f64;
     fc_dw_forward_f32_fn dw_forward_f32;
     fc_dw_forward_f64_fn dw_forward_f64;
     fc_dw_backward_data_f32_fn dw_backward_data_f32;
@@ -75,9 +84,10 @@ typedef struct {
 
 /* The table of an ISA file, whose kernels (gemm_simd_impl.h and conv2d_depthwise_impl.h,
  * included once per dtype) carry the usual static names; the narrow kernels are those with
- * suffixes n32 / n64 (f32n / f64n, or f32 / f64 where there are none). */
+ * suffixes n32 / n64 (f32n / f64n, or f32 / f64 where there are none), the broad ones b32 /
+ * b64 likewise. */
 #define FC_KERNEL_TABLE(name, mr_f32, nr_f32, mr_f64, nr_f64, mr_n32, nr_n32, mr_n64, nr_n64,  \
-                        n32, n64)                                                              \
+                        n32, n64, mr_b32, nr_b32, mr_b64, nr_b64, b32, b64)                    \
     {                                                                                           \
         name, mr_f32, nr_f32, mr_f64, nr_f64,                                                   \
         gemm_rowa_f32, gemm_cola_f32, gemm_rowa_f64, gemm_cola_f64,                             \
@@ -85,6 +95,9 @@ typedef struct {
         mr_n32, nr_n32, mr_n64, nr_n64,                                                         \
         gemm_rowa_##n32, gemm_cola_##n32, gemm_rowa_##n64, gemm_cola_##n64,                     \
         gemm_ind_##n32, gemm_ind_##n64,                                                         \
+        mr_b32, nr_b32, mr_b64, nr_b64,                                                         \
+        gemm_rowa_##b32, gemm_cola_##b32, gemm_rowa_##b64, gemm_cola_##b64,                     \
+        gemm_ind_##b32, gemm_ind_##b64,                                                         \
         dw_forward_f32, dw_forward_f64,                                                         \
         dw_backward_data_f32, dw_backward_data_f64,                                             \
         dw_backward_weights_f32, dw_backward_weights_f64,                                       \

@@ -56,7 +56,7 @@ static inline __m256i lanes64(int n)
 #include "gemm_simd_tiles.h"
 
 static const fc_kernel_table avx2_table =
-    FC_KERNEL_TABLE("avx2", 6, 16, 6, 8, 12, 8, 12, 4, f32n, f64n);
+    FC_KERNEL_TABLE("avx2", 6, 16, 6, 8, 12, 8, 12, 4, f32n, f64n, 6, 16, 6, 8, f32, f64);
 
 const fc_kernel_table *fc_kernels_avx2(void) { return &avx2_table; }
 

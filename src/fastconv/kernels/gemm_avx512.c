@@ -1,7 +1,8 @@
 /* AVX-512 kernels (compiled with -mavx512f/vl/bw/dq -mfma; chosen at run time by dispatch.c).
  *
  * float32: 12 x 32 tile (24 zmm accumulators), float64: 12 x 16; narrow kernels for few
- * columns: 24 x 16 and 24 x 8 (24 accumulators). Column tails use masks.
+ * columns: 24 x 16 and 24 x 8, broad kernels for many: 6 x 64 and 6 x 32 (24 accumulators
+ * each). Column tails use masks.
  */
 #include "gemm.h"
 
@@ -24,6 +25,8 @@
 #define FC_TILE_MR 12
 #define FC_TILE_NARROW_SFX f32n
 #define FC_TILE_NARROW_MR 24
+#define FC_TILE_BROAD_SFX f32b
+#define FC_TILE_BROAD_MR 6
 #include "gemm_simd_tiles.h"
 
 /* ---- float64: wide 12 x 16 and narrow 24 x 8 tiles ---- */
@@ -42,10 +45,12 @@
 #define FC_TILE_MR 12
 #define FC_TILE_NARROW_SFX f64n
 #define FC_TILE_NARROW_MR 24
+#define FC_TILE_BROAD_SFX f64b
+#define FC_TILE_BROAD_MR 6
 #include "gemm_simd_tiles.h"
 
 static const fc_kernel_table avx512_table =
-    FC_KERNEL_TABLE("avx512", 12, 32, 12, 16, 24, 16, 24, 8, f32n, f64n);
+    FC_KERNEL_TABLE("avx512", 12, 32, 12, 16, 24, 16, 24, 8, f32n, f64n, 6, 64, 6, 32, f32b, f64b);
 
 const fc_kernel_table *fc_kernels_avx512(void) { return &avx512_table; }
 

@@ -172,6 +172,7 @@ FC_DEFINE_GENERIC_GEMM(double, f64, GENERIC_NR_F64)
 
 static const fc_kernel_table generic_table =
     FC_KERNEL_TABLE("generic", GENERIC_MR, GENERIC_NR_F32, GENERIC_MR, GENERIC_NR_F64,
+                    GENERIC_MR, GENERIC_NR_F32, GENERIC_MR, GENERIC_NR_F64, f32, f64,
                     GENERIC_MR, GENERIC_NR_F32, GENERIC_MR, GENERIC_NR_F64, f32, f64);
 
 const fc_kernel_table *fc_kernels_generic(void) { return &generic_table; }

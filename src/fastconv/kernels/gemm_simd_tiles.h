@@ -3,7 +3,9 @@
  *   wide kernels:   names suffixed FC_TILE_SFX, FC_TILE_MR rows x 2 vectors, plus the
  *                   depthwise kernels;
  *   narrow kernels: names suffixed FC_TILE_NARROW_SFX, FC_TILE_NARROW_MR rows x 1 vector
- *                   (GEMMs with few columns, see gemm.h). */
+ *                   (GEMMs with few columns, see gemm.h);
+ *   broad kernels:  if FC_TILE_BROAD_SFX is defined, names suffixed with it, FC_TILE_BROAD_MR
+ *                   rows x 4 vectors (GEMMs with many columns, see gemm.h). */
 #define FC_SFX FC_TILE_SFX
 #define FC_MR FC_TILE_MR
 #define FC_NV 2
@@ -12,6 +14,16 @@
 #undef FC_SFX
 #undef FC_MR
 #undef FC_NV
+
+#ifdef FC_TILE_BROAD_SFX
+#define FC_SFX FC_TILE_BROAD_SFX
+#define FC_MR FC_TILE_BROAD_MR
+#define FC_NV 4
+#include "gemm_simd_impl.h"
+#undef FC_SFX
+#undef FC_MR
+#undef FC_NV
+#endif
 
 #define FC_SFX FC_TILE_NARROW_SFX
 #define FC_MR FC_TILE_NARROW_MR
@@ -23,3 +35,5 @@
 #undef FC_TILE_MR
 #undef FC_TILE_NARROW_SFX
 #undef FC_TILE_NARROW_MR
+#undef FC_TILE_BROAD_SFX
+#undef FC_TILE_BROAD_MR
