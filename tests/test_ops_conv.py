@@ -310,16 +310,53 @@ def test_tile_sets_give_identical_results(case, dtype):
     results = []
     try:
         for narrow, broad in ((True, True), (False, False), (True, False), (False, True)):
-            core._set_tile_sets(narrow, broad)
+            core._set_paths(narrow, broad, winograd=False)
             results.append((ops.conv2d_forward(x, k, b, **kw),) + ops.conv2d_backward(dy, x, k, **kw))
     finally:
-        core._set_tile_sets(True, True)
+        core._set_paths()
     for other in results[1:]:
         for a, c in zip(results[0], other):
             np.testing.assert_array_equal(a, c)
     want = (ref.conv2d_forward(x, k, b, **kw),) + ref.conv2d_backward(dy, x, k, **kw)
     for got, exp in zip(results[0], want):
         _close(got, exp, dtype)
+
+
+# 3x3 stride-1 layers with >= 16 channels and filters: Winograd F(2x2, 3x3) forward and
+# input gradient (the adjoint is such a layer too).
+WINOGRAD_CASES = [
+    ((2, 7, 9, 16), (3, 3, 16, 16), "same"),           # odd output: partial tiles
+    ((1, 5, 6, 20), (3, 3, 20, 33), "valid"),          # 3x4 output, filter tail
+    ((1, 9, 4, 17), (3, 3, 17, 130), ((2, 0), (1, 3))),  # asymmetric padding
+    ((3, 2, 2, 24), (3, 3, 24, 18), ((1, 1), (1, 1))),  # 2x2 output: one tile per image
+    ((2, 11, 13, 70), (3, 3, 70, 64), "same"),         # several tile blocks, broad tiles
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", WINOGRAD_CASES, ids=[f"x{c[0]}-k{c[1]}" for c in WINOGRAD_CASES])
+def test_winograd_matches_reference_and_direct(case, dtype):
+    x_shape, k_shape, padding = case
+    x, k, b = _data((x_shape, k_shape), dtype, seed=5)
+    kw = dict(strides=1, padding=padding, dilation_rate=1, groups=1)
+    y_ref = ref.conv2d_forward(x, k, b, **kw)
+    dy = np.random.default_rng(6).standard_normal(y_ref.shape).astype(dtype)
+    want = (y_ref,) + ref.conv2d_backward(dy, x, k, **kw)
+    results = {}
+    try:
+        for winograd in (True, False):
+            core._set_paths(winograd=winograd)
+            results[winograd] = ((ops.conv2d_forward(x, k, b, **kw),)
+                                 + ops.conv2d_backward(dy, x, k, **kw))
+    finally:
+        core._set_paths()
+    for name, got, direct, exp in zip(("y", "dx", "dkernel", "dbias"), results[True],
+                                      results[False], want):
+        _close(got, exp, dtype, name)
+        _close(got, direct, dtype, name + " vs direct")
+    # the paths really differ (the transforms round differently): Winograd did run
+    assert not np.array_equal(results[True][0], results[False][0])
+    assert not np.array_equal(results[True][1], results[False][1])
 
 
 ISA_SCRIPT = textwrap.dedent(
@@ -340,7 +377,9 @@ ISA_SCRIPT = textwrap.dedent(
              ((2, 12, 11, 3), (3, 3, 3, 6), 2, ((4, 1), (5, 2)), 1, 1),
              ((1, 30, 40, 3), (11, 11, 3, 16), 4, 2, 1, 1),
              ((2, 7, 6, 9), (3, 3, 9, 64), 1, "same", 1, 1),
-             ((2, 5, 4, 33), (1, 1, 33, 130), 1, "valid", 1, 1)]
+             ((2, 5, 4, 33), (1, 1, 33, 130), 1, "valid", 1, 1),
+             ((2, 7, 9, 17), (3, 3, 17, 33), 1, "same", 1, 1),
+             ((1, 5, 6, 20), (3, 3, 20, 16), 1, "valid", 1, 1)]
     for dtype, rtol in ((np.float32, 1e-4), (np.float64, 1e-10)):
         for xs, ks, s, p, d, g in cases:
             kw = dict(strides=s, padding=p, dilation_rate=d, groups=g)

@@ -37,9 +37,10 @@ cdef extern from "conv2d.h":
     int fc_conv2d_backward_f64(const fc_conv2d_params *p, const double *dy, const double *x,
                                const double *w, double *dx, double *dw, double *db,
                                int num_threads) nogil
-    int FC_TILES_NARROW
-    int FC_TILES_BROAD
-    int fc_conv2d_set_tile_sets(int mask)
+    int FC_PATH_NARROW
+    int FC_PATH_BROAD
+    int FC_PATH_WINOGRAD
+    int fc_conv2d_set_paths(int mask)
 
 cdef extern from "dispatch.h":
     int FC_DISPATCH_OK
@@ -56,12 +57,15 @@ def _check_dispatch():
 _check_dispatch()
 
 
-def _set_tile_sets(narrow=True, broad=True):
-    """Allow (or not) the narrow / broad GEMM tiles besides the wide ones; returns the
-    previous setting as (narrow, broad). For tests and benchmarks: results do not change."""
-    previous = fc_conv2d_set_tile_sets((FC_TILES_NARROW if narrow else 0) |
-                                       (FC_TILES_BROAD if broad else 0))
-    return bool(previous & FC_TILES_NARROW), bool(previous & FC_TILES_BROAD)
+def _set_paths(narrow=True, broad=True, winograd=True):
+    """Allow (or not) the optional kernel paths: narrow / broad GEMM tiles besides the wide
+    ones (results unchanged) and Winograd for 3x3 stride-1 layers (results equal to
+    rounding). For tests and benchmarks; returns the previous setting as a dict."""
+    previous = fc_conv2d_set_paths((FC_PATH_NARROW if narrow else 0) |
+                                   (FC_PATH_BROAD if broad else 0) |
+                                   (FC_PATH_WINOGRAD if winograd else 0))
+    return dict(narrow=bool(previous & FC_PATH_NARROW), broad=bool(previous & FC_PATH_BROAD),
+                winograd=bool(previous & FC_PATH_WINOGRAD))
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 

@@ -71,12 +71,12 @@ static void fc_free(void *p)
     if (p != NULL) free(((void **)p)[-1]);
 }
 
-static int tile_sets = FC_TILES_ALL;
+static int conv_paths = FC_PATH_ALL;
 
-int fc_conv2d_set_tile_sets(int mask)
+int fc_conv2d_set_paths(int mask)
 {
-    const int previous = tile_sets;
-    tile_sets = mask & FC_TILES_ALL;
+    const int previous = conv_paths;
+    conv_paths = mask & FC_PATH_ALL;
     return previous;
 }
 

@@ -28,10 +28,11 @@ FC_DECLARE_CONV2D(float, f32)
 FC_DECLARE_CONV2D(double, f64)
 #undef FC_DECLARE_CONV2D
 
-/* Which GEMM tile sets besides the wide one the drivers may choose (bit mask; default all).
- * The results are the same with any mask: tests and benchmarks compare the sets with it.
- * Set it only while no convolution runs. Returns the previous mask. */
-enum { FC_TILES_NARROW = 1, FC_TILES_BROAD = 2, FC_TILES_ALL = 3 };
-int fc_conv2d_set_tile_sets(int mask);
+/* Which optional paths the drivers may choose (bit mask; default all): the narrow and broad
+ * GEMM tiles besides the wide ones (same results with any of them), and Winograd F(2x2, 3x3)
+ * for 3x3 stride-1 layers (same results to rounding). For tests and benchmarks; set it only
+ * while no convolution runs. Returns the previous mask. */
+enum { FC_PATH_NARROW = 1, FC_PATH_BROAD = 2, FC_PATH_WINOGRAD = 4, FC_PATH_ALL = 7 };
+int fc_conv2d_set_paths(int mask);
 
 #endif /* FASTCONV_CONV2D_H */

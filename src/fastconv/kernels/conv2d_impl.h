@@ -324,11 +324,11 @@ static FC_FN(gemm_set) FC_FN(pick_gemm)(const fc_kernel_table *kt, ptrdiff_t col
     FC_FN(gemm_set) set = {FC_KT(kt, mr), FC_KT(kt, nr), FC_KT(kt, gemm_rowa), FC_KT(kt, gemm_cola),
                            FC_KT(kt, gemm_ind)};
     const ptrdiff_t nr_b = FC_KT(kt, nr_b);
-    if ((tile_sets & FC_TILES_NARROW) && FC_KT(kt, nr_n) < set.nr && columns <= FC_KT(kt, nr_n)) {
+    if ((conv_paths & FC_PATH_NARROW) && FC_KT(kt, nr_n) < set.nr && columns <= FC_KT(kt, nr_n)) {
         FC_FN(gemm_set) narrow = {FC_KT(kt, mr_n), FC_KT(kt, nr_n), FC_KT(kt, gemm_rowa_n),
                                   FC_KT(kt, gemm_cola_n), FC_KT(kt, gemm_ind_n)};
         set = narrow;
-    } else if ((tile_sets & FC_TILES_BROAD) && broad_ok && nr_b > set.nr &&
+    } else if ((conv_paths & FC_PATH_BROAD) && broad_ok && nr_b > set.nr &&
                round_up(columns, nr_b) <= round_up(columns, set.nr)) {
         FC_FN(gemm_set) broad = {FC_KT(kt, mr_b), FC_KT(kt, nr_b), FC_KT(kt, gemm_rowa_b),
                                  FC_KT(kt, gemm_cola_b), FC_KT(kt, gemm_ind_b)};
@@ -492,13 +492,26 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     return FC_CONV_OK;
 }
 
+#include "conv2d_winograd_impl.h"
+
+/* A convolution without groups' special paths: Winograd where it applies (and is allowed),
+ * else the implicit GEMM. Arguments as implicit_gemm_conv. */
+static int FC_FN(gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p, const FC_T *x,
+                            const FC_T *w, int transposed, const FC_T *bias, FC_T *y,
+                            int num_threads)
+{
+    if ((conv_paths & FC_PATH_WINOGRAD) && FC_FN(winograd_applies)(p))
+        return FC_FN(winograd_conv)(kt, p, x, w, transposed, bias, y, num_threads);
+    return FC_FN(implicit_gemm_conv)(kt, p, x, w, transposed, bias, y, num_threads);
+}
+
 int FC_FN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_T *w,
                              const FC_T *bias, FC_T *y, int num_threads)
 {
     const fc_kernel_table *kt = fc_get_kernels();
     if (num_threads < 1) num_threads = 1;
     if (is_depthwise(p)) return FC_FN(depthwise_forward)(kt, p, x, w, bias, y, num_threads);
-    return FC_FN(implicit_gemm_conv)(kt, p, x, w, 0, bias, y, num_threads);
+    return FC_FN(gemm_conv)(kt, p, x, w, 0, bias, y, num_threads);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -801,7 +814,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
         adj.pad_bottom = (p->kh - 1) * p->dil_h - p->pad_bottom;
         adj.pad_left = (p->kw - 1) * p->dil_w - p->pad_left;
         adj.pad_right = (p->kw - 1) * p->dil_w - p->pad_right;
-        return FC_FN(implicit_gemm_conv)(kt, &adj, dy, w, 1, NULL, dx, adjoint_threads);
+        return FC_FN(gemm_conv)(kt, &adj, dy, w, 1, NULL, dx, adjoint_threads);
     }
     return FC_CONV_OK;
 }

@@ -44,7 +44,16 @@
      * to dw (KH*KW x F) and, if db is not NULL, to db (F). */                                 \
     typedef void (*fc_dw_backward_weights_##SFX##_fn)(const fc_conv2d_params *p, const T *x,   \
                                                       const T *dy, T *dw, T *db, ptrdiff_t m0, \
-                                                      ptrdiff_t m1);
+                                                      ptrdiff_t m1);                           \
+    /* Winograd F(2x2, 3x3) input transform of one 4x4 block: v[xi * vstride + c] =           \
+     * (B^T d_c B)[xi] for c < C, d_c[i][j] = src[i * 4 + j][c].                               \
+     * Output transform: y_rows[a][b * F + f] = (A^T m_f A)[a][b] + bias[f] (bias may be NULL) \
+     * for a < out_rows, b < out_cols, m_f[xi] = mt[xi * mstride + f]. */                      \
+    typedef void (*fc_wino_input_##SFX##_fn)(const T *const src[16], ptrdiff_t C, T *v,        \
+                                             ptrdiff_t vstride);                               \
+    typedef void (*fc_wino_output_##SFX##_fn)(const T *mt, ptrdiff_t mstride, ptrdiff_t F,    \
+                                              const T *bias, T *const y_rows[2], int out_rows, \
+                                              int out_cols);
 
 FC_DECLARE_KERNEL_TYPES(float, f32)
 FC_DECLARE_KERNEL_TYPES(double, f64)
@@ -80,9 +89,14 @@ typedef struct {
     fc_dw_backward_data_f64_fn dw_backward_data_f64;
     fc_dw_backward_weights_f32_fn dw_backward_weights_f32;
     fc_dw_backward_weights_f64_fn dw_backward_weights_f64;
+    fc_wino_input_f32_fn wino_input_f32;
+    fc_wino_input_f64_fn wino_input_f64;
+    fc_wino_output_f32_fn wino_output_f32;
+    fc_wino_output_f64_fn wino_output_f64;
 } fc_kernel_table;
 
-/* The table of an ISA file, whose kernels (gemm_simd_impl.h and conv2d_depthwise_impl.h,
+/* The table of an ISA file, whose kernels (gemm_simd_impl.h, conv2d_depthwise_impl.h and
+ * winograd_simd_impl.h,
  * included once per dtype) carry the usual static names; the narrow kernels are those with
  * suffixes n32 / n64 (f32n / f64n, or f32 / f64 where there are none), the broad ones b32 /
  * b64 likewise. */
@@ -101,6 +115,7 @@ typedef struct {
         dw_forward_f32, dw_forward_f64,                                                         \
         dw_backward_data_f32, dw_backward_data_f64,                                             \
         dw_backward_weights_f32, dw_backward_weights_f64,                                       \
+        wino_input_f32, wino_input_f64, wino_output_f32, wino_output_f64,                       \
     }
 
 /* Largest MR and NR of any table: drivers size their scratch tiles with these. */

@@ -46,11 +46,13 @@ static inline void sse_store_n_pd(double *p, __m128d v, int n)
 #define FC_VSET1(x) _mm_set1_ps(x)
 #define FC_VFMA(a, b, c) _mm_add_ps(_mm_mul_ps(a, b), c)
 #define FC_VADD(a, b) _mm_add_ps(a, b)
+#define FC_VSUB(a, b) _mm_sub_ps(a, b)
 #define FC_VSTORE(p, v) _mm_storeu_ps(p, v)
 #define FC_VLOAD_N(p, n) sse_load_n_ps(p, n)
 #define FC_VSTORE_N(p, v, n) sse_store_n_ps(p, v, n)
 #include "gemm_simd_impl.h"
 #include "conv2d_depthwise_impl.h"
+#include "winograd_simd_impl.h"
 #include "gemm_simd_undef.h"
 
 #define FC_T double
@@ -64,11 +66,13 @@ static inline void sse_store_n_pd(double *p, __m128d v, int n)
 #define FC_VSET1(x) _mm_set1_pd(x)
 #define FC_VFMA(a, b, c) _mm_add_pd(_mm_mul_pd(a, b), c)
 #define FC_VADD(a, b) _mm_add_pd(a, b)
+#define FC_VSUB(a, b) _mm_sub_pd(a, b)
 #define FC_VSTORE(p, v) _mm_storeu_pd(p, v)
 #define FC_VLOAD_N(p, n) sse_load_n_pd(p, n)
 #define FC_VSTORE_N(p, v, n) sse_store_n_pd(p, v, n)
 #include "gemm_simd_impl.h"
 #include "conv2d_depthwise_impl.h"
+#include "winograd_simd_impl.h"
 
 #define GENERIC_MR 6
 #define GENERIC_NR_F32 8
@@ -152,6 +156,7 @@ FC_DEFINE_GENERIC_GEMM(double, f64, GENERIC_NR_F64)
 #define FC_VSET1(x) (x)
 #define FC_VFMA(a, b, c) ((a) * (b) + (c))
 #define FC_VADD(a, b) ((a) + (b))
+#define FC_VSUB(a, b) ((a) - (b))
 #define FC_VSTORE(p, v) (*(p) = (v))
 #define FC_VLOAD_N(p, n) ((void)(n), *(p)) /* never used: no partial vectors of one element */
 #define FC_VSTORE_N(p, v, n) ((void)(n), *(p) = (v))
@@ -160,6 +165,7 @@ FC_DEFINE_GENERIC_GEMM(double, f64, GENERIC_NR_F64)
 #define FC_VT float
 #define FC_SFX f32
 #include "conv2d_depthwise_impl.h"
+#include "winograd_simd_impl.h"
 #undef FC_T
 #undef FC_VT
 #undef FC_SFX
@@ -167,6 +173,7 @@ FC_DEFINE_GENERIC_GEMM(double, f64, GENERIC_NR_F64)
 #define FC_VT double
 #define FC_SFX f64
 #include "conv2d_depthwise_impl.h"
+#include "winograd_simd_impl.h"
 
 #endif
 

@@ -11,6 +11,7 @@
 #undef FC_VSET1
 #undef FC_VFMA
 #undef FC_VADD
+#undef FC_VSUB
 #undef FC_VSTORE
 #undef FC_VLOAD_N
 #undef FC_VSTORE_N

@@ -1,0 +1,101 @@
+/* Winograd F(2x2, 3x3) input and output transforms (see conv2d_winograd_impl.h), written
+ * once over the vector abstraction of gemm_simd_impl.h and included by every gemm_<isa>.c
+ * (once per dtype), so the channel loops run with that file's instruction set. They only add
+ * and subtract, in the same order on every path: every ISA gives the same bits. Contracts
+ * are in gemm.h (fc_wino_*_fn).
+ *
+ * The includer defines FC_T, FC_SFX and FC_VT, FC_VLEN, FC_VLOAD, FC_VSTORE, FC_VADD,
+ * FC_VSUB, FC_VSET1, FC_VLOAD_N, FC_VSTORE_N (FC_VLEN may be 1 with FC_VT = FC_T).
+ */
+#define FC_WI_CAT_(a, b) a##_##b
+#define FC_WI_CAT(a, b) FC_WI_CAT_(a, b)
+#define FC_WI_NAME(base) FC_WI_CAT(base, FC_SFX)
+
+/* B^T d B of 16 input vectors d[i * 4 + j], written to v[xi * vstride] (xi = i * 4 + j). */
+#define FC_WI_INPUT(LOAD, STORE)                                                              \
+    do {                                                                                      \
+        FC_VT t[16];                                                                          \
+        for (int j = 0; j < 4; j++) { /* B^T d: rows d0 - d2, d1 + d2, d2 - d1, d1 - d3 */    \
+            const FC_VT d0 = LOAD(src[j] + c), d1 = LOAD(src[4 + j] + c);                    \
+            const FC_VT d2 = LOAD(src[8 + j] + c), d3 = LOAD(src[12 + j] + c);               \
+            t[j] = FC_VSUB(d0, d2);                                                           \
+            t[4 + j] = FC_VADD(d1, d2);                                                       \
+            t[8 + j] = FC_VSUB(d2, d1);                                                       \
+            t[12 + j] = FC_VSUB(d1, d3);                                                      \
+        }                                                                                     \
+        for (int i = 0; i < 4; i++) { /* (B^T d) B: the same combination of columns */        \
+            FC_T *dst = v + (ptrdiff_t)(i * 4) * vstride + c;                                 \
+            STORE(dst, FC_VSUB(t[i * 4], t[i * 4 + 2]));                                      \
+            STORE(dst + vstride, FC_VADD(t[i * 4 + 1], t[i * 4 + 2]));                        \
+            STORE(dst + 2 * vstride, FC_VSUB(t[i * 4 + 2], t[i * 4 + 1]));                    \
+            STORE(dst + 3 * vstride, FC_VSUB(t[i * 4 + 1], t[i * 4 + 3]));                    \
+        }                                                                                     \
+    } while (0)
+
+static void FC_WI_NAME(wino_input)(const FC_T *const src[16], ptrdiff_t C, FC_T *v,
+                                   ptrdiff_t vstride)
+{
+    ptrdiff_t c = 0;
+#define FC_WI_LOAD(p) FC_VLOAD(p)
+#define FC_WI_STORE(p, x) FC_VSTORE(p, x)
+    for (; c + FC_VLEN <= C; c += FC_VLEN) FC_WI_INPUT(FC_WI_LOAD, FC_WI_STORE);
+#undef FC_WI_LOAD
+#undef FC_WI_STORE
+#if FC_VLEN > 1
+    if (c < C) {
+        const int n = (int)(C - c);
+#define FC_WI_LOAD(p) FC_VLOAD_N(p, n)
+#define FC_WI_STORE(p, x) FC_VSTORE_N(p, x, n)
+        FC_WI_INPUT(FC_WI_LOAD, FC_WI_STORE);
+#undef FC_WI_LOAD
+#undef FC_WI_STORE
+    }
+#endif
+}
+#undef FC_WI_INPUT
+
+/* A^T m A + bias of m[xi] = mt[xi * mstride + f .. ], the out_rows x out_cols corner written
+ * to y_rows[a] + b * F + f. */
+#define FC_WI_OUTPUT(LOAD, STORE)                                                             \
+    do {                                                                                      \
+        FC_VT r[8];                                                                           \
+        for (int j = 0; j < 4; j++) { /* A^T m: rows m0 + m1 + m2, m1 - m2 - m3 */            \
+            const FC_VT m0 = LOAD(mt + j * mstride + f);                                      \
+            const FC_VT m1 = LOAD(mt + (4 + j) * mstride + f);                                \
+            const FC_VT m2 = LOAD(mt + (8 + j) * mstride + f);                                \
+            const FC_VT m3 = LOAD(mt + (12 + j) * mstride + f);                               \
+            r[j] = FC_VADD(FC_VADD(m0, m1), m2);                                              \
+            r[4 + j] = FC_VSUB(FC_VSUB(m1, m2), m3);                                          \
+        }                                                                                     \
+        const FC_VT b = bias != NULL ? LOAD(bias + f) : FC_VSET1((FC_T)0);                    \
+        for (int a = 0; a < out_rows; a++) {                                                  \
+            const FC_VT *ra = r + 4 * a;                                                      \
+            STORE(y_rows[a] + f, FC_VADD(FC_VADD(FC_VADD(ra[0], ra[1]), ra[2]), b));          \
+            if (out_cols > 1)                                                                 \
+                STORE(y_rows[a] + F + f, FC_VADD(FC_VSUB(FC_VSUB(ra[1], ra[2]), ra[3]), b));  \
+        }                                                                                     \
+    } while (0)
+
+static void FC_WI_NAME(wino_output)(const FC_T *mt, ptrdiff_t mstride, ptrdiff_t F,
+                                    const FC_T *bias, FC_T *const y_rows[2], int out_rows,
+                                    int out_cols)
+{
+    ptrdiff_t f = 0;
+#define FC_WI_LOAD(p) FC_VLOAD(p)
+#define FC_WI_STORE(p, x) FC_VSTORE(p, x)
+    for (; f + FC_VLEN <= F; f += FC_VLEN) FC_WI_OUTPUT(FC_WI_LOAD, FC_WI_STORE);
+#undef FC_WI_LOAD
+#undef FC_WI_STORE
+#if FC_VLEN > 1
+    if (f < F) {
+        const int n = (int)(F - f);
+#define FC_WI_LOAD(p) FC_VLOAD_N(p, n)
+#define FC_WI_STORE(p, x) FC_VSTORE_N(p, x, n)
+        FC_WI_OUTPUT(FC_WI_LOAD, FC_WI_STORE);
+#undef FC_WI_LOAD
+#undef FC_WI_STORE
+    }
+#endif
+}
+#undef FC_WI_OUTPUT
+#undef FC_WI_NAME
