@@ -330,12 +330,15 @@ WINOGRAD_CASES = [
     ((1, 9, 4, 17), (3, 3, 17, 130), ((2, 0), (1, 3))),  # asymmetric padding
     ((3, 2, 2, 24), (3, 3, 24, 18), ((1, 1), (1, 1))),  # 2x2 output: one tile per image
     ((2, 11, 13, 70), (3, 3, 70, 64), "same"),         # several tile blocks, broad tiles
+    ((2, 8, 8, 24), (3, 3, 24, 40), "same"),           # whole 4x4 tiles
+    ((1, 14, 9, 16), (3, 3, 16, 17), ((0, 1), (2, 0))),  # 4x4 tiles, partial at two borders
 ]
 
 
+@pytest.mark.parametrize("tiles4", [True, False], ids=["tiles-auto", "tiles-2x2"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", WINOGRAD_CASES, ids=[f"x{c[0]}-k{c[1]}" for c in WINOGRAD_CASES])
-def test_winograd_matches_reference_and_direct(case, dtype):
+def test_winograd_matches_reference_and_direct(case, dtype, tiles4):
     x_shape, k_shape, padding = case
     x, k, b = _data((x_shape, k_shape), dtype, seed=5)
     kw = dict(strides=1, padding=padding, dilation_rate=1, groups=1)
@@ -345,7 +348,7 @@ def test_winograd_matches_reference_and_direct(case, dtype):
     results = {}
     try:
         for winograd in (True, False):
-            core._set_paths(winograd=winograd)
+            core._set_paths(winograd=winograd, winograd4=tiles4)
             results[winograd] = ((ops.conv2d_forward(x, k, b, **kw),)
                                  + ops.conv2d_backward(dy, x, k, **kw))
     finally:
@@ -379,7 +382,8 @@ ISA_SCRIPT = textwrap.dedent(
              ((2, 7, 6, 9), (3, 3, 9, 64), 1, "same", 1, 1),
              ((2, 5, 4, 33), (1, 1, 33, 130), 1, "valid", 1, 1),
              ((2, 7, 9, 17), (3, 3, 17, 33), 1, "same", 1, 1),
-             ((1, 5, 6, 20), (3, 3, 20, 16), 1, "valid", 1, 1)]
+             ((1, 5, 6, 20), (3, 3, 20, 16), 1, "valid", 1, 1),
+             ((1, 12, 10, 20), (3, 3, 20, 24), 1, "same", 1, 1)]
     for dtype, rtol in ((np.float32, 1e-4), (np.float64, 1e-10)):
         for xs, ks, s, p, d, g in cases:
             kw = dict(strides=s, padding=p, dilation_rate=d, groups=g)
@@ -515,3 +519,19 @@ def test_core_boundary_checks():
         core.conv2d_backward(dy, x, k, None, dk.astype(np.float64), None, *geo)
     with pytest.raises(ValueError, match="dy"):
         core.conv2d_backward(dy[:, :2], x, k, None, dk, None, *geo)
+
+
+def test_winograd_4x4_tiles_run_where_they_pay():
+    """64 x 128 channels with whole 4x4 tiles: the 4x4-tile variant runs (its rounding differs
+    from the 2x2 one); 128 x 128 stays on 2x2 tiles (measured faster there)."""
+    def forward(x_shape, k_shape, tiles4):
+        x, k, b = _data((x_shape, k_shape), np.float32, seed=8)
+        try:
+            core._set_paths(winograd4=tiles4)
+            return ops.conv2d_forward(x, k, b, strides=1, padding="same", dilation_rate=1, groups=1)
+        finally:
+            core._set_paths()
+    small = ((1, 8, 8, 64), (3, 3, 64, 128))
+    assert not np.array_equal(forward(*small, True), forward(*small, False))
+    large = ((1, 8, 8, 128), (3, 3, 128, 128))
+    np.testing.assert_array_equal(forward(*large, True), forward(*large, False))

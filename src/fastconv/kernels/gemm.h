@@ -45,14 +45,15 @@
     typedef void (*fc_dw_backward_weights_##SFX##_fn)(const fc_conv2d_params *p, const T *x,   \
                                                       const T *dy, T *dw, T *db, ptrdiff_t m0, \
                                                       ptrdiff_t m1);                           \
-    /* Winograd F(2x2, 3x3) input transform of one 4x4 block: v[xi * vstride + c] =           \
-     * (B^T d_c B)[xi] for c < C, d_c[i][j] = src[i * 4 + j][c].                               \
-     * Output transform: y_rows[a][b * F + f] = (A^T m_f A)[a][b] + bias[f] (bias may be NULL) \
-     * for a < out_rows, b < out_cols, m_f[xi] = mt[xi * mstride + f]. */                      \
-    typedef void (*fc_wino_input_##SFX##_fn)(const T *const src[16], ptrdiff_t C, T *v,        \
+    /* Winograd F(m x m, 3x3) (m = 2: 4x4 blocks, m = 4: 6x6 blocks; a = m + 2) input         \
+     * transform of one a x a block: v[xi * vstride + c] = (B^T d_c B)[xi] for c < C,          \
+     * d_c[i][j] = src[i * a + j][c]. Output transform: y_rows[i][j * F + f] =                 \
+     * (A^T m_f A)[i][j] + bias[f] (bias may be NULL) for i < out_rows, j < out_cols (<= m),   \
+     * m_f[xi] = mt[xi * mstride + f]. */                                                      \
+    typedef void (*fc_wino_input_##SFX##_fn)(const T *const *src, ptrdiff_t C, T *v,           \
                                              ptrdiff_t vstride);                               \
     typedef void (*fc_wino_output_##SFX##_fn)(const T *mt, ptrdiff_t mstride, ptrdiff_t F,    \
-                                              const T *bias, T *const y_rows[2], int out_rows, \
+                                              const T *bias, T *const *y_rows, int out_rows,   \
                                               int out_cols);
 
 FC_DECLARE_KERNEL_TYPES(float, f32)
@@ -93,6 +94,10 @@ typedef struct {
     fc_wino_input_f64_fn wino_input_f64;
     fc_wino_output_f32_fn wino_output_f32;
     fc_wino_output_f64_fn wino_output_f64;
+    fc_wino_input_f32_fn wino4_input_f32;
+    fc_wino_input_f64_fn wino4_input_f64;
+    fc_wino_output_f32_fn wino4_output_f32;
+    fc_wino_output_f64_fn wino4_output_f64;
 } fc_kernel_table;
 
 /* The table of an ISA file, whose kernels (gemm_simd_impl.h, conv2d_depthwise_impl.h and
@@ -116,6 +121,7 @@ typedef struct {
         dw_backward_data_f32, dw_backward_data_f64,                                             \
         dw_backward_weights_f32, dw_backward_weights_f64,                                       \
         wino_input_f32, wino_input_f64, wino_output_f32, wino_output_f64,                       \
+        wino4_input_f32, wino4_input_f64, wino4_output_f32, wino4_output_f64,                   \
     }
 
 /* Largest MR and NR of any table: drivers size their scratch tiles with these. */

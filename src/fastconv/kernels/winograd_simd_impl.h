@@ -1,11 +1,12 @@
-/* Winograd F(2x2, 3x3) input and output transforms (see conv2d_winograd_impl.h), written
- * once over the vector abstraction of gemm_simd_impl.h and included by every gemm_<isa>.c
- * (once per dtype), so the channel loops run with that file's instruction set. They only add
- * and subtract, in the same order on every path: every ISA gives the same bits. Contracts
- * are in gemm.h (fc_wino_*_fn).
+/* Winograd F(2x2, 3x3) and F(4x4, 3x3) input and output transforms (see
+ * conv2d_winograd_impl.h), written once over the vector abstraction of gemm_simd_impl.h and
+ * included by every gemm_<isa>.c (once per dtype), so the channel loops run with that file's
+ * instruction set. F(2x2) only adds and subtracts, in the same order on every path (same
+ * bits on every ISA); F(4x4) multiplies by small integers with FC_VFMA (fused on AVX paths).
+ * Contracts are in gemm.h (fc_wino_*_fn).
  *
  * The includer defines FC_T, FC_SFX and FC_VT, FC_VLEN, FC_VLOAD, FC_VSTORE, FC_VADD,
- * FC_VSUB, FC_VSET1, FC_VLOAD_N, FC_VSTORE_N (FC_VLEN may be 1 with FC_VT = FC_T).
+ * FC_VSUB, FC_VFMA, FC_VSET1, FC_VLOAD_N, FC_VSTORE_N (FC_VLEN may be 1 with FC_VT = FC_T).
  */
 #define FC_WI_CAT_(a, b) a##_##b
 #define FC_WI_CAT(a, b) FC_WI_CAT_(a, b)
@@ -32,7 +33,7 @@
         }                                                                                     \
     } while (0)
 
-static void FC_WI_NAME(wino_input)(const FC_T *const src[16], ptrdiff_t C, FC_T *v,
+static void FC_WI_NAME(wino_input)(const FC_T *const *src, ptrdiff_t C, FC_T *v,
                                    ptrdiff_t vstride)
 {
     ptrdiff_t c = 0;
@@ -77,7 +78,7 @@ static void FC_WI_NAME(wino_input)(const FC_T *const src[16], ptrdiff_t C, FC_T 
     } while (0)
 
 static void FC_WI_NAME(wino_output)(const FC_T *mt, ptrdiff_t mstride, ptrdiff_t F,
-                                    const FC_T *bias, FC_T *const y_rows[2], int out_rows,
+                                    const FC_T *bias, FC_T *const *y_rows, int out_rows,
                                     int out_cols)
 {
     ptrdiff_t f = 0;
@@ -98,4 +99,117 @@ static void FC_WI_NAME(wino_output)(const FC_T *mt, ptrdiff_t mstride, ptrdiff_t
 #endif
 }
 #undef FC_WI_OUTPUT
+
+/* F(4x4, 3x3). B^T of one 6-vector d0..d5 (Lavin & Gray's points 0, +-1, +-2):
+ *   4 d0 - 5 d2 + d4,  (d3 + d4) - 4 (d1 + d2),  (d4 - d3) + 4 (d1 - d2),
+ *   (d4 - d2) + 2 (d3 - d1),  (d4 - d2) - 2 (d3 - d1),  4 d1 - 5 d3 + d5. */
+#define FC_WI_BT6(d0, d1, d2, d3, d4, d5, o, s)                                              \
+    do {                                                                                     \
+        const FC_VT four = FC_VSET1((FC_T)4), mfour = FC_VSET1((FC_T)-4);                    \
+        const FC_VT mfive = FC_VSET1((FC_T)-5);                                              \
+        const FC_VT two = FC_VSET1((FC_T)2), mtwo = FC_VSET1((FC_T)-2);                      \
+        const FC_VT d42 = FC_VSUB(d4, d2), d31 = FC_VSUB(d3, d1);                            \
+        o[0 * (s)] = FC_VFMA(four, d0, FC_VFMA(mfive, d2, d4));                              \
+        o[1 * (s)] = FC_VFMA(mfour, FC_VADD(d1, d2), FC_VADD(d3, d4));                       \
+        o[2 * (s)] = FC_VFMA(four, FC_VSUB(d1, d2), FC_VSUB(d4, d3));                        \
+        o[3 * (s)] = FC_VFMA(two, d31, d42);                                                 \
+        o[4 * (s)] = FC_VFMA(mtwo, d31, d42);                                                \
+        o[5 * (s)] = FC_VFMA(four, d1, FC_VFMA(mfive, d3, d5));                              \
+    } while (0)
+
+#define FC_WI_INPUT6(LOAD, STORE)                                                             \
+    do {                                                                                      \
+        FC_VT t[36], u[6];                                                                    \
+        for (int j = 0; j < 6; j++) { /* B^T d, column j */                                   \
+            const FC_VT d0 = LOAD(src[j] + c), d1 = LOAD(src[6 + j] + c);                    \
+            const FC_VT d2 = LOAD(src[12 + j] + c), d3 = LOAD(src[18 + j] + c);              \
+            const FC_VT d4 = LOAD(src[24 + j] + c), d5 = LOAD(src[30 + j] + c);              \
+            FC_VT *o = t + j;                                                                 \
+            FC_WI_BT6(d0, d1, d2, d3, d4, d5, o, 6);                                          \
+        }                                                                                     \
+        for (int i = 0; i < 6; i++) { /* (B^T d) B, row i */                                  \
+            const FC_VT *r = t + 6 * i;                                                       \
+            FC_WI_BT6(r[0], r[1], r[2], r[3], r[4], r[5], u, 1);                              \
+            FC_T *dst = v + (ptrdiff_t)(i * 6) * vstride + c;                                 \
+            for (int j = 0; j < 6; j++) STORE(dst + j * vstride, u[j]);                       \
+        }                                                                                     \
+    } while (0)
+
+static void FC_WI_NAME(wino4_input)(const FC_T *const *src, ptrdiff_t C, FC_T *v,
+                                    ptrdiff_t vstride)
+{
+    ptrdiff_t c = 0;
+#define FC_WI_LOAD(p) FC_VLOAD(p)
+#define FC_WI_STORE(p, x) FC_VSTORE(p, x)
+    for (; c + FC_VLEN <= C; c += FC_VLEN) FC_WI_INPUT6(FC_WI_LOAD, FC_WI_STORE);
+#undef FC_WI_LOAD
+#undef FC_WI_STORE
+#if FC_VLEN > 1
+    if (c < C) {
+        const int n = (int)(C - c);
+#define FC_WI_LOAD(p) FC_VLOAD_N(p, n)
+#define FC_WI_STORE(p, x) FC_VSTORE_N(p, x, n)
+        FC_WI_INPUT6(FC_WI_LOAD, FC_WI_STORE);
+#undef FC_WI_LOAD
+#undef FC_WI_STORE
+    }
+#endif
+}
+#undef FC_WI_INPUT6
+#undef FC_WI_BT6
+
+/* A^T of one 6-vector m0..m5: m0 + (m1 + m2) + (m3 + m4),  (m1 - m2) + 2 (m3 - m4),
+ * (m1 + m2) + 4 (m3 + m4),  (m1 - m2) + 8 (m3 - m4) + m5. */
+#define FC_WI_AT6(m0, m1, m2, m3, m4, m5, o, s)                                              \
+    do {                                                                                     \
+        const FC_VT p12 = FC_VADD(m1, m2), n12 = FC_VSUB(m1, m2);                            \
+        const FC_VT p34 = FC_VADD(m3, m4), n34 = FC_VSUB(m3, m4);                            \
+        o[0 * (s)] = FC_VADD(FC_VADD(m0, p12), p34);                                         \
+        o[1 * (s)] = FC_VFMA(FC_VSET1((FC_T)2), n34, n12);                                   \
+        o[2 * (s)] = FC_VFMA(FC_VSET1((FC_T)4), p34, p12);                                   \
+        o[3 * (s)] = FC_VADD(FC_VFMA(FC_VSET1((FC_T)8), n34, n12), m5);                      \
+    } while (0)
+
+#define FC_WI_OUTPUT6(LOAD, STORE)                                                            \
+    do {                                                                                      \
+        FC_VT r[24], o[4];                                                                    \
+        for (int j = 0; j < 6; j++) { /* A^T m, column j */                                   \
+            const FC_T *mj = mt + j * mstride + f;                                            \
+            FC_VT *rj = r + j;                                                                \
+            FC_WI_AT6(LOAD(mj), LOAD(mj + 6 * mstride), LOAD(mj + 12 * mstride),              \
+                      LOAD(mj + 18 * mstride), LOAD(mj + 24 * mstride),                       \
+                      LOAD(mj + 30 * mstride), rj, 6);                                        \
+        }                                                                                     \
+        const FC_VT b = bias != NULL ? LOAD(bias + f) : FC_VSET1((FC_T)0);                    \
+        for (int a = 0; a < out_rows; a++) { /* (A^T m) A, row a */                           \
+            const FC_VT *ra = r + 6 * a;                                                      \
+            FC_WI_AT6(ra[0], ra[1], ra[2], ra[3], ra[4], ra[5], o, 1);                        \
+            for (int bcol = 0; bcol < out_cols; bcol++)                                       \
+                STORE(y_rows[a] + bcol * F + f, FC_VADD(o[bcol], b));                         \
+        }                                                                                     \
+    } while (0)
+
+static void FC_WI_NAME(wino4_output)(const FC_T *mt, ptrdiff_t mstride, ptrdiff_t F,
+                                     const FC_T *bias, FC_T *const *y_rows, int out_rows,
+                                     int out_cols)
+{
+    ptrdiff_t f = 0;
+#define FC_WI_LOAD(p) FC_VLOAD(p)
+#define FC_WI_STORE(p, x) FC_VSTORE(p, x)
+    for (; f + FC_VLEN <= F; f += FC_VLEN) FC_WI_OUTPUT6(FC_WI_LOAD, FC_WI_STORE);
+#undef FC_WI_LOAD
+#undef FC_WI_STORE
+#if FC_VLEN > 1
+    if (f < F) {
+        const int n = (int)(F - f);
+#define FC_WI_LOAD(p) FC_VLOAD_N(p, n)
+#define FC_WI_STORE(p, x) FC_VSTORE_N(p, x, n)
+        FC_WI_OUTPUT6(FC_WI_LOAD, FC_WI_STORE);
+#undef FC_WI_LOAD
+#undef FC_WI_STORE
+    }
+#endif
+}
+#undef FC_WI_OUTPUT6
+#undef FC_WI_AT6
 #undef FC_WI_NAME
