@@ -618,6 +618,7 @@ typedef struct {
     VM first_tap;           /* forward lane offsets (above) */
     VM spread;              /* backward: the dy lane each dx lane takes */
     VM in_window;           /* backward: all ones on dx lanes inside a window, 0 on gaps */
+    VM column;              /* backward: the window column (tap column) of each dx lane */
 } SFX(fc_multi_plan);
 
 static SFX(fc_multi_plan) SFX(fc_plan_multi)(const fc_pool2d_geometry *g)
@@ -641,6 +642,7 @@ static SFX(fc_multi_plan) SFX(fc_plan_multi)(const fc_pool2d_geometry *g)
         for (ptrdiff_t t = 0; t < LANES; t++) {
             p.spread[t] = t < wb * sw * C ? (t / (sw * C)) * C + t % C : 0;
             p.in_window[t] = (t / C) % sw < pw ? -1 : 0;
+            p.column[t] = (t / C) % sw;
         }
     }
     p.w_lo = (g->pad_left + sw - 1) / sw;
@@ -688,6 +690,67 @@ FC_POOL_BODY void SFX(avg_backward_windows_multi)(const T *dyp, T *dxp, ptrdiff_
     const VT spread = SFX(vkeep)(p->in_window, SFX(vpermute)(share, p->spread));
     for (ptrdiff_t r = 0; r < rows; r++) SFX(vst_n)(dxp + r * W * C, spread, p->bwd_lanes);
 }
+
+/* p.windows max windows of one output row (as avg_windows_multi): their maxima,
+ * NaN-propagating, the first maximum kept on ties. */
+FC_POOL_BODY VT SFX(max_windows_multi)(const T *px, ptrdiff_t W, ptrdiff_t C, ptrdiff_t rows,
+                                       ptrdiff_t pool_w, const SFX(fc_multi_plan) *p)
+{
+    VT m = SFX(vsplat)((T)0);
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const VT lo = SFX(vld)(px + r * W * C), hi = SFX(vld)(px + r * W * C + LANES);
+        for (ptrdiff_t k = 0; k < pool_w; k++) {
+            const VT v = SFX(vpermute2)(lo, hi, p->first_tap + (int)(k * C));
+            m = (r == 0 && k == 0) ? v : SFX(vmax)(m, v);
+        }
+    }
+    return m;
+}
+
+/* The same with each window's first maximum as a tap index: the window's first real row is
+ * tap row first_row (its padded top may lie above the image), its columns are all real. */
+FC_POOL_BODY void SFX(argmax_windows_multi)(const T *px, T *o, unsigned char *am, ptrdiff_t W,
+                                            ptrdiff_t C, ptrdiff_t rows, ptrdiff_t first_row,
+                                            ptrdiff_t pool_w, const SFX(fc_multi_plan) *p)
+{
+    const VM none = (VM){0} + FC_POOL_NO_ARGMAX;
+    VT best = SFX(vsplat)((T)0);
+    VM where = (VM){0};
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const VT lo = SFX(vld)(px + r * W * C), hi = SFX(vld)(px + r * W * C + LANES);
+        for (ptrdiff_t k = 0; k < pool_w; k++) {
+            const VT v = SFX(vpermute2)(lo, hi, p->first_tap + (int)(k * C));
+            const VM tap = (VM){0} + (int)((first_row + r) * pool_w + k);
+            const VM nan = (VM)(v != v);
+            if (r == 0 && k == 0) {
+                best = v;
+                where = (none & nan) | (tap & ~nan);
+                continue;
+            }
+            const VM gt = (VM)(v > best);
+            best = SFX(vsel)(gt | nan, v, best);
+            where = (tap & gt) | (((none & nan) | (where & ~nan)) & ~gt);
+        }
+    }
+    SFX(vst_n)(o, best, p->lanes);
+    SFX(vst_bytes_n)(am, where, p->lanes);
+}
+
+/* Backward from the argmax, windows that do not overlap (as avg_backward_windows_multi): each
+ * pixel of p.bwd_windows windows gets its window's dy where the argmax names it, else 0. */
+FC_POOL_BODY void SFX(argmax_assign_windows_multi)(const unsigned char *am, const T *dyc, T *dxp,
+                                                   ptrdiff_t W, ptrdiff_t C, ptrdiff_t rows,
+                                                   ptrdiff_t first_row, ptrdiff_t pool_w,
+                                                   const SFX(fc_multi_plan) *p)
+{
+    const ptrdiff_t nv = p->bwd_windows * C;
+    const VM where = (VM)SFX(vpermute)((VT)SFX(vld_bytes_n)(am, nv), p->spread);
+    const VT grad = SFX(vkeep)(p->in_window, SFX(vpermute)(SFX(vld_n)(dyc, nv), p->spread));
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const VM tap = p->column + (int)((first_row + r) * pool_w);
+        SFX(vst_n)(dxp + r * W * C, SFX(vkeep)((VM)(where == tap), grad), p->bwd_lanes);
+    }
+}
 #endif
 
 /* ---- max pooling --------------------------------------------------------------------------- */
@@ -696,6 +759,10 @@ void SFX(fc_max_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
 {
     const ptrdiff_t H = g->h, W = g->w, C = g->c, OH = g->out_h, OW = g->out_w;
     const ptrdiff_t items = g->n * OH;
+#if FC_POOL_MULTI
+    const SFX(fc_multi_plan) multi = SFX(fc_plan_multi)(g);
+    const T *const x_end = x + g->n * H * W * C;
+#endif
     num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
     const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
     (void)num_threads;
@@ -711,6 +778,17 @@ void SFX(fc_max_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
             fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, W, &c0, &c1);
             T *o = out + (item * OW + ow) * C;
             const T *xn = x + n * H * W * C;
+#if FC_POOL_MULTI
+            if (multi.windows && ow >= multi.w_lo && ow + multi.windows <= multi.w_hi) {
+                const T *px = xn + (r0 * W + ow * g->stride_w - g->pad_left) * C;
+                if (px + (r1 - r0 - 1) * W * C + 2 * LANES <= x_end) { /* loads stay inside x */
+                    SFX(vst_n)(o, SFX(max_windows_multi)(px, W, C, r1 - r0, g->pool_w, &multi),
+                               multi.lanes);
+                    ow += multi.windows - 1;
+                    continue;
+                }
+            }
+#endif
             ptrdiff_t i = 0;
 #if FC_POOL_VECTORS
             for (; i + LANES <= C; i += LANES)
@@ -810,6 +888,10 @@ void SFX(fc_max_pool2d_forward_argmax)(const T *x, T *out, unsigned char *argmax
 {
     const ptrdiff_t H = g->h, W = g->w, C = g->c, OH = g->out_h, OW = g->out_w;
     const ptrdiff_t items = g->n * OH;
+#if FC_POOL_MULTI
+    const SFX(fc_multi_plan) multi = SFX(fc_plan_multi)(g);
+    const T *const x_end = x + g->n * H * W * C;
+#endif
     num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
     const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
     (void)num_threads;
@@ -828,6 +910,17 @@ void SFX(fc_max_pool2d_forward_argmax)(const T *x, T *out, unsigned char *argmax
             fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, W, &c0, &c1);
             const ptrdiff_t o = (item * OW + ow) * C;
             ptrdiff_t i = 0;
+#if FC_POOL_MULTI
+            if (multi.windows && ow >= multi.w_lo && ow + multi.windows <= multi.w_hi) {
+                const T *px = x + ((n * H + r0) * W + left) * C;
+                if (px + (r1 - r0 - 1) * W * C + 2 * LANES <= x_end) { /* loads stay inside x */
+                    SFX(argmax_windows_multi)(px, out + o, argmax + o, W, C, r1 - r0, r0 - top,
+                                              g->pool_w, &multi);
+                    ow += multi.windows - 1;
+                    continue;
+                }
+            }
+#endif
 #if FC_POOL_VECTORS
             const T *ximg = x + n * H * W * C;
             for (; i + LANES <= C; i += LANES)
@@ -878,6 +971,9 @@ static void SFX(fc_max_pool2d_backward_argmax_disjoint)(const T *dy, const unsig
     const ptrdiff_t items = g->n * OH;
     const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
     (void)chunk;
+#if FC_POOL_MULTI
+    const SFX(fc_multi_plan) multi = SFX(fc_plan_multi)(g);
+#endif
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(dynamic, chunk) num_threads(num_threads)
 #endif
@@ -892,6 +988,14 @@ static void SFX(fc_max_pool2d_backward_argmax_disjoint)(const T *dy, const unsig
         for (ptrdiff_t r = r0; r < r1; r++) SFX(fc_zero_column_gaps)(dxn + r * W * C, g);
         for (ptrdiff_t ow = 0; ow < OW; ow++) {
             const ptrdiff_t left = ow * g->stride_w - g->pad_left, o = (item * OW + ow) * C;
+#if FC_POOL_MULTI
+            if (multi.bwd_windows && ow >= multi.w_lo && ow + multi.bwd_windows <= multi.w_hi) {
+                SFX(argmax_assign_windows_multi)(argmax + o, dy + o, dxn + (r0 * W + left) * C, W, C,
+                                                 r1 - r0, r0 - top, g->pool_w, &multi);
+                ow += multi.bwd_windows - 1;
+                continue;
+            }
+#endif
             ptrdiff_t c0, c1;
             fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, W, &c0, &c1);
             ptrdiff_t i = 0;
