@@ -11,7 +11,11 @@
  *
  * The channel axis is contiguous, so every inner loop runs over channels with unit stride
  * and no data-dependent branches. The hot loops hold a window's state in registers
- * (see "register vectors" below); the rest is left to the auto-vectoriser.
+ * (see "register vectors" below); the rest is left to the auto-vectoriser. Channels that do
+ * not fill a vector (C % LANES, all of them when C < LANES) take one masked partial vector
+ * per pixel (vld_n/vst_n), and on AVX-512 layers with C < LANES (LeNet's 6) take several
+ * whole windows per vector through lane permutations ("few channels" below); both give the
+ * same bits as whole vectors (the arithmetic per lane does not change).
  *
  * Parallelisation and determinism: every output element is written by exactly one work
  * item, and each item does its work in a fixed order, so the results are bit-identical for
