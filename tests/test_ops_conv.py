@@ -265,6 +265,7 @@ THREAD_CASES = [
     ((3, 1, 1, 700), (1, 1, 700, 70), 1, "valid", 1, 1),  # dense-like: work split over panels, K blocks
     ((2, 5, 5, 40), (3, 3, 40, 50), 1, "same", 1, 1),     # one pixel block, two K blocks
     ((2, 30, 40, 3), (11, 11, 3, 16), 4, 2, 1, 1),        # AlexNet-like stem: kernel rows in 2 blocks
+    ((8, 32, 32, 16), (3, 3, 16, 16), 1, "same", 1, 1),   # Winograd weight gradient in 2 chunks
 ]
 
 
@@ -360,6 +361,7 @@ def test_winograd_matches_reference_and_direct(case, dtype, tiles4):
     # the paths really differ (the transforms round differently): Winograd did run
     assert not np.array_equal(results[True][0], results[False][0])
     assert not np.array_equal(results[True][1], results[False][1])
+    assert not np.array_equal(results[True][2], results[False][2])
 
 
 ISA_SCRIPT = textwrap.dedent(

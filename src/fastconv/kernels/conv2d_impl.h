@@ -492,32 +492,6 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     return FC_CONV_OK;
 }
 
-#include "conv2d_winograd_impl.h"
-
-/* A convolution without groups' special paths: Winograd where it applies (and is allowed),
- * else the implicit GEMM. Arguments as implicit_gemm_conv. */
-static int FC_FN(gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p, const FC_T *x,
-                            const FC_T *w, int transposed, const FC_T *bias, FC_T *y,
-                            int num_threads)
-{
-    if ((conv_paths & FC_PATH_WINOGRAD) && FC_FN(winograd_applies)(p))
-        return FC_FN(winograd_conv)(kt, p, x, w, transposed, bias, y, num_threads);
-    return FC_FN(implicit_gemm_conv)(kt, p, x, w, transposed, bias, y, num_threads);
-}
-
-int FC_FN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_T *w,
-                             const FC_T *bias, FC_T *y, int num_threads)
-{
-    const fc_kernel_table *kt = fc_get_kernels();
-    if (num_threads < 1) num_threads = 1;
-    if (is_depthwise(p)) return FC_FN(depthwise_forward)(kt, p, x, w, bias, y, num_threads);
-    return FC_FN(gemm_conv)(kt, p, x, w, 0, bias, y, num_threads);
-}
-
-/* ------------------------------------------------------------------------------------ */
-/* Backward                                                                             */
-/* ------------------------------------------------------------------------------------ */
-
 /* dw += chunk partials 1..chunks-1 (each `dw_elems` weights then `nb` biases), and db likewise,
  * in chunk order for every element; called by every thread of the team, which splits the
  * elements into contiguous ranges (vectorisable; the order per element is the same for any
@@ -543,6 +517,32 @@ static void FC_FN(reduce_chunks)(const FC_T *part, ptrdiff_t chunks, ptrdiff_t d
     }
     FC_OMP(barrier)
 }
+
+#include "conv2d_winograd_impl.h"
+
+/* A convolution without groups' special paths: Winograd where it applies (and is allowed),
+ * else the implicit GEMM. Arguments as implicit_gemm_conv. */
+static int FC_FN(gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p, const FC_T *x,
+                            const FC_T *w, int transposed, const FC_T *bias, FC_T *y,
+                            int num_threads)
+{
+    if ((conv_paths & FC_PATH_WINOGRAD) && FC_FN(winograd_applies)(p))
+        return FC_FN(winograd_conv)(kt, p, x, w, transposed, bias, y, num_threads);
+    return FC_FN(implicit_gemm_conv)(kt, p, x, w, transposed, bias, y, num_threads);
+}
+
+int FC_FN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_T *w,
+                             const FC_T *bias, FC_T *y, int num_threads)
+{
+    const fc_kernel_table *kt = fc_get_kernels();
+    if (num_threads < 1) num_threads = 1;
+    if (is_depthwise(p)) return FC_FN(depthwise_forward)(kt, p, x, w, bias, y, num_threads);
+    return FC_FN(gemm_conv)(kt, p, x, w, 0, bias, y, num_threads);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Backward                                                                             */
+/* ------------------------------------------------------------------------------------ */
 
 /* Weight (and bias) gradient of a depthwise convolution, chunked as described on top. */
 static int FC_FN(depthwise_backward)(const fc_kernel_table *kt, const fc_conv2d_params *p,
@@ -592,6 +592,12 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     if (dw == NULL) db = NULL; /* the bias gradient is summed with the kernel gradient */
     if (dw == NULL && dx == NULL) return FC_CONV_OK;
     if (is_depthwise(p)) return FC_FN(depthwise_backward)(kt, p, dy, x, w, dx, dw, db, num_threads);
+    if (dw != NULL && (conv_paths & FC_PATH_WINOGRAD) && FC_FN(winograd_applies)(p)) {
+        const int status = FC_FN(winograd_weight_grad)(kt, p, dy, x, dw, db, num_threads);
+        if (status != FC_CONV_OK || dx == NULL) return status;
+        dw = NULL; /* the input gradient below */
+        db = NULL;
+    }
 
     /* mr x nr: the wide kernels (input gradient, dW^T); ws: the K x F weight-gradient GEMM. */
     const int mr = FC_KT(kt, mr), nr = FC_KT(kt, nr);

@@ -164,3 +164,124 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
     fc_free(work);
     return FC_CONV_OK;
 }
+
+/* Weight (and bias) gradient of a convolution winograd_applies() accepts. For L = sum y * dy,
+ * dL/dg = G^T [ sum_tiles (A dy_t A^T) .* (B^T d_t B) ] G: the input blocks transform as in
+ * the forward, the output-gradient blocks by the transpose of the output transform, and the
+ * a^2 sums over tiles are GEMMs Q_xi (C x F) = V_xi^T @ D_xi with the tiles as the
+ * reduction (up to 256 per GEMM call, so each Q tile is loaded and stored rarely). Tiles are
+ * summed in fixed chunks (shape only) whose partial Q (and bias sums) are added in chunk
+ * order before the one output transform: the same bits for any thread count. */
+static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2d_params *p,
+                                       const FC_T *dy, const FC_T *x, FC_T *dw, FC_T *db,
+                                       int num_threads)
+{
+    const ptrdiff_t C = p->c, F = p->f;
+    /* 4x4 tiles only without partial ones (measured slower than 2x2 tiles on 14x14 outputs) */
+    const int m = FC_FN(winograd_tile)(p) == 4 && p->out_h % 4 == 0 && p->out_w % 4 == 0 ? 4 : 2;
+    const int a = m + 2, a2 = a * a;
+    const FC_FN(gemm_set) gs = FC_FN(pick_gemm)(kt, F, C <= 128);
+    const int mr = gs.mr, nr = gs.nr;
+    const ptrdiff_t panels = ceil_div(F, nr), fp = panels * nr;
+    const ptrdiff_t th = ceil_div(p->out_h, m), tw = ceil_div(p->out_w, m);
+    const ptrdiff_t tiles = p->n * th * tw;
+    const ptrdiff_t q_elems = a2 * C * F, stride = q_elems + F; /* a chunk's Q, then its bias sums */
+    /* Chunks of >= 256 tiles, at most 16, partial sums within 64 MiB. */
+    ptrdiff_t chunks = min_pd(16, max_pd(1, tiles / 256));
+    while (chunks > 1 && (double)chunks * (double)stride * sizeof(FC_T) > 64.0 * 1024 * 1024) chunks--;
+    /* Tiles per GEMM block: V and D of a block within about 8 MiB (L3). */
+    const ptrdiff_t tb = max_pd(16, min_pd(256, (ptrdiff_t)(8 * 1024 * 1024 / sizeof(FC_T)) / (a2 * (C + fp))));
+    if (num_threads > chunks) num_threads = (int)chunks;
+    /* (each part a whole number of 64-byte lines: D holds the packed GEMM panels) */
+    const ptrdiff_t vsize = round_up(a2 * tb * C + FC_MAX_MR, 16), dsize = round_up(a2 * panels * tb * nr, 16);
+    const ptrdiff_t per_thread = vsize + dsize;
+    const FC_CI_CAT(FC_CI_CAT(fc_wino_input, FC_SFX), fn) input =
+        m == 4 ? FC_KT(kt, wino4_input) : FC_KT(kt, wino_input);
+    const FC_CI_CAT(FC_CI_CAT(fc_wino_dy, FC_SFX), fn) dy_transform =
+        m == 4 ? FC_KT(kt, wino4_dy) : FC_KT(kt, wino_dy);
+    const double *G = m == 4 ? &FC_FN(wino_g4)[0][0] : &FC_FN(wino_g2)[0][0];
+
+    FC_T *work = (FC_T *)fc_alloc((size_t)(num_threads * per_thread + max_pd(C, F)) * sizeof(FC_T));
+    FC_T *qall = (FC_T *)fc_alloc((size_t)(chunks * stride) * sizeof(FC_T));
+    if (work == NULL || qall == NULL) {
+        fc_free(work);
+        fc_free(qall);
+        return FC_CONV_NOMEM;
+    }
+    FC_T *zeros = work + num_threads * per_thread;
+    memset(zeros, 0, (size_t)max_pd(C, F) * sizeof(FC_T));
+
+    FC_OMP(parallel num_threads(num_threads))
+    {
+        unsigned csr = fc_denormals_off();
+        FC_T *v = work + (ptrdiff_t)fc_thread_id() * per_thread;
+        FC_T *d = v + vsize;
+        memset(v, 0, (size_t)per_thread * sizeof(FC_T)); /* D's padding columns stay 0 */
+        FC_OMP(for schedule(dynamic, 1))
+        for (ptrdiff_t ch = 0; ch < chunks; ch++) {
+            FC_T *q = qall + ch * stride, *cdb = q + q_elems;
+            const ptrdiff_t c0 = ch * tiles / chunks, c1 = (ch + 1) * tiles / chunks;
+            memset(cdb, 0, (size_t)F * sizeof(FC_T));
+            for (ptrdiff_t t0 = c0; t0 < c1; t0 += tb) {
+                const ptrdiff_t tn = min_pd(tb, c1 - t0);
+                for (ptrdiff_t t = 0; t < tn; t++) {
+                    const ptrdiff_t tile = t0 + t, n = tile / (th * tw), ty = (tile / tw) % th,
+                                    tx = tile % tw;
+                    const ptrdiff_t ih0 = m * ty - p->pad_top, iw0 = m * tx - p->pad_left;
+                    const FC_T *src[36];
+                    for (int i = 0; i < a; i++)
+                        for (int j = 0; j < a; j++) {
+                            const ptrdiff_t ih = ih0 + i, iw = iw0 + j;
+                            src[i * a + j] = (ih >= 0 && ih < p->h && iw >= 0 && iw < p->w)
+                                                 ? x + ((n * p->h + ih) * p->w + iw) * C : zeros;
+                        }
+                    input(src, C, v + t * C, tb * C);
+                    for (int i = 0; i < m; i++) /* output-gradient block (0 past the edge) */
+                        for (int j = 0; j < m; j++) {
+                            const ptrdiff_t oh = m * ty + i, ow = m * tx + j;
+                            const int inside = oh < p->out_h && ow < p->out_w;
+                            const FC_T *g = inside ? dy + ((n * p->out_h + oh) * p->out_w + ow) * F : zeros;
+                            src[i * m + j] = g;
+                            if (inside)
+                                for (ptrdiff_t f = 0; f < F; f++) cdb[f] += g[f];
+                        }
+                    dy_transform(src, F, d + t * nr, panels * tb * nr, nr, tb * nr);
+                }
+                /* Q_xi (+)= V_xi^T @ D_xi: rows = channels, reduction over the block's tiles */
+                const int accumulate = t0 > c0;
+                for (int xi = 0; xi < a2; xi++)
+                    for (ptrdiff_t pj = 0; pj < panels; pj++) {
+                        const FC_T *bp = d + (xi * panels + pj) * tb * nr;
+                        const int cols = (int)min_pd(nr, F - pj * nr);
+                        for (ptrdiff_t cc = 0; cc < C; cc += mr)
+                            gs.cola(tn, v + xi * tb * C + cc, C, bp, q + (xi * C + cc) * F + pj * nr, F,
+                                    (int)min_pd(mr, C - cc), cols, accumulate, NULL);
+                    }
+            }
+        }
+        /* chunk 0 += chunks 1.. (Q and bias sums), in chunk order */
+        FC_FN(reduce_chunks)(qall + stride, chunks, q_elems, qall, qall + q_elems, F);
+        /* dW[i][j][c][f] = (G^T Q_cf G)[i][j], in double */
+        FC_OMP(for schedule(static))
+        for (ptrdiff_t cf = 0; cf < C * F; cf++) {
+            double t[6][3];
+            for (int r = 0; r < a; r++)
+                for (int j = 0; j < 3; j++) {
+                    double acc = 0;
+                    for (int s2 = 0; s2 < a; s2++) acc += (double)qall[(r * a + s2) * C * F + cf] * G[s2 * 3 + j];
+                    t[r][j] = acc;
+                }
+            for (int i = 0; i < 3; i++)
+                for (int j = 0; j < 3; j++) {
+                    double acc = 0;
+                    for (int r = 0; r < a; r++) acc += G[r * 3 + i] * t[r][j];
+                    dw[(i * 3 + j) * C * F + cf] = (FC_T)acc;
+                }
+        }
+        fc_denormals_restore(csr);
+    }
+    if (db != NULL) memcpy(db, qall + q_elems, (size_t)F * sizeof(FC_T));
+    fc_free(work);
+    fc_free(qall);
+    return FC_CONV_OK;
+}

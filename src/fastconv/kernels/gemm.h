@@ -54,7 +54,12 @@
                                              ptrdiff_t vstride);                               \
     typedef void (*fc_wino_output_##SFX##_fn)(const T *mt, ptrdiff_t mstride, ptrdiff_t F,    \
                                               const T *bias, T *const *y_rows, int out_rows,   \
-                                              int out_cols);
+                                              int out_cols);                                   \
+    /* Weight-gradient transform of an m x m block of output gradients: d[xi * xi_stride +    \
+     * (f / nr) * panel_stride + f % nr] = (A e_f A^T)[xi], e_f[i][j] = src[i * m + j][f]. */  \
+    typedef void (*fc_wino_dy_##SFX##_fn)(const T *const *src, ptrdiff_t F, T *d,              \
+                                          ptrdiff_t xi_stride, ptrdiff_t nr,                   \
+                                          ptrdiff_t panel_stride);
 
 FC_DECLARE_KERNEL_TYPES(float, f32)
 FC_DECLARE_KERNEL_TYPES(double, f64)
@@ -98,6 +103,8 @@ typedef struct {
     fc_wino_input_f64_fn wino4_input_f64;
     fc_wino_output_f32_fn wino4_output_f32;
     fc_wino_output_f64_fn wino4_output_f64;
+    fc_wino_dy_f32_fn wino_dy_f32, wino4_dy_f32;
+    fc_wino_dy_f64_fn wino_dy_f64, wino4_dy_f64;
 } fc_kernel_table;
 
 /* The table of an ISA file, whose kernels (gemm_simd_impl.h, conv2d_depthwise_impl.h and
@@ -122,6 +129,7 @@ typedef struct {
         dw_backward_weights_f32, dw_backward_weights_f64,                                       \
         wino_input_f32, wino_input_f64, wino_output_f32, wino_output_f64,                       \
         wino4_input_f32, wino4_input_f64, wino4_output_f32, wino4_output_f64,                   \
+        wino_dy_f32, wino4_dy_f32, wino_dy_f64, wino4_dy_f64,                                   \
     }
 
 /* Largest MR and NR of any table: drivers size their scratch tiles with these. */

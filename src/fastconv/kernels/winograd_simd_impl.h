@@ -212,4 +212,74 @@ static void FC_WI_NAME(wino4_output)(const FC_T *mt, ptrdiff_t mstride, ptrdiff_
 }
 #undef FC_WI_OUTPUT6
 #undef FC_WI_AT6
+
+/* Weight gradient: A e A^T of an m x m block of output gradients (the transpose of the
+ * forward's output transform). m = 2: e0, e0 + e1, e0 - e1, -e1. m = 4: e0, (e0 + e2) +
+ * (e1 + e3), (e0 + e2) - (e1 + e3), (e0 + 4 e2) + 2 (e1 + 4 e3), (e0 + 4 e2) - 2 (e1 + 4 e3), e3. */
+#define FC_WI_A2(e0, e1, o, s)                                                                \
+    do {                                                                                      \
+        o[0 * (s)] = e0;                                                                      \
+        o[1 * (s)] = FC_VADD(e0, e1);                                                         \
+        o[2 * (s)] = FC_VSUB(e0, e1);                                                         \
+        o[3 * (s)] = FC_VSUB(FC_VSET1((FC_T)0), e1);                                          \
+    } while (0)
+#define FC_WI_A4(e0, e1, e2, e3, o, s)                                                        \
+    do {                                                                                      \
+        const FC_VT four = FC_VSET1((FC_T)4), two = FC_VSET1((FC_T)2);                        \
+        const FC_VT p02 = FC_VADD(e0, e2), p13 = FC_VADD(e1, e3);                             \
+        const FC_VT q = FC_VFMA(four, e2, e0), r = FC_VFMA(four, e3, e1);                     \
+        o[0 * (s)] = e0;                                                                      \
+        o[1 * (s)] = FC_VADD(p02, p13);                                                       \
+        o[2 * (s)] = FC_VSUB(p02, p13);                                                       \
+        o[3 * (s)] = FC_VFMA(two, r, q);                                                      \
+        o[4 * (s)] = FC_VFMA(FC_VSET1((FC_T)-2), r, q);                                       \
+        o[5 * (s)] = e3;                                                                      \
+    } while (0)
+
+/* d[xi * xi_stride + (f / nr) * panel_stride + f % nr] = (A e_f A^T)[xi] for f < F, where
+ * e_f[i][j] = src[i * m + j][f] (nr a multiple of the vector length). */
+#define FC_WI_DY(M, A, LOAD, STORE)                                                           \
+    do {                                                                                      \
+        FC_VT t[(M + 2) * M], u[M + 2];                                                       \
+        FC_T *dst = d + (f / nr) * panel_stride + f % nr;                                     \
+        for (int j = 0; j < M; j++) { /* A e, column j */                                     \
+            FC_VT e[M];                                                                       \
+            for (int i = 0; i < M; i++) e[i] = LOAD(src[i * M + j] + f);                      \
+            FC_VT *o = t + j;                                                                 \
+            A(o, M);                                                                          \
+        }                                                                                     \
+        for (int i = 0; i < M + 2; i++) { /* (A e) A^T, row i */                              \
+            const FC_VT *e = t + M * i;                                                       \
+            A(u, 1);                                                                          \
+            for (int j = 0; j < M + 2; j++)                                                   \
+                STORE(dst + (ptrdiff_t)(i * (M + 2) + j) * xi_stride, u[j]);                  \
+        }                                                                                     \
+    } while (0)
+#define FC_WI_A2E(o, s) FC_WI_A2(e[0], e[1], o, s)
+#define FC_WI_A4E(o, s) FC_WI_A4(e[0], e[1], e[2], e[3], o, s)
+
+#define FC_WI_DY_FN(NAME, M, A)                                                               \
+    static void FC_WI_NAME(NAME)(const FC_T *const *src, ptrdiff_t F, FC_T *d,                \
+                                 ptrdiff_t xi_stride, ptrdiff_t nr, ptrdiff_t panel_stride)   \
+    {                                                                                         \
+        ptrdiff_t f = 0;                                                                      \
+        for (; f + FC_VLEN <= F; f += FC_VLEN) FC_WI_DY(M, A, FC_VLOAD, FC_VSTORE);           \
+        if (f < F) {                                                                          \
+            const int n = (int)(F - f);                                                       \
+            (void)n;                                                                          \
+            FC_WI_DY(M, A, FC_WI_LOAD_TAIL, FC_WI_STORE_TAIL);                                \
+        }                                                                                     \
+    }
+#define FC_WI_LOAD_TAIL(p) FC_VLOAD_N(p, n)
+#define FC_WI_STORE_TAIL(p, x) FC_VSTORE_N(p, x, n)
+FC_WI_DY_FN(wino_dy, 2, FC_WI_A2E)
+FC_WI_DY_FN(wino4_dy, 4, FC_WI_A4E)
+#undef FC_WI_LOAD_TAIL
+#undef FC_WI_STORE_TAIL
+#undef FC_WI_DY_FN
+#undef FC_WI_A2E
+#undef FC_WI_A4E
+#undef FC_WI_DY
+#undef FC_WI_A2
+#undef FC_WI_A4
 #undef FC_WI_NAME
