@@ -537,3 +537,35 @@ def test_winograd_4x4_tiles_run_where_they_pay():
     assert not np.array_equal(forward(*small, True), forward(*small, False))
     large = ((1, 8, 8, 128), (3, 3, 128, 128))
     np.testing.assert_array_equal(forward(*large, True), forward(*large, False))
+
+
+def test_winograd_can_be_turned_off_by_environment():
+    """FASTCONV_WINOGRAD=0 at import gives the direct path's results."""
+    script = textwrap.dedent(
+        """
+        import numpy as np
+        from fastconv import ops
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((2, 8, 8, 16)).astype(np.float32)
+        k = rng.standard_normal((3, 3, 16, 16)).astype(np.float32)
+        np.save("y.npy", ops.conv2d_forward(x, k, None, padding="same"))
+        """
+    )
+    outputs = {}
+    for value in ("0", "1"):
+        with __import__("tempfile").TemporaryDirectory() as tmp:
+            env = dict(os.environ, FASTCONV_WINOGRAD=value, PYTHONPATH=ROOT)
+            proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp,
+                                  capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            outputs[value] = np.load(os.path.join(tmp, "y.npy"))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 8, 8, 16)).astype(np.float32)
+    k = rng.standard_normal((3, 3, 16, 16)).astype(np.float32)
+    try:
+        core._set_paths(winograd=False)
+        direct = ops.conv2d_forward(x, k, None, padding="same")
+    finally:
+        core._set_paths()
+    np.testing.assert_array_equal(outputs["0"], direct)
+    assert not np.array_equal(outputs["1"], direct)

@@ -7,6 +7,7 @@ run without the GIL, write every element of their outputs, and give bit-identica
 for any `num_threads`.
 """
 import numbers
+import os
 
 import numpy as np
 
@@ -72,6 +73,12 @@ def _set_paths(narrow=True, broad=True, winograd=True, winograd4=True):
                 winograd4=bool(previous & FC_PATH_WINOGRAD4))
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+# FASTCONV_WINOGRAD=0: 3x3 layers use the direct GEMM path, whose float32 rounding is closer
+# to a plain sum (see docs/performance.md); the default uses Winograd where it applies.
+if os.environ.get("FASTCONV_WINOGRAD", "").strip() == "0":
+    _set_paths(winograd=False)
 
 
 def _int_tuple(value, n, name, low):
