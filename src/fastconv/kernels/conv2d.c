@@ -148,14 +148,45 @@ static ptrdiff_t padded_row_width(const fc_conv2d_params *p)
     return (p->out_w - 1) * p->stride_w + p->kw;
 }
 
-/* Offset of the run of kernel row i of output pixel (n, oh, ow) in the zero-bordered rows, or
- * -1 when that kernel row lies in the top/bottom padding. */
-static inline ptrdiff_t padded_run_offset(const fc_conv2d_params *p, ptrdiff_t n, ptrdiff_t oh,
-                                          ptrdiff_t ow, ptrdiff_t i)
+/* Walks consecutive output pixels m = (n * OH + oh) * OW + ow, keeping the offset in the
+ * zero-bordered rows of kernel row 0's run (`at`, advanced by an addition per pixel; valid
+ * only for kernel rows inside the image) and the input row ih0 of kernel row 0. */
+typedef struct {
+    ptrdiff_t n, oh, ow, ih0, at;
+} run_walker;
+
+static inline void run_walker_row(const fc_conv2d_params *p, run_walker *rw)
 {
-    const ptrdiff_t ih = oh * p->stride_h - p->pad_top + i * p->dil_h;
-    if (ih < 0 || ih >= p->h) return -1;
-    return ((n * p->h + ih) * padded_row_width(p) + ow * p->stride_w) * p->c;
+    rw->ih0 = rw->oh * p->stride_h - p->pad_top;
+    rw->at = ((rw->n * p->h + rw->ih0) * padded_row_width(p) + rw->ow * p->stride_w) * p->c;
+}
+
+static inline run_walker run_walker_at(const fc_conv2d_params *p, ptrdiff_t m)
+{
+    run_walker rw;
+    pixel_at(p, m, &rw.n, &rw.oh, &rw.ow);
+    run_walker_row(p, &rw);
+    return rw;
+}
+
+static inline void run_walker_next(const fc_conv2d_params *p, run_walker *rw)
+{
+    if (++rw->ow < p->out_w) {
+        rw->at += p->stride_w * p->c;
+        return;
+    }
+    rw->ow = 0;
+    if (++rw->oh == p->out_h) { rw->oh = 0; ++rw->n; }
+    run_walker_row(p, rw);
+}
+
+/* Offset of the run of kernel row i of the walker's pixel, or -1 when that kernel row lies in
+ * the top/bottom padding. row_step = dil_h * padded_row_width * C. */
+static inline ptrdiff_t run_offset(const fc_conv2d_params *p, const run_walker *rw, ptrdiff_t i,
+                                   ptrdiff_t row_step)
+{
+    const ptrdiff_t ih = rw->ih0 + i * p->dil_h;
+    return (ih >= 0 && ih < p->h) ? rw->at + i * row_step : -1;
 }
 
 #define FC_T float

@@ -172,7 +172,7 @@ static void FC_FN(build_patch_rows)(const fc_conv2d_params *p, const FC_T *x, pt
 
 /* Slack (elements) after the zero row of a padded-row buffer: copy_run over-reads up to
  * FC_RUN_CHUNK - 1 values past a run. */
-#define FC_RUN_CHUNK 4
+#define FC_RUN_CHUNK 8
 
 /* Input row `row` = n * H + ih with zero borders: dst[pc * C + c] = x[n, ih, pc - pad_left, c]
  * (0 outside the image) for pc < padded_row_width. */
@@ -227,15 +227,14 @@ static void FC_FN(build_row_indirection)(const fc_conv2d_params *p, const FC_T *
     const ptrdiff_t wpc = padded_row_width(p) * p->c, row_step = p->dil_h * wpc;
     const FC_T **last = ind + ((mb - 1) / mr) * kh * mr + (mb - 1) % mr;
     const FC_T **dst = ind; /* slot r, walked as in build_indirection */
-    ptrdiff_t n, oh, ow;
-    pixel_at(p, m0, &n, &oh, &ow);
+    run_walker rw = run_walker_at(p, m0);
     for (ptrdiff_t r = 0, lane = 0; r < slots; r++) {
-        if (r < mb) { /* kernel row i: padded row ih0 + i * dil_h (the offsets of padded_run_offset) */
-            ptrdiff_t ih = oh * p->stride_h - p->pad_top;
-            ptrdiff_t at = (n * p->h + ih) * wpc + ow * p->stride_w * p->c;
-            for (ptrdiff_t i = 0; i < kh; i++, ih += p->dil_h, at += row_step)
-                dst[i * mr] = (ih >= 0 && ih < p->h) ? xpad + at : zero_row;
-            next_pixel(p, &n, &oh, &ow);
+        if (r < mb) { /* kernel row i: padded row ih0 + i * dil_h */
+            for (ptrdiff_t i = 0; i < kh; i++) {
+                const ptrdiff_t at = run_offset(p, &rw, i, row_step);
+                dst[i * mr] = at >= 0 ? xpad + at : zero_row;
+            }
+            run_walker_next(p, &rw);
         } else { /* padding rows of the last tile: repeat row mb - 1 */
             for (ptrdiff_t i = 0; i < kh; i++) dst[i * mr] = last[i * mr];
         }
@@ -260,15 +259,14 @@ static void FC_FN(patch_rows_from_padded)(const fc_conv2d_params *p, const FC_T 
                                           ptrdiff_t m0, ptrdiff_t mb, FC_T *dst, ptrdiff_t ld)
 {
     const FC_T *zero_row = FC_FN(zero_row)(p, xpad);
-    const ptrdiff_t rowlen = p->kw * p->c;
-    ptrdiff_t n, oh, ow;
-    pixel_at(p, m0, &n, &oh, &ow);
+    const ptrdiff_t rowlen = p->kw * p->c, row_step = p->dil_h * padded_row_width(p) * p->c;
+    run_walker rw = run_walker_at(p, m0);
     for (ptrdiff_t r = 0; r < mb; r++) {
         for (ptrdiff_t i = 0; i < p->kh; i++) {
-            const ptrdiff_t at = padded_run_offset(p, n, oh, ow, i);
+            const ptrdiff_t at = run_offset(p, &rw, i, row_step);
             FC_FN(copy_run)(dst + r * ld + i * rowlen, at >= 0 ? xpad + at : zero_row, rowlen);
         }
-        next_pixel(p, &n, &oh, &ow);
+        run_walker_next(p, &rw);
     }
 }
 
@@ -278,18 +276,17 @@ static void FC_FN(patch_rows_from_padded)(const fc_conv2d_params *p, const FC_T 
 static void FC_FN(scatter_patches_padded)(const fc_conv2d_params *p, const FC_T *src, ptrdiff_t ld,
                                           ptrdiff_t m0, ptrdiff_t mb, FC_T *dxpad)
 {
-    const ptrdiff_t rowlen = p->kw * p->c;
-    ptrdiff_t n, oh, ow;
-    pixel_at(p, m0, &n, &oh, &ow);
+    const ptrdiff_t rowlen = p->kw * p->c, row_step = p->dil_h * padded_row_width(p) * p->c;
+    run_walker rw = run_walker_at(p, m0);
     for (ptrdiff_t r = 0; r < mb; r++) {
         for (ptrdiff_t i = 0; i < p->kh; i++) {
-            const ptrdiff_t at = padded_run_offset(p, n, oh, ow, i);
+            const ptrdiff_t at = run_offset(p, &rw, i, row_step);
             if (at < 0) continue; /* kernel row in the padding */
             FC_T *dst = dxpad + at;
             const FC_T *add = src + r * ld + i * rowlen;
             for (ptrdiff_t q = 0; q < rowlen; q++) dst[q] += add[q];
         }
-        next_pixel(p, &n, &oh, &ow);
+        run_walker_next(p, &rw);
     }
 }
 
