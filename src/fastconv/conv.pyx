@@ -14,6 +14,7 @@ import numpy as np
 cimport cython
 from cython cimport floating
 from libc.stddef cimport ptrdiff_t
+cimport numpy as cnp
 
 cdef extern from "conv2d_params.h":
     ctypedef struct fc_conv2d_params:
@@ -57,6 +58,7 @@ def _check_dispatch():
 
 
 _check_dispatch()
+cnp.import_array()
 
 
 def _set_paths(narrow=True, broad=True, winograd=True, winograd4=True):
@@ -82,6 +84,12 @@ if os.environ.get("FASTCONV_WINOGRAD", "").strip() == "0":
 
 
 def _int_tuple(value, n, name, low):
+    if type(value) is tuple and len(value) == n:  # the usual call: a tuple of plain ints
+        for v in value:
+            if type(v) is not int or v < low:
+                break
+        else:
+            return value
     try:
         items = tuple(value)
     except TypeError:
@@ -94,6 +102,8 @@ def _int_tuple(value, n, name, low):
 
 
 def _positive_int(value, name):
+    if type(value) is int and value >= 1:
+        return value
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer; received {value!r}.")
     return int(value)
@@ -120,6 +130,33 @@ def _array(a, name, dtype, shape, optional=False):
     if any(s == 0 for s in a.shape):
         raise ValueError(f"`{name}` must not have empty axes; received shape {a.shape}.")
     return a
+
+
+cdef object _checked(object a, str name, object dtype, tuple shape, bint optional=False):
+    """`_array`'s checks, through NumPy's C API for the usual case (a native-endian, C-contiguous
+    ndarray of the right dtype and shape); anything else goes to `_array`, which accepts or
+    explains."""
+    cdef cnp.ndarray arr
+    cdef Py_ssize_t i, ndim = len(shape)
+    cdef int type_num
+    if type(a) is not np.ndarray:
+        return _array(a, name, dtype, shape, optional)
+    arr = <cnp.ndarray>a
+    type_num = cnp.PyArray_TYPE(arr)
+    if dtype is None:
+        ok = type_num == cnp.NPY_FLOAT32 or type_num == cnp.NPY_FLOAT64
+    else:
+        ok = type_num == (<cnp.dtype>dtype).type_num
+    ok = (ok and cnp.PyArray_ISNOTSWAPPED(arr) and cnp.PyArray_IS_C_CONTIGUOUS(arr)
+          and cnp.PyArray_NDIM(arr) == ndim)
+    if ok:
+        for i in range(ndim):
+            d = cnp.PyArray_DIM(arr, i)
+            expected = shape[i]
+            if d == 0 or (expected is not None and expected != d):
+                ok = False
+                break
+    return a if ok else _array(a, name, dtype, shape, optional)
 
 
 cdef fc_conv2d_params _geometry(x, kernel, strides, pads, dilation, groups) except *:
@@ -217,11 +254,11 @@ def conv2d_forward(x, kernel, bias, out, strides, pads, dilation, groups, num_th
         groups: number of groups (C for depthwise).
         num_threads: OpenMP threads to use (>= 1).
     """
-    x = _array(x, "x", None, (None,) * 4)
-    kernel = _array(kernel, "kernel", x.dtype, (None,) * 4)
+    x = _checked(x, "x", None, (None,) * 4)
+    kernel = _checked(kernel, "kernel", x.dtype, (None,) * 4)
     cdef fc_conv2d_params p = _geometry(x, kernel, strides, pads, dilation, groups)
-    bias = _array(bias, "bias", x.dtype, (p.f,), optional=True)
-    out = _array(out, "out", x.dtype, (p.n, p.out_h, p.out_w, p.f))
+    bias = None if bias is None else _checked(bias, "bias", x.dtype, (p.f,))
+    out = _checked(out, "out", x.dtype, (p.n, p.out_h, p.out_w, p.f))
     nt = _positive_int(num_threads, "num_threads")
     if x.dtype == np.float32:
         _forward[cython.float](&p, x, kernel, bias, out, nt)
@@ -242,13 +279,13 @@ def conv2d_backward(dy, x, kernel, dx, dkernel, dbias, strides, pads, dilation, 
         dbias: (F,) bias gradient, or None.
         strides, pads, dilation, groups, num_threads: as in `conv2d_forward`.
     """
-    x = _array(x, "x", None, (None,) * 4)
-    kernel = _array(kernel, "kernel", x.dtype, (None,) * 4)
+    x = _checked(x, "x", None, (None,) * 4)
+    kernel = _checked(kernel, "kernel", x.dtype, (None,) * 4)
     cdef fc_conv2d_params p = _geometry(x, kernel, strides, pads, dilation, groups)
-    dy = _array(dy, "dy", x.dtype, (p.n, p.out_h, p.out_w, p.f))
-    dx = _array(dx, "dx", x.dtype, x.shape, optional=True)
-    dkernel = _array(dkernel, "dkernel", x.dtype, kernel.shape, optional=True)
-    dbias = _array(dbias, "dbias", x.dtype, (p.f,), optional=True)
+    dy = _checked(dy, "dy", x.dtype, (p.n, p.out_h, p.out_w, p.f))
+    dx = None if dx is None else _checked(dx, "dx", x.dtype, x.shape)
+    dkernel = None if dkernel is None else _checked(dkernel, "dkernel", x.dtype, kernel.shape)
+    dbias = None if dbias is None else _checked(dbias, "dbias", x.dtype, (p.f,))
     if dkernel is None and dbias is not None:
         raise ValueError("`dbias` needs `dkernel`: the bias gradient is computed with the kernel "
                          "gradient; pass an array for `dkernel` too.")
