@@ -569,3 +569,32 @@ def test_winograd_can_be_turned_off_by_environment():
         core._set_paths()
     np.testing.assert_array_equal(outputs["0"], direct)
     assert not np.array_equal(outputs["1"], direct)
+
+
+RELU_CASES = [
+    ((2, 7, 9, 5), (3, 3, 5, 37), 1, "same", 1, 1),          # implicit GEMM
+    ((2, 11, 13, 70), (3, 3, 70, 64), 1, "same", 1, 1),      # Winograd
+    ((3, 1, 1, 700), (1, 1, 700, 70), 1, "valid", 1, 1),     # dense-like, work split over panels
+    ((2, 9, 8, 6), (3, 2, 3, 8), (2, 3), ((1, 2), (0, 3)), 1, 2),  # groups
+    ((2, 9, 9, 6), (3, 3, 1, 12), 2, "same", 1, 6),          # depthwise
+    ((2, 12, 11, 1), (5, 5, 1, 6), 1, "same", 1, 1),         # few channels, narrow tiles
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", RELU_CASES, ids=[f"x{c[0]}-k{c[1]}" for c in RELU_CASES])
+def test_core_forward_with_fused_relu(case, dtype):
+    """relu=True gives numpy.maximum(conv + bias, 0) bit for bit (NaN kept, -0 -> +0)."""
+    x, k, b = _data(case, dtype, seed=9)
+    x[0, 0, 0, 0] = np.nan  # a NaN output reaches the ReLU
+    plain = ops.conv2d_forward(x, k, b, **_kwargs(case))
+    out = np.full_like(plain, -1.0)
+    _, geometry = _core_args(case)
+    ref_args = geometry + (2,)
+    core.conv2d_forward(x, k, b, out, *ref_args, relu=True)
+    expected = np.maximum(plain, 0)
+    assert np.isnan(expected).any()
+    np.testing.assert_array_equal(out, expected)
+    assert not np.signbit(out[out == 0]).any()
+    with pytest.raises(TypeError, match="relu"):
+        core.conv2d_forward(x, k, b, out, *ref_args, relu=1)

@@ -16,9 +16,10 @@
 enum { FC_CONV_OK = 0, FC_CONV_NOMEM = 1 };
 
 #define FC_DECLARE_CONV2D(T, SFX)                                                              \
-    /* y = conv(x, w) + bias; bias may be NULL. */                                             \
+    /* y = conv(x, w) + bias, then with relu != 0 max(y, 0) as numpy.maximum (NaN kept, -0 -> \
+     * +0); bias may be NULL. */                                                               \
     int fc_conv2d_forward_##SFX(const fc_conv2d_params *p, const T *x, const T *w,             \
-                                const T *bias, T *y, int num_threads);                         \
+                                const T *bias, int relu, T *y, int num_threads);               \
     /* Gradients for the output gradient dy; dx, dw and db may be NULL (not wanted; db needs  \
      * dw, which it is summed with). */                                                        \
     int fc_conv2d_backward_##SFX(const fc_conv2d_params *p, const T *dy, const T *x,           \

@@ -78,6 +78,16 @@ static void FC_FN(scatter_patches)(const fc_conv2d_params *p, const FC_T *src, p
 /* Forward                                                                              */
 /* ------------------------------------------------------------------------------------ */
 
+/* y[0, n) = numpy.maximum(y, 0): v when v > 0 or v is NaN, else +0 (the output ReLU fused
+ * into a forward pass, applied while the block just written is in cache). */
+static inline void FC_FN(relu_in_place)(FC_T *y, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const FC_T v = y[i];
+        y[i] = (v > (FC_T)0 || v != v) ? v : (FC_T)0;
+    }
+}
+
 static int FC_FN(depthwise_forward)(const fc_kernel_table *kt, const fc_conv2d_params *p,
                                     const FC_T *x, const FC_T *w, const FC_T *bias, FC_T *y,
                                     int num_threads)
@@ -334,13 +344,14 @@ static FC_FN(gemm_set) FC_FN(pick_gemm)(const fc_kernel_table *kt, ptrdiff_t col
     return set;
 }
 
-/* y = conv_p(x, W) + bias as an implicit GEMM. With `transposed`, `w` is the HWIO kernel of
+/* y = conv_p(x, W) + bias as an implicit GEMM (then max(y, 0) per finished block with `relu`).
+ * With `transposed`, `w` is the HWIO kernel of
  * the convolution whose *input gradient* p describes (stride 1): p's input is that conv's dy
  * (C = its F), p's output its dx, and p's kernel is w with the taps flipped and the two
  * channel axes swapped (the adjoint of a stride-1 convolution). */
 static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p,
                                      const FC_T *x, const FC_T *w, int transposed,
-                                     const FC_T *bias, FC_T *y, int num_threads)
+                                     const FC_T *bias, int relu, FC_T *y, int num_threads)
 {
     const FC_FN(gemm_set) gs = FC_FN(pick_gemm)(kt, p->f / p->groups, p->c / p->groups <= 128);
     const int mr = gs.mr, nr = gs.nr;
@@ -478,6 +489,12 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                     }
                 }
             }
+            if (relu) /* the unit's rows, its panels' columns */
+                for (ptrdiff_t gp = gp0; gp < gp1; gp++) {
+                    const ptrdiff_t g = gp / panels, pj = gp % panels;
+                    const ptrdiff_t f0 = g * fg + pj * nr, cols = min_pd(nr, fg - pj * nr);
+                    for (ptrdiff_t r = 0; r < mb; r++) FC_FN(relu_in_place)(y + (m0 + r) * F + f0, cols);
+                }
         }
         fc_denormals_restore(csr);
     }
@@ -520,21 +537,25 @@ static void FC_FN(reduce_chunks)(const FC_T *part, ptrdiff_t chunks, ptrdiff_t d
 /* A convolution without groups' special paths: Winograd where it applies (and is allowed),
  * else the implicit GEMM. Arguments as implicit_gemm_conv. */
 static int FC_FN(gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p, const FC_T *x,
-                            const FC_T *w, int transposed, const FC_T *bias, FC_T *y,
+                            const FC_T *w, int transposed, const FC_T *bias, int relu, FC_T *y,
                             int num_threads)
 {
     if ((conv_paths & FC_PATH_WINOGRAD) && FC_FN(winograd_applies)(p))
-        return FC_FN(winograd_conv)(kt, p, x, w, transposed, bias, y, num_threads);
-    return FC_FN(implicit_gemm_conv)(kt, p, x, w, transposed, bias, y, num_threads);
+        return FC_FN(winograd_conv)(kt, p, x, w, transposed, bias, relu, y, num_threads);
+    return FC_FN(implicit_gemm_conv)(kt, p, x, w, transposed, bias, relu, y, num_threads);
 }
 
 int FC_FN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_T *w,
-                             const FC_T *bias, FC_T *y, int num_threads)
+                             const FC_T *bias, int relu, FC_T *y, int num_threads)
 {
     const fc_kernel_table *kt = fc_get_kernels();
     if (num_threads < 1) num_threads = 1;
-    if (is_depthwise(p)) return FC_FN(depthwise_forward)(kt, p, x, w, bias, y, num_threads);
-    return FC_FN(gemm_conv)(kt, p, x, w, 0, bias, y, num_threads);
+    if (is_depthwise(p)) {
+        const int status = FC_FN(depthwise_forward)(kt, p, x, w, bias, y, num_threads);
+        if (status == FC_CONV_OK && relu) FC_FN(relu_in_place)(y, p->n * p->out_h * p->out_w * p->f);
+        return status;
+    }
+    return FC_FN(gemm_conv)(kt, p, x, w, 0, bias, relu, y, num_threads);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -817,7 +838,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
         adj.pad_bottom = (p->kh - 1) * p->dil_h - p->pad_bottom;
         adj.pad_left = (p->kw - 1) * p->dil_w - p->pad_left;
         adj.pad_right = (p->kw - 1) * p->dil_w - p->pad_right;
-        return FC_FN(gemm_conv)(kt, &adj, dy, w, 1, NULL, dx, adjoint_threads);
+        return FC_FN(gemm_conv)(kt, &adj, dy, w, 1, NULL, 0, dx, adjoint_threads);
     }
     return FC_CONV_OK;
 }
