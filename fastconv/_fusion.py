@@ -77,14 +77,16 @@ def _forget_training_pass(*layers):
         layer._forward_training = False
 
 
-def _folded_forward(layer, norm, x):
+def _folded_forward(layer, norm, x, relu=False):
+    """The folded pair on x; with `relu`, also a plain ReLU after it, applied by the kernel as
+    it writes the output (the same bits as numpy.maximum of the pair's output)."""
     x = layer._prepare_input(x)
     kernel, bias = _folded_weights(layer, norm)
     ops = get_ops()
     if isinstance(layer, Dense):
-        y = ops.dense_forward(x, kernel, bias)
+        y = ops.dense_forward(x, kernel, bias, relu=relu)
     else:
-        y = ops.conv2d_forward(x, kernel, bias, **layer._conv_args(x.shape[3]))
+        y = ops.conv2d_forward(x, kernel, bias, **layer._conv_args(x.shape[3]), relu=relu)
     _forget_training_pass(layer, norm)
     return y
 
@@ -155,13 +157,11 @@ def run_training_backward(layers, first, grad, plan):
     return grad
 
 
-def _relu_in_place(relu, y):
-    """The plain ReLU layer `relu` at inference on y, a fresh array nobody else holds: max(y, 0)
-    written over y (numpy.maximum, as relu_forward computes it)."""
-    np.maximum(y, 0, out=y)
+def _relu_applied(relu, y):
+    """What the plain ReLU layer `relu` leaves behind at inference, its output y computed by
+    the kernel before it."""
     _forget_training_pass(relu)
     relu._output_shape_seen = y.shape
-    return y
 
 
 def run_inference(layers, x):
@@ -170,12 +170,11 @@ def run_inference(layers, x):
     i = 0
     while i < len(layers):
         if i + 1 < len(layers) and _foldable(layers[i], layers[i + 1]):
-            x = _folded_forward(layers[i], layers[i + 1], x)
-            i += 2
-            if (ENABLED and i < len(layers) and _bn_relu_fusable(layers[i - 1], layers[i])
-                    and isinstance(x, np.ndarray) and x.dtype == layers[i].dtype):
-                x = _relu_in_place(layers[i], x)
-                i += 1
+            relu = ENABLED and i + 2 < len(layers) and _bn_relu_fusable(layers[i + 1], layers[i + 2])
+            x = _folded_forward(layers[i], layers[i + 1], x, relu=relu)
+            if relu:
+                _relu_applied(layers[i + 2], x)
+            i += 3 if relu else 2
         elif ENABLED and i + 1 < len(layers) and _bn_relu_fusable(layers[i], layers[i + 1]):
             x = layers[i]._forward_relu(x, layers[i + 1], training=False)
             i += 2

@@ -80,6 +80,13 @@ def as_float_array(x, name, dtype=None):
     return arr.astype(np.float64)
 
 
+def check_bool(value, name):
+    """`value` as a bool (True/False or a NumPy bool); TypeError otherwise."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"`{name}` must be True or False; received {value!r}.")
+
+
 def check_float_dtype(dtype, name="dtype"):
     """Return the numpy dtype for a layer's `dtype=` argument (float32 or float64)."""
     try:

@@ -391,6 +391,13 @@ class Activation:
     def is_linear(self):
         return self.name == "linear"
 
+    @property
+    def is_plain_relu(self):
+        """max(x, 0) with nothing else (no slope, cap or threshold): what the convolution and
+        dense kernels can apply to their output as they write it."""
+        return (self.name == "relu" and self.params.get("negative_slope", 0.0) == 0
+                and self.params.get("max_value") is None and self.params.get("threshold", 0.0) == 0)
+
     def forward(self, x):
         """Return the activation of x."""
         return self._forward(x, **self.params)

@@ -65,12 +65,14 @@ def _pads(geo):
     return (pt, pb, pl, pr)
 
 
-def conv2d_forward(x, kernel, bias=None, strides=1, padding="valid", dilation_rate=1, groups=1):
-    """2-D convolution of NHWC `x` with an HWIO `kernel` (see `fastconv.reference.conv2d_forward`)."""
+def conv2d_forward(x, kernel, bias=None, strides=1, padding="valid", dilation_rate=1, groups=1,
+                   relu=False):
+    """2-D convolution of NHWC `x` with an HWIO `kernel` (see `fastconv.reference.conv2d_forward`);
+    `relu=True` applies max(y, 0) as the output is written."""
     x, kernel, bias, geo, groups = V.check_conv2d(x, kernel, bias, strides, padding, dilation_rate, groups)
     out = np.empty((geo.n, geo.out_h, geo.out_w, kernel.shape[3]), dtype=x.dtype)
     _conv.conv2d_forward(_c(x), _c(kernel), _c(bias), out, geo.strides, _pads(geo),
-                         geo.dilation, groups, _conv_threads(geo, kernel))
+                         geo.dilation, groups, _conv_threads(geo, kernel), relu=V.check_bool(relu, "relu"))
     return out
 
 
@@ -348,14 +350,16 @@ def _dense_threads(n, features, units):
     return _threads(2.0 * n * units * features, MIN_FLOPS_PER_THREAD)
 
 
-def dense_forward(x, kernel, bias=None):
-    """y = x @ kernel + bias for x (batch, in_features) and kernel (in_features, units)."""
+def dense_forward(x, kernel, bias=None, relu=False):
+    """y = x @ kernel + bias for x (batch, in_features) and kernel (in_features, units);
+    `relu=True` applies max(y, 0) as the output is written."""
     x, kernel, bias = V.check_dense(x, kernel, bias)
     n, units = x.shape[0], kernel.shape[1]
     kernel4 = _c(kernel).reshape(1, 1, kernel.shape[0], units)
     out = np.empty((n, units), dtype=x.dtype)
     _conv.conv2d_forward(_c(x).reshape(n, 1, 1, -1), kernel4, _c(bias), out.reshape(n, 1, 1, units),
-                         (1, 1), (0, 0, 0, 0), (1, 1), 1, _dense_threads(n, x.shape[1], units))
+                         (1, 1), (0, 0, 0, 0), (1, 1), 1, _dense_threads(n, x.shape[1], units),
+                         relu=V.check_bool(relu, "relu"))
     return out
 
 

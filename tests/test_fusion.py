@@ -106,3 +106,51 @@ def test_backward_after_an_inference_pass_is_refused():
     with pytest.raises(RuntimeError, match="needs a preceding forward"):
         model.layers[1].backward(np.ones((2, 9, 8, 5), np.float32))
     assert y.shape == (2, 3)
+
+
+@pytest.mark.parametrize("backend", ["compiled", "reference"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_applied_relu_matches_numpy_maximum(backend, dtype):
+    """ops.conv2d_forward / dense_forward with relu=True: numpy.maximum of the plain output,
+    bit for bit, on both backends (NaN kept)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 9, 8, 20)).astype(dtype)
+    x[0, 0, 0, 0] = np.nan
+    k = rng.standard_normal((3, 3, 20, 17)).astype(dtype)
+    b = rng.standard_normal(17).astype(dtype)
+    with fastconv.backend.use_backend(backend):
+        ops = fastconv.backend.get_ops()
+        for kw in (dict(padding="same"), dict(strides=2), dict(groups=1, dilation_rate=2)):
+            plain = ops.conv2d_forward(x, k, b, **kw)
+            np.testing.assert_array_equal(ops.conv2d_forward(x, k, b, relu=True, **kw),
+                                          np.maximum(plain, 0))
+        xd = x.reshape(2, -1)
+        kd = rng.standard_normal((xd.shape[1], 33)).astype(dtype)
+        plain = ops.dense_forward(xd, kd, None)
+        np.testing.assert_array_equal(ops.dense_forward(xd, kd, None, relu=True), np.maximum(plain, 0))
+        with pytest.raises(TypeError, match="relu"):
+            ops.conv2d_forward(x, k, b, relu="yes")
+        with pytest.raises(TypeError, match="relu"):
+            ops.dense_forward(xd, kd, None, relu=None)
+
+
+@pytest.mark.parametrize("backend", ["compiled", "reference"])
+def test_relu_activation_fused_at_inference_only(backend):
+    """Conv2D/Dense(activation="relu") at inference: the kernel's ReLU, same bits as the
+    separate activation; in training the pre-activation is still kept for the backward."""
+    fastconv.utils.set_random_seed(4)
+    model = fastconv.Sequential([L.Conv2D(6, 3, padding="same", activation="relu"), L.Flatten(),
+                                 L.Dense(7, activation="relu"), L.Dense(3)], input_shape=(6, 5, 4))
+    x = np.random.default_rng(5).standard_normal((3, 6, 5, 4)).astype(np.float32)
+    with fastconv.backend.use_backend(backend):
+        ops = fastconv.backend.get_ops()
+        conv, _, dense, _ = model.layers
+        z = ops.conv2d_forward(x, conv.kernel, conv.bias, padding="same")
+        h = np.maximum(z, 0).reshape(3, -1)
+        want = np.maximum(ops.dense_forward(h, dense.kernel, dense.bias), 0)
+        got = model.layers[2].forward(model.layers[1].forward(
+            model.layers[0].forward(x, training=False), training=False), training=False)
+        np.testing.assert_array_equal(got, want)
+        y = conv.forward(x, training=True)  # training: pre-activation cached for the backward
+        np.testing.assert_array_equal(y, np.maximum(z, 0))
+        np.testing.assert_array_equal(conv._cache[1], z)

@@ -58,6 +58,8 @@ class Dense(Layer):
                                         regularizer=self.bias_regularizer)
 
     def call(self, x, training):
+        if not training and self.activation.is_plain_relu:  # applied by the kernel as it writes
+            return get_ops().dense_forward(x, self.kernel, self.bias, relu=True)
         z = get_ops().dense_forward(x, self.kernel, self.bias)
         y = self.activation.forward(z)
         if training:

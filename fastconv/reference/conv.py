@@ -5,8 +5,11 @@ from .. import _validation as V
 from ._windows import crop_padding, pad_nhwc, scatter_windows, windows
 
 
-def conv2d_forward(x, kernel, bias=None, strides=1, padding="valid", dilation_rate=1, groups=1):
-    """y[n, oh, ow, f] = sum over the window and the group's channels of x * kernel (+ bias)."""
+def conv2d_forward(x, kernel, bias=None, strides=1, padding="valid", dilation_rate=1, groups=1,
+                   relu=False):
+    """y[n, oh, ow, f] = sum over the window and the group's channels of x * kernel (+ bias);
+    with `relu`, numpy.maximum(y, 0)."""
+    relu = V.check_bool(relu, "relu")
     x, kernel, bias, geo, groups = V.check_conv2d(x, kernel, bias, strides, padding, dilation_rate, groups)
     kh, kw, cin_g, filters = kernel.shape
     win = windows(pad_nhwc(x, geo.padding), geo)  # (N, OH, OW, KH, KW, C)
@@ -16,7 +19,8 @@ def conv2d_forward(x, kernel, bias=None, strides=1, padding="valid", dilation_ra
     y = y.reshape(geo.n, geo.out_h, geo.out_w, filters)
     if bias is not None:
         y = y + bias
-    return np.ascontiguousarray(y, dtype=x.dtype)
+    y = np.ascontiguousarray(y, dtype=x.dtype)
+    return np.maximum(y, 0, out=y) if relu else y
 
 
 def conv2d_backward(dy, x, kernel, strides=1, padding="valid", dilation_rate=1, groups=1,

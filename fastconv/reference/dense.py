@@ -10,10 +10,13 @@ def _c(*arrays):
     return [None if a is None else np.ascontiguousarray(a) for a in arrays]
 
 
-def dense_forward(x, kernel, bias=None):
+def dense_forward(x, kernel, bias=None, relu=False):
+    """y = x @ kernel + bias; with `relu`, numpy.maximum(y, 0)."""
+    relu = V.check_bool(relu, "relu")
     x, kernel, bias = _c(*V.check_dense(x, kernel, bias))
     y = x @ kernel
-    return y + bias if bias is not None else y
+    y = y + bias if bias is not None else y
+    return np.maximum(y, 0) if relu else y
 
 
 def dense_backward(dy, x, kernel, need_input_grad=True, need_bias_grad=True):
