@@ -295,6 +295,7 @@ TILE_CASES = [
     ((2, 9, 7, 5), (3, 3, 5, 64), 1, "same", 1, 1),       # 64 filters: broad tiles
     ((1, 6, 5, 70), (3, 3, 70, 130), 1, "same", 1, 1),    # 130 filters: broad + a masked tail
     ((3, 5, 6, 40), (1, 1, 40, 128), 1, "valid", 1, 1),   # 1x1 (direct rows, dW too)
+    ((5, 1, 1, 300), (1, 1, 300, 128), 1, "valid", 1, 1),  # dense-like: broad with > 128 inputs
     ((2, 8, 8, 12), (3, 3, 12, 32), 2, "same", 1, 1),     # float64 broad = 32 columns
     ((2, 12, 11, 1), (5, 5, 1, 6), 1, "same", 1, 1),      # narrow tiles
     ((2, 7, 9, 5), (3, 3, 5, 37), 1, "same", 1, 1),       # wide tiles
