@@ -42,6 +42,33 @@ static void FC_FN(winograd_kernel_transform)(const double g[9], int a, FC_T *u)
             u[i * a + j] = (FC_T)(t[i][0] * G[j * 3] + t[i][1] * G[j * 3 + 1] + t[i][2] * G[j * 3 + 2]);
 }
 
+/* Tile `tile` of the (n, ty, tx) grid with th x tw tiles per image. */
+typedef struct {
+    ptrdiff_t n, ty, tx;
+} FC_FN(wino_tile);
+
+static inline FC_FN(wino_tile) FC_FN(wino_tile_at)(ptrdiff_t tile, ptrdiff_t th, ptrdiff_t tw)
+{
+    FC_FN(wino_tile) t = {tile / (th * tw), (tile / tw) % th, tile % tw};
+    return t;
+}
+
+/* The a x a input block of tile t (m x m outputs): src[i * a + j] = channel 0 of x at
+ * (n, m * ty - pad_top + i, m * tx - pad_left + j), or `zeros` outside the image. */
+static inline void FC_FN(wino_input_block)(const fc_conv2d_params *p, const FC_T *x,
+                                           const FC_T *zeros, FC_FN(wino_tile) t, int m,
+                                           const FC_T **src)
+{
+    const int a = m + 2;
+    const ptrdiff_t ih0 = m * t.ty - p->pad_top, iw0 = m * t.tx - p->pad_left;
+    for (int i = 0; i < a; i++)
+        for (int j = 0; j < a; j++) {
+            const ptrdiff_t ih = ih0 + i, iw = iw0 + j;
+            src[i * a + j] = (ih >= 0 && ih < p->h && iw >= 0 && iw < p->w)
+                                 ? x + ((t.n * p->h + ih) * p->w + iw) * p->c : zeros;
+        }
+}
+
 /* Whether p is a convolution this path computes, and one it pays for (enough channels and
  * filters for the GEMMs to run near the microkernels' speed). */
 static int FC_FN(winograd_applies)(const fc_conv2d_params *p)
@@ -125,16 +152,8 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
             const ptrdiff_t t0 = blk * tb, tn = min_pd(tb, tiles - t0);
             /* inputs -> V: v[(xi * tb + t) * C + c] */
             for (ptrdiff_t t = 0; t < tn; t++) {
-                const ptrdiff_t tile = t0 + t, n = tile / (th * tw), ty = (tile / tw) % th,
-                                tx = tile % tw;
-                const ptrdiff_t ih0 = m * ty - p->pad_top, iw0 = m * tx - p->pad_left;
                 const FC_T *src[36];
-                for (int i = 0; i < a; i++)
-                    for (int j = 0; j < a; j++) {
-                        const ptrdiff_t ih = ih0 + i, iw = iw0 + j;
-                        src[i * a + j] = (ih >= 0 && ih < p->h && iw >= 0 && iw < p->w)
-                                             ? x + ((n * p->h + ih) * p->w + iw) * C : zeros;
-                    }
+                FC_FN(wino_input_block)(p, x, zeros, FC_FN(wino_tile_at)(t0 + t, th, tw), m, src);
                 input(src, C, v + t * C, tb * C);
             }
             /* M_xi = V_xi @ U_xi */
@@ -148,8 +167,8 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
                 }
             /* M -> output tiles */
             for (ptrdiff_t t = 0; t < tn; t++) {
-                const ptrdiff_t tile = t0 + t, n = tile / (th * tw), ty = (tile / tw) % th,
-                                tx = tile % tw;
+                const FC_FN(wino_tile) tl = FC_FN(wino_tile_at)(t0 + t, th, tw);
+                const ptrdiff_t n = tl.n, ty = tl.ty, tx = tl.tx;
                 const int out_rows = (int)min_pd(m, p->out_h - m * ty);
                 const int out_cols = (int)min_pd(m, p->out_w - m * tx);
                 FC_T *y_rows[4];
@@ -227,16 +246,10 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
             for (ptrdiff_t t0 = c0; t0 < c1; t0 += tb) {
                 const ptrdiff_t tn = min_pd(tb, c1 - t0);
                 for (ptrdiff_t t = 0; t < tn; t++) {
-                    const ptrdiff_t tile = t0 + t, n = tile / (th * tw), ty = (tile / tw) % th,
-                                    tx = tile % tw;
-                    const ptrdiff_t ih0 = m * ty - p->pad_top, iw0 = m * tx - p->pad_left;
+                    const FC_FN(wino_tile) tl = FC_FN(wino_tile_at)(t0 + t, th, tw);
+                    const ptrdiff_t n = tl.n, ty = tl.ty, tx = tl.tx;
                     const FC_T *src[36];
-                    for (int i = 0; i < a; i++)
-                        for (int j = 0; j < a; j++) {
-                            const ptrdiff_t ih = ih0 + i, iw = iw0 + j;
-                            src[i * a + j] = (ih >= 0 && ih < p->h && iw >= 0 && iw < p->w)
-                                                 ? x + ((n * p->h + ih) * p->w + iw) * C : zeros;
-                        }
+                    FC_FN(wino_input_block)(p, x, zeros, tl, m, src);
                     input(src, C, v + t * C, tb * C);
                     for (int i = 0; i < m; i++) /* output-gradient block (0 past the edge) */
                         for (int j = 0; j < m; j++) {

@@ -12,6 +12,21 @@
 #define FC_WI_CAT(a, b) FC_WI_CAT_(a, b)
 #define FC_WI_NAME(base) FC_WI_CAT(base, FC_SFX)
 
+/* Runs BODY(LOAD, STORE) for IDX over [0, N): whole vectors, then one partial vector of the
+ * n = N - IDX values left (masked loads/stores). */
+#define FC_WI_LOAD_TAIL(p) FC_VLOAD_N(p, n)
+#define FC_WI_STORE_TAIL(p, x) FC_VSTORE_N(p, x, n)
+#define FC_WI_LANES(IDX, N, BODY)                                                             \
+    do {                                                                                      \
+        ptrdiff_t IDX = 0;                                                                    \
+        for (; IDX + FC_VLEN <= (N); IDX += FC_VLEN) BODY(FC_VLOAD, FC_VSTORE);               \
+        if (FC_VLEN > 1 && IDX < (N)) {                                                       \
+            const int n = (int)((N) - IDX);                                                   \
+            (void)n;                                                                          \
+            BODY(FC_WI_LOAD_TAIL, FC_WI_STORE_TAIL);                                          \
+        }                                                                                     \
+    } while (0)
+
 /* B^T d B of 16 input vectors d[i * 4 + j], written to v[xi * vstride] (xi = i * 4 + j). */
 #define FC_WI_INPUT(LOAD, STORE)                                                              \
     do {                                                                                      \
@@ -36,22 +51,7 @@
 static void FC_WI_NAME(wino_input)(const FC_T *const *src, ptrdiff_t C, FC_T *v,
                                    ptrdiff_t vstride)
 {
-    ptrdiff_t c = 0;
-#define FC_WI_LOAD(p) FC_VLOAD(p)
-#define FC_WI_STORE(p, x) FC_VSTORE(p, x)
-    for (; c + FC_VLEN <= C; c += FC_VLEN) FC_WI_INPUT(FC_WI_LOAD, FC_WI_STORE);
-#undef FC_WI_LOAD
-#undef FC_WI_STORE
-#if FC_VLEN > 1
-    if (c < C) {
-        const int n = (int)(C - c);
-#define FC_WI_LOAD(p) FC_VLOAD_N(p, n)
-#define FC_WI_STORE(p, x) FC_VSTORE_N(p, x, n)
-        FC_WI_INPUT(FC_WI_LOAD, FC_WI_STORE);
-#undef FC_WI_LOAD
-#undef FC_WI_STORE
-    }
-#endif
+    FC_WI_LANES(c, C, FC_WI_INPUT);
 }
 #undef FC_WI_INPUT
 
@@ -81,22 +81,7 @@ static void FC_WI_NAME(wino_output)(const FC_T *mt, ptrdiff_t mstride, ptrdiff_t
                                     const FC_T *bias, FC_T *const *y_rows, int out_rows,
                                     int out_cols)
 {
-    ptrdiff_t f = 0;
-#define FC_WI_LOAD(p) FC_VLOAD(p)
-#define FC_WI_STORE(p, x) FC_VSTORE(p, x)
-    for (; f + FC_VLEN <= F; f += FC_VLEN) FC_WI_OUTPUT(FC_WI_LOAD, FC_WI_STORE);
-#undef FC_WI_LOAD
-#undef FC_WI_STORE
-#if FC_VLEN > 1
-    if (f < F) {
-        const int n = (int)(F - f);
-#define FC_WI_LOAD(p) FC_VLOAD_N(p, n)
-#define FC_WI_STORE(p, x) FC_VSTORE_N(p, x, n)
-        FC_WI_OUTPUT(FC_WI_LOAD, FC_WI_STORE);
-#undef FC_WI_LOAD
-#undef FC_WI_STORE
-    }
-#endif
+    FC_WI_LANES(f, F, FC_WI_OUTPUT);
 }
 #undef FC_WI_OUTPUT
 
@@ -138,22 +123,7 @@ static void FC_WI_NAME(wino_output)(const FC_T *mt, ptrdiff_t mstride, ptrdiff_t
 static void FC_WI_NAME(wino4_input)(const FC_T *const *src, ptrdiff_t C, FC_T *v,
                                     ptrdiff_t vstride)
 {
-    ptrdiff_t c = 0;
-#define FC_WI_LOAD(p) FC_VLOAD(p)
-#define FC_WI_STORE(p, x) FC_VSTORE(p, x)
-    for (; c + FC_VLEN <= C; c += FC_VLEN) FC_WI_INPUT6(FC_WI_LOAD, FC_WI_STORE);
-#undef FC_WI_LOAD
-#undef FC_WI_STORE
-#if FC_VLEN > 1
-    if (c < C) {
-        const int n = (int)(C - c);
-#define FC_WI_LOAD(p) FC_VLOAD_N(p, n)
-#define FC_WI_STORE(p, x) FC_VSTORE_N(p, x, n)
-        FC_WI_INPUT6(FC_WI_LOAD, FC_WI_STORE);
-#undef FC_WI_LOAD
-#undef FC_WI_STORE
-    }
-#endif
+    FC_WI_LANES(c, C, FC_WI_INPUT6);
 }
 #undef FC_WI_INPUT6
 #undef FC_WI_BT6
@@ -193,22 +163,7 @@ static void FC_WI_NAME(wino4_output)(const FC_T *mt, ptrdiff_t mstride, ptrdiff_
                                      const FC_T *bias, FC_T *const *y_rows, int out_rows,
                                      int out_cols)
 {
-    ptrdiff_t f = 0;
-#define FC_WI_LOAD(p) FC_VLOAD(p)
-#define FC_WI_STORE(p, x) FC_VSTORE(p, x)
-    for (; f + FC_VLEN <= F; f += FC_VLEN) FC_WI_OUTPUT6(FC_WI_LOAD, FC_WI_STORE);
-#undef FC_WI_LOAD
-#undef FC_WI_STORE
-#if FC_VLEN > 1
-    if (f < F) {
-        const int n = (int)(F - f);
-#define FC_WI_LOAD(p) FC_VLOAD_N(p, n)
-#define FC_WI_STORE(p, x) FC_VSTORE_N(p, x, n)
-        FC_WI_OUTPUT6(FC_WI_LOAD, FC_WI_STORE);
-#undef FC_WI_LOAD
-#undef FC_WI_STORE
-    }
-#endif
+    FC_WI_LANES(f, F, FC_WI_OUTPUT6);
 }
 #undef FC_WI_OUTPUT6
 #undef FC_WI_AT6
@@ -258,28 +213,25 @@ static void FC_WI_NAME(wino4_output)(const FC_T *mt, ptrdiff_t mstride, ptrdiff_
 #define FC_WI_A2E(o, s) FC_WI_A2(e[0], e[1], o, s)
 #define FC_WI_A4E(o, s) FC_WI_A4(e[0], e[1], e[2], e[3], o, s)
 
-#define FC_WI_DY_FN(NAME, M, A)                                                               \
+#define FC_WI_DY2(LOAD, STORE) FC_WI_DY(2, FC_WI_A2E, LOAD, STORE)
+#define FC_WI_DY4(LOAD, STORE) FC_WI_DY(4, FC_WI_A4E, LOAD, STORE)
+#define FC_WI_DY_FN(NAME, BODY)                                                               \
     static void FC_WI_NAME(NAME)(const FC_T *const *src, ptrdiff_t F, FC_T *d,                \
                                  ptrdiff_t xi_stride, ptrdiff_t nr, ptrdiff_t panel_stride)   \
     {                                                                                         \
-        ptrdiff_t f = 0;                                                                      \
-        for (; f + FC_VLEN <= F; f += FC_VLEN) FC_WI_DY(M, A, FC_VLOAD, FC_VSTORE);           \
-        if (f < F) {                                                                          \
-            const int n = (int)(F - f);                                                       \
-            (void)n;                                                                          \
-            FC_WI_DY(M, A, FC_WI_LOAD_TAIL, FC_WI_STORE_TAIL);                                \
-        }                                                                                     \
+        FC_WI_LANES(f, F, BODY);                                                              \
     }
-#define FC_WI_LOAD_TAIL(p) FC_VLOAD_N(p, n)
-#define FC_WI_STORE_TAIL(p, x) FC_VSTORE_N(p, x, n)
-FC_WI_DY_FN(wino_dy, 2, FC_WI_A2E)
-FC_WI_DY_FN(wino4_dy, 4, FC_WI_A4E)
-#undef FC_WI_LOAD_TAIL
-#undef FC_WI_STORE_TAIL
+FC_WI_DY_FN(wino_dy, FC_WI_DY2)
+FC_WI_DY_FN(wino4_dy, FC_WI_DY4)
+#undef FC_WI_DY2
+#undef FC_WI_DY4
 #undef FC_WI_DY_FN
 #undef FC_WI_A2E
 #undef FC_WI_A4E
 #undef FC_WI_DY
 #undef FC_WI_A2
 #undef FC_WI_A4
+#undef FC_WI_LANES
+#undef FC_WI_LOAD_TAIL
+#undef FC_WI_STORE_TAIL
 #undef FC_WI_NAME
