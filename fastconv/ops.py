@@ -494,6 +494,16 @@ dropout_drop_below = _ew_ref.dropout_drop_below
 dropout_scale = _ew_ref.dropout_scale
 
 
+def random_bits(seed, shape):
+    """Counter-based random uint32 values (see `fastconv.reference.random_bits`), filled by
+    the compiled kernel on the current threads: the same bits as the reference."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 64:
+        raise ValueError(f"`seed` must be an int in [0, 2**64); received {seed!r}.")
+    out = np.empty(shape, dtype=np.uint32)
+    _ew.random_bits(int(seed), out, get_num_threads())
+    return out
+
+
 def dropout_forward(x, bits, rate):
     """Inverted dropout from random uint32 bits: (y, keep) (see `fastconv.reference.dropout_forward`)."""
     if not (_ew_ready(x) and type(bits) is np.ndarray and bits.dtype == np.uint32

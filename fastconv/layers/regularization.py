@@ -11,14 +11,13 @@ from .base import Layer
 
 
 def _random_bits(rng, shape):
-    """Uniform random uint32 values of the given shape from the Generator `rng`.
-
-    Drawn as 64-bit integers split in two (half the generator calls of one draw per element,
-    and for any bit generator: `integers` assembles 64 bits from 32-bit generators too).
+    """Uniform random uint32 values of the given shape, from one 64-bit seed drawn from the
+    Generator `rng` (so runs are reproducible from the layer's seed and calls differ) and the
+    backend's counter-based generator (`fastconv.reference.random_bits`; the compiled one
+    fills the array in parallel with the same bits, ~50x faster than the Generator itself).
     """
-    count = math.prod(shape)
-    words = rng.integers(0, 1 << 64, size=(count + 1) // 2, dtype=np.uint64, endpoint=False)
-    return words.view(np.uint32)[:count].reshape(shape)
+    seed = int(rng.integers(0, 1 << 64, dtype=np.uint64, endpoint=False))
+    return get_ops().random_bits(seed, tuple(shape))
 
 
 class Dropout(Layer):

@@ -12,6 +12,7 @@ from .elementwise import (
     dropout_scale,
     leaky_relu_backward,
     leaky_relu_forward,
+    random_bits,
     relu_backward,
     relu_forward,
     sgd_update,
@@ -52,7 +53,8 @@ __all__ = [
     "batch_norm_relu_forward_training", "batch_norm_relu_forward_inference",
     "batch_norm_relu_backward", "batch_norm_relu_backward_inference", "batch_norm_frozen_factor",
     "dense_forward", "dense_backward",
-    "relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward", "tanh_backward", "sigmoid_backward",
+    "relu_forward", "random_bits",
+    "relu_backward", "leaky_relu_forward", "leaky_relu_backward", "tanh_backward", "sigmoid_backward",
     "adam_update", "sgd_update",
     "dropout_forward", "dropout_backward", "dropout_drop_below", "dropout_scale",
 ]

@@ -175,6 +175,39 @@ def dropout_scale(rate, dtype):
     return np.dtype(dtype).type(1.0 / (1.0 - rate))
 
 
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix64_mix(z):
+    """SplitMix64's output function on a uint64 array (wrapping arithmetic)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def random_bits(seed, shape):
+    """Counter-based uniform random uint32 values of `shape` from a 64-bit `seed`.
+
+    Word j = SplitMix64's output function of seed + (j + 1) * 0x9E3779B97F4A7C15 (mod 2^64);
+    element 2j is its low 32 bits, element 2j + 1 its high 32 bits (C order). Each element
+    depends only on the seed and its index, which is what lets the compiled kernel fill the
+    array in parallel with the same bits.
+
+    Args:
+        seed: int in [0, 2**64).
+        shape: output shape.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 64:
+        raise ValueError(f"`seed` must be an int in [0, 2**64); received {seed!r}.")
+    count = math.prod(shape)
+    words = np.arange(1, (count + 1) // 2 + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        words = _splitmix64_mix(np.uint64(seed) + words * _GOLDEN)
+    return words.view(np.uint32)[:count].reshape(shape) if np.little_endian else \
+        np.stack([(words & np.uint64(0xFFFFFFFF)).astype(np.uint32),
+                  (words >> np.uint64(32)).astype(np.uint32)], axis=-1).reshape(-1)[:count].reshape(shape)
+
+
 def dropout_forward(x, bits, rate):
     """Inverted dropout from uniform random bits: return (y, keep).
 

@@ -48,6 +48,7 @@ cdef extern from "elementwise.h" nogil:
                                 float scale, float *y, uint8_t *keep, ptrdiff_t n, int nt)
     void fc_dropout_forward_f64(const double *x, const uint32_t *bits, uint64_t drop_below,
                                 double scale, double *y, uint8_t *keep, ptrdiff_t n, int nt)
+    void fc_random_bits(uint64_t seed, uint32_t *bits, ptrdiff_t n, int num_threads)
     void fc_dropout_backward_f32(const float *dy, const uint8_t *keep, float scale, float *dx,
                                  ptrdiff_t n, int nt)
     void fc_dropout_backward_f64(const double *dy, const uint8_t *keep, double scale,
@@ -399,6 +400,27 @@ def dropout_forward(x, bits, drop_below, scale, out, keep, num_threads):
         with nogil:
             fc_dropout_forward_f64(<const double *>px, <const uint32_t *>pb, thr, s,
                                    <double *>po, <uint8_t *>pk, n, nt)
+
+
+def random_bits(seed, out, num_threads):
+    """Fill the uint32 array `out` with counter-based random bits from the 64-bit `seed`
+    (see fastconv.reference.random_bits for the definition).
+
+    Args:
+        seed: int in [0, 2**64).
+        out: C-contiguous uint32 array, any shape.
+        num_threads: OpenMP threads (>= 1).
+    """
+    if (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+            or not 0 <= seed < 2 ** 64):
+        raise ValueError(f"`seed` must be an int in [0, 2**64); received {seed!r}.")
+    cdef cnp.ndarray ao = _array(out, "out", _UINT32, None, output=True)
+    cdef uint64_t s = <uint64_t>int(seed)
+    cdef int nt = _threads(num_threads)
+    cdef ptrdiff_t n = ao.size
+    cdef void *po = _data(ao)
+    with nogil:
+        fc_random_bits(s, <uint32_t *>po, n, nt)
 
 
 def dropout_backward(dy, keep, scale, dx, num_threads):

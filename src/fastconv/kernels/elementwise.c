@@ -78,6 +78,30 @@ static inline void fc_ew_block(ptrdiff_t n, ptrdiff_t *lo, ptrdiff_t *hi)
         }                                                                                   \
     } while (0)
 
+/* SplitMix64's output function (Steele, Lea & Flood 2014). */
+static inline uint64_t fc_splitmix64_mix(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return z ^ (z >> 31);
+}
+
+/* Elements [lo, hi) (lo even: block edges are multiples of FC_EW_ALIGN): one mix per word,
+ * its two halves stored. */
+static void fc_random_bits_block(uint64_t seed, uint32_t *restrict bits, ptrdiff_t lo, ptrdiff_t hi)
+{
+    for (ptrdiff_t i = lo; i < hi; i += 2) {
+        const uint64_t word = fc_splitmix64_mix(seed + (uint64_t)(i / 2 + 1) * UINT64_C(0x9E3779B97F4A7C15));
+        bits[i] = (uint32_t)word;
+        if (i + 1 < hi) bits[i + 1] = (uint32_t)(word >> 32);
+    }
+}
+
+void fc_random_bits(uint64_t seed, uint32_t *bits, ptrdiff_t n, int num_threads)
+{
+    FC_EW_PARALLEL(n, num_threads, 0, fc_random_bits_block(seed, bits, lo, hi));
+}
+
 #define FC_ELEMENTWISE_TEMPLATE
 #define T float
 #define SFX(name) name##_f32

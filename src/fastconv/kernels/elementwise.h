@@ -58,4 +58,10 @@ FC_DECLARE_ELEMENTWISE(double, f64)
 
 #undef FC_DECLARE_ELEMENTWISE
 
+/* Counter-based uniform random bits: word j = splitmix64_mix(seed + (j + 1) * 0x9E3779B97F4A7C15)
+ * (SplitMix64's output function), bits[2j] = its low 32 bits, bits[2j + 1] its high 32 bits,
+ * for 0 <= i < n. Element i depends only on seed and i: the same bits for any thread count,
+ * and fastconv/reference/elementwise.py (random_bits) computes the same. */
+void fc_random_bits(uint64_t seed, uint32_t *bits, ptrdiff_t n, int num_threads);
+
 #endif /* FASTCONV_ELEMENTWISE_H */
