@@ -24,8 +24,10 @@ class Dropout(Layer):
     """Randomly sets a fraction `rate` of the inputs to 0 during training (inverted dropout).
 
     The kept inputs are scaled by 1 / (1 - rate), so nothing changes at inference, where the
-    layer is the identity. Each mask element comes from 32 random bits of the generator (kept
-    when they are >= rate * 2^32), so the keep probability is 1 - rate to within 2^-32.
+    layer is the identity. Each mask element comes from 32 random bits (kept when they are
+    >= rate * 2^32), so the keep probability is 1 - rate to within 2^-32; the bits of one call
+    come from a counter-based generator (SplitMix64) seeded by one draw from the layer's
+    generator.
 
     Args:
         rate: fraction of the inputs to drop, in [0, 1).
