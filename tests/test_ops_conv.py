@@ -265,6 +265,7 @@ THREAD_CASES = [
     ((3, 1, 1, 700), (1, 1, 700, 70), 1, "valid", 1, 1),  # dense-like: work split over panels, K blocks
     ((2, 5, 5, 40), (3, 3, 40, 50), 1, "same", 1, 1),     # one pixel block, two K blocks
     ((2, 30, 40, 3), (11, 11, 3, 16), 4, 2, 1, 1),        # AlexNet-like stem: kernel rows in 2 blocks
+    ((2, 130, 150, 3), (3, 3, 3, 7), 1, "same", 1, 1),    # flat rows: several bands per image
     ((8, 32, 32, 16), (3, 3, 16, 16), 1, "same", 1, 1),   # Winograd weight gradient in 2 chunks
 ]
 
@@ -365,6 +366,49 @@ def test_winograd_matches_reference_and_direct(case, dtype, tiles4):
     assert not np.array_equal(results[True][2], results[False][2])
 
 
+# Few filters (fewer than a vector) and few input channels: the flat-row path (forward,
+# weight gradient, and the input gradient where the adjoint qualifies: stride 1, C < VL).
+FLAT_CASES = [
+    ((3, 32, 32, 1), (5, 5, 1, 6), 1, "valid", 1, 1),          # LeNet-5 C1
+    ((2, 28, 28, 1), (5, 5, 1, 6), 1, "same", 1, 1),           # ... padded
+    ((2, 17, 13, 3), (3, 3, 3, 5), 2, "same", 1, 1),           # strided, odd sizes
+    ((1, 19, 23, 2), (4, 3, 2, 3), 3, "valid", 1, 1),          # stride 3: three column phases
+    ((2, 15, 11, 3), (3, 3, 3, 7), 1, "same", (2, 2), 1),      # dilated
+    ((1, 31, 29, 3), (11, 11, 3, 7), 4, "valid", 1, 1),        # AlexNet-like stem
+    ((2, 9, 9, 4), (3, 3, 4, 3), 1, ((2, 1), (0, 3)), 1, 1),   # asymmetric padding
+    ((1, 12, 14, 8), (2, 3, 8, 1), 1, ((0, 2), (3, 1)), (1, 2), 1),  # one filter, width dilation
+    ((2, 130, 150, 3), (3, 3, 3, 7), 1, "same", 1, 1),         # several bands per image
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", FLAT_CASES, ids=[f"x{c[0]}-k{c[1]}" for c in FLAT_CASES])
+def test_flat_rows_match_reference_and_gemm(case, dtype):
+    x, k, b = _data(case, dtype, seed=8)
+    kw = _kwargs(case)
+    y_ref = ref.conv2d_forward(x, k, b, **kw)
+    dy = np.random.default_rng(9).standard_normal(y_ref.shape).astype(dtype)
+    want = (y_ref,) + ref.conv2d_backward(dy, x, k, **kw)
+    results = {}
+    try:
+        for flat in (True, False):
+            core._set_paths(flat=flat)
+            results[flat] = ((ops.conv2d_forward(x, k, b, **kw),)
+                             + ops.conv2d_backward(dy, x, k, **kw)
+                             + (ops.conv2d_forward(x, k, b, **kw, relu=True),))
+    finally:
+        core._set_paths()
+    want += (np.maximum(y_ref, 0),)
+    for name, got, gemm, exp in zip(("y", "dx", "dkernel", "dbias", "relu(y)"), results[True],
+                                    results[False], want):
+        _close(got, exp, dtype, name)
+        _close(got, gemm, dtype, name + " vs GEMM")
+    # the paths sum in different orders: the flat rows did run
+    assert not np.array_equal(results[True][0], results[False][0])
+    assert not np.array_equal(results[True][2], results[False][2])
+    assert not np.signbit(results[True][4]).any()  # max(y, 0) gives +0, never -0
+
+
 ISA_SCRIPT = textwrap.dedent(
     """
     import sys
@@ -386,7 +430,10 @@ ISA_SCRIPT = textwrap.dedent(
              ((2, 5, 4, 33), (1, 1, 33, 130), 1, "valid", 1, 1),
              ((2, 7, 9, 17), (3, 3, 17, 33), 1, "same", 1, 1),
              ((1, 5, 6, 20), (3, 3, 20, 16), 1, "valid", 1, 1),
-             ((1, 12, 10, 20), (3, 3, 20, 24), 1, "same", 1, 1)]
+             ((1, 12, 10, 20), (3, 3, 20, 24), 1, "same", 1, 1),
+             ((2, 13, 12, 2), (3, 5, 2, 1), (2, 1), "same", 1, 1),
+             ((1, 15, 17, 3), (4, 3, 3, 3), 3, ((2, 1), (0, 3)), 1, 1),
+             ((2, 10, 9, 5), (3, 3, 5, 2), 1, "same", 1, 1)]
     for dtype, rtol in ((np.float32, 1e-4), (np.float64, 1e-10)):
         for xs, ks, s, p, d, g in cases:
             kw = dict(strides=s, padding=p, dilation_rate=d, groups=g)

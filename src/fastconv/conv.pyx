@@ -43,6 +43,7 @@ cdef extern from "conv2d.h":
     int FC_PATH_BROAD
     int FC_PATH_WINOGRAD
     int FC_PATH_WINOGRAD4
+    int FC_PATH_FLAT
     int fc_conv2d_set_paths(int mask)
 
 cdef extern from "dispatch.h":
@@ -61,18 +62,21 @@ _check_dispatch()
 cnp.import_array()
 
 
-def _set_paths(narrow=True, broad=True, winograd=True, winograd4=True):
+def _set_paths(narrow=True, broad=True, winograd=True, winograd4=True, flat=True):
     """Allow (or not) the optional kernel paths: narrow / broad GEMM tiles besides the wide
-    ones (results unchanged) and Winograd for 3x3 stride-1 layers (results equal to
-    rounding; `winograd4`: its 4x4-tile variant where it pays, else 2x2 tiles). For tests
-    and benchmarks; returns the previous setting as a dict."""
+    ones (results unchanged), Winograd for 3x3 stride-1 layers (results equal to
+    rounding; `winograd4`: its 4x4-tile variant where it pays, else 2x2 tiles) and flat
+    rows for layers with few filters or input channels (results equal to rounding). For
+    tests and benchmarks; returns the previous setting as a dict."""
     previous = fc_conv2d_set_paths((FC_PATH_NARROW if narrow else 0) |
                                    (FC_PATH_BROAD if broad else 0) |
                                    (FC_PATH_WINOGRAD if winograd else 0) |
-                                   (FC_PATH_WINOGRAD4 if winograd4 else 0))
+                                   (FC_PATH_WINOGRAD4 if winograd4 else 0) |
+                                   (FC_PATH_FLAT if flat else 0))
     return dict(narrow=bool(previous & FC_PATH_NARROW), broad=bool(previous & FC_PATH_BROAD),
                 winograd=bool(previous & FC_PATH_WINOGRAD),
-                winograd4=bool(previous & FC_PATH_WINOGRAD4))
+                winograd4=bool(previous & FC_PATH_WINOGRAD4),
+                flat=bool(previous & FC_PATH_FLAT))
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 

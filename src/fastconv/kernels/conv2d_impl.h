@@ -535,15 +535,19 @@ static void FC_FN(reduce_chunks)(const FC_T *part, ptrdiff_t chunks, ptrdiff_t d
 }
 
 #include "conv2d_winograd_impl.h"
+#include "conv2d_flat_impl.h"
 
-/* A convolution without groups' special paths: Winograd where it applies (and is allowed),
- * else the implicit GEMM. Arguments as implicit_gemm_conv. */
+/* A convolution without groups' special paths: Winograd or flat rows where they apply (and
+ * are allowed), else the implicit GEMM. Arguments as implicit_gemm_conv. */
 static int FC_FN(gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p, const FC_T *x,
                             const FC_T *w, int transposed, const FC_T *bias, int relu, FC_T *y,
                             int num_threads)
 {
+    flat_geom fg;
     if ((conv_paths & FC_PATH_WINOGRAD) && FC_FN(winograd_applies)(p))
         return FC_FN(winograd_conv)(kt, p, x, w, transposed, bias, relu, y, num_threads);
+    if (FC_FN(flat_plan_for)(kt, p, &fg))
+        return FC_FN(flat_conv)(kt, p, &fg, x, w, transposed, bias, relu, y, num_threads);
     return FC_FN(implicit_gemm_conv)(kt, p, x, w, transposed, bias, relu, y, num_threads);
 }
 
@@ -618,6 +622,14 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
         dw = NULL; /* the input gradient below */
         db = NULL;
     }
+    flat_geom flat;
+    if (dw != NULL && FC_FN(flat_plan_for)(kt, p, &flat)) {
+        const int status = FC_FN(flat_weight_grad)(kt, p, &flat, dy, x, dw, db, num_threads);
+        if (status != FC_CONV_OK || dx == NULL) return status;
+        dw = NULL;
+        db = NULL;
+    }
+    const fc_conv2d_params adj = adjoint_params(p);
 
     /* mr x nr: the wide kernels (input gradient, dW^T); ws: the K x F weight-gradient GEMM. */
     const int mr = FC_KT(kt, mr), nr = FC_KT(kt, nr);
@@ -629,7 +641,8 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
      * after this function's parallel region) whose output channels are our C_g; larger
      * strides, or too few channels per group to fill half a microtile row -> dy @ W^T and
      * col2im here. */
-    const int dx_scatter = dx != NULL && (p->stride_h > 1 || p->stride_w > 1 || 2 * cg < nr);
+    const int stride1 = p->stride_h == 1 && p->stride_w == 1;
+    const int dx_scatter = dx != NULL && (!stride1 || (2 * cg < nr && !FC_FN(flat_plan_for)(kt, &adj, &flat)));
 
     /* --- weight gradient workspaces --- */
     const ptrdiff_t chunks = dw == NULL ? 0 : weight_grad_chunks(M, dw_elems + F, sizeof(FC_T));
@@ -833,13 +846,6 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     fc_free(dxpad);
     if (dx != NULL && !dx_scatter) {
         /* dx[n, h, w] = sum over taps of dy[n, h + pt - i*dh, w + pl - j*dw] . W[i, j]^T */
-        fc_conv2d_params adj = *p;
-        adj.h = p->out_h; adj.w = p->out_w; adj.c = p->f;
-        adj.f = p->c; adj.out_h = p->h; adj.out_w = p->w;
-        adj.pad_top = (p->kh - 1) * p->dil_h - p->pad_top;
-        adj.pad_bottom = (p->kh - 1) * p->dil_h - p->pad_bottom;
-        adj.pad_left = (p->kw - 1) * p->dil_w - p->pad_left;
-        adj.pad_right = (p->kw - 1) * p->dil_w - p->pad_right;
         return FC_FN(gemm_conv)(kt, &adj, dy, w, 1, NULL, 0, dx, adjoint_threads);
     }
     return FC_CONV_OK;

@@ -59,7 +59,21 @@
      * (f / nr) * panel_stride + f % nr] = (A e_f A^T)[xi], e_f[i][j] = src[i * m + j][f]. */  \
     typedef void (*fc_wino_dy_##SFX##_fn)(const T *const *src, ptrdiff_t F, T *d,              \
                                           ptrdiff_t xi_stride, ptrdiff_t nr,                   \
-                                          ptrdiff_t panel_stride);
+                                          ptrdiff_t panel_stride);                              \
+    /* Flat-row convolution (conv2d_flat_impl.h; VL = the table's flat_vl, PV = period * VL,  \
+     * 1 <= period <= 8): out[e] = bpat[e % PV] (0 if bpat is NULL) + sum_{t < taps}         \
+     * src[t][e] * wpat[t * PV + e % PV] for e < len; reads src[t][e] up to                   \
+     * round_up(len, 24 * VL) (slack). */                                                      \
+    typedef void (*fc_flat_conv_##SFX##_fn)(ptrdiff_t taps, const T *const *src,               \
+                                            const T *wpat, int period, const T *bpat, T *out,  \
+                                            ptrdiff_t len);                                    \
+    /* acc[t * PV + i] += sum_{e < len, e % PV == i} src[t][e] * dy[e] and, if db is not      \
+     * NULL, db[i] += sum_{e < len, e % PV == i} dy[e] (reads nothing past len). */            \
+    typedef void (*fc_flat_dw_##SFX##_fn)(ptrdiff_t taps, const T *const *src, const T *dy,    \
+                                          ptrdiff_t len, int period, T *acc, T *db);           \
+    /* dst[q * R + r] = src[q * stride] for q < n, r < R; may write VL - 1 values past. */    \
+    typedef void (*fc_flat_expand_##SFX##_fn)(const T *src, ptrdiff_t stride, ptrdiff_t n,     \
+                                              ptrdiff_t R, T *dst);
 
 FC_DECLARE_KERNEL_TYPES(float, f32)
 FC_DECLARE_KERNEL_TYPES(double, f64)
@@ -105,15 +119,21 @@ typedef struct {
     fc_wino_output_f64_fn wino4_output_f64;
     fc_wino_dy_f32_fn wino_dy_f32, wino4_dy_f32;
     fc_wino_dy_f64_fn wino_dy_f64, wino4_dy_f64;
+    int flat_vl_f32, flat_vl_f64; /* the flat-row kernels' vector length (elements) */
+    fc_flat_conv_f32_fn flat_conv_f32;
+    fc_flat_conv_f64_fn flat_conv_f64;
+    fc_flat_dw_f32_fn flat_dw_f32;
+    fc_flat_dw_f64_fn flat_dw_f64;
+    fc_flat_expand_f32_fn flat_expand_f32;
+    fc_flat_expand_f64_fn flat_expand_f64;
 } fc_kernel_table;
 
-/* The table of an ISA file, whose kernels (gemm_simd_impl.h, conv2d_depthwise_impl.h and
- * winograd_simd_impl.h,
- * included once per dtype) carry the usual static names; the narrow kernels are those with
+/* The table of an ISA file, whose kernels (gemm_simd_impl.h, conv2d_depthwise_impl.h,
+ * winograd_simd_impl.h and conv2d_flat_simd_impl.h, included once per dtype) carry the usual static names; the narrow kernels are those with
  * suffixes n32 / n64 (f32n / f64n, or f32 / f64 where there are none), the broad ones b32 /
  * b64 likewise. */
 #define FC_KERNEL_TABLE(name, mr_f32, nr_f32, mr_f64, nr_f64, mr_n32, nr_n32, mr_n64, nr_n64,  \
-                        n32, n64, mr_b32, nr_b32, mr_b64, nr_b64, b32, b64)                    \
+                        n32, n64, mr_b32, nr_b32, mr_b64, nr_b64, b32, b64, vl32, vl64)        \
     {                                                                                           \
         name, mr_f32, nr_f32, mr_f64, nr_f64,                                                   \
         gemm_rowa_f32, gemm_cola_f32, gemm_rowa_f64, gemm_cola_f64,                             \
@@ -130,6 +150,8 @@ typedef struct {
         wino_input_f32, wino_input_f64, wino_output_f32, wino_output_f64,                       \
         wino4_input_f32, wino4_input_f64, wino4_output_f32, wino4_output_f64,                   \
         wino_dy_f32, wino4_dy_f32, wino_dy_f64, wino4_dy_f64,                                   \
+        vl32, vl64, flat_conv_f32, flat_conv_f64, flat_dw_f32, flat_dw_f64,                     \
+        flat_expand_f32, flat_expand_f64,                                                       \
     }
 
 /* Largest MR and NR of any table: drivers size their scratch tiles with these. */

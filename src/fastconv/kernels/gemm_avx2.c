@@ -9,6 +9,8 @@
 #if defined(__AVX2__) && (defined(__FMA__) || defined(_MSC_VER))
 #include <immintrin.h>
 
+#define FC_FLAT_REGS 16 /* ymm0-15 */
+
 /* Lane masks: lanes [0, n) set, for 32-bit and 64-bit elements. */
 static inline __m256i lanes32(int n)
 {
@@ -58,7 +60,7 @@ static inline __m256i lanes64(int n)
 #include "gemm_simd_tiles.h"
 
 static const fc_kernel_table avx2_table =
-    FC_KERNEL_TABLE("avx2", 6, 16, 6, 8, 12, 8, 12, 4, f32n, f64n, 6, 16, 6, 8, f32, f64);
+    FC_KERNEL_TABLE("avx2", 6, 16, 6, 8, 12, 8, 12, 4, f32n, f64n, 6, 16, 6, 8, f32, f64, 8, 4);
 
 const fc_kernel_table *fc_kernels_avx2(void) { return &avx2_table; }
 

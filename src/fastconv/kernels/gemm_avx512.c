@@ -9,6 +9,8 @@
 #if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #include <immintrin.h>
 
+#define FC_FLAT_REGS 32 /* zmm0-31 */
+
 /* ---- float32: wide 12 x 32 and narrow 24 x 16 tiles ---- */
 #define FC_T float
 #define FC_VT __m512
@@ -52,7 +54,7 @@
 #include "gemm_simd_tiles.h"
 
 static const fc_kernel_table avx512_table =
-    FC_KERNEL_TABLE("avx512", 12, 32, 12, 16, 24, 16, 24, 8, f32n, f64n, 6, 64, 6, 32, f32b, f64b);
+    FC_KERNEL_TABLE("avx512", 12, 32, 12, 16, 24, 16, 24, 8, f32n, f64n, 6, 64, 6, 32, f32b, f64b, 16, 8);
 
 const fc_kernel_table *fc_kernels_avx512(void) { return &avx512_table; }
 

@@ -9,6 +9,10 @@
     && !defined(FASTCONV_PORTABLE_C) /* -DFASTCONV_PORTABLE_C: test the plain C path */
 #include <emmintrin.h>
 
+#define FC_FLAT_REGS 16 /* xmm0-15 */
+#define GENERIC_FLAT_VL_F32 4
+#define GENERIC_FLAT_VL_F64 2
+
 /* Partial vectors through a small buffer (SSE2 has no masked loads and stores). */
 static inline __m128 sse_load_n_ps(const float *p, int n)
 {
@@ -53,6 +57,7 @@ static inline void sse_store_n_pd(double *p, __m128d v, int n)
 #include "gemm_simd_impl.h"
 #include "conv2d_depthwise_impl.h"
 #include "winograd_simd_impl.h"
+#include "conv2d_flat_simd_impl.h"
 #include "gemm_simd_undef.h"
 
 #define FC_T double
@@ -73,12 +78,17 @@ static inline void sse_store_n_pd(double *p, __m128d v, int n)
 #include "gemm_simd_impl.h"
 #include "conv2d_depthwise_impl.h"
 #include "winograd_simd_impl.h"
+#include "conv2d_flat_simd_impl.h"
 
 #define GENERIC_MR 6
 #define GENERIC_NR_F32 8
 #define GENERIC_NR_F64 4
 
 #else /* portable C */
+
+#define FC_FLAT_REGS 16 /* scalar accumulators */
+#define GENERIC_FLAT_VL_F32 1
+#define GENERIC_FLAT_VL_F64 1
 
 #define GENERIC_MR 4
 #define GENERIC_NR_F32 8
@@ -166,6 +176,7 @@ FC_DEFINE_GENERIC_GEMM(double, f64, GENERIC_NR_F64)
 #define FC_SFX f32
 #include "conv2d_depthwise_impl.h"
 #include "winograd_simd_impl.h"
+#include "conv2d_flat_simd_impl.h"
 #undef FC_T
 #undef FC_VT
 #undef FC_SFX
@@ -174,12 +185,14 @@ FC_DEFINE_GENERIC_GEMM(double, f64, GENERIC_NR_F64)
 #define FC_SFX f64
 #include "conv2d_depthwise_impl.h"
 #include "winograd_simd_impl.h"
+#include "conv2d_flat_simd_impl.h"
 
 #endif
 
 static const fc_kernel_table generic_table =
     FC_KERNEL_TABLE("generic", GENERIC_MR, GENERIC_NR_F32, GENERIC_MR, GENERIC_NR_F64,
                     GENERIC_MR, GENERIC_NR_F32, GENERIC_MR, GENERIC_NR_F64, f32, f64,
-                    GENERIC_MR, GENERIC_NR_F32, GENERIC_MR, GENERIC_NR_F64, f32, f64);
+                    GENERIC_MR, GENERIC_NR_F32, GENERIC_MR, GENERIC_NR_F64, f32, f64,
+                    GENERIC_FLAT_VL_F32, GENERIC_FLAT_VL_F64);
 
 const fc_kernel_table *fc_kernels_generic(void) { return &generic_table; }

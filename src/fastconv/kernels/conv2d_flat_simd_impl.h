@@ -1,0 +1,220 @@
+/* Kernels of the flat-row convolution (driver and layout: conv2d_flat_impl.h), written once
+ * over the vector abstraction of gemm_simd_impl.h and included by every ISA file once per
+ * dtype, so they run with that file's instruction set. Contracts are in gemm.h
+ * (fc_flat_*_fn).
+ *
+ * The vector lanes run along an output row in NHWC order (pixel-major, filter-minor), so a
+ * layer with few filters (6) or few input channels (1-3) fills every lane, and the row is
+ * stored with plain contiguous stores. A tap's weights form a pattern of `period` vectors
+ * (lane e holds the weight of filter e mod F) that repeats along the row; a block of
+ * accumulators is a whole number of periods, so each pattern vector is loaded once per tap
+ * and reused by every period of the block.
+ *
+ * The includer defines FC_T, FC_SFX, FC_VT, FC_VLEN, FC_VZERO, FC_VLOAD, FC_VSET1, FC_VFMA,
+ * FC_VADD, FC_VSTORE, FC_VLOAD_N, FC_VSTORE_N (FC_VLEN may be 1 with FC_VT = FC_T), and
+ * FC_FLAT_REGS, the vector registers of the ISA.
+ */
+#define FC_FL_CAT_(a, b) a##_##b
+#define FC_FL_CAT(a, b) FC_FL_CAT_(a, b)
+#define FC_FL_NAME(base) FC_FL_CAT(base, FC_SFX)
+
+#if defined(__GNUC__) && !defined(__clang__)
+#define FC_FL_UNROLL _Pragma("GCC unroll 32")
+#define FC_FL_INLINE static inline __attribute__((always_inline))
+#elif defined(__clang__)
+#define FC_FL_UNROLL _Pragma("unroll")
+#define FC_FL_INLINE static inline __attribute__((always_inline))
+#else
+#define FC_FL_UNROLL
+#define FC_FL_INLINE static inline
+#endif
+
+/* Register barriers: without them GCC keeps the 24 block offsets (e0 + a * VL) in integer
+ * registers (spilling them) and re-reads the pattern vector from memory for every FMA, two
+ * loads per multiply-add; an opaque pointer makes the offsets constants, an opaque pattern
+ * vector stays in its register. */
+#if defined(__GNUC__) && FC_VLEN > 1
+#define FC_FL_OPAQUE_PTR(p) __asm__("" : "+r"(p))
+#define FC_FL_OPAQUE_VEC(v) __asm__("" : "+v"(v))
+#else
+#define FC_FL_OPAQUE_PTR(p) ((void)0)
+#define FC_FL_OPAQUE_VEC(v) ((void)0)
+#endif
+
+/* At most 24 accumulators; fewer when the pattern vectors (P) and a loaded operand must fit
+ * the register file beside them. Always a whole number of periods, at least one. */
+#define FC_FL_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define FC_FL_BLOCK(P, SPARE)                                                                 \
+    ((P) * (FC_FL_MIN(24 / (P), (FC_FLAT_REGS - (SPARE) - (P)) / (P)) < 1                     \
+                ? 1                                                                           \
+                : FC_FL_MIN(24 / (P), (FC_FLAT_REGS - (SPARE) - (P)) / (P))))
+
+/* out[e] = bpat[e mod PV] + sum_t src[t][e] * wpat[t * PV + e mod PV] for e < len (PV = P *
+ * FC_VLEN), blocks of A vectors; a partial last block stores only its first len values but
+ * reads whole blocks (the sources carry slack). */
+FC_FL_INLINE void FC_FL_NAME(flat_conv_p)(ptrdiff_t taps, const FC_T *const *src,
+                                          const FC_T *wpat, const FC_T *bpat, FC_T *out,
+                                          ptrdiff_t len, const int P)
+{
+    enum { VL = FC_VLEN };
+    const int A = FC_FL_BLOCK(P, 2);
+    for (ptrdiff_t e0 = 0; e0 < len; e0 += (ptrdiff_t)A * VL) {
+        FC_VT acc[24];
+        FC_FL_UNROLL
+        for (int a = 0; a < A; a++) acc[a] = bpat != NULL ? FC_VLOAD(bpat + (a % P) * VL) : FC_VZERO();
+        const FC_T *wt = wpat;
+        for (ptrdiff_t t = 0; t < taps; t++, wt += P * VL) {
+            const FC_T *s = src[t] + e0;
+            FC_FL_OPAQUE_PTR(s);
+            FC_FL_UNROLL
+            for (int q = 0; q < P; q++) {
+                FC_VT wv = FC_VLOAD(wt + q * VL);
+                FC_FL_OPAQUE_VEC(wv);
+                FC_FL_UNROLL
+                for (int a = q; a < A; a += P) acc[a] = FC_VFMA(FC_VLOAD(s + a * VL), wv, acc[a]);
+            }
+        }
+        FC_FL_UNROLL
+        for (int a = 0; a < A; a++) {
+            const ptrdiff_t at = e0 + (ptrdiff_t)a * VL, left = len - at;
+            if (left >= VL) FC_VSTORE(out + at, acc[a]);
+            else if (left > 0) FC_VSTORE_N(out + at, acc[a], (int)left);
+        }
+    }
+}
+
+static void FC_FL_NAME(flat_conv)(ptrdiff_t taps, const FC_T *const *src, const FC_T *wpat,
+                                  int period, const FC_T *bpat, FC_T *out, ptrdiff_t len)
+{
+    switch (period) { /* constant P: the blocks unroll with accumulators in registers */
+    case 1: FC_FL_NAME(flat_conv_p)(taps, src, wpat, bpat, out, len, 1); break;
+    case 2: FC_FL_NAME(flat_conv_p)(taps, src, wpat, bpat, out, len, 2); break;
+    case 3: FC_FL_NAME(flat_conv_p)(taps, src, wpat, bpat, out, len, 3); break;
+    case 4: FC_FL_NAME(flat_conv_p)(taps, src, wpat, bpat, out, len, 4); break;
+    case 5: FC_FL_NAME(flat_conv_p)(taps, src, wpat, bpat, out, len, 5); break;
+    case 6: FC_FL_NAME(flat_conv_p)(taps, src, wpat, bpat, out, len, 6); break;
+    case 7: FC_FL_NAME(flat_conv_p)(taps, src, wpat, bpat, out, len, 7); break;
+    default: FC_FL_NAME(flat_conv_p)(taps, src, wpat, bpat, out, len, 8); break;
+    }
+}
+
+/* Vector q of the block at e0 of a row of len values: whole, partial (zeros past len) or
+ * zero, so lanes past the row add nothing (not even inf * 0). */
+FC_FL_INLINE FC_VT FC_FL_NAME(flat_load_part)(const FC_T *row, ptrdiff_t at, ptrdiff_t len)
+{
+    const ptrdiff_t left = len - at;
+    if (left >= FC_VLEN) return FC_VLOAD(row + at);
+    if (left > 0) return FC_VLOAD_N(row + at, (int)left);
+    return FC_VZERO();
+}
+
+/* acc[t * PV + i] += sum over e < len, e = i mod PV of src[t][e] * dy[e], for G taps at a
+ * time (their accumulators in registers over the whole row), then the taps left one by one. */
+FC_FL_INLINE void FC_FL_NAME(flat_dw_taps)(const FC_T *const *src, const FC_T *dy, ptrdiff_t len,
+                                           FC_T *acc_out, const int P, const int G)
+{
+    enum { VL = FC_VLEN };
+    const ptrdiff_t PV = (ptrdiff_t)P * VL, whole = len / PV * PV;
+    FC_VT acc[24];
+    FC_FL_UNROLL
+    for (int a = 0; a < G * P; a++) acc[a] = FC_VZERO();
+    ptrdiff_t e0 = 0;
+    for (; e0 < whole; e0 += PV) {
+        FC_VT d[8];
+        FC_FL_UNROLL
+        for (int q = 0; q < P; q++) {
+            d[q] = FC_VLOAD(dy + e0 + q * VL);
+            FC_FL_OPAQUE_VEC(d[q]);
+        }
+        FC_FL_UNROLL
+        for (int g = 0; g < G; g++) {
+            const FC_T *s = src[g] + e0;
+            FC_FL_OPAQUE_PTR(s);
+            FC_FL_UNROLL
+            for (int q = 0; q < P; q++)
+                acc[g * P + q] = FC_VFMA(FC_VLOAD(s + q * VL), d[q], acc[g * P + q]);
+        }
+    }
+    if (e0 < len) { /* the partial last period */
+        FC_VT d[8];
+        FC_FL_UNROLL
+        for (int q = 0; q < P; q++) d[q] = FC_FL_NAME(flat_load_part)(dy, e0 + q * VL, len);
+        FC_FL_UNROLL
+        for (int g = 0; g < G; g++) {
+            FC_FL_UNROLL
+            for (int q = 0; q < P; q++)
+                acc[g * P + q] = FC_VFMA(FC_FL_NAME(flat_load_part)(src[g], e0 + q * VL, len),
+                                         d[q], acc[g * P + q]);
+        }
+    }
+    FC_FL_UNROLL
+    for (int g = 0; g < G; g++) {
+        FC_FL_UNROLL
+        for (int q = 0; q < P; q++) {
+            FC_T *dst = acc_out + g * PV + q * VL;
+            FC_VSTORE(dst, FC_VADD(FC_VLOAD(dst), acc[g * P + q]));
+        }
+    }
+}
+
+FC_FL_INLINE void FC_FL_NAME(flat_dw_p)(ptrdiff_t taps, const FC_T *const *src, const FC_T *dy,
+                                        ptrdiff_t len, FC_T *acc_out, FC_T *db_out, const int P)
+{
+    const int G = FC_FL_BLOCK(P, 1 + P) / P;
+    const ptrdiff_t PV = (ptrdiff_t)P * FC_VLEN;
+    ptrdiff_t t = 0;
+    for (; t + G <= taps; t += G) FC_FL_NAME(flat_dw_taps)(src + t, dy, len, acc_out + t * PV, P, G);
+    for (; t < taps; t++) FC_FL_NAME(flat_dw_taps)(src + t, dy, len, acc_out + t * PV, P, 1);
+    if (db_out != NULL) { /* the bias gradient: the same sums with src = 1 */
+        for (ptrdiff_t e0 = 0; e0 < len; e0 += PV) {
+            FC_FL_UNROLL
+            for (int q = 0; q < P; q++) {
+                FC_T *dst = db_out + q * FC_VLEN;
+                FC_VSTORE(dst, FC_VADD(FC_VLOAD(dst), FC_FL_NAME(flat_load_part)(dy, e0 + q * FC_VLEN, len)));
+            }
+        }
+    }
+}
+
+static void FC_FL_NAME(flat_dw)(ptrdiff_t taps, const FC_T *const *src, const FC_T *dy,
+                                ptrdiff_t len, int period, FC_T *acc_out, FC_T *db_out)
+{
+    switch (period) {
+    case 1: FC_FL_NAME(flat_dw_p)(taps, src, dy, len, acc_out, db_out, 1); break;
+    case 2: FC_FL_NAME(flat_dw_p)(taps, src, dy, len, acc_out, db_out, 2); break;
+    case 3: FC_FL_NAME(flat_dw_p)(taps, src, dy, len, acc_out, db_out, 3); break;
+    case 4: FC_FL_NAME(flat_dw_p)(taps, src, dy, len, acc_out, db_out, 4); break;
+    case 5: FC_FL_NAME(flat_dw_p)(taps, src, dy, len, acc_out, db_out, 5); break;
+    case 6: FC_FL_NAME(flat_dw_p)(taps, src, dy, len, acc_out, db_out, 6); break;
+    case 7: FC_FL_NAME(flat_dw_p)(taps, src, dy, len, acc_out, db_out, 7); break;
+    default: FC_FL_NAME(flat_dw_p)(taps, src, dy, len, acc_out, db_out, 8); break;
+    }
+}
+
+/* dst[q * R + r] = src[q * stride] for q < n, r < R: one broadcast per value, stored as
+ * whole vectors that may overlap the next value's (and write up to FC_VLEN - 1 values past
+ * n * R when R < FC_VLEN). */
+static void FC_FL_NAME(flat_expand)(const FC_T *src, ptrdiff_t stride, ptrdiff_t n, ptrdiff_t R,
+                                    FC_T *dst)
+{
+    if (R >= FC_VLEN) {
+        for (ptrdiff_t q = 0; q < n; q++, dst += R) {
+            const FC_VT v = FC_VSET1(src[q * stride]);
+            ptrdiff_t r = 0;
+            for (; r + FC_VLEN <= R; r += FC_VLEN) FC_VSTORE(dst + r, v);
+            if (r < R) FC_VSTORE(dst + R - FC_VLEN, v);
+        }
+    } else {
+        for (ptrdiff_t q = 0; q < n; q++, dst += R) FC_VSTORE(dst, FC_VSET1(src[q * stride]));
+    }
+}
+
+#undef FC_FL_OPAQUE_PTR
+#undef FC_FL_OPAQUE_VEC
+#undef FC_FL_BLOCK
+#undef FC_FL_MIN
+#undef FC_FL_UNROLL
+#undef FC_FL_INLINE
+#undef FC_FL_NAME
+#undef FC_FL_CAT
+#undef FC_FL_CAT_
