@@ -164,6 +164,17 @@ FC_FL_INLINE void FC_FL_NAME(flat_dw_p)(ptrdiff_t taps, const FC_T *const *src, 
     const ptrdiff_t PV = (ptrdiff_t)P * FC_VLEN;
     ptrdiff_t t = 0;
     for (; t + G <= taps; t += G) FC_FL_NAME(flat_dw_taps)(src + t, dy, len, acc_out + t * PV, P, G);
+    if (2 * (taps - t) > G) { /* many taps left: one group (one pass over dy) padded with
+                                * copies of the last tap, whose sums are dropped */
+        const ptrdiff_t left = taps - t;
+        const FC_T *last[24];
+        FC_T sums[24 * FC_VLEN];
+        for (int g = 0; g < G; g++) last[g] = src[t + (g < left ? g : left - 1)];
+        for (ptrdiff_t e = 0; e < G * PV; e++) sums[e] = 0;
+        FC_FL_NAME(flat_dw_taps)(last, dy, len, sums, P, G);
+        for (ptrdiff_t e = 0; e < left * PV; e++) acc_out[t * PV + e] += sums[e];
+        t = taps;
+    }
     for (; t < taps; t++) FC_FL_NAME(flat_dw_taps)(src + t, dy, len, acc_out + t * PV, P, 1);
     if (db_out != NULL) { /* the bias gradient: the same sums with src = 1 */
         for (ptrdiff_t e0 = 0; e0 < len; e0 += PV) {
