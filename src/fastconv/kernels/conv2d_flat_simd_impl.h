@@ -10,6 +10,8 @@
  * accumulators is a whole number of periods, so each pattern vector is loaded once per tap
  * and reused by every period of the block.
  *
+ * Also the vector run addition of the input gradient's col2im (add_into).
+ *
  * The includer defines FC_T, FC_SFX, FC_VT, FC_VLEN, FC_VZERO, FC_VLOAD, FC_VSET1, FC_VFMA,
  * FC_VADD, FC_VSTORE, FC_VLOAD_N, FC_VSTORE_N (FC_VLEN may be 1 with FC_VT = FC_T), and
  * FC_FLAT_REGS, the vector registers of the ISA.
@@ -217,6 +219,18 @@ static void FC_FL_NAME(flat_expand)(const FC_T *src, ptrdiff_t stride, ptrdiff_t
         }
     } else {
         for (ptrdiff_t q = 0; q < n; q++, dst += R) FC_VSTORE(dst, FC_VSET1(src[q * stride]));
+    }
+}
+
+/* dst[i] += src[i] for i < n (the col2im run additions of conv2d_impl.h, which the baseline
+ * unit would do four floats at a time): whole vectors, then a partial one. */
+static void FC_FL_NAME(add_into)(FC_T *dst, const FC_T *src, ptrdiff_t n)
+{
+    ptrdiff_t i = 0;
+    for (; i + FC_VLEN <= n; i += FC_VLEN) FC_VSTORE(dst + i, FC_VADD(FC_VLOAD(dst + i), FC_VLOAD(src + i)));
+    if (i < n) {
+        const int left = (int)(n - i);
+        FC_VSTORE_N(dst + i, FC_VADD(FC_VLOAD_N(dst + i, left), FC_VLOAD_N(src + i, left)), left);
     }
 }
 

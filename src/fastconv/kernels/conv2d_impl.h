@@ -50,8 +50,9 @@ static void FC_FN(pack_patches)(const fc_conv2d_params *p, const FC_T *x, ptrdif
 }
 
 /* Add dpatch rows of output pixels [m0, m0 + mb), group g, into dx (col2im). */
-static void FC_FN(scatter_patches)(const fc_conv2d_params *p, const FC_T *src, ptrdiff_t ld,
-                                   ptrdiff_t g, ptrdiff_t m0, ptrdiff_t mb, FC_T *dx)
+static void FC_FN(scatter_patches)(const fc_kernel_table *kt, const fc_conv2d_params *p,
+                                   const FC_T *src, ptrdiff_t ld, ptrdiff_t g, ptrdiff_t m0,
+                                   ptrdiff_t mb, FC_T *dx)
 {
     const ptrdiff_t cg = p->c / p->groups;
     ptrdiff_t n, oh, ow;
@@ -66,8 +67,7 @@ static void FC_FN(scatter_patches)(const fc_conv2d_params *p, const FC_T *src, p
                 const ptrdiff_t iw = ow * p->stride_w - p->pad_left + j * p->dil_w;
                 if (iw < 0 || iw >= p->w) continue;
                 FC_T *dst = dimg + (ih * p->w + iw) * p->c;
-                const FC_T *add = row + (i * p->kw + j) * cg;
-                for (ptrdiff_t c = 0; c < cg; c++) dst[c] += add[c];
+                FC_KT(kt, add_into)(dst, row + (i * p->kw + j) * cg, cg);
             }
         }
         next_pixel(p, &n, &oh, &ow);
@@ -283,8 +283,9 @@ static void FC_FN(patch_rows_from_padded)(const fc_conv2d_params *p, const FC_T 
 /* Add dpatch rows of output pixels [m0, m0 + mb) (one group, no width dilation) into
  * zero-bordered dx rows (layout of build_padded_row): KH run additions per pixel, in the
  * order of scatter_patches, so the sums are the same. */
-static void FC_FN(scatter_patches_padded)(const fc_conv2d_params *p, const FC_T *src, ptrdiff_t ld,
-                                          ptrdiff_t m0, ptrdiff_t mb, FC_T *dxpad)
+static void FC_FN(scatter_patches_padded)(const fc_kernel_table *kt, const fc_conv2d_params *p,
+                                          const FC_T *src, ptrdiff_t ld, ptrdiff_t m0,
+                                          ptrdiff_t mb, FC_T *dxpad)
 {
     const ptrdiff_t rowlen = p->kw * p->c, row_step = p->dil_h * padded_row_width(p) * p->c;
     run_walker rw = run_walker_at(p, m0);
@@ -292,9 +293,7 @@ static void FC_FN(scatter_patches_padded)(const fc_conv2d_params *p, const FC_T 
         for (ptrdiff_t i = 0; i < p->kh; i++) {
             const ptrdiff_t at = run_offset(p, &rw, i, row_step);
             if (at < 0) continue; /* kernel row in the padding */
-            FC_T *dst = dxpad + at;
-            const FC_T *add = src + r * ld + i * rowlen;
-            for (ptrdiff_t q = 0; q < rowlen; q++) dst[q] += add[q];
+            FC_KT(kt, add_into)(dxpad + at, src + r * ld + i * rowlen, rowlen);
         }
         run_walker_next(p, &rw);
     }
@@ -827,8 +826,8 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                                                                  (int)min_pd(mr, mb - ir), cols, fb > 0, NULL);
                                     }
                                 }
-                                if (dxpad != NULL) FC_FN(scatter_patches_padded)(p, d_own, ldd, m0, mb, dxpad);
-                                else FC_FN(scatter_patches)(p, d_own, ldd, g, m0, mb, dx);
+                                if (dxpad != NULL) FC_FN(scatter_patches_padded)(kt, p, d_own, ldd, m0, mb, dxpad);
+                                else FC_FN(scatter_patches)(kt, p, d_own, ldd, g, m0, mb, dx);
                             }
                         }
                     }
