@@ -170,7 +170,7 @@ def batch_norm_forward_training(x, gamma, beta, epsilon, y, mean, var, num_threa
         x: input rows, (M, C), float32 or float64, C-contiguous.
         gamma, beta: (C,) scale and offset, same dtype.
         epsilon: positive number added to the variance.
-        y: output, (M, C). mean, var: outputs, (C,).
+        y: output, (M, C), or None for the statistics only. mean, var: outputs, (C,).
         num_threads: OpenMP threads (>= 1); the results do not depend on it.
 
     Raises:
@@ -196,16 +196,18 @@ def _forward_training(x, gamma, beta, epsilon, y, mean, var, num_threads, bint r
     channel = (cols,)
     _like(gamma, "gamma", channel, dt)
     _like(beta, "beta", channel, dt)
-    _like(y, "y", x.shape, dt, output=True)
+    if y is not None:
+        _like(y, "y", x.shape, dt, output=True)
     _like(mean, "mean", channel, dt, output=True)
     _like(var, "var", channel, dt, output=True)
-    _separate([(y, "y"), (mean, "mean"), (var, "var")], [(x, "x"), (gamma, "gamma"), (beta, "beta")])
+    _separate([(mean, "mean"), (var, "var")] + ([] if y is None else [(y, "y")]),
+              [(x, "x"), (gamma, "gamma"), (beta, "beta")])
     cdef double eps = _epsilon(epsilon)
     cdef int nt = _threads(num_threads)
     cdef void *px = _data(x)
     cdef void *pg = _data(gamma)
     cdef void *pb = _data(beta)
-    cdef void *py = _data(y)
+    cdef void *py = NULL if y is None else _data(y)
     cdef void *pm = _data(mean)
     cdef void *pv = _data(var)
     cdef int status

@@ -454,8 +454,9 @@ static int SFX(fc_bn_forward_training)(const T *x, const T *gamma, const T *beta
             }
         }
         /* 3. y = (x - mean) * scale + beta (subtracting first keeps offsets exact), and with
-         * relu max(y, 0) in the same pass. */
-        SFX(fc_bn_affine)(x, y, mean_rep, scale_rep, beta_rep, rows, cols, relu);
+         * relu max(y, 0) in the same pass; y == NULL: the statistics only (a fused consumer
+         * applies that formula itself). */
+        if (y != NULL) SFX(fc_bn_affine)(x, y, mean_rep, scale_rep, beta_rep, rows, cols, relu);
         FC_FTZ_END();
     }
     free(part_mean);
