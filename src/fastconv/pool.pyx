@@ -32,6 +32,14 @@ cdef extern from "pool2d.h" nogil:
                                           const fc_pool2d_geometry *g, int nt)
     void fc_max_pool2d_forward_argmax_f64(const double *x, double *out, unsigned char *argmax,
                                           const fc_pool2d_geometry *g, int nt)
+    void fc_max_pool2d_forward_argmax_bn_relu_f32(const float *x, const float *shift,
+                                                  const float *scale, const float *bias,
+                                                  float *out, unsigned char *argmax,
+                                                  const fc_pool2d_geometry *g, int nt)
+    void fc_max_pool2d_forward_argmax_bn_relu_f64(const double *x, const double *shift,
+                                                  const double *scale, const double *bias,
+                                                  double *out, unsigned char *argmax,
+                                                  const fc_pool2d_geometry *g, int nt)
     void fc_max_pool2d_backward_argmax_f32(const float *dy, const unsigned char *argmax,
                                            float *dx, const fc_pool2d_geometry *g, int nt)
     void fc_max_pool2d_backward_argmax_f64(const double *dy, const unsigned char *argmax,
@@ -268,23 +276,66 @@ def max_pool2d_forward_argmax(x, out, argmax, pool, strides, pads, num_threads):
             window's padded corner, or 255 when the maximum is NaN.
         pool, strides, pads, num_threads: as in `max_pool2d_forward`; pool_h * pool_w <= 255.
     """
+    _forward_argmax(x, None, out, argmax, pool, strides, pads, num_threads)
+
+
+def max_pool2d_forward_argmax_bn_relu(x, shift, scale, bias, out, argmax, pool, strides, pads,
+                                      num_threads):
+    """`max_pool2d_forward_argmax` of max((x - shift) * scale + bias, 0), that array never
+    written: a batch norm (shift = its mean, scale = gamma / sqrt(var + epsilon) rounded to the
+    dtype, bias = beta) and a ReLU fused in front of the pooling, with the same bits as the
+    batch norm kernel's output pooled.
+
+    Args:
+        x: input, (N, H, W, C), float32 or float64, C-contiguous.
+        shift, scale, bias: (C,) arrays of x's dtype, C-contiguous.
+        out, argmax, pool, strides, pads, num_threads: as in `max_pool2d_forward_argmax`.
+    """
+    _forward_argmax(x, (shift, scale, bias), out, argmax, pool, strides, pads, num_threads)
+
+
+def _forward_argmax(x, coefficients, out, argmax, pool, strides, pads, num_threads):
+    """Check the arguments and run the argmax forward (of the batch norm + ReLU of x when
+    `coefficients` is (shift, scale, bias))."""
     _array(x, "x", 4)
     _array(out, "out", 4, x.dtype, output=True)
     cdef fc_pool2d_geometry g = _geometry(x.shape, out.shape, "out", pool, strides, pads)
     _argmax_window(g)
     _argmax_array(argmax, "argmax", out.shape, output=True)
-    _separate(out, "out", [(x, "x"), (argmax, "argmax")])
-    _separate(argmax, "argmax", [(x, "x")])
+    coef = []
+    if coefficients is not None:
+        for arr, name in zip(coefficients, ("shift", "scale", "bias")):
+            _array(arr, name, 1, x.dtype)
+            if arr.shape != (g.c,):
+                raise ValueError(f"`{name}` must have shape ({g.c},); received {arr.shape}.")
+            coef.append((arr, name))
+    _separate(out, "out", [(x, "x"), (argmax, "argmax")] + coef)
+    _separate(argmax, "argmax", [(x, "x")] + coef)
     cdef int nt = _threads(num_threads)
     cdef void *px = _data(x)
     cdef void *po = _data(out)
+    cdef void *ps = NULL
+    cdef void *pc = NULL
+    cdef void *pb = NULL
     cdef unsigned char *pa = <unsigned char *>_data(argmax)
-    if x.dtype == _FLOAT32:
+    if coefficients is not None:
+        ps, pc, pb = _data(coef[0][0]), _data(coef[1][0]), _data(coef[2][0])
+    if x.dtype == _FLOAT32 and ps == NULL:
         with nogil:
             fc_max_pool2d_forward_argmax_f32(<const float *>px, <float *>po, pa, &g, nt)
-    else:
+    elif x.dtype == _FLOAT32:
+        with nogil:
+            fc_max_pool2d_forward_argmax_bn_relu_f32(<const float *>px, <const float *>ps,
+                                                     <const float *>pc, <const float *>pb,
+                                                     <float *>po, pa, &g, nt)
+    elif ps == NULL:
         with nogil:
             fc_max_pool2d_forward_argmax_f64(<const double *>px, <double *>po, pa, &g, nt)
+    else:
+        with nogil:
+            fc_max_pool2d_forward_argmax_bn_relu_f64(<const double *>px, <const double *>ps,
+                                                     <const double *>pc, <const double *>pb,
+                                                     <double *>po, pa, &g, nt)
 
 
 def max_pool2d_backward_argmax(dy, argmax, dx, pool, strides, pads, num_threads):

@@ -29,6 +29,13 @@
     {                                                                                            \
         FC_POOL_CALL(fc_max_pool2d_forward_argmax, TY, x, out, argmax, g, nt);                   \
     }                                                                                            \
+    void fc_max_pool2d_forward_argmax_bn_relu_##TY(const T *x, const T *shift, const T *scale, \
+                                                   const T *bias, T *out, unsigned char *argmax,\
+                                                   const fc_pool2d_geometry *g, int nt)         \
+    {                                                                                            \
+        FC_POOL_CALL(fc_max_pool2d_forward_argmax_bn_relu, TY, x, shift, scale, bias, out,       \
+                     argmax, g, nt);                                                             \
+    }                                                                                            \
     void fc_max_pool2d_backward_argmax_##TY(const T *dy, const unsigned char *argmax, T *dx,    \
                                             const fc_pool2d_geometry *g, int nt)                 \
     {                                                                                            \

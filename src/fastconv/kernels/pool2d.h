@@ -46,6 +46,13 @@ typedef struct {
                                             const fc_pool2d_geometry *g, int num_threads);     \
     void fc_max_pool2d_backward_argmax_##SFX(const T *dy, const unsigned char *argmax, T *dx, \
                                              const fc_pool2d_geometry *g, int num_threads);    \
+    /* fc_max_pool2d_forward_argmax of max((x - shift) * scale + bias, 0) (per channel: the   \
+     * batch norm + ReLU before the pooling, whose output is not written). */                  \
+    void fc_max_pool2d_forward_argmax_bn_relu_##SFX(const T *x, const T *shift,                \
+                                                    const T *scale, const T *bias, T *out,     \
+                                                    unsigned char *argmax,                     \
+                                                    const fc_pool2d_geometry *g,               \
+                                                    int num_threads);                          \
     void fc_avg_pool2d_forward_##SFX(const T *x, T *out, const fc_pool2d_geometry *g,         \
                                      int num_threads);                                         \
     void fc_avg_pool2d_backward_##SFX(const T *dy, T *dx, const fc_pool2d_geometry *g,        \

@@ -534,19 +534,30 @@ FC_POOL_BODY void SFX(max_backward_window_v)(const T *xc, T *dxc, const T *dyc, 
 
 /* The window maximum and its first maximum's tap index (counted from the padded corner
  * (top, left)), FC_POOL_NO_ARGMAX where the maximum is NaN. */
+/* max((x - bn[0]) * bn[1] + bn[2], 0) for bn != NULL (else x): batch norm and ReLU as
+ * batchnorm_impl.h's fc_bn_affine computes them (the build contracts no multiply-add, so the
+ * same bits), numpy.maximum semantics: NaN kept, -0 -> +0. */
+FC_POOL_BODY VT SFX(vld_bn_relu)(const T *p, ptrdiff_t nl, const VT *bn)
+{
+    VT v = SFX(vld_n)(p, nl);
+    if (bn == NULL) return v;
+    v = (v - bn[0]) * bn[1] + bn[2];
+    return SFX(vsel)((VM)(v > SFX(vsplat)((T)0)) | (VM)(v != v), v, SFX(vsplat)((T)0));
+}
+
 FC_POOL_BODY void SFX(argmax_window_v)(const T *xc, T *o, unsigned char *am, ptrdiff_t W,
                                        ptrdiff_t C, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t c0,
                                        ptrdiff_t c1, ptrdiff_t top, ptrdiff_t left,
-                                       ptrdiff_t pool_w, ptrdiff_t nl)
+                                       ptrdiff_t pool_w, ptrdiff_t nl, const VT *bn)
 {
     const VM none = (VM){0} + FC_POOL_NO_ARGMAX;
-    VT best = SFX(vld_n)(xc + (r0 * W + c0) * C, nl);
+    VT best = SFX(vld_bn_relu)(xc + (r0 * W + c0) * C, nl, bn);
     VM t0 = (VM){0} + (int)((r0 - top) * pool_w + (c0 - left));
     VM nan = (VM)(best != best);
     VM where = (none & nan) | (t0 & ~nan);
     for (ptrdiff_t r = r0; r < r1; r++)
         for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++) {
-            const VT v = SFX(vld_n)(xc + (r * W + col) * C, nl);
+            const VT v = SFX(vld_bn_relu)(xc + (r * W + col) * C, nl, bn);
             const VM tap = (VM){0} + (int)((r - top) * pool_w + (col - left));
             const VM gt = (VM)(v > best);
             nan = (VM)(v != v);
@@ -887,11 +898,26 @@ void SFX(fc_max_pool2d_backward)(const T *dy, const T *x, T *dx, const fc_pool2d
 
 /* ---- max pooling with a recorded argmax, and its backward ---------------------------------- */
 
-void SFX(fc_max_pool2d_forward_argmax)(const T *x, T *out, unsigned char *argmax,
-                                       const fc_pool2d_geometry *g, int num_threads)
+/* x' = max((x - shift) * scale + bias, 0) per channel (see vld_bn_relu) into dst. */
+static inline void SFX(fc_bn_relu_copy)(T *restrict dst, const T *restrict x,
+                                        const T *restrict shift, const T *restrict scale,
+                                        const T *restrict bias, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const T v = (x[i] - shift[i]) * scale[i] + bias[i];
+        dst[i] = (v > (T)0 || v != v) ? v : (T)0;
+    }
+}
+
+/* Max pooling with argmax of x, or with shift != NULL of the batch norm + ReLU of x (the
+ * pooled values of fc_bn_affine's output, which is never written). */
+static void SFX(max_pool_argmax)(const T *x, const T *shift, const T *scale, const T *bias,
+                                 T *out, unsigned char *argmax, const fc_pool2d_geometry *g,
+                                 int num_threads)
 {
     const ptrdiff_t H = g->h, W = g->w, C = g->c, OH = g->out_h, OW = g->out_w;
     const ptrdiff_t items = g->n * OH;
+    const int bn = shift != NULL;
 #if FC_POOL_MULTI
     const SFX(fc_multi_plan) multi = SFX(fc_plan_multi)(g);
     const T *const x_end = x + g->n * H * W * C;
@@ -905,7 +931,7 @@ void SFX(fc_max_pool2d_forward_argmax)(const T *x, T *out, unsigned char *argmax
 #endif
     for (ptrdiff_t item = 0; item < items; item++) {
         const ptrdiff_t n = item / OH, oh = item % OH, top = oh * g->stride_h - g->pad_top;
-        T best[FC_POOL_CHANNEL_BLOCK], where[FC_POOL_CHANNEL_BLOCK];
+        T best[FC_POOL_CHANNEL_BLOCK], where[FC_POOL_CHANNEL_BLOCK], px[FC_POOL_CHANNEL_BLOCK];
         ptrdiff_t r0, r1;
         fc_window_span(oh, g->stride_h, g->pad_top, g->pool_h, H, &r0, &r1);
         for (ptrdiff_t ow = 0; ow < OW; ow++) {
@@ -915,10 +941,10 @@ void SFX(fc_max_pool2d_forward_argmax)(const T *x, T *out, unsigned char *argmax
             const ptrdiff_t o = (item * OW + ow) * C;
             ptrdiff_t i = 0;
 #if FC_POOL_MULTI
-            if (multi.windows && ow >= multi.w_lo && ow + multi.windows <= multi.w_hi) {
-                const T *px = x + ((n * H + r0) * W + left) * C;
-                if (px + (r1 - r0 - 1) * W * C + 2 * LANES <= x_end) { /* loads stay inside x */
-                    SFX(argmax_windows_multi)(px, out + o, argmax + o, W, C, r1 - r0, r0 - top,
+            if (!bn && multi.windows && ow >= multi.w_lo && ow + multi.windows <= multi.w_hi) {
+                const T *xw = x + ((n * H + r0) * W + left) * C;
+                if (xw + (r1 - r0 - 1) * W * C + 2 * LANES <= x_end) { /* loads stay inside x */
+                    SFX(argmax_windows_multi)(xw, out + o, argmax + o, W, C, r1 - r0, r0 - top,
                                               g->pool_w, &multi);
                     ow += multi.windows - 1;
                     continue;
@@ -927,27 +953,53 @@ void SFX(fc_max_pool2d_forward_argmax)(const T *x, T *out, unsigned char *argmax
 #endif
 #if FC_POOL_VECTORS
             const T *ximg = x + n * H * W * C;
-            for (; i + LANES <= C; i += LANES)
-                SFX(argmax_window_v)(ximg + i, out + o + i, argmax + o + i, W, C, r0, r1, c0, c1,
-                                     top, left, g->pool_w, LANES);
-            if (i < C)
-                SFX(argmax_window_v)(ximg + i, out + o + i, argmax + o + i, W, C, r0, r1, c0, c1,
-                                     top, left, g->pool_w, C - i);
-            i = C;
+            for (; i < C; i += LANES) {
+                const ptrdiff_t nl = fc_min_pd(LANES, C - i);
+                if (bn) {
+                    const VT coef[3] = {SFX(vld_n)(shift + i, nl), SFX(vld_n)(scale + i, nl),
+                                        SFX(vld_n)(bias + i, nl)};
+                    SFX(argmax_window_v)(ximg + i, out + o + i, argmax + o + i, W, C, r0, r1, c0,
+                                         c1, top, left, g->pool_w, nl, coef);
+                } else if (nl == LANES) {
+                    SFX(argmax_window_v)(ximg + i, out + o + i, argmax + o + i, W, C, r0, r1, c0,
+                                         c1, top, left, g->pool_w, LANES, NULL);
+                } else {
+                    SFX(argmax_window_v)(ximg + i, out + o + i, argmax + o + i, W, C, r0, r1, c0,
+                                         c1, top, left, g->pool_w, nl, NULL);
+                }
+            }
 #endif
             for (ptrdiff_t cb = i; cb < C; cb += FC_POOL_CHANNEL_BLOCK) {
                 const ptrdiff_t nc = fc_min_pd(FC_POOL_CHANNEL_BLOCK, C - cb);
                 const T *xn = x + n * H * W * C + cb;
-                SFX(fc_argmax_init)(best, where, xn + (r0 * W + c0) * C,
-                                    (T)((r0 - top) * g->pool_w + (c0 - left)), nc);
                 for (ptrdiff_t r = r0; r < r1; r++)
-                    for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++)
-                        SFX(fc_argmax_step)(best, where, xn + (r * W + col) * C,
-                                            (T)((r - top) * g->pool_w + (col - left)), nc);
+                    for (ptrdiff_t col = c0; col < c1; col++) {
+                        const T *xp = xn + (r * W + col) * C;
+                        const T tap = (T)((r - top) * g->pool_w + (col - left));
+                        if (bn) {
+                            SFX(fc_bn_relu_copy)(px, xp, shift + cb, scale + cb, bias + cb, nc);
+                            xp = px;
+                        }
+                        if (r == r0 && col == c0) SFX(fc_argmax_init)(best, where, xp, tap, nc);
+                        else SFX(fc_argmax_step)(best, where, xp, tap, nc);
+                    }
                 SFX(fc_argmax_store)(out + o + cb, argmax + o + cb, best, where, nc);
             }
         }
     }
+}
+
+void SFX(fc_max_pool2d_forward_argmax)(const T *x, T *out, unsigned char *argmax,
+                                       const fc_pool2d_geometry *g, int num_threads)
+{
+    SFX(max_pool_argmax)(x, NULL, NULL, NULL, out, argmax, g, num_threads);
+}
+
+void SFX(fc_max_pool2d_forward_argmax_bn_relu)(const T *x, const T *shift, const T *scale,
+                                               const T *bias, T *out, unsigned char *argmax,
+                                               const fc_pool2d_geometry *g, int num_threads)
+{
+    SFX(max_pool_argmax)(x, shift, scale, bias, out, argmax, g, num_threads);
 }
 
 /* First and last (inclusive) window along an axis that covers position p; empty if lo > hi. */
