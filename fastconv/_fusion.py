@@ -26,6 +26,12 @@ BatchNormalization followed by a plain ReLU (`layers.ReLU()` with its defaults, 
   ReLU after a folded Conv2D/Dense + BatchNormalization pair is applied in place on the
   folded layer's fresh output instead of a separate pass allocating another array.
 
+In training, a MaxPooling2D right after such a pair (channels-last, of the same dtype, windows
+that do not overlap, so that it records argmaxes) joins it: the pooling kernel normalises and
+rectifies each value as it reads it (`ops.batch_norm_relu_max_pool_forward_training`), so the
+batch norm's output is never written nor read back; the pool is left with the argmax its own
+forward would have recorded and runs its own backward. Same bits as the three layers.
+
 `ENABLED` (default True; the environment variable FASTCONV_FUSION=0 sets it False at import)
 switches the BatchNormalization + ReLU fusion off, for tests and A/B measurements; the
 Conv2D/Dense + BatchNormalization folding at inference is not affected.
@@ -39,6 +45,7 @@ from .layers.advanced_activations import ReLU
 from .layers.convolutional import Conv2D
 from .layers.core import Activation, Dense
 from .layers.normalization import BatchNormalization
+from .layers.pooling import MaxPooling2D
 
 ENABLED = os.environ.get("FASTCONV_FUSION", "1").strip() != "0"
 _FUSED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -111,31 +118,42 @@ def _bn_relu_fusable(norm, relu):
     return norm._channel_axis(norm.input_shape) == len(norm.input_shape)  # channels last
 
 
-def training_plan(layers):
-    """Indices of the BatchNormalization layers that run fused with the ReLU after them.
+def _pool_fusable(norm, pool):
+    """Whether MaxPooling2D `pool` can join the fused pair ending before it (training only)."""
+    return (type(pool) is MaxPooling2D and pool.built and pool.dtype == norm.dtype
+            and pool.data_format != "channels_first" and len(norm.input_shape) == 3
+            and pool._use_argmax())
 
-    Returns a frozenset (empty when ENABLED is False); pass it to `run_training_forward` and
-    then to `run_training_backward` for the same step.
+
+def training_plan(layers):
+    """The BatchNormalization layers that run fused with the ReLU after them.
+
+    Returns a dict (empty when ENABLED is False): batch norm index -> the MaxPooling2D layer
+    after its ReLU that joins them, or None. Pass it to `run_training_forward` and then to
+    `run_training_backward` for the same step.
     """
     if not ENABLED:
-        return frozenset()
-    fused, i = set(), 0
+        return {}
+    fused, i = {}, 0
     while i + 1 < len(layers):
         if _bn_relu_fusable(layers[i], layers[i + 1]):
-            fused.add(i)
-            i += 2
+            pool = layers[i + 2] if i + 2 < len(layers) else None
+            fused[i] = pool if pool is not None and _pool_fusable(layers[i], pool) else None
+            i += 2 if fused[i] is None else 3
         else:
             i += 1
-    return frozenset(fused)
+    return fused
 
 
 def run_training_forward(layers, x, plan):
-    """`layer.forward(x, training=True)` through `layers`, the pairs in `plan` fused."""
+    """`layer.forward(x, training=True)` through `layers`, the pairs (and triples) in `plan`
+    fused."""
     i = 0
     while i < len(layers):
         if i in plan:
-            x = layers[i]._forward_relu(x, layers[i + 1], training=True)
-            i += 2
+            pool = plan[i]
+            x = layers[i]._forward_relu(x, layers[i + 1], training=True, pool=pool)
+            i += 2 if pool is None else 3
         else:
             x = layers[i].forward(x, training=True)
             i += 1
@@ -145,7 +163,8 @@ def run_training_forward(layers, x, plan):
 def run_training_backward(layers, first, grad, plan):
     """`grad = layer.backward(grad)` from the last layer down to `layers[first]` after
     `run_training_forward` with the same plan: a fused pair's ReLU is skipped and its batch
-    norm takes the ReLU's output gradient (`_backward_relu`). Returns the last gradient."""
+    norm takes the ReLU's output gradient (`_backward_relu`); a joined pool runs its own
+    backward. Returns the last gradient."""
     i = len(layers) - 1
     while i >= first:
         if i - 1 in plan and i - 1 >= first:

@@ -303,6 +303,47 @@ def batch_norm_relu_forward_inference(x, gamma, beta, moving_mean, moving_var, e
     return y
 
 
+def batch_norm_relu_max_pool_forward_training(x, gamma, beta, epsilon=1e-3, pool_size=2,
+                                               strides=None, padding="valid"):
+    """Return (out, argmax, mean, var): `batch_norm_relu_forward_training` of NHWC x followed by
+    `max_pool2d_forward_with_argmax`, bit for bit, without writing the batch norm's output
+    (the pooling kernel normalises each value as it reads it)."""
+    x, gamma, beta, epsilon = V.check_batch_norm(x, gamma, beta, epsilon)
+    x, geo = _check_pool2d(x, pool_size, strides, padding)
+    c = x.shape[-1]
+    mean = np.empty((c,), dtype=x.dtype)
+    var = np.empty((c,), dtype=x.dtype)
+    _bn.batch_norm_forward_training(_rows(x), _c(gamma), _c(beta), epsilon, None, mean, var,
+                                    get_num_threads())
+    return _bn_relu_max_pool(x, geo, gamma, beta, mean, var, epsilon) + (mean, var)
+
+
+def batch_norm_relu_max_pool_forward_inference(x, gamma, beta, moving_mean, moving_var,
+                                                epsilon=1e-3, pool_size=2, strides=None,
+                                                padding="valid"):
+    """Return (out, argmax): `batch_norm_relu_forward_inference` of NHWC x followed by
+    `max_pool2d_forward_with_argmax`, bit for bit, without writing the batch norm's output."""
+    x, gamma, beta, epsilon = V.check_batch_norm(x, gamma, beta, epsilon)
+    x, geo = _check_pool2d(x, pool_size, strides, padding)
+    c = x.shape[-1]
+    mean = V.check_channel_vector(moving_mean, c, x.dtype, "moving_mean")
+    var = V.check_channel_vector(moving_var, c, x.dtype, "moving_var")
+    return _bn_relu_max_pool(x, geo, gamma, beta, mean, var, epsilon)
+
+
+def _bn_relu_max_pool(x, geo, gamma, beta, mean, var, epsilon):
+    """Pooled max((x - mean) * scale + beta, 0) and argmax, with the batch norm kernels' scale
+    gamma / sqrt(var + epsilon) (in double, rounded to x's dtype: the same bits)."""
+    _pool_ref.check_argmax_window(geo)
+    scale = (gamma.astype(np.float64) / np.sqrt(var.astype(np.float64) + epsilon)).astype(x.dtype)
+    out = np.empty(geo.output_shape + (geo.c,), dtype=x.dtype)
+    argmax = np.empty(out.shape, dtype=np.uint8)
+    _pool.max_pool2d_forward_argmax_bn_relu(_c(x), _c(mean), scale, _c(beta), out, argmax,
+                                            (geo.kh, geo.kw), geo.strides, _pads(geo),
+                                            get_num_threads())
+    return out, argmax
+
+
 def batch_norm_relu_backward(dy, x, gamma, beta, mean, var, epsilon=1e-3):
     """Return (dx, dgamma, dbeta) of relu(training-mode batch norm); dy is the gradient of the
     ReLU's output. Equals `relu_backward` then `batch_norm_backward` bit for bit, in one pass

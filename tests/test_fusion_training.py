@@ -92,9 +92,28 @@ def _assert_same(a, b):
 def test_plan_fuses_plain_relus_after_batch_norm(fusion):
     fusion(True)
     model = fastconv.Sequential(_cnn(), input_shape=(9, 9, 2))
-    assert _fusion.training_plan(model.layers) == {1, 5, 9}
+    plan = _fusion.training_plan(model.layers)
+    assert set(plan) == {1, 5, 9}
+    # the max pooling after the first pair joins it; the others have none after them
+    assert plan[1] is model.layers[3] and plan[5] is None and plan[9] is None
     fusion(False)
-    assert _fusion.training_plan(model.layers) == frozenset()
+    assert _fusion.training_plan(model.layers) == {}
+
+
+@pytest.mark.parametrize("pool", [
+    lambda: L.MaxPooling2D(3, strides=2),                  # overlapping windows: no argmax kept
+    lambda: L.AveragePooling2D(2),                         # not max pooling
+    lambda: L.MaxPooling2D(2, data_format="channels_first"),
+    lambda: L.MaxPooling2D(2, dtype="float64"),            # dtypes differ
+])
+def test_plan_joins_only_argmax_max_pooling(pool, fusion):
+    fusion(True)
+    model = fastconv.Sequential([L.BatchNormalization(), L.ReLU(), pool(), L.Flatten(),
+                                 L.Dense(2)], input_shape=(6, 6, 3))
+    assert _fusion.training_plan(model.layers) == {0: None}
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.random.default_rng(0).standard_normal((3, 6, 6, 3)).astype(np.float32)
+    assert np.isfinite(model.train_on_batch(x, np.zeros((3, 2), np.float32)))
 
 
 @pytest.mark.parametrize("stack", [
@@ -111,7 +130,7 @@ def test_plan_fuses_plain_relus_after_batch_norm(fusion):
 def test_plan_leaves_other_pairs_alone(stack, fusion):
     fusion(True)
     model = fastconv.Sequential(stack, input_shape=(5, 4, 3))
-    assert _fusion.training_plan(model.layers) == frozenset()
+    assert _fusion.training_plan(model.layers) == {}
     # And training them still works (through the unfused layers).
     model.compile(optimizer="sgd", loss="mse")
     x = np.random.default_rng(0).standard_normal((3, 5, 4, 3)).astype(np.float32)

@@ -640,6 +640,66 @@ def test_max_pooling_layer_matches_the_reference_backend(pool, strides, padding,
     assert results[0][1].tobytes() == ops.max_pool2d_backward(dy, x, pool, strides, padding).tobytes()
 
 
+# ---- batch norm + ReLU fused in front of max pooling ---------------------------------------------
+
+def _bn_inputs(shape, dtype, rng):
+    """x with exact zeros (ReLU ties) and a NaN, gamma with a negative and a zero entry."""
+    x = rng.standard_normal(shape).astype(dtype)
+    x.flat[::5] = 0.0
+    x.flat[3] = np.nan
+    c = shape[3]
+    gamma = rng.standard_normal(c).astype(dtype)
+    gamma[0] = 0.0
+    beta = rng.standard_normal(c).astype(dtype)
+    return x, gamma, beta
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,pool,strides,padding", CASES, ids=CASE_IDS)
+def test_bn_relu_max_pool_is_the_composition_bit_for_bit(shape, pool, strides, padding, dtype):
+    rng = np.random.default_rng(21)
+    x, gamma, beta = _bn_inputs(shape, dtype, rng)
+    out, argmax, mean, var = ops.batch_norm_relu_max_pool_forward_training(
+        x, gamma, beta, 1e-3, pool, strides, padding)
+    y, mean2, var2 = ops.batch_norm_relu_forward_training(x, gamma, beta, 1e-3)
+    want, want_argmax = ops.max_pool2d_forward_with_argmax(y, pool, strides, padding)
+    for got, exp in ((out, want), (argmax, want_argmax), (mean, mean2), (var, var2)):
+        assert got.dtype == exp.dtype and got.tobytes() == exp.tobytes()
+    # moving statistics (inference form): same bits as the two kernels in turn
+    moving_var = np.abs(var) + dtype(0.5)
+    out_i, argmax_i = ops.batch_norm_relu_max_pool_forward_inference(
+        x, gamma, beta, mean, moving_var, 1e-3, pool, strides, padding)
+    y_i = ops.batch_norm_relu_forward_inference(x, gamma, beta, mean, moving_var, 1e-3)
+    want_i, want_argmax_i = ops.max_pool2d_forward_with_argmax(y_i, pool, strides, padding)
+    assert out_i.tobytes() == want_i.tobytes() and argmax_i.tobytes() == want_argmax_i.tobytes()
+    # and the reference's composition, to rounding
+    ref_out, ref_argmax, ref_mean, ref_var = ref.batch_norm_relu_max_pool_forward_training(
+        x, gamma, beta, 1e-3, pool, strides, padding)
+    finite = np.isfinite(ref_out)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(ref_out))
+    np.testing.assert_allclose(out[finite], ref_out[finite], rtol=1e-4 if dtype == np.float32 else 1e-10,
+                               atol=1e-4 if dtype == np.float32 else 1e-10)
+
+
+def test_bn_relu_max_pool_bad_arguments():
+    x = np.ones((1, 4, 4, 3), np.float32)
+    gamma, beta = np.ones(3, np.float32), np.zeros(3, np.float32)
+    with pytest.raises(ValueError, match="gamma"):
+        ops.batch_norm_relu_max_pool_forward_training(x, gamma[:2], beta)
+    with pytest.raises(ValueError, match="x"):
+        ops.batch_norm_relu_max_pool_forward_training(x[0], gamma, beta)
+    with pytest.raises(ValueError):
+        ops.batch_norm_relu_max_pool_forward_training(x, gamma, beta, pool_size=(16, 16))
+    out = np.empty((1, 2, 2, 3), np.float32)
+    argmax = np.empty(out.shape, np.uint8)
+    with pytest.raises(ValueError, match="scale"):
+        core.max_pool2d_forward_argmax_bn_relu(x, gamma, gamma[:2], beta, out, argmax, (2, 2),
+                                               (2, 2), (0, 0, 0, 0), 1)
+    with pytest.raises(ValueError, match="shift"):
+        core.max_pool2d_forward_argmax_bn_relu(x, gamma.astype(np.float64), gamma, beta, out,
+                                               argmax, (2, 2), (2, 2), (0, 0, 0, 0), 1)
+
+
 # ---- every ISA path ----------------------------------------------------------------------------------
 
 ISA_SCRIPT = textwrap.dedent(
@@ -673,6 +733,14 @@ ISA_SCRIPT = textwrap.dedent(
                                        rtol=tol, atol=tol)
             np.testing.assert_allclose(ops.global_max_pool2d_backward(dy[:, 0, 0], x),
                                        ref.global_max_pool2d_backward(dy[:, 0, 0], x), rtol=tol, atol=tol)
+            gamma = rng.standard_normal(shape[3]).astype(dtype)
+            beta = rng.standard_normal(shape[3]).astype(dtype)
+            fused = ops.batch_norm_relu_max_pool_forward_training(x, gamma, beta, 1e-3, pool, strides,
+                                                                 padding)
+            y, mean, var = ops.batch_norm_relu_forward_training(x, gamma, beta, 1e-3)
+            want = ops.max_pool2d_forward_with_argmax(y, pool, strides, padding) + (mean, var)
+            for a, b in zip(fused, want):
+                assert a.tobytes() == b.tobytes()
     print("ok", cpu.isa_name())
     """
 )

@@ -160,8 +160,9 @@ class BatchNormalization(Layer):
             self._grads["beta"] = dbeta
 
     # -- fused with a following ReLU (fastconv._fusion plans it; channels-last input only) ------
-    def _forward_relu(self, x, relu, training):
-        """`relu.forward(self.forward(x, training), training)` in one pass over the activations.
+    def _forward_relu(self, x, relu, training, pool=None):
+        """`relu.forward(self.forward(x, training), training)` in one pass over the activations;
+        with `pool`, also `pool.forward(that, training)`.
 
         `relu` is a plain ReLU layer of this layer's dtype (fastconv._fusion checks that) and
         this layer is channels-last. Outputs, moving statistics and gradients (through
@@ -173,25 +174,42 @@ class BatchNormalization(Layer):
             x: this layer's input.
             relu: the ReLU layer that follows.
             training: training mode (batch statistics unless this layer is frozen).
+            pool: None, or the MaxPooling2D layer after the ReLU (channels-last, of this
+                dtype, recording argmaxes: fastconv._fusion checks it). Its output is then
+                returned, and the ReLU's output is never written: the pooling kernel
+                normalises each value as it reads it. The pool is left as after its own
+                forward (its backward reads the argmax), with the same bits.
         """
         x = self._prepare_input(x)
         self._cache = None
         ops = get_ops()
         gamma, beta = self._gamma_beta()
+        pooled = {} if pool is None else pool._args()
         if training and self.trainable:
-            y, mean, var = ops.batch_norm_relu_forward_training(x, gamma, beta, self.epsilon)
+            if pool is None:
+                y, mean, var = ops.batch_norm_relu_forward_training(x, gamma, beta, self.epsilon)
+            else:
+                y, argmax, mean, var = ops.batch_norm_relu_max_pool_forward_training(
+                    x, gamma, beta, self.epsilon, **pooled)
             self._update_moving(mean, var)
             self._cache = ("batch_relu", x, gamma, beta, mean, var)
         else:
-            y = ops.batch_norm_relu_forward_inference(x, gamma, beta, self.moving_mean,
-                                                      self.moving_variance, self.epsilon)
+            stats = (x, gamma, beta, self.moving_mean, self.moving_variance, self.epsilon)
+            if pool is None:
+                y = ops.batch_norm_relu_forward_inference(*stats)
+            else:
+                y, argmax = ops.batch_norm_relu_max_pool_forward_inference(*stats, **pooled)
             if training:
                 self._cache = ("moving_relu", x, gamma, beta)
         self._forward_training = bool(training)
-        self._output_shape_seen = y.shape
+        self._output_shape_seen = x.shape  # the ReLU's output, channels-last as x
         relu._cache = None
         relu._forward_training = False
-        relu._output_shape_seen = y.shape
+        relu._output_shape_seen = x.shape
+        if pool is not None:
+            pool._cache = ("argmax", argmax, x.shape) if training else None
+            pool._forward_training = bool(training)
+            pool._output_shape_seen = y.shape
         return y
 
     def _backward_relu(self, dy):

@@ -28,6 +28,8 @@ from .normalization import (
     batch_norm_relu_backward_inference,
     batch_norm_relu_forward_inference,
     batch_norm_relu_forward_training,
+    batch_norm_relu_max_pool_forward_inference,
+    batch_norm_relu_max_pool_forward_training,
 )
 from .pooling import (
     avg_pool2d_backward,
@@ -52,6 +54,7 @@ __all__ = [
     "batch_norm_forward_training", "batch_norm_forward_inference", "batch_norm_backward",
     "batch_norm_relu_forward_training", "batch_norm_relu_forward_inference",
     "batch_norm_relu_backward", "batch_norm_relu_backward_inference", "batch_norm_frozen_factor",
+    "batch_norm_relu_max_pool_forward_training", "batch_norm_relu_max_pool_forward_inference",
     "dense_forward", "dense_backward",
     "relu_forward", "random_bits",
     "relu_backward", "leaky_relu_forward", "leaky_relu_backward", "tanh_backward", "sigmoid_backward",

@@ -3,6 +3,7 @@ import numpy as np
 
 from .. import _validation as V
 from .elementwise import relu_backward, relu_forward
+from .pooling import max_pool2d_forward_with_argmax
 
 
 def batch_norm_forward_training(x, gamma, beta, epsilon=1e-3):
@@ -57,6 +58,23 @@ def batch_norm_relu_forward_inference(x, gamma, beta, moving_mean, moving_var, e
     """relu_forward(batch_norm_forward_inference(...))."""
     return relu_forward(batch_norm_forward_inference(x, gamma, beta, moving_mean, moving_var,
                                                      epsilon))
+
+
+def batch_norm_relu_max_pool_forward_training(x, gamma, beta, epsilon=1e-3, pool_size=2,
+                                               strides=None, padding="valid"):
+    """Return (out, argmax, mean, var): max_pool2d_forward_with_argmax of the output of
+    `batch_norm_relu_forward_training` (NHWC x), and that call's statistics."""
+    y, mean, var = batch_norm_relu_forward_training(x, gamma, beta, epsilon)
+    return max_pool2d_forward_with_argmax(y, pool_size, strides, padding) + (mean, var)
+
+
+def batch_norm_relu_max_pool_forward_inference(x, gamma, beta, moving_mean, moving_var,
+                                                epsilon=1e-3, pool_size=2, strides=None,
+                                                padding="valid"):
+    """Return (out, argmax): max_pool2d_forward_with_argmax of
+    `batch_norm_relu_forward_inference` (NHWC x)."""
+    y = batch_norm_relu_forward_inference(x, gamma, beta, moving_mean, moving_var, epsilon)
+    return max_pool2d_forward_with_argmax(y, pool_size, strides, padding)
 
 
 def batch_norm_relu_backward(dy, x, gamma, beta, mean, var, epsilon=1e-3):
