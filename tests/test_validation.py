@@ -124,3 +124,23 @@ def test_small_work_runs_on_fewer_threads(monkeypatch):
     assert ops._threads(2000, 1000) == 2
     assert ops._threads(10**9, 1000) == 2
     assert ops._threads(10, 0) == 2
+
+
+def test_conv2d_check_cache_keeps_argument_types_apart():
+    """check_conv2d remembers valid calls by shapes, dtype and typed arguments: a cached valid
+    call never lets a differently typed or invalid one through."""
+    x = np.ones((1, 5, 5, 2), np.float32)
+    k = np.ones((3, 3, 2, 4), np.float32)
+    for _ in range(2):  # the second round runs from the cache
+        geo = V.check_conv2d(x, k, None, 1, "valid", 1, 1)[3]
+        assert (geo.out_h, geo.out_w) == (3, 3)
+    for strides in (1.0, True, 0):
+        with pytest.raises((TypeError, ValueError)):
+            V.check_conv2d(x, k, None, strides, "valid", 1, 1)
+    with pytest.raises(ValueError):
+        V.check_conv2d(x, k, None, 1, "full", 1, 1)
+    with pytest.raises(ValueError):
+        V.check_conv2d(x, k, np.ones(3, np.float32), 1, "valid", 1, 1)  # bias of 3 for 4 filters
+    # another dtype with the same shapes is converted as before, not served from the cache
+    x64, k64, _, _, _ = V.check_conv2d(x.astype(np.float64), k, None, 1, "valid", 1, 1)
+    assert x64.dtype == k64.dtype == np.float64
