@@ -10,7 +10,8 @@
  * accumulators is a whole number of periods, so each pattern vector is loaded once per tap
  * and reused by every period of the block.
  *
- * Also the vector run addition of the input gradient's col2im (add_into).
+ * Also two vector helpers of the other drivers: the run addition of the input gradient's
+ * col2im (add_into) and the bias gradient's column sums (add_rows).
  *
  * The includer defines FC_T, FC_SFX, FC_VT, FC_VLEN, FC_VZERO, FC_VLOAD, FC_VSET1, FC_VFMA,
  * FC_VADD, FC_VSTORE, FC_VLOAD_N, FC_VSTORE_N (FC_VLEN may be 1 with FC_VT = FC_T), and
@@ -231,6 +232,29 @@ static void FC_FL_NAME(add_into)(FC_T *dst, const FC_T *src, ptrdiff_t n)
     if (i < n) {
         const int left = (int)(n - i);
         FC_VSTORE_N(dst + i, FC_VADD(FC_VLOAD_N(dst + i, left), FC_VLOAD_N(src + i, left)), left);
+    }
+}
+
+/* dst[c] += src[0 * cols + c] + src[1 * cols + c] + ... (rows in order, the sums of a block
+ * of columns kept in registers: the bias gradient's column sums of dy). */
+static void FC_FL_NAME(add_rows)(FC_T *dst, const FC_T *src, ptrdiff_t rows, ptrdiff_t cols)
+{
+    enum { NB = 4 }; /* vectors per column block */
+    for (ptrdiff_t c0 = 0; c0 < cols; c0 += NB * FC_VLEN) {
+        FC_VT acc[NB];
+        int nv = 0, tail = 0; /* whole vectors, then values in a partial one */
+        for (; nv < NB && c0 + (nv + 1) * FC_VLEN <= cols; nv++) acc[nv] = FC_VLOAD(dst + c0 + nv * FC_VLEN);
+        if (nv < NB && c0 + nv * FC_VLEN < cols) {
+            tail = (int)(cols - c0 - nv * FC_VLEN);
+            acc[nv] = FC_VLOAD_N(dst + c0 + nv * FC_VLEN, tail);
+        }
+        for (ptrdiff_t r = 0; r < rows; r++) {
+            const FC_T *row = src + r * cols + c0;
+            for (int v = 0; v < nv; v++) acc[v] = FC_VADD(acc[v], FC_VLOAD(row + v * FC_VLEN));
+            if (tail) acc[nv] = FC_VADD(acc[nv], FC_VLOAD_N(row + nv * FC_VLEN, tail));
+        }
+        for (int v = 0; v < nv; v++) FC_VSTORE(dst + c0 + v * FC_VLEN, acc[v]);
+        if (tail) FC_VSTORE_N(dst + c0 + nv * FC_VLEN, acc[nv], tail);
     }
 }
 

@@ -732,11 +732,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
             for (ptrdiff_t m0 = c0; m0 < c1; m0 += wb) {
                 const ptrdiff_t mb = min_pd(wb, c1 - m0);
                 const int accumulate = m0 > c0;
-                if (cdb != NULL)
-                    for (ptrdiff_t r = 0; r < mb; r++) {
-                        const FC_T *g = dy + (m0 + r) * F;
-                        for (ptrdiff_t f = 0; f < F; f++) cdb[f] += g[f];
-                    }
+                if (cdb != NULL) FC_KT(kt, add_rows)(cdb, dy + m0 * F, mb, F);
                 if (dw_transposed) {
                     /* y_own: dW^T accumulators (frows x nr), then this block's dy rows with
                      * mr values of slack (gemm_cola reads whole microtile columns). */

@@ -75,7 +75,9 @@
     typedef void (*fc_flat_expand_##SFX##_fn)(const T *src, ptrdiff_t stride, ptrdiff_t n,     \
                                               ptrdiff_t R, T *dst);                             \
     /* dst[i] += src[i] for i < n. */                                                          \
-    typedef void (*fc_add_into_##SFX##_fn)(T *dst, const T *src, ptrdiff_t n);
+    typedef void (*fc_add_into_##SFX##_fn)(T *dst, const T *src, ptrdiff_t n);                 \
+    /* dst[c] += sum over r < rows, in order, of src[r * cols + c], for c < cols. */            \
+    typedef void (*fc_add_rows_##SFX##_fn)(T *dst, const T *src, ptrdiff_t rows, ptrdiff_t cols);
 
 FC_DECLARE_KERNEL_TYPES(float, f32)
 FC_DECLARE_KERNEL_TYPES(double, f64)
@@ -130,6 +132,8 @@ typedef struct {
     fc_flat_expand_f64_fn flat_expand_f64;
     fc_add_into_f32_fn add_into_f32;
     fc_add_into_f64_fn add_into_f64;
+    fc_add_rows_f32_fn add_rows_f32;
+    fc_add_rows_f64_fn add_rows_f64;
 } fc_kernel_table;
 
 /* The table of an ISA file, whose kernels (gemm_simd_impl.h, conv2d_depthwise_impl.h,
@@ -155,7 +159,8 @@ typedef struct {
         wino4_input_f32, wino4_input_f64, wino4_output_f32, wino4_output_f64,                   \
         wino_dy_f32, wino4_dy_f32, wino_dy_f64, wino4_dy_f64,                                   \
         vl32, vl64, flat_conv_f32, flat_conv_f64, flat_dw_f32, flat_dw_f64,                     \
-        flat_expand_f32, flat_expand_f64, add_into_f32, add_into_f64,                           \
+        flat_expand_f32, flat_expand_f64, add_into_f32, add_into_f64, add_rows_f32,             \
+        add_rows_f64,                                                                           \
     }
 
 /* Largest MR and NR of any table: drivers size their scratch tiles with these. */
