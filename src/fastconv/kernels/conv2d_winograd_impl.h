@@ -258,7 +258,7 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
                             const FC_T *g = inside ? dy + ((n * p->out_h + oh) * p->out_w + ow) * F : zeros;
                             src[i * m + j] = g;
                             if (inside)
-                                for (ptrdiff_t f = 0; f < F; f++) cdb[f] += g[f];
+                                FC_KT(kt, add_into)(cdb, g, F);
                         }
                     dy_transform(src, F, d + t * nr, panels * tb * nr, nr, tb * nr);
                 }
