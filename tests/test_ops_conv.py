@@ -403,10 +403,12 @@ def test_flat_rows_match_reference_and_gemm(case, dtype):
                                     results[False], want):
         _close(got, exp, dtype, name)
         _close(got, gemm, dtype, name + " vs GEMM")
-    # the paths sum in different orders: the flat rows did run
-    assert not np.array_equal(results[True][0], results[False][0])
-    assert not np.array_equal(results[True][2], results[False][2])
     assert not np.signbit(results[True][4]).any()  # max(y, 0) gives +0, never -0
+    # the paths sum in different orders: the flat rows did run where they apply (fewer filters
+    # than the selected ISA's vector holds: not every case on every ISA path)
+    if k.shape[3] < core._flat_lanes(dtype):
+        assert not np.array_equal(results[True][0], results[False][0])
+        assert not np.array_equal(results[True][2], results[False][2])
 
 
 ISA_SCRIPT = textwrap.dedent(

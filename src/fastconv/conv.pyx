@@ -45,6 +45,7 @@ cdef extern from "conv2d.h":
     int FC_PATH_WINOGRAD4
     int FC_PATH_FLAT
     int fc_conv2d_set_paths(int mask)
+    int fc_conv2d_flat_lanes(int double_precision)
 
 cdef extern from "dispatch.h":
     int FC_DISPATCH_OK
@@ -77,6 +78,12 @@ def _set_paths(narrow=True, broad=True, winograd=True, winograd4=True, flat=True
                 winograd=bool(previous & FC_PATH_WINOGRAD),
                 winograd4=bool(previous & FC_PATH_WINOGRAD4),
                 flat=bool(previous & FC_PATH_FLAT))
+
+def _flat_lanes(dtype):
+    """Vector length of the flat-row kernels for `dtype` on the selected ISA (for tests: the
+    flat path serves layers with fewer filters than this and at most 8 input channels)."""
+    return fc_conv2d_flat_lanes(np.dtype(dtype) == np.float64)
+
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 

@@ -80,6 +80,12 @@ int fc_conv2d_set_paths(int mask)
     return previous;
 }
 
+int fc_conv2d_flat_lanes(int double_precision)
+{
+    const fc_kernel_table *kt = fc_get_kernels();
+    return double_precision ? kt->flat_vl_f64 : kt->flat_vl_f32;
+}
+
 static ptrdiff_t ceil_div(ptrdiff_t a, ptrdiff_t b) { return (a + b - 1) / b; }
 static ptrdiff_t round_up(ptrdiff_t a, ptrdiff_t b) { return ceil_div(a, b) * b; }
 static ptrdiff_t min_pd(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }

@@ -38,5 +38,8 @@ FC_DECLARE_CONV2D(double, f64)
 enum { FC_PATH_NARROW = 1, FC_PATH_BROAD = 2, FC_PATH_WINOGRAD = 4, FC_PATH_WINOGRAD4 = 8,
        FC_PATH_FLAT = 16, FC_PATH_ALL = 31 };
 int fc_conv2d_set_paths(int mask);
+/* Vector length (elements) of the selected ISA's flat-row kernels: the flat path serves
+ * layers with fewer filters than this (and at most 8 input channels; conv2d_flat_impl.h). */
+int fc_conv2d_flat_lanes(int double_precision);
 
 #endif /* FASTCONV_CONV2D_H */
