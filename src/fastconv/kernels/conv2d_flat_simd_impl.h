@@ -86,19 +86,26 @@ FC_FL_INLINE void FC_FL_NAME(flat_conv_p)(ptrdiff_t taps, const FC_T *const *src
     }
 }
 
+/* CALL(P) with the period as a constant (1..8), so the blocks unroll with their accumulators
+ * in registers. */
+#define FC_FL_BY_PERIOD(period, CALL)                                                         \
+    switch (period) {                                                                         \
+    case 1: CALL(1); break;                                                                   \
+    case 2: CALL(2); break;                                                                   \
+    case 3: CALL(3); break;                                                                   \
+    case 4: CALL(4); break;                                                                   \
+    case 5: CALL(5); break;                                                                   \
+    case 6: CALL(6); break;                                                                   \
+    case 7: CALL(7); break;                                                                   \
+    default: CALL(8); break;                                                                  \
+    }
+
 static void FC_FL_NAME(flat_conv)(ptrdiff_t taps, const FC_T *const *src, const FC_T *wpat,
                                   int period, const FC_T *bpat, FC_T *out, ptrdiff_t len)
 {
-    switch (period) { /* constant P: the blocks unroll with accumulators in registers */
-    case 1: FC_FL_NAME(flat_conv_p)(taps, src, wpat, bpat, out, len, 1); break;
-    case 2: FC_FL_NAME(flat_conv_p)(taps, src, wpat, bpat, out, len, 2); break;
-    case 3: FC_FL_NAME(flat_conv_p)(taps, src, wpat, bpat, out, len, 3); break;
-    case 4: FC_FL_NAME(flat_conv_p)(taps, src, wpat, bpat, out, len, 4); break;
-    case 5: FC_FL_NAME(flat_conv_p)(taps, src, wpat, bpat, out, len, 5); break;
-    case 6: FC_FL_NAME(flat_conv_p)(taps, src, wpat, bpat, out, len, 6); break;
-    case 7: FC_FL_NAME(flat_conv_p)(taps, src, wpat, bpat, out, len, 7); break;
-    default: FC_FL_NAME(flat_conv_p)(taps, src, wpat, bpat, out, len, 8); break;
-    }
+#define FC_FL_CONV(P) FC_FL_NAME(flat_conv_p)(taps, src, wpat, bpat, out, len, P)
+    FC_FL_BY_PERIOD(period, FC_FL_CONV)
+#undef FC_FL_CONV
 }
 
 /* Vector q of the block at e0 of a row of len values: whole, partial (zeros past len) or
@@ -193,16 +200,9 @@ FC_FL_INLINE void FC_FL_NAME(flat_dw_p)(ptrdiff_t taps, const FC_T *const *src, 
 static void FC_FL_NAME(flat_dw)(ptrdiff_t taps, const FC_T *const *src, const FC_T *dy,
                                 ptrdiff_t len, int period, FC_T *acc_out, FC_T *db_out)
 {
-    switch (period) {
-    case 1: FC_FL_NAME(flat_dw_p)(taps, src, dy, len, acc_out, db_out, 1); break;
-    case 2: FC_FL_NAME(flat_dw_p)(taps, src, dy, len, acc_out, db_out, 2); break;
-    case 3: FC_FL_NAME(flat_dw_p)(taps, src, dy, len, acc_out, db_out, 3); break;
-    case 4: FC_FL_NAME(flat_dw_p)(taps, src, dy, len, acc_out, db_out, 4); break;
-    case 5: FC_FL_NAME(flat_dw_p)(taps, src, dy, len, acc_out, db_out, 5); break;
-    case 6: FC_FL_NAME(flat_dw_p)(taps, src, dy, len, acc_out, db_out, 6); break;
-    case 7: FC_FL_NAME(flat_dw_p)(taps, src, dy, len, acc_out, db_out, 7); break;
-    default: FC_FL_NAME(flat_dw_p)(taps, src, dy, len, acc_out, db_out, 8); break;
-    }
+#define FC_FL_DW(P) FC_FL_NAME(flat_dw_p)(taps, src, dy, len, acc_out, db_out, P)
+    FC_FL_BY_PERIOD(period, FC_FL_DW)
+#undef FC_FL_DW
 }
 
 /* dst[q * R + r] = src[q * stride] for q < n, r < R: one broadcast per value, stored as
@@ -258,6 +258,7 @@ static void FC_FL_NAME(add_rows)(FC_T *dst, const FC_T *src, ptrdiff_t rows, ptr
     }
 }
 
+#undef FC_FL_BY_PERIOD
 #undef FC_FL_OPAQUE_PTR
 #undef FC_FL_OPAQUE_VEC
 #undef FC_FL_BLOCK
