@@ -241,30 +241,51 @@ def _rows(a):
 
 def batch_norm_forward_training(x, gamma, beta, epsilon=1e-3):
     """Return (y, mean, var): batch statistics over every axis but the last (biased var)."""
+    return _bn_forward_training(x, gamma, beta, epsilon, _bn.batch_norm_forward_training)
+
+
+def batch_norm_forward_inference(x, gamma, beta, moving_mean, moving_var, epsilon=1e-3):
+    return _bn_forward_inference(x, gamma, beta, moving_mean, moving_var, epsilon,
+                                 _bn.batch_norm_forward_inference)
+
+
+def batch_norm_backward(dy, x, gamma, mean, var, epsilon=1e-3):
+    """Return (dx, dgamma, dbeta) for training-mode batch norm."""
+    return _bn_backward(dy, x, gamma, None, mean, var, epsilon)
+
+
+# The plain and the BN + ReLU entry points share these bodies; `kernel` is the compiled one.
+def _bn_forward_training(x, gamma, beta, epsilon, kernel):
     x, gamma, beta, epsilon = V.check_batch_norm(x, gamma, beta, epsilon)
     c = x.shape[-1]
     y = np.empty(x.shape, dtype=x.dtype)
     mean = np.empty((c,), dtype=x.dtype)
     var = np.empty((c,), dtype=x.dtype)
-    _bn.batch_norm_forward_training(_rows(x), _c(gamma), _c(beta), epsilon, y.reshape(-1, c),
-                                    mean, var, get_num_threads())
+    kernel(_rows(x), _c(gamma), _c(beta), epsilon, y.reshape(-1, c), mean, var, get_num_threads())
     return y, mean, var
 
 
-def batch_norm_forward_inference(x, gamma, beta, moving_mean, moving_var, epsilon=1e-3):
+def _bn_moving(x, gamma, beta, moving_mean, moving_var, epsilon):
+    """Checked (x, gamma, beta, epsilon, mean, var) of an inference-mode batch norm."""
     x, gamma, beta, epsilon = V.check_batch_norm(x, gamma, beta, epsilon)
     c = x.shape[-1]
     mean = V.check_channel_vector(moving_mean, c, x.dtype, "moving_mean")
     var = V.check_channel_vector(moving_var, c, x.dtype, "moving_var")
+    return x, gamma, beta, epsilon, mean, var
+
+
+def _bn_forward_inference(x, gamma, beta, moving_mean, moving_var, epsilon, kernel):
+    x, gamma, beta, epsilon, mean, var = _bn_moving(x, gamma, beta, moving_mean, moving_var, epsilon)
     y = np.empty(x.shape, dtype=x.dtype)
-    _bn.batch_norm_forward_inference(_rows(x), _c(gamma), _c(beta), _c(mean), _c(var), epsilon,
-                                     y.reshape(-1, c), get_num_threads())
+    kernel(_rows(x), _c(gamma), _c(beta), _c(mean), _c(var), epsilon, y.reshape(-1, x.shape[-1]),
+           get_num_threads())
     return y
 
 
-def batch_norm_backward(dy, x, gamma, mean, var, epsilon=1e-3):
-    """Return (dx, dgamma, dbeta) for training-mode batch norm."""
-    x, gamma, _, epsilon = V.check_batch_norm(x, gamma, np.zeros_like(gamma), epsilon)
+def _bn_backward(dy, x, gamma, beta, mean, var, epsilon):
+    """(dx, dgamma, dbeta) of batch norm (beta None) or of relu(batch norm) (beta given)."""
+    x, gamma, checked_beta, epsilon = V.check_batch_norm(
+        x, gamma, np.zeros_like(gamma) if beta is None else beta, epsilon)
     c = x.shape[-1]
     mean = V.check_channel_vector(mean, c, x.dtype, "mean")
     var = V.check_channel_vector(var, c, x.dtype, "var")
@@ -272,8 +293,9 @@ def batch_norm_backward(dy, x, gamma, mean, var, epsilon=1e-3):
     dx = np.empty(x.shape, dtype=x.dtype)
     dgamma = np.empty((c,), dtype=x.dtype)
     dbeta = np.empty((c,), dtype=x.dtype)
-    _bn.batch_norm_backward(_rows(dy), _rows(x), _c(gamma), _c(mean), _c(var), epsilon,
-                            dx.reshape(-1, c), dgamma, dbeta, get_num_threads())
+    args = (_rows(dy), _rows(x), _c(gamma)) + (() if beta is None else (_c(checked_beta),))
+    kernel = _bn.batch_norm_backward if beta is None else _bn.batch_norm_relu_backward
+    kernel(*args, _c(mean), _c(var), epsilon, dx.reshape(-1, c), dgamma, dbeta, get_num_threads())
     return dx, dgamma, dbeta
 
 
@@ -281,26 +303,13 @@ def batch_norm_backward(dy, x, gamma, mean, var, epsilon=1e-3):
 def batch_norm_relu_forward_training(x, gamma, beta, epsilon=1e-3):
     """Return (relu(y), mean, var) with y, mean, var those of `batch_norm_forward_training`,
     the ReLU applied in the same pass (bit for bit `relu_forward` of the plain output)."""
-    x, gamma, beta, epsilon = V.check_batch_norm(x, gamma, beta, epsilon)
-    c = x.shape[-1]
-    y = np.empty(x.shape, dtype=x.dtype)
-    mean = np.empty((c,), dtype=x.dtype)
-    var = np.empty((c,), dtype=x.dtype)
-    _bn.batch_norm_relu_forward_training(_rows(x), _c(gamma), _c(beta), epsilon,
-                                         y.reshape(-1, c), mean, var, get_num_threads())
-    return y, mean, var
+    return _bn_forward_training(x, gamma, beta, epsilon, _bn.batch_norm_relu_forward_training)
 
 
 def batch_norm_relu_forward_inference(x, gamma, beta, moving_mean, moving_var, epsilon=1e-3):
     """relu(batch_norm_forward_inference(...)) in one pass (same bits as the two in turn)."""
-    x, gamma, beta, epsilon = V.check_batch_norm(x, gamma, beta, epsilon)
-    c = x.shape[-1]
-    mean = V.check_channel_vector(moving_mean, c, x.dtype, "moving_mean")
-    var = V.check_channel_vector(moving_var, c, x.dtype, "moving_var")
-    y = np.empty(x.shape, dtype=x.dtype)
-    _bn.batch_norm_relu_forward_inference(_rows(x), _c(gamma), _c(beta), _c(mean), _c(var),
-                                          epsilon, y.reshape(-1, c), get_num_threads())
-    return y
+    return _bn_forward_inference(x, gamma, beta, moving_mean, moving_var, epsilon,
+                                 _bn.batch_norm_relu_forward_inference)
 
 
 def batch_norm_relu_max_pool_forward_training(x, gamma, beta, epsilon=1e-3, pool_size=2,
@@ -323,11 +332,8 @@ def batch_norm_relu_max_pool_forward_inference(x, gamma, beta, moving_mean, movi
                                                 padding="valid"):
     """Return (out, argmax): `batch_norm_relu_forward_inference` of NHWC x followed by
     `max_pool2d_forward_with_argmax`, bit for bit, without writing the batch norm's output."""
-    x, gamma, beta, epsilon = V.check_batch_norm(x, gamma, beta, epsilon)
+    x, gamma, beta, epsilon, mean, var = _bn_moving(x, gamma, beta, moving_mean, moving_var, epsilon)
     x, geo = _check_pool2d(x, pool_size, strides, padding)
-    c = x.shape[-1]
-    mean = V.check_channel_vector(moving_mean, c, x.dtype, "moving_mean")
-    var = V.check_channel_vector(moving_var, c, x.dtype, "moving_var")
     return _bn_relu_max_pool(x, geo, gamma, beta, mean, var, epsilon)
 
 
@@ -348,17 +354,7 @@ def batch_norm_relu_backward(dy, x, gamma, beta, mean, var, epsilon=1e-3):
     """Return (dx, dgamma, dbeta) of relu(training-mode batch norm); dy is the gradient of the
     ReLU's output. Equals `relu_backward` then `batch_norm_backward` bit for bit, in one pass
     (the ReLU's mask is recomputed from x)."""
-    x, gamma, beta, epsilon = V.check_batch_norm(x, gamma, beta, epsilon)
-    c = x.shape[-1]
-    mean = V.check_channel_vector(mean, c, x.dtype, "mean")
-    var = V.check_channel_vector(var, c, x.dtype, "var")
-    dy = V.check_grad_output(dy, x.shape, x.dtype)
-    dx = np.empty(x.shape, dtype=x.dtype)
-    dgamma = np.empty((c,), dtype=x.dtype)
-    dbeta = np.empty((c,), dtype=x.dtype)
-    _bn.batch_norm_relu_backward(_rows(dy), _rows(x), _c(gamma), _c(beta), _c(mean), _c(var),
-                                 epsilon, dx.reshape(-1, c), dgamma, dbeta, get_num_threads())
-    return dx, dgamma, dbeta
+    return _bn_backward(dy, x, gamma, beta, mean, var, epsilon)
 
 
 def batch_norm_frozen_factor(gamma, moving_var, epsilon):
@@ -369,10 +365,8 @@ def batch_norm_frozen_factor(gamma, moving_var, epsilon):
 def batch_norm_relu_backward_inference(dy, x, gamma, beta, moving_mean, moving_var, epsilon=1e-3):
     """dx of relu(batch_norm_forward_inference(x, ...)): relu_backward(dy, y) *
     batch_norm_frozen_factor(...), in one pass (y recomputed from x)."""
-    x, gamma, beta, epsilon = V.check_batch_norm(x, gamma, beta, epsilon)
+    x, gamma, beta, epsilon, mean, var = _bn_moving(x, gamma, beta, moving_mean, moving_var, epsilon)
     c = x.shape[-1]
-    mean = V.check_channel_vector(moving_mean, c, x.dtype, "moving_mean")
-    var = V.check_channel_vector(moving_var, c, x.dtype, "moving_var")
     dy = V.check_grad_output(dy, x.shape, x.dtype)
     factor = _bn_ref.batch_norm_frozen_factor(gamma, var, epsilon)
     dx = np.empty(x.shape, dtype=x.dtype)
