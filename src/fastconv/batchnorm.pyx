@@ -304,43 +304,8 @@ def batch_norm_backward(dy, x, gamma, mean, var, epsilon, dx, dgamma, dbeta, num
         dx: output, (M, C). dgamma, dbeta: outputs, (C,).
         num_threads: OpenMP threads (>= 1); the results do not depend on it.
     """
-    _rows_array(x, "x")
-    dt = x.dtype
-    cdef ptrdiff_t rows = x.shape[0], cols = x.shape[1]
-    channel = (cols,)
-    _like(dy, "dy", x.shape, dt)
-    _like(gamma, "gamma", channel, dt)
-    _like(mean, "mean", channel, dt)
-    _like(var, "var", channel, dt)
-    _like(dx, "dx", x.shape, dt, output=True)
-    _like(dgamma, "dgamma", channel, dt, output=True)
-    _like(dbeta, "dbeta", channel, dt, output=True)
-    _separate([(dx, "dx"), (dgamma, "dgamma"), (dbeta, "dbeta")],
-              [(dy, "dy"), (x, "x"), (gamma, "gamma"), (mean, "mean"), (var, "var")])
-    cdef double eps = _epsilon(epsilon)
-    cdef int nt = _threads(num_threads)
-    cdef void *pdy = _data(dy)
-    cdef void *px = _data(x)
-    cdef void *pg = _data(gamma)
-    cdef void *pm = _data(mean)
-    cdef void *pv = _data(var)
-    cdef void *pdx = _data(dx)
-    cdef void *pdg = _data(dgamma)
-    cdef void *pdb = _data(dbeta)
-    cdef int status
-    if dt == _FLOAT32:
-        with nogil:
-            status = fc_batch_norm_backward_f32(
-                <const float *>pdy, <const float *>px, <const float *>pg, <const float *>pm,
-                <const float *>pv, eps, <float *>pdx, <float *>pdg, <float *>pdb, rows, cols, nt)
-    else:
-        with nogil:
-            status = fc_batch_norm_backward_f64(
-                <const double *>pdy, <const double *>px, <const double *>pg, <const double *>pm,
-                <const double *>pv, eps, <double *>pdx, <double *>pdg, <double *>pdb, rows,
-                cols, nt)
-    if status != 0:
-        raise MemoryError("batch_norm_backward: could not allocate its scratch memory.")
+    _backward(dy, x, gamma, None, mean, var, epsilon, dx, dgamma, dbeta, num_threads,
+              "batch_norm_backward")
 
 
 def batch_norm_relu_backward(dy, x, gamma, beta, mean, var, epsilon, dx, dgamma, dbeta,
@@ -357,27 +322,32 @@ def batch_norm_relu_backward(dy, x, gamma, beta, mean, var, epsilon, dx, dgamma,
         dx: output, (M, C). dgamma, dbeta: outputs, (C,).
         num_threads: OpenMP threads (>= 1); the results do not depend on it.
     """
+    _backward(dy, x, gamma, beta, mean, var, epsilon, dx, dgamma, dbeta, num_threads,
+              "batch_norm_relu_backward")
+
+
+def _backward(dy, x, gamma, beta, mean, var, epsilon, dx, dgamma, dbeta, num_threads, str what):
+    """Check the arguments and run the backward kernel: of relu(batch norm) when beta is given,
+    of the plain batch norm when it is None."""
     _rows_array(x, "x")
     dt = x.dtype
     cdef ptrdiff_t rows = x.shape[0], cols = x.shape[1]
     channel = (cols,)
     _like(dy, "dy", x.shape, dt)
-    _like(gamma, "gamma", channel, dt)
-    _like(beta, "beta", channel, dt)
-    _like(mean, "mean", channel, dt)
-    _like(var, "var", channel, dt)
+    inputs = [(dy, "dy"), (x, "x"), (gamma, "gamma")] + ([] if beta is None else [(beta, "beta")])
+    inputs += [(mean, "mean"), (var, "var")]
+    for arr, name in inputs[2:]:
+        _like(arr, name, channel, dt)
     _like(dx, "dx", x.shape, dt, output=True)
     _like(dgamma, "dgamma", channel, dt, output=True)
     _like(dbeta, "dbeta", channel, dt, output=True)
-    _separate([(dx, "dx"), (dgamma, "dgamma"), (dbeta, "dbeta")],
-              [(dy, "dy"), (x, "x"), (gamma, "gamma"), (beta, "beta"), (mean, "mean"),
-               (var, "var")])
+    _separate([(dx, "dx"), (dgamma, "dgamma"), (dbeta, "dbeta")], inputs)
     cdef double eps = _epsilon(epsilon)
     cdef int nt = _threads(num_threads)
     cdef void *pdy = _data(dy)
     cdef void *px = _data(x)
     cdef void *pg = _data(gamma)
-    cdef void *pb = _data(beta)
+    cdef void *pb = NULL if beta is None else _data(beta)  # NULL: the plain backward
     cdef void *pm = _data(mean)
     cdef void *pv = _data(var)
     cdef void *pdx = _data(dx)
@@ -397,7 +367,7 @@ def batch_norm_relu_backward(dy, x, gamma, beta, mean, var, epsilon, dx, dgamma,
                 <const double *>pb, <const double *>pm, <const double *>pv, eps,
                 <double *>pdx, <double *>pdg, <double *>pdb, rows, cols, nt)
     if status != 0:
-        raise MemoryError("batch_norm_relu_backward: could not allocate its scratch memory.")
+        raise MemoryError(f"{what}: could not allocate its scratch memory.")
 
 
 def batch_norm_relu_backward_inference(dy, x, gamma, beta, mean, var, epsilon, factor, dx,

@@ -643,6 +643,7 @@ int SFX(fc_batch_norm_backward)(const T *dy, const T *x, const T *gamma, const T
                                cols, num_threads);
 }
 
+/* beta == NULL: the plain backward (as fc_batch_norm_backward). */
 int SFX(fc_batch_norm_relu_backward)(const T *dy, const T *x, const T *gamma, const T *beta,
                                      const T *mean, const T *var, double epsilon, T *dx,
                                      T *dgamma, T *dbeta, ptrdiff_t rows, ptrdiff_t cols,
