@@ -159,46 +159,14 @@ static inline VT SFX(fc_bn_vld)(const T *p)
 static inline void SFX(fc_bn_vst)(T *p, VT v) { memcpy(p, &v, sizeof v); }
 #endif
 
-/* Mean and M2 (sum of squared deviations) of columns [c0, c0 + nc) over rows [r0, r0 + nr).
- * Pass 1 sums x - s with s the tile's first row (0 where it is not finite); pass 2 sums (x - m)^2 with m the tile mean
- * rounded to T, then corrects exactly for m not being the exact mean. The tile is small
- * enough to stay in cache between the passes. */
-static void SFX(fc_bn_tile_moments)(const T *x, ptrdiff_t cols, ptrdiff_t r0, ptrdiff_t nr,
-                                    ptrdiff_t c0, ptrdiff_t nc, double *restrict mean,
-                                    double *restrict m2)
+/* acc[i] += the column sums of (x - center) (squared: of (x - center)^2) over rows
+ * [r0, r0 + nr), columns [c0, c0 + nc), block by block of rows in T then added in double.
+ * `squared` is a constant at both calls: the loops compile without the test. */
+static inline void SFX(fc_bn_deviation_sums)(const T *x, ptrdiff_t cols, ptrdiff_t r0, ptrdiff_t nr,
+                                             ptrdiff_t c0, ptrdiff_t nc, const T *center,
+                                             double *restrict acc, const int squared)
 {
-    T center[FC_BN_COL_BLOCK], block[FC_BN_COL_BLOCK];
-    double acc[FC_BN_COL_BLOCK];
-    const T *first = x + r0 * cols + c0;
-    for (ptrdiff_t i = 0; i < nc; i++) {
-        /* An Inf/NaN shift would turn an infinite mean into NaN (Inf - Inf): use 0 then. */
-        T v = first[i];
-        center[i] = (v - v == (T)0) ? v : (T)0;
-        acc[i] = 0.0;
-    }
-    for (ptrdiff_t rb = r0; rb < r0 + nr; rb += FC_BN_BLOCK_ROWS) {
-        const ptrdiff_t re = fc_bn_min(rb + FC_BN_BLOCK_ROWS, r0 + nr);
-        ptrdiff_t v = 0;
-#if FC_BN_VECTORS
-        for (; v + LANES <= nc; v += LANES) {
-            const VT cen = SFX(fc_bn_vld)(center + v);
-            VT sum = {0};
-            for (ptrdiff_t r = rb; r < re; r++) sum += SFX(fc_bn_vld)(x + r * cols + c0 + v) - cen;
-            SFX(fc_bn_vst)(block + v, sum);
-        }
-#endif
-        for (ptrdiff_t i = v; i < nc; i++) block[i] = 0;
-        for (ptrdiff_t r = rb; r < re && v < nc; r++) {
-            const T *restrict xr = x + r * cols + c0;
-            for (ptrdiff_t i = v; i < nc; i++) block[i] += xr[i] - center[i];
-        }
-        for (ptrdiff_t i = 0; i < nc; i++) acc[i] += (double)block[i];
-    }
-    for (ptrdiff_t i = 0; i < nc; i++) {
-        mean[i] = (double)center[i] + acc[i] / (double)nr;
-        center[i] = (T)mean[i];
-        acc[i] = 0.0;
-    }
+    T block[FC_BN_COL_BLOCK];
     for (ptrdiff_t rb = r0; rb < r0 + nr; rb += FC_BN_BLOCK_ROWS) {
         const ptrdiff_t re = fc_bn_min(rb + FC_BN_BLOCK_ROWS, r0 + nr);
         ptrdiff_t v = 0;
@@ -208,7 +176,7 @@ static void SFX(fc_bn_tile_moments)(const T *x, ptrdiff_t cols, ptrdiff_t r0, pt
             VT sum = {0};
             for (ptrdiff_t r = rb; r < re; r++) {
                 const VT d = SFX(fc_bn_vld)(x + r * cols + c0 + v) - cen;
-                sum += d * d;
+                sum += squared ? d * d : d;
             }
             SFX(fc_bn_vst)(block + v, sum);
         }
@@ -217,12 +185,38 @@ static void SFX(fc_bn_tile_moments)(const T *x, ptrdiff_t cols, ptrdiff_t r0, pt
         for (ptrdiff_t r = rb; r < re && v < nc; r++) {
             const T *restrict xr = x + r * cols + c0;
             for (ptrdiff_t i = v; i < nc; i++) {
-                T d = xr[i] - center[i];
-                block[i] += d * d;
+                const T d = xr[i] - center[i];
+                block[i] += squared ? d * d : d;
             }
         }
         for (ptrdiff_t i = 0; i < nc; i++) acc[i] += (double)block[i];
     }
+}
+
+/* Mean and M2 (sum of squared deviations) of columns [c0, c0 + nc) over rows [r0, r0 + nr).
+ * Pass 1 sums x - s with s the tile's first row (0 where it is not finite); pass 2 sums (x - m)^2 with m the tile mean
+ * rounded to T, then corrects exactly for m not being the exact mean. The tile is small
+ * enough to stay in cache between the passes. */
+static void SFX(fc_bn_tile_moments)(const T *x, ptrdiff_t cols, ptrdiff_t r0, ptrdiff_t nr,
+                                    ptrdiff_t c0, ptrdiff_t nc, double *restrict mean,
+                                    double *restrict m2)
+{
+    T center[FC_BN_COL_BLOCK];
+    double acc[FC_BN_COL_BLOCK];
+    const T *first = x + r0 * cols + c0;
+    for (ptrdiff_t i = 0; i < nc; i++) {
+        /* An Inf/NaN shift would turn an infinite mean into NaN (Inf - Inf): use 0 then. */
+        T v = first[i];
+        center[i] = (v - v == (T)0) ? v : (T)0;
+        acc[i] = 0.0;
+    }
+    SFX(fc_bn_deviation_sums)(x, cols, r0, nr, c0, nc, center, acc, 0);
+    for (ptrdiff_t i = 0; i < nc; i++) {
+        mean[i] = (double)center[i] + acc[i] / (double)nr;
+        center[i] = (T)mean[i];
+        acc[i] = 0.0;
+    }
+    SFX(fc_bn_deviation_sums)(x, cols, r0, nr, c0, nc, center, acc, 1);
     /* sum (x - m)^2 = M2 + nr * (mean - m)^2, exactly. */
     for (ptrdiff_t i = 0; i < nc; i++) {
         double off = mean[i] - (double)center[i];
