@@ -137,22 +137,7 @@ def test_backward_matches_finite_differences():
 
     _, mean, var = ops.batch_norm_forward_training(x, gamma, beta, eps)
     dx, dgamma, dbeta = ops.batch_norm_backward(w, x, gamma, mean, var, eps)
-    for value, analytic, f in [
-        (x, dx, lambda v: loss(v, gamma, beta)),
-        (gamma, dgamma, lambda v: loss(x, v, beta)),
-        (beta, dbeta, lambda v: loss(x, gamma, v)),
-    ]:
-        numeric = np.zeros_like(value)
-        h = 1e-6
-        for idx in np.ndindex(value.shape):
-            old = value[idx]
-            value[idx] = old + h
-            up = f(value)
-            value[idx] = old - h
-            down = f(value)
-            value[idx] = old
-            numeric[idx] = (up - down) / (2 * h)
-        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-7)
+    _assert_matches_centred_differences(loss, (x, gamma, beta), (dx, dgamma, dbeta))
 
 
 def test_m_equal_one_gives_beta():
@@ -537,22 +522,7 @@ def test_fused_relu_backward_matches_finite_differences():
     def loss(xv, gv, bv):
         return np.sum(w * ops.batch_norm_relu_forward_training(xv, gv, bv, eps)[0])
 
-    for value, analytic, f in [
-        (x, dx, lambda v: loss(v, gamma, beta)),
-        (gamma, dgamma, lambda v: loss(x, v, beta)),
-        (beta, dbeta, lambda v: loss(x, gamma, v)),
-    ]:
-        numeric = np.zeros_like(value)
-        h = 1e-6
-        for idx in np.ndindex(value.shape):
-            old = value[idx]
-            value[idx] = old + h
-            up = f(value)
-            value[idx] = old - h
-            down = f(value)
-            value[idx] = old
-            numeric[idx] = (up - down) / (2 * h)
-        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-7)
+    _assert_matches_centred_differences(loss, (x, gamma, beta), (dx, dgamma, dbeta))
 
 
 @pytest.mark.parametrize("call,error,match", [
@@ -639,3 +609,18 @@ def test_every_isa_path_matches_reference_and_the_others():
         assert (word, name) == ("ok", isa)
         digests.add(digest)
     assert len(digests) == 1
+
+
+def _assert_matches_centred_differences(loss, inputs, gradients, h=1e-6):
+    """Each gradient against centred differences of loss(*inputs) in that input (float64)."""
+    for k, (value, analytic) in enumerate(zip(inputs, gradients)):
+        numeric = np.zeros_like(value)
+        for idx in np.ndindex(value.shape):
+            old = value[idx]
+            value[idx] = old + h
+            up = loss(*inputs)
+            value[idx] = old - h
+            down = loss(*inputs)
+            value[idx] = old
+            numeric[idx] = (up - down) / (2 * h)
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-7, err_msg=f"input {k}")
