@@ -80,6 +80,13 @@ def as_float_array(x, name, dtype=None):
     return arr.astype(np.float64)
 
 
+def check_seed64(seed, name="seed"):
+    """`seed` as a Python int in [0, 2**64) (an int or NumPy integer, not a bool)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 64:
+        raise ValueError(f"`{name}` must be an int in [0, 2**64); received {seed!r}.")
+    return int(seed)
+
+
 def check_bool(value, name):
     """`value` as a bool (True/False or a NumPy bool); TypeError otherwise."""
     if isinstance(value, (bool, np.bool_)):

@@ -532,10 +532,9 @@ dropout_scale = _ew_ref.dropout_scale
 def random_bits(seed, shape):
     """Counter-based random uint32 values (see `fastconv.reference.random_bits`), filled by
     the compiled kernel on the current threads: the same bits as the reference."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 64:
-        raise ValueError(f"`seed` must be an int in [0, 2**64); received {seed!r}.")
+    seed = V.check_seed64(seed)
     out = np.empty(shape, dtype=np.uint32)
-    _ew.random_bits(int(seed), out, get_num_threads())
+    _ew.random_bits(seed, out, get_num_threads())
     return out
 
 

@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+from .. import _validation as V
+
 
 def _check_float_array(a, name):
     if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
@@ -197,8 +199,7 @@ def random_bits(seed, shape):
         seed: int in [0, 2**64).
         shape: output shape.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 64:
-        raise ValueError(f"`seed` must be an int in [0, 2**64); received {seed!r}.")
+    seed = V.check_seed64(seed)
     count = math.prod(shape)
     words = np.arange(1, (count + 1) // 2 + 1, dtype=np.uint64)
     with np.errstate(over="ignore"):
