@@ -411,6 +411,24 @@ def test_flat_rows_match_reference_and_gemm(case, dtype):
         assert not np.array_equal(results[True][2], results[False][2])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_flat_rows_keep_an_inf_to_the_gradients_it_reaches(dtype):
+    """An inf in an input column that some taps never reach (past the last window of a
+    'valid' layer for the left taps): those taps' weight gradients stay finite, as in the
+    reference (the flat rows multiply only each output row's own pixels)."""
+    x, k, _ = _data(((2, 12, 16, 1), (5, 5, 1, 6)), dtype, seed=13)
+    x[1, 6, 14, 0] = np.inf  # column 14: only taps j >= 3 reach it (output columns 0..11)
+    dy = np.random.default_rng(14).standard_normal((2, 8, 12, 6)).astype(dtype)
+    with np.errstate(invalid="ignore"):  # inf * 0 in the reference's products
+        _, dk, db = ops.conv2d_backward(dy, x, k, need_input_grad=False)
+        _, dk_ref, db_ref = ref.conv2d_backward(dy, x, k, need_input_grad=False)
+    np.testing.assert_array_equal(np.isfinite(dk), np.isfinite(dk_ref))
+    assert np.isfinite(dk[:, :3]).all()
+    finite = np.isfinite(dk_ref)
+    _close(dk[finite], dk_ref[finite], dtype, "dkernel")
+    _close(db, db_ref, dtype, "dbias")
+
+
 ISA_SCRIPT = textwrap.dedent(
     """
     import sys

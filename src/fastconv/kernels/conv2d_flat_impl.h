@@ -21,9 +21,9 @@
  *
  * Used for the forward pass, for stride-1 input gradients (the adjoint convolution, whose F
  * is the layer's C: a first layer's adjoint has one "filter") and for the weight gradient:
- * per lane sums of X_t[e] * dy[e] (dy copied into wide rows, zeros past OW) over the bands
- * of fixed chunks of rows (a function of the shape only), folded to dW[t, f] in a fixed order:
- * bit-identical for any thread count.
+ * per lane sums of X_t[e] * dy[e] over each output row (its own pixels only) of fixed chunks
+ * of rows (a function of the shape only), folded to dW[t, f] in a fixed order: bit-identical
+ * for any thread count.
  */
 #ifndef FC_FLAT_SHARED
 #define FC_FLAT_SHARED
@@ -233,7 +233,7 @@ static int FC_FN(flat_weight_grad)(const fc_kernel_table *kt, const fc_conv2d_pa
     const ptrdiff_t F = p->f, taps = g->taps, pv = g->pv, row_len = p->out_w * F;
     const ptrdiff_t rows_total = p->n * p->out_h, acc_len = taps * pv + pv;
     const ptrdiff_t chunks = weight_grad_chunks(rows_total * p->out_w, acc_len, sizeof(FC_T));
-    const ptrdiff_t buf_values = flat_band_values(p, g, g->band) + g->band * g->ld;
+    const ptrdiff_t buf_values = flat_band_values(p, g, g->band);
     if (num_threads > chunks) num_threads = (int)chunks;
     FC_T *acc = (FC_T *)fc_alloc((size_t)(chunks * acc_len) * sizeof(FC_T));
     FC_T *bufs = (FC_T *)fc_alloc((size_t)(num_threads * buf_values) * sizeof(FC_T));
@@ -248,7 +248,6 @@ static int FC_FN(flat_weight_grad)(const fc_kernel_table *kt, const fc_conv2d_pa
     {
         unsigned csr = fc_denormals_off();
         FC_T *buf = bufs + (ptrdiff_t)fc_thread_id() * buf_values;
-        FC_T *wide = buf + flat_band_values(p, g, g->band); /* the band's dy in wide rows */
         const FC_T **src = ptrs + (ptrdiff_t)fc_thread_id() * taps;
         FC_OMP(for schedule(dynamic, 1))
         for (ptrdiff_t ch = 0; ch < chunks; ch++) {
@@ -259,12 +258,11 @@ static int FC_FN(flat_weight_grad)(const fc_kernel_table *kt, const fc_conv2d_pa
                 const ptrdiff_t rows = min_pd(min_pd(g->band, p->out_h - oh0), r1 - r0);
                 FC_FN(flat_expand_band)(kt, p, g, x, n, oh0, oh0 + rows, buf);
                 FC_FN(flat_tap_rows)(p, g, buf, rows, src);
-                for (ptrdiff_t r = 0; r < rows; r++) {
-                    memcpy(wide + r * g->ld, dy + (r0 + r) * row_len, (size_t)row_len * sizeof(FC_T));
-                    memset(wide + r * g->ld + row_len, 0, (size_t)(g->ld - row_len) * sizeof(FC_T));
-                }
-                FC_KT(kt, flat_dw)(taps, src, wide, rows * g->ld, (int)g->period, cacc,
-                                   db != NULL ? cacc + taps * pv : NULL);
+                /* row by row: only the output's own pixels multiply (past a row's end the
+                 * expanded input holds real values, which an inf would turn into NaN * 0) */
+                for (ptrdiff_t r = 0; r < rows; r++)
+                    FC_KT(kt, flat_dw)(taps, src, r * g->ld, dy + (r0 + r) * row_len, row_len,
+                                       (int)g->period, cacc, db != NULL ? cacc + taps * pv : NULL);
                 r0 += rows;
             }
         }

@@ -118,10 +118,10 @@ FC_FL_INLINE FC_VT FC_FL_NAME(flat_load_part)(const FC_T *row, ptrdiff_t at, ptr
     return FC_VZERO();
 }
 
-/* acc[t * PV + i] += sum over e < len, e = i mod PV of src[t][e] * dy[e], for G taps at a
+/* acc[t * PV + i] += sum over e < len, e = i mod PV of src[t][offset + e] * dy[e], for G taps at a
  * time (their accumulators in registers over the whole row), then the taps left one by one. */
-FC_FL_INLINE void FC_FL_NAME(flat_dw_taps)(const FC_T *const *src, const FC_T *dy, ptrdiff_t len,
-                                           FC_T *acc_out, const int P, const int G)
+FC_FL_INLINE void FC_FL_NAME(flat_dw_taps)(const FC_T *const *src, ptrdiff_t offset, const FC_T *dy,
+                                           ptrdiff_t len, FC_T *acc_out, const int P, const int G)
 {
     enum { VL = FC_VLEN };
     const ptrdiff_t PV = (ptrdiff_t)P * VL, whole = len / PV * PV;
@@ -138,7 +138,7 @@ FC_FL_INLINE void FC_FL_NAME(flat_dw_taps)(const FC_T *const *src, const FC_T *d
         }
         FC_FL_UNROLL
         for (int g = 0; g < G; g++) {
-            const FC_T *s = src[g] + e0;
+            const FC_T *s = src[g] + offset + e0;
             FC_FL_OPAQUE_PTR(s);
             FC_FL_UNROLL
             for (int q = 0; q < P; q++)
@@ -153,7 +153,7 @@ FC_FL_INLINE void FC_FL_NAME(flat_dw_taps)(const FC_T *const *src, const FC_T *d
         for (int g = 0; g < G; g++) {
             FC_FL_UNROLL
             for (int q = 0; q < P; q++)
-                acc[g * P + q] = FC_VFMA(FC_FL_NAME(flat_load_part)(src[g], e0 + q * VL, len),
+                acc[g * P + q] = FC_VFMA(FC_FL_NAME(flat_load_part)(src[g] + offset, e0 + q * VL, len),
                                          d[q], acc[g * P + q]);
         }
     }
@@ -167,13 +167,14 @@ FC_FL_INLINE void FC_FL_NAME(flat_dw_taps)(const FC_T *const *src, const FC_T *d
     }
 }
 
-FC_FL_INLINE void FC_FL_NAME(flat_dw_p)(ptrdiff_t taps, const FC_T *const *src, const FC_T *dy,
-                                        ptrdiff_t len, FC_T *acc_out, FC_T *db_out, const int P)
+FC_FL_INLINE void FC_FL_NAME(flat_dw_p)(ptrdiff_t taps, const FC_T *const *src, ptrdiff_t offset,
+                                        const FC_T *dy, ptrdiff_t len, FC_T *acc_out,
+                                        FC_T *db_out, const int P)
 {
     const int G = FC_FL_BLOCK(P, 1 + P) / P;
     const ptrdiff_t PV = (ptrdiff_t)P * FC_VLEN;
     ptrdiff_t t = 0;
-    for (; t + G <= taps; t += G) FC_FL_NAME(flat_dw_taps)(src + t, dy, len, acc_out + t * PV, P, G);
+    for (; t + G <= taps; t += G) FC_FL_NAME(flat_dw_taps)(src + t, offset, dy, len, acc_out + t * PV, P, G);
     if (2 * (taps - t) > G) { /* many taps left: one group (one pass over dy) padded with
                                 * copies of the last tap, whose sums are dropped */
         const ptrdiff_t left = taps - t;
@@ -181,11 +182,11 @@ FC_FL_INLINE void FC_FL_NAME(flat_dw_p)(ptrdiff_t taps, const FC_T *const *src, 
         FC_T sums[24 * FC_VLEN];
         for (int g = 0; g < G; g++) last[g] = src[t + (g < left ? g : left - 1)];
         for (ptrdiff_t e = 0; e < G * PV; e++) sums[e] = 0;
-        FC_FL_NAME(flat_dw_taps)(last, dy, len, sums, P, G);
+        FC_FL_NAME(flat_dw_taps)(last, offset, dy, len, sums, P, G);
         for (ptrdiff_t e = 0; e < left * PV; e++) acc_out[t * PV + e] += sums[e];
         t = taps;
     }
-    for (; t < taps; t++) FC_FL_NAME(flat_dw_taps)(src + t, dy, len, acc_out + t * PV, P, 1);
+    for (; t < taps; t++) FC_FL_NAME(flat_dw_taps)(src + t, offset, dy, len, acc_out + t * PV, P, 1);
     if (db_out != NULL) { /* the bias gradient: the same sums with src = 1 */
         for (ptrdiff_t e0 = 0; e0 < len; e0 += PV) {
             FC_FL_UNROLL
@@ -197,10 +198,11 @@ FC_FL_INLINE void FC_FL_NAME(flat_dw_p)(ptrdiff_t taps, const FC_T *const *src, 
     }
 }
 
-static void FC_FL_NAME(flat_dw)(ptrdiff_t taps, const FC_T *const *src, const FC_T *dy,
-                                ptrdiff_t len, int period, FC_T *acc_out, FC_T *db_out)
+static void FC_FL_NAME(flat_dw)(ptrdiff_t taps, const FC_T *const *src, ptrdiff_t offset,
+                                const FC_T *dy, ptrdiff_t len, int period, FC_T *acc_out,
+                                FC_T *db_out)
 {
-#define FC_FL_DW(P) FC_FL_NAME(flat_dw_p)(taps, src, dy, len, acc_out, db_out, P)
+#define FC_FL_DW(P) FC_FL_NAME(flat_dw_p)(taps, src, offset, dy, len, acc_out, db_out, P)
     FC_FL_BY_PERIOD(period, FC_FL_DW)
 #undef FC_FL_DW
 }

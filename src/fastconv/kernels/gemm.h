@@ -67,10 +67,11 @@
     typedef void (*fc_flat_conv_##SFX##_fn)(ptrdiff_t taps, const T *const *src,               \
                                             const T *wpat, int period, const T *bpat, T *out,  \
                                             ptrdiff_t len);                                    \
-    /* acc[t * PV + i] += sum_{e < len, e % PV == i} src[t][e] * dy[e] and, if db is not      \
-     * NULL, db[i] += sum_{e < len, e % PV == i} dy[e] (reads nothing past len). */            \
-    typedef void (*fc_flat_dw_##SFX##_fn)(ptrdiff_t taps, const T *const *src, const T *dy,    \
-                                          ptrdiff_t len, int period, T *acc, T *db);           \
+    /* acc[t * PV + i] += sum_{e < len, e % PV == i} src[t][offset + e] * dy[e] and, if db   \
+     * is not NULL, db[i] += sum_{e < len, e % PV == i} dy[e] (reads nothing past len). */     \
+    typedef void (*fc_flat_dw_##SFX##_fn)(ptrdiff_t taps, const T *const *src,                 \
+                                          ptrdiff_t offset, const T *dy, ptrdiff_t len,        \
+                                          int period, T *acc, T *db);                          \
     /* dst[q * R + r] = src[q * stride] for q < n, r < R; may write VL - 1 values past. */    \
     typedef void (*fc_flat_expand_##SFX##_fn)(const T *src, ptrdiff_t stride, ptrdiff_t n,     \
                                               ptrdiff_t R, T *dst);                             \
