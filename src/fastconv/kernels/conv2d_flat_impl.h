@@ -1,9 +1,9 @@
 /* Flat-row direct convolution for one dtype; included by conv2d_impl.h (FC_T, FC_SFX, FC_FN,
  * FC_KT defined). Kernels: conv2d_flat_simd_impl.h.
  *
- * For layers with few filters (LeNet's 6) or few input channels (1-3), the implicit GEMM
- * leaves most vector lanes empty (one vector of filters) or spends its time building a
- * pointer or a short copy per pixel and tap. Here the lanes run along an output row in its
+ * For layers with fewer filters than a vector (LeNet's 6) and few input channels (flat_plan),
+ * the implicit GEMM leaves most vector lanes empty (one vector of filters) and spends its time
+ * building a pointer or a short copy per pixel and tap. Here the lanes run along an output row in its
  * NHWC order, element e = ow * F + f of row (n, oh). Tap (i, j, c) adds
  *     x[n, oh * sh - pt + i * dh, ow * sw - pl + j * dw, c] * W[i, j, c, f]
  * to element e. In an "expanded" copy of input row ih, channel c, column phase ph < sw, where
