@@ -225,47 +225,6 @@ static void SFX(fc_bn_tile_moments)(const T *x, ptrdiff_t cols, ptrdiff_t r0, pt
     }
 }
 
-/* Column sums of dy and of dy * (x - mean) over rows [r0, r0 + nr), columns [c0, c0 + nc). */
-static void SFX(fc_bn_tile_grad_sums)(const T *dy, const T *x, const T *mean, ptrdiff_t cols,
-                                      ptrdiff_t r0, ptrdiff_t nr, ptrdiff_t c0, ptrdiff_t nc,
-                                      double *restrict sum_dy, double *restrict sum_dyxc)
-{
-    T block_dy[FC_BN_COL_BLOCK], block_dyxc[FC_BN_COL_BLOCK];
-    const T *restrict mu = mean + c0;
-    for (ptrdiff_t i = 0; i < nc; i++) sum_dy[i] = sum_dyxc[i] = 0.0;
-    for (ptrdiff_t rb = r0; rb < r0 + nr; rb += FC_BN_BLOCK_ROWS) {
-        const ptrdiff_t re = fc_bn_min(rb + FC_BN_BLOCK_ROWS, r0 + nr);
-        ptrdiff_t v = 0;
-#if FC_BN_VECTORS
-        for (; v + LANES <= nc; v += LANES) {
-            const VT m = SFX(fc_bn_vld)(mu + v);
-            VT sum_g = {0}, sum_gxc = {0};
-            for (ptrdiff_t r = rb; r < re; r++) {
-                const VT g = SFX(fc_bn_vld)(dy + r * cols + c0 + v);
-                sum_g += g;
-                sum_gxc += g * (SFX(fc_bn_vld)(x + r * cols + c0 + v) - m);
-            }
-            SFX(fc_bn_vst)(block_dy + v, sum_g);
-            SFX(fc_bn_vst)(block_dyxc + v, sum_gxc);
-        }
-#endif
-        for (ptrdiff_t i = v; i < nc; i++) block_dy[i] = block_dyxc[i] = 0;
-        for (ptrdiff_t r = rb; r < re && v < nc; r++) {
-            const T *restrict xr = x + r * cols + c0;
-            const T *restrict gr = dy + r * cols + c0;
-            for (ptrdiff_t i = v; i < nc; i++) {
-                T g = gr[i];
-                block_dy[i] += g;
-                block_dyxc[i] += g * (xr[i] - mu[i]);
-            }
-        }
-        for (ptrdiff_t i = 0; i < nc; i++) {
-            sum_dy[i] += (double)block_dy[i];
-            sum_dyxc[i] += (double)block_dyxc[i];
-        }
-    }
-}
-
 /* The ReLU's gradient mask of the fused kernels: the gradient that reaches batch norm is
  * dy * (z >= 0) with z = (x - mean) * scale + beta the forward's value, recomputed here with
  * the forward's arithmetic (fc_bn_affine). A multiplication by exactly 1 or 0, as
@@ -275,32 +234,35 @@ static inline T SFX(fc_bn_relu_grad)(T dy, T xc, T scale, T beta)
     return dy * (T)(xc * scale + beta >= (T)0);
 }
 
-/* fc_bn_tile_grad_sums of the gradient that went through a ReLU after the batch norm:
- * sums of g and g * (x - mean) with g = fc_bn_relu_grad(dy, x - mean, scale, beta). */
-static void SFX(fc_bn_tile_relu_grad_sums)(const T *dy, const T *x, const T *mean,
-                                           const T *scale, const T *beta, ptrdiff_t cols,
-                                           ptrdiff_t r0, ptrdiff_t nr, ptrdiff_t c0,
-                                           ptrdiff_t nc, double *restrict sum_dy,
-                                           double *restrict sum_dyxc)
+/* Column sums of g and g * (x - mean) over rows [r0, r0 + nr), columns [c0, c0 + nc), with
+ * g = dy, or with `relu` the gradient that went through a ReLU after the batch norm,
+ * g = fc_bn_relu_grad(dy, x - mean, scale, beta). `relu` is a constant at each call (the
+ * wrappers below): the loops compile without the test. */
+static inline void SFX(fc_bn_grad_sums)(const T *dy, const T *x, const T *mean, const T *scale,
+                                        const T *beta, ptrdiff_t cols, ptrdiff_t r0,
+                                        ptrdiff_t nr, ptrdiff_t c0, ptrdiff_t nc,
+                                        double *restrict sum_dy, double *restrict sum_dyxc,
+                                        const int relu)
 {
     T block_dy[FC_BN_COL_BLOCK], block_dyxc[FC_BN_COL_BLOCK];
     const T *restrict mu = mean + c0;
-    const T *restrict sc = scale + c0;
-    const T *restrict be = beta + c0;
+    const T *restrict sc = relu ? scale + c0 : NULL;
+    const T *restrict be = relu ? beta + c0 : NULL;
     for (ptrdiff_t i = 0; i < nc; i++) sum_dy[i] = sum_dyxc[i] = 0.0;
     for (ptrdiff_t rb = r0; rb < r0 + nr; rb += FC_BN_BLOCK_ROWS) {
         const ptrdiff_t re = fc_bn_min(rb + FC_BN_BLOCK_ROWS, r0 + nr);
         ptrdiff_t v = 0;
 #if FC_BN_VECTORS
         for (; v + LANES <= nc; v += LANES) {
-            const VT m = SFX(fc_bn_vld)(mu + v), s = SFX(fc_bn_vld)(sc + v);
-            const VT b = SFX(fc_bn_vld)(be + v), zero = {0};
+            const VT m = SFX(fc_bn_vld)(mu + v), zero = {0};
+            const VT s = relu ? SFX(fc_bn_vld)(sc + v) : zero;
+            const VT b = relu ? SFX(fc_bn_vld)(be + v) : zero;
             VT sum_g = {0}, sum_gxc = {0};
             for (ptrdiff_t r = rb; r < re; r++) {
                 const VT xc = SFX(fc_bn_vld)(x + r * cols + c0 + v) - m;
+                VT g = SFX(fc_bn_vld)(dy + r * cols + c0 + v);
                 /* (z >= 0) is -1 or 0 per lane: negated and converted, exactly 1.0 or 0.0. */
-                const VT pass = __builtin_convertvector(-(xc * s + b >= zero), VT);
-                const VT g = SFX(fc_bn_vld)(dy + r * cols + c0 + v) * pass;
+                if (relu) g = g * __builtin_convertvector(-(xc * s + b >= zero), VT);
                 sum_g += g;
                 sum_gxc += g * xc;
             }
@@ -314,7 +276,7 @@ static void SFX(fc_bn_tile_relu_grad_sums)(const T *dy, const T *x, const T *mea
             const T *restrict gr = dy + r * cols + c0;
             for (ptrdiff_t i = v; i < nc; i++) {
                 const T xc = xr[i] - mu[i];
-                const T g = SFX(fc_bn_relu_grad)(gr[i], xc, sc[i], be[i]);
+                const T g = relu ? SFX(fc_bn_relu_grad)(gr[i], xc, sc[i], be[i]) : gr[i];
                 block_dy[i] += g;
                 block_dyxc[i] += g * xc;
             }
@@ -324,6 +286,22 @@ static void SFX(fc_bn_tile_relu_grad_sums)(const T *dy, const T *x, const T *mea
             sum_dyxc[i] += (double)block_dyxc[i];
         }
     }
+}
+
+static void SFX(fc_bn_tile_grad_sums)(const T *dy, const T *x, const T *mean, ptrdiff_t cols,
+                                      ptrdiff_t r0, ptrdiff_t nr, ptrdiff_t c0, ptrdiff_t nc,
+                                      double *restrict sum_dy, double *restrict sum_dyxc)
+{
+    SFX(fc_bn_grad_sums)(dy, x, mean, NULL, NULL, cols, r0, nr, c0, nc, sum_dy, sum_dyxc, 0);
+}
+
+static void SFX(fc_bn_tile_relu_grad_sums)(const T *dy, const T *x, const T *mean,
+                                           const T *scale, const T *beta, ptrdiff_t cols,
+                                           ptrdiff_t r0, ptrdiff_t nr, ptrdiff_t c0,
+                                           ptrdiff_t nc, double *restrict sum_dy,
+                                           double *restrict sum_dyxc)
+{
+    SFX(fc_bn_grad_sums)(dy, x, mean, scale, beta, cols, r0, nr, c0, nc, sum_dy, sum_dyxc, 1);
 }
 
 /* Column c of a segment's repeated coefficients: rep[r * cols + c] = value for every row of
