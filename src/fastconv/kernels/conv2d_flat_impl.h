@@ -260,9 +260,8 @@ static int FC_FN(flat_weight_grad)(const fc_kernel_table *kt, const fc_conv2d_pa
                 FC_FN(flat_tap_rows)(p, g, buf, rows, src);
                 /* row by row: only the output's own pixels multiply (past a row's end the
                  * expanded input holds real values, which an inf would turn into NaN * 0) */
-                for (ptrdiff_t r = 0; r < rows; r++)
-                    FC_KT(kt, flat_dw)(taps, src, r * g->ld, dy + (r0 + r) * row_len, row_len,
-                                       (int)g->period, cacc, db != NULL ? cacc + taps * pv : NULL);
+                FC_KT(kt, flat_dw)(taps, src, 0, g->ld, dy + r0 * row_len, row_len, rows, row_len,
+                                   (int)g->period, cacc, db != NULL ? cacc + taps * pv : NULL);
                 r0 += rows;
             }
         }

@@ -118,9 +118,12 @@ FC_FL_INLINE FC_VT FC_FL_NAME(flat_load_part)(const FC_T *row, ptrdiff_t at, ptr
     return FC_VZERO();
 }
 
-/* acc[t * PV + i] += sum over e < len, e = i mod PV of src[t][offset + e] * dy[e], for G taps at a
- * time (their accumulators in registers over the whole row), then the taps left one by one. */
-FC_FL_INLINE void FC_FL_NAME(flat_dw_taps)(const FC_T *const *src, ptrdiff_t offset, const FC_T *dy,
+/* acc[t * PV + i] += sum over rows r < rows and e < len, e = i mod PV, of
+ * src[t][offset + r * src_ld + e] * dy[r * dy_ld + e], for G taps at a time (their
+ * accumulators stay in registers over all the rows: a row holds only a few periods), then
+ * the taps left one by one. */
+FC_FL_INLINE void FC_FL_NAME(flat_dw_taps)(const FC_T *const *src, ptrdiff_t offset, ptrdiff_t src_ld,
+                                           const FC_T *dy, ptrdiff_t dy_ld, ptrdiff_t rows,
                                            ptrdiff_t len, FC_T *acc_out, const int P, const int G)
 {
     enum { VL = FC_VLEN };
@@ -128,33 +131,35 @@ FC_FL_INLINE void FC_FL_NAME(flat_dw_taps)(const FC_T *const *src, ptrdiff_t off
     FC_VT acc[24];
     FC_FL_UNROLL
     for (int a = 0; a < G * P; a++) acc[a] = FC_VZERO();
-    ptrdiff_t e0 = 0;
-    for (; e0 < whole; e0 += PV) {
-        FC_VT d[8];
-        FC_FL_UNROLL
-        for (int q = 0; q < P; q++) {
-            d[q] = FC_VLOAD(dy + e0 + q * VL);
-            FC_FL_OPAQUE_VEC(d[q]);
-        }
-        FC_FL_UNROLL
-        for (int g = 0; g < G; g++) {
-            const FC_T *s = src[g] + offset + e0;
-            FC_FL_OPAQUE_PTR(s);
+    for (ptrdiff_t r = 0; r < rows; r++, offset += src_ld, dy += dy_ld) {
+        ptrdiff_t e0 = 0;
+        for (; e0 < whole; e0 += PV) {
+            FC_VT d[8];
             FC_FL_UNROLL
-            for (int q = 0; q < P; q++)
-                acc[g * P + q] = FC_VFMA(FC_VLOAD(s + q * VL), d[q], acc[g * P + q]);
-        }
-    }
-    if (e0 < len) { /* the partial last period */
-        FC_VT d[8];
-        FC_FL_UNROLL
-        for (int q = 0; q < P; q++) d[q] = FC_FL_NAME(flat_load_part)(dy, e0 + q * VL, len);
-        FC_FL_UNROLL
-        for (int g = 0; g < G; g++) {
+            for (int q = 0; q < P; q++) {
+                d[q] = FC_VLOAD(dy + e0 + q * VL);
+                FC_FL_OPAQUE_VEC(d[q]);
+            }
             FC_FL_UNROLL
-            for (int q = 0; q < P; q++)
-                acc[g * P + q] = FC_VFMA(FC_FL_NAME(flat_load_part)(src[g] + offset, e0 + q * VL, len),
-                                         d[q], acc[g * P + q]);
+            for (int g = 0; g < G; g++) {
+                const FC_T *s = src[g] + offset + e0;
+                FC_FL_OPAQUE_PTR(s);
+                FC_FL_UNROLL
+                for (int q = 0; q < P; q++)
+                    acc[g * P + q] = FC_VFMA(FC_VLOAD(s + q * VL), d[q], acc[g * P + q]);
+            }
+        }
+        if (e0 < len) { /* the partial last period */
+            FC_VT d[8];
+            FC_FL_UNROLL
+            for (int q = 0; q < P; q++) d[q] = FC_FL_NAME(flat_load_part)(dy, e0 + q * VL, len);
+            FC_FL_UNROLL
+            for (int g = 0; g < G; g++) {
+                FC_FL_UNROLL
+                for (int q = 0; q < P; q++)
+                    acc[g * P + q] = FC_VFMA(FC_FL_NAME(flat_load_part)(src[g] + offset, e0 + q * VL, len),
+                                             d[q], acc[g * P + q]);
+            }
         }
     }
     FC_FL_UNROLL
@@ -168,13 +173,16 @@ FC_FL_INLINE void FC_FL_NAME(flat_dw_taps)(const FC_T *const *src, ptrdiff_t off
 }
 
 FC_FL_INLINE void FC_FL_NAME(flat_dw_p)(ptrdiff_t taps, const FC_T *const *src, ptrdiff_t offset,
-                                        const FC_T *dy, ptrdiff_t len, FC_T *acc_out,
+                                        ptrdiff_t src_ld, const FC_T *dy, ptrdiff_t dy_ld,
+                                        ptrdiff_t rows, ptrdiff_t len, FC_T *acc_out,
                                         FC_T *db_out, const int P)
 {
     const int G = FC_FL_BLOCK(P, 1 + P) / P;
     const ptrdiff_t PV = (ptrdiff_t)P * FC_VLEN;
+#define FC_FL_TAPS(S, ACC, NG) \
+    FC_FL_NAME(flat_dw_taps)(S, offset, src_ld, dy, dy_ld, rows, len, ACC, P, NG)
     ptrdiff_t t = 0;
-    for (; t + G <= taps; t += G) FC_FL_NAME(flat_dw_taps)(src + t, offset, dy, len, acc_out + t * PV, P, G);
+    for (; t + G <= taps; t += G) FC_FL_TAPS(src + t, acc_out + t * PV, G);
     if (2 * (taps - t) > G) { /* many taps left: one group (one pass over dy) padded with
                                 * copies of the last tap, whose sums are dropped */
         const ptrdiff_t left = taps - t;
@@ -182,27 +190,33 @@ FC_FL_INLINE void FC_FL_NAME(flat_dw_p)(ptrdiff_t taps, const FC_T *const *src, 
         FC_T sums[24 * FC_VLEN];
         for (int g = 0; g < G; g++) last[g] = src[t + (g < left ? g : left - 1)];
         for (ptrdiff_t e = 0; e < G * PV; e++) sums[e] = 0;
-        FC_FL_NAME(flat_dw_taps)(last, offset, dy, len, sums, P, G);
+        FC_FL_TAPS(last, sums, G);
         for (ptrdiff_t e = 0; e < left * PV; e++) acc_out[t * PV + e] += sums[e];
         t = taps;
     }
-    for (; t < taps; t++) FC_FL_NAME(flat_dw_taps)(src + t, offset, dy, len, acc_out + t * PV, P, 1);
+    for (; t < taps; t++) FC_FL_TAPS(src + t, acc_out + t * PV, 1);
+#undef FC_FL_TAPS
     if (db_out != NULL) { /* the bias gradient: the same sums with src = 1 */
-        for (ptrdiff_t e0 = 0; e0 < len; e0 += PV) {
-            FC_FL_UNROLL
-            for (int q = 0; q < P; q++) {
-                FC_T *dst = db_out + q * FC_VLEN;
-                FC_VSTORE(dst, FC_VADD(FC_VLOAD(dst), FC_FL_NAME(flat_load_part)(dy, e0 + q * FC_VLEN, len)));
+        FC_VT sum[8];
+        FC_FL_UNROLL
+        for (int q = 0; q < P; q++) sum[q] = FC_VZERO();
+        for (ptrdiff_t r = 0; r < rows; r++)
+            for (ptrdiff_t e0 = 0; e0 < len; e0 += PV) {
+                FC_FL_UNROLL
+                for (int q = 0; q < P; q++)
+                    sum[q] = FC_VADD(sum[q], FC_FL_NAME(flat_load_part)(dy + r * dy_ld, e0 + q * FC_VLEN, len));
             }
-        }
+        FC_FL_UNROLL
+        for (int q = 0; q < P; q++)
+            FC_VSTORE(db_out + q * FC_VLEN, FC_VADD(FC_VLOAD(db_out + q * FC_VLEN), sum[q]));
     }
 }
 
 static void FC_FL_NAME(flat_dw)(ptrdiff_t taps, const FC_T *const *src, ptrdiff_t offset,
-                                const FC_T *dy, ptrdiff_t len, int period, FC_T *acc_out,
-                                FC_T *db_out)
+                                ptrdiff_t src_ld, const FC_T *dy, ptrdiff_t dy_ld, ptrdiff_t rows,
+                                ptrdiff_t len, int period, FC_T *acc_out, FC_T *db_out)
 {
-#define FC_FL_DW(P) FC_FL_NAME(flat_dw_p)(taps, src, offset, dy, len, acc_out, db_out, P)
+#define FC_FL_DW(P) FC_FL_NAME(flat_dw_p)(taps, src, offset, src_ld, dy, dy_ld, rows, len, acc_out, db_out, P)
     FC_FL_BY_PERIOD(period, FC_FL_DW)
 #undef FC_FL_DW
 }

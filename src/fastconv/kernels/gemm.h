@@ -67,10 +67,12 @@
     typedef void (*fc_flat_conv_##SFX##_fn)(ptrdiff_t taps, const T *const *src,               \
                                             const T *wpat, int period, const T *bpat, T *out,  \
                                             ptrdiff_t len);                                    \
-    /* acc[t * PV + i] += sum_{e < len, e % PV == i} src[t][offset + e] * dy[e] and, if db   \
-     * is not NULL, db[i] += sum_{e < len, e % PV == i} dy[e] (reads nothing past len). */     \
+    /* acc[t * PV + i] += sum_{r < rows, e < len, e % PV == i} src[t][offset + r * src_ld + e] \
+     * * dy[r * dy_ld + e] and, if db is not NULL, db[i] += the same sums of dy (reads      \
+     * nothing of a row past len). */                                                          \
     typedef void (*fc_flat_dw_##SFX##_fn)(ptrdiff_t taps, const T *const *src,                 \
-                                          ptrdiff_t offset, const T *dy, ptrdiff_t len,        \
+                                          ptrdiff_t offset, ptrdiff_t src_ld, const T *dy,     \
+                                          ptrdiff_t dy_ld, ptrdiff_t rows, ptrdiff_t len,      \
                                           int period, T *acc, T *db);                          \
     /* dst[q * R + r] = src[q * stride] for q < n, r < R; may write VL - 1 values past. */    \
     typedef void (*fc_flat_expand_##SFX##_fn)(const T *src, ptrdiff_t stride, ptrdiff_t n,     \
