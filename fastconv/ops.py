@@ -516,6 +516,25 @@ def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon, v_hat=None):
                     get_num_threads())
 
 
+def adam_update_many(params, grads, ms, vs, alpha, beta_1, beta_2, epsilon, v_hats=None):
+    """`adam_update` on every entry of the lists at once (one parallel region for all of a
+    model's parameters; see `fastconv.reference.adam_update_many`)."""
+    params, grads, ms, vs = list(params), list(grads), list(ms), list(vs)
+    v_hats = None if v_hats is None else list(v_hats)
+    lists = (params, grads, ms, vs) + ((v_hats,) if v_hats is not None else ())
+    if len({len(seq) for seq in lists}) > 1:  # the reference names the mismatch
+        return _ew_ref.adam_update_many(params, grads, ms, vs, alpha, beta_1, beta_2, epsilon, v_hats)
+    entries = [(params[k], grads[k], ms[k], vs[k]) + ((v_hats[k],) if v_hats is not None else ())
+               for k in range(len(params))]
+    if not (_python_real(alpha, beta_1, beta_2, epsilon)
+            and all(_ew_ready(*e) and e[0].dtype == params[0].dtype for e in entries)):
+        for e in entries:  # one by one, each on the kernel or the reference
+            adam_update(*e[:4], alpha, beta_1, beta_2, epsilon, *e[4:])
+        return
+    _ew.adam_update_many(params, grads, ms, vs, v_hats, 1.0 - beta_1, 1.0 - beta_2, alpha,
+                         epsilon, get_num_threads())
+
+
 def sgd_update(param, grad, learning_rate, momentum=0.0, velocity=None, nesterov=False):
     """One SGD step in place, fused into one pass (see `fastconv.reference.sgd_update`)."""
     arrays = (param, grad) if velocity is None else (param, grad, velocity)

@@ -212,6 +212,71 @@ def test_adam_update_matches_reference(dtype, amsgrad, size):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_adam_update_many_matches_one_by_one(dtype, amsgrad, threads):
+    """All parameters in one call: the bits of the reference applied entry by entry, for
+    sizes that put the threads' block edges inside and between the arrays (and an empty one)."""
+    rng = np.random.default_rng(threads)
+    sizes = [1, 150, 0, 6, 70001, 37, 129, 10]
+    shapes = [(s,) if s % 2 else (1, s) for s in sizes]
+    states = []
+    for _ in range(2):
+        entries = []
+        for shape in shapes:
+            param = rng.standard_normal(shape).astype(dtype)
+            entries.append([param, rng.random(shape).astype(dtype), rng.random(shape).astype(dtype),
+                            rng.random(shape).astype(dtype) if amsgrad else None])
+        states.append(entries)
+    states[1] = [[None if a is None else a.copy() for a in e] for e in states[0]]
+    fastconv.set_num_threads(threads)
+    try:
+        for step in range(1, 4):
+            grads = [rng.standard_normal(shape).astype(dtype) * 10.0 ** rng.integers(-3, 3)
+                     for shape in shapes]
+            alpha = float(1e-2 * np.sqrt(1 - 0.999 ** step) / (1 - 0.9 ** step))
+            for kernels, entries in zip((ops, R), states):
+                columns = list(zip(*entries))
+                kernels.adam_update_many(columns[0], grads, columns[1], columns[2], alpha, 0.9,
+                                         0.999, 1e-7, v_hats=columns[3] if amsgrad else None)
+    finally:
+        fastconv.set_num_threads(None)
+    for e_ops, e_ref in zip(*states):
+        for a, b in zip(e_ops, e_ref):
+            if a is not None:
+                assert_same_bits(a, b)
+
+
+def test_adam_update_many_rejects_bad_entries():
+    x = np.ones((4, 5), np.float32)
+    p = [x.copy(), x.copy()]
+    g = [x.copy(), x.copy()]
+    m = [x.copy(), x.copy()]
+    v = [x.copy(), x.copy()]
+    shared = x.copy()
+    cases = [
+        (lambda: E.adam_update_many(tuple(p), g, m, v, None, 0.1, 0.1, 0.1, 0.1, 1), TypeError, "`params` must be a list"),
+        (lambda: E.adam_update_many(p, g[:1], m, v, None, 0.1, 0.1, 0.1, 0.1, 1), ValueError, r"`grads` must have one entry per parameter \(2\)"),
+        (lambda: E.adam_update_many(p, g, m, [x.copy(), x[:2].copy()], None, 0.1, 0.1, 0.1, 0.1, 1), ValueError, r"`v\[1\]` must have shape \(4, 5\)"),
+        (lambda: E.adam_update_many(p, [x.copy(), x.astype(np.float64)], m, v, None, 0.1, 0.1, 0.1, 0.1, 1), ValueError, r"`grad\[1\]` must have dtype float32"),
+        (lambda: E.adam_update_many([x.copy(), x.astype(np.float64)], g, m, v, None, 0.1, 0.1, 0.1, 0.1, 1), ValueError, r"`param\[1\]` must have dtype float32"),
+        (lambda: E.adam_update_many(p, g, [x.copy(), shared], [shared, x.copy()], None, 0.1, 0.1, 0.1, 0.1, 1), ValueError, "must not overlap each other"),
+        (lambda: E.adam_update_many(p, [x.copy(), p[0]], m, v, None, 0.1, 0.1, 0.1, 0.1, 1), ValueError, "must not overlap each other"),
+        (lambda: E.adam_update_many(p, g, m, v, [x.copy()], 0.1, 0.1, 0.1, 0.1, 1), ValueError, "`v_hats` must have one entry"),
+    ]
+    for call, error, message in cases:
+        with pytest.raises(error, match=message):
+            call()
+    # gradients may share memory (they are only read); an empty list is a no-op
+    E.adam_update_many(p, [shared, shared], m, v, None, 0.1, 0.1, 0.1, 0.1, 2)
+    E.adam_update_many([], [], [], [], None, 0.1, 0.1, 0.1, 0.1, 2)
+    with pytest.raises(ValueError, match="must have the same length"):
+        R.adam_update_many(p, g, m, v[:1], 0.1, 0.9, 0.999, 1e-7)
+    with pytest.raises(ValueError, match="must have the same length"):
+        ops.adam_update_many(p, g, m, v[:1], 0.1, 0.9, 0.999, 1e-7)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.8, True)])
 def test_sgd_update_matches_reference(dtype, momentum, nesterov):
     rng = np.random.default_rng(12)

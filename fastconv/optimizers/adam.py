@@ -31,16 +31,23 @@ class Adam(Optimizer):
     def _slot_names(self):
         return ("m", "v", "v_hat") if self.amsgrad else ("m", "v")
 
-    def _update(self, param, grad, slots, lr):
+    def _alpha(self, lr):
         step = self.iterations + 1
         # A Python float keeps float32 parameters in float32 (NumPy's weak scalar promotion).
-        alpha = lr * math.sqrt(1.0 - self.beta_2 ** step) / (1.0 - self.beta_1 ** step)
+        return lr * math.sqrt(1.0 - self.beta_2 ** step) / (1.0 - self.beta_1 ** step)
+
+    def _update(self, param, grad, slots, lr):
+        self._update_all([param], [grad], [slots], lr)
+
+    def _update_all(self, params, grads, slots, lr):
+        if type(self)._update is not Adam._update:  # a subclass's own per-parameter rule
+            return super()._update_all(params, grads, slots, lr)
         # m += (grad - m) * (1 - beta_1); v += (grad^2 - v) * (1 - beta_2);
-        # param -= (m * alpha) / (sqrt(v) + epsilon): one fused pass on the compiled backend,
-        # the same operations in the same order as the NumPy reference.
-        get_ops().adam_update(param, grad, slots["m"], slots["v"], alpha, self.beta_1,
-                              self.beta_2, self.epsilon,
-                              v_hat=slots["v_hat"] if self.amsgrad else None)
+        # param -= (m * alpha) / (sqrt(v) + epsilon): one fused pass over all the parameters
+        # on the compiled backend, the same operations in the same order as the NumPy reference.
+        get_ops().adam_update_many(params, grads, [s["m"] for s in slots], [s["v"] for s in slots],
+                                   self._alpha(lr), self.beta_1, self.beta_2, self.epsilon,
+                                   v_hats=[s["v_hat"] for s in slots] if self.amsgrad else None)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,

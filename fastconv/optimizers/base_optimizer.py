@@ -45,7 +45,8 @@ class Optimizer:
 
     Subclasses implement `_slot_names()` (state arrays per parameter, created as zeros) and
     `_update(param, grad, slots, lr)`, which must modify `param` in place; `_begin_step()`
-    runs once per step before the updates (for state shared by all parameters).
+    runs once per step before the updates (for state shared by all parameters). One whose
+    kernel updates many parameters in one call also overrides `_update_all`.
     """
 
     def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
@@ -153,10 +154,10 @@ class Optimizer:
         grads = self._clip(grads)
         lr = self.learning_rate
         self._begin_step()
-        for g, p in zip(grads, params):
-            if self.weight_decay:
+        if self.weight_decay:
+            for p in params:
                 p -= p * (self.weight_decay * lr)
-            self._update(p, g, self._slots_for(p), lr)
+        self._update_all(params, grads, [self._slots_for(p) for p in params], lr)
         self.iterations += 1
 
     def apply(self, grads, trainable_variables):
@@ -174,6 +175,12 @@ class Optimizer:
 
     def _update(self, param, grad, slots, lr):
         raise NotImplementedError
+
+    def _update_all(self, params, grads, slots, lr):
+        """Update every parameter (an optimizer whose kernel takes them all at once overrides
+        this: one call per step instead of one per parameter)."""
+        for p, g, s in zip(params, grads, slots):
+            self._update(p, g, s, lr)
 
     # -- configuration -------------------------------------------------------------------------
     def get_config(self):

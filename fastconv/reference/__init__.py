@@ -6,6 +6,7 @@ from .conv import conv2d_backward, conv2d_forward
 from .dense import dense_backward, dense_forward
 from .elementwise import (
     adam_update,
+    adam_update_many,
     dropout_backward,
     dropout_drop_below,
     dropout_forward,
@@ -58,6 +59,6 @@ __all__ = [
     "dense_forward", "dense_backward",
     "relu_forward", "random_bits",
     "relu_backward", "leaky_relu_forward", "leaky_relu_backward", "tanh_backward", "sigmoid_backward",
-    "adam_update", "sgd_update",
+    "adam_update", "adam_update_many", "sgd_update",
     "dropout_forward", "dropout_backward", "dropout_drop_below", "dropout_scale",
 ]

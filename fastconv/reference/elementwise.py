@@ -138,6 +138,18 @@ def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon, v_hat=None):
     param -= step
 
 
+
+def adam_update_many(params, grads, ms, vs, alpha, beta_1, beta_2, epsilon, v_hats=None):
+    """`adam_update` on each entry k of the lists (params[k], grads[k], ms[k], vs[k] and
+    v_hats[k] if given), in order: one optimizer step over all of a model's parameters."""
+    lists = (params, grads, ms, vs) + ((v_hats,) if v_hats is not None else ())
+    if len({len(seq) for seq in lists}) > 1:
+        raise ValueError("`params`, `grads`, `ms`, `vs` (and `v_hats`) must have the same length; "
+                         f"received lengths {[len(seq) for seq in lists]}.")
+    for k in range(len(params)):
+        adam_update(params[k], grads[k], ms[k], vs[k], alpha, beta_1, beta_2, epsilon,
+                    None if v_hats is None else v_hats[k])
+
 def sgd_update(param, grad, learning_rate, momentum=0.0, velocity=None, nesterov=False):
     """One SGD step, in place on `param` (and `velocity`).
 

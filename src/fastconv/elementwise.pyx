@@ -14,6 +14,7 @@ import numpy as np
 cimport numpy as cnp
 from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
 
 cnp.import_array()
 
@@ -35,11 +36,12 @@ cdef extern from "elementwise.h" nogil:
     void fc_sigmoid_backward_f32(const float *dy, const float *y, float *dx, ptrdiff_t n, int nt)
     void fc_sigmoid_backward_f64(const double *dy, const double *y, double *dx, ptrdiff_t n,
                                  int nt)
-    void fc_adam_update_f32(float *param, const float *grad, float *m, float *v, float *v_hat,
-                            float b1, float b2, float alpha, float eps, ptrdiff_t n, int nt)
-    void fc_adam_update_f64(double *param, const double *grad, double *m, double *v,
-                            double *v_hat, double b1, double b2, double alpha, double eps,
-                            ptrdiff_t n, int nt)
+    void fc_adam_update_many_f32(ptrdiff_t count, float **param, const float **grad,
+                                 float **m, float **v, float **v_hat, const ptrdiff_t *n,
+                                 float b1, float b2, float alpha, float eps, int nt)
+    void fc_adam_update_many_f64(ptrdiff_t count, double **param, const double **grad,
+                                 double **m, double **v, double **v_hat, const ptrdiff_t *n,
+                                 double b1, double b2, double alpha, double eps, int nt)
     void fc_sgd_update_f32(float *param, const float *grad, float *velocity, float lr,
                            float momentum, int nesterov, ptrdiff_t n, int nt)
     void fc_sgd_update_f64(double *param, const double *grad, double *velocity, double lr,
@@ -276,6 +278,126 @@ def sigmoid_backward(dy, y, dx, num_threads):
             fc_sigmoid_backward_f64(<const double *>pdy, <const double *>py, <double *>pdx, n, nt)
 
 
+cdef tuple _adam_entry(param, grad, m, v, v_hat, dtype, str suffix):
+    """Check one parameter's arrays (names end with `suffix`, e.g. "[3]"); dtype None: the
+    param's own (float32 or float64)."""
+    cdef cnp.ndarray ap = _array(param, "param" + suffix, dtype, None, True)
+    shape = param.shape
+    cdef cnp.ndarray ag = _array(grad, "grad" + suffix, ap.dtype, shape)
+    cdef cnp.ndarray am = _array(m, "m" + suffix, ap.dtype, shape, output=True)
+    cdef cnp.ndarray av = _array(v, "v" + suffix, ap.dtype, shape, output=True)
+    cdef cnp.ndarray ah = None
+    if v_hat is not None:
+        ah = _array(v_hat, "v_hat" + suffix, ap.dtype, shape, output=True)
+    _separate(ap, "param" + suffix, [(ag, "grad" + suffix), (am, "m" + suffix),
+                                     (av, "v" + suffix), (ah, "v_hat" + suffix)])
+    _separate(am, "m" + suffix, [(ag, "grad" + suffix), (av, "v" + suffix), (ah, "v_hat" + suffix)])
+    _separate(av, "v" + suffix, [(ag, "grad" + suffix), (ah, "v_hat" + suffix)])
+    if ah is not None:
+        _separate(ah, "v_hat" + suffix, [(ag, "grad" + suffix)])
+    return ap, ag, am, av, ah
+
+
+cdef _separate_entries(list entries):
+    """Refuse an output of one entry that overlaps an array of another (the entries are
+    updated concurrently): a sweep over the arrays' byte ranges sorted by start."""
+    spans = []
+    cdef cnp.ndarray arr
+    for k, arrays in enumerate(entries):
+        for j, arr in enumerate(arrays):
+            if arr is not None:
+                start = <size_t>cnp.PyArray_DATA(arr)
+                spans.append((start, start + <size_t>cnp.PyArray_NBYTES(arr), j != 1, k))
+    spans.sort()
+    end_any, end_out, owner_any, owner_out = 0, 0, -1, -1
+    for start, stop, is_output, k in spans:
+        if start == stop:
+            continue
+        if (start < end_out and owner_out != k) or (is_output and start < end_any and owner_any != k):
+            raise ValueError("The parameters' arrays must not overlap each other "
+                             f"(entry {k} overlaps another entry).")
+        if stop > end_any:
+            end_any, owner_any = stop, k
+        if is_output and stop > end_out:
+            end_out, owner_out = stop, k
+
+
+def adam_update_many(params, grads, ms, vs, v_hats, one_minus_beta_1, one_minus_beta_2, alpha,
+                     epsilon, num_threads):
+    """One Adam step on several parameters at once, in place: entry k updates params[k],
+    ms[k], vs[k] (and v_hats[k]) from grads[k], exactly as `adam_update` would, but all
+    entries run in one parallel region (an optimizer step over many small arrays).
+
+    Args:
+        params, grads, ms, vs: lists of the same length; entry k as `adam_update`'s param,
+            grad, m, v. Every entry has the dtype of params[0]; no output array overlaps an
+            array of another entry.
+        v_hats: None, or a list of the running maxima (AMSGrad).
+        one_minus_beta_1, one_minus_beta_2, alpha, epsilon, num_threads: as for `adam_update`.
+    """
+    for name, seq in (("params", params), ("grads", grads), ("ms", ms), ("vs", vs)):
+        if type(seq) is not list:
+            raise TypeError(f"`{name}` must be a list; received {type(seq).__name__}.")
+    if v_hats is not None and type(v_hats) is not list:
+        raise TypeError(f"`v_hats` must be None or a list; received {type(v_hats).__name__}.")
+    cdef Py_ssize_t count = len(params)
+    for name, seq in (("grads", grads), ("ms", ms), ("vs", vs), ("v_hats", v_hats)):
+        if seq is not None and len(seq) != count:
+            raise ValueError(f"`{name}` must have one entry per parameter ({count}); "
+                             f"received {len(seq)}.")
+    cdef double b1 = _real(one_minus_beta_1, "one_minus_beta_1")
+    cdef double b2 = _real(one_minus_beta_2, "one_minus_beta_2")
+    cdef double a = _real(alpha, "alpha")
+    cdef double eps = _real(epsilon, "epsilon")
+    cdef int nt = _threads(num_threads)
+    if count == 0:
+        return
+    entries = []
+    dtype = None
+    for k in range(count):
+        entry = _adam_entry(params[k], grads[k], ms[k], vs[k],
+                            None if v_hats is None else v_hats[k], dtype, f"[{k}]")
+        dtype = entry[0].dtype
+        entries.append(entry)
+    if count > 1:
+        _separate_entries(entries)
+    _run_adam(entries, v_hats is not None, b1, b2, a, eps, nt)
+
+
+cdef _run_adam(list entries, bint amsgrad, double b1, double b2, double a, double eps, int nt):
+    """The kernel call for checked entries (tuples of param, grad, m, v, v_hat arrays)."""
+    cdef Py_ssize_t count = len(entries), k
+    cdef void **ptrs = <void **>malloc(5 * count * sizeof(void *))
+    cdef ptrdiff_t *sizes = <ptrdiff_t *>malloc(count * sizeof(ptrdiff_t))
+    if ptrs == NULL or sizes == NULL:
+        free(ptrs)
+        free(sizes)
+        raise MemoryError()
+    cdef cnp.ndarray arr
+    for k in range(count):
+        for j in range(5):
+            arr = entries[k][j] if j < 4 or amsgrad else None
+            ptrs[j * count + k] = NULL if arr is None else _data(arr)
+        sizes[k] = cnp.PyArray_SIZE(<cnp.ndarray>entries[k][0])
+    cdef bint single = (<cnp.ndarray>entries[0][0]).dtype == _FLOAT32
+    try:
+        if single:
+            with nogil:
+                fc_adam_update_many_f32(count, <float **>ptrs, <const float **>(ptrs + count),
+                                        <float **>(ptrs + 2 * count), <float **>(ptrs + 3 * count),
+                                        <float **>(ptrs + 4 * count) if amsgrad else NULL, sizes,
+                                        <float>b1, <float>b2, <float>a, <float>eps, nt)
+        else:
+            with nogil:
+                fc_adam_update_many_f64(count, <double **>ptrs, <const double **>(ptrs + count),
+                                        <double **>(ptrs + 2 * count), <double **>(ptrs + 3 * count),
+                                        <double **>(ptrs + 4 * count) if amsgrad else NULL, sizes,
+                                        b1, b2, a, eps, nt)
+    finally:
+        free(ptrs)
+        free(sizes)
+
+
 def adam_update(param, grad, m, v, v_hat, one_minus_beta_1, one_minus_beta_2, alpha, epsilon,
                 num_threads):
     """One Adam step, in place on `param`, `m`, `v` (and `v_hat` for AMSGrad).
@@ -292,37 +414,12 @@ def adam_update(param, grad, m, v, v_hat, one_minus_beta_1, one_minus_beta_2, al
         epsilon: added to sqrt(v).
         num_threads: OpenMP threads (>= 1).
     """
-    cdef cnp.ndarray ap = _array(param, "param", None, None, True)
-    cdef cnp.ndarray ag = _array(grad, "grad", ap.dtype, param.shape)
-    cdef cnp.ndarray am = _array(m, "m", ap.dtype, param.shape, output=True)
-    cdef cnp.ndarray av = _array(v, "v", ap.dtype, param.shape, output=True)
-    cdef cnp.ndarray ah = None
-    if v_hat is not None:
-        ah = _array(v_hat, "v_hat", ap.dtype, param.shape, output=True)
-    _separate(ap, "param", [(ag, "grad"), (am, "m"), (av, "v"), (ah, "v_hat")])
-    _separate(am, "m", [(ag, "grad"), (av, "v"), (ah, "v_hat")])
-    _separate(av, "v", [(ag, "grad"), (ah, "v_hat")])
-    if ah is not None:
-        _separate(ah, "v_hat", [(ag, "grad")])
+    entry = _adam_entry(param, grad, m, v, v_hat, None, "")
     cdef double b1 = _real(one_minus_beta_1, "one_minus_beta_1")
     cdef double b2 = _real(one_minus_beta_2, "one_minus_beta_2")
     cdef double a = _real(alpha, "alpha")
     cdef double eps = _real(epsilon, "epsilon")
-    cdef int nt = _threads(num_threads)
-    cdef ptrdiff_t n = ap.size
-    cdef void *pp = _data(ap)
-    cdef void *pg = _data(ag)
-    cdef void *pm = _data(am)
-    cdef void *pv = _data(av)
-    cdef void *ph = NULL if ah is None else _data(ah)
-    if ap.dtype == _FLOAT32:
-        with nogil:
-            fc_adam_update_f32(<float *>pp, <const float *>pg, <float *>pm, <float *>pv,
-                               <float *>ph, <float>b1, <float>b2, <float>a, <float>eps, n, nt)
-    else:
-        with nogil:
-            fc_adam_update_f64(<double *>pp, <const double *>pg, <double *>pm, <double *>pv,
-                               <double *>ph, b1, b2, a, eps, n, nt)
+    _run_adam([entry], v_hat is not None, b1, b2, a, eps, _threads(num_threads))
 
 
 def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov, num_threads):

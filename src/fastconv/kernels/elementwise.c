@@ -295,18 +295,35 @@ void SFX(fc_sigmoid_backward)(const T *dy, const T *y, T *dx, ptrdiff_t n, int n
                    SFX(fc_sigmoid_backward_block)(dy + lo, y + lo, dx + lo, hi - lo));
 }
 
-void SFX(fc_adam_update)(T *param, const T *grad, T *m, T *v, T *v_hat, T one_minus_beta_1,
-                         T one_minus_beta_2, T alpha, T epsilon, ptrdiff_t n, int num_threads)
+/* Elements [lo, hi) of the concatenation of the `count` arrays (entry k: n[k] elements). */
+static void SFX(fc_adam_range)(ptrdiff_t count, T *const *param, const T *const *grad,
+                               T *const *m, T *const *v, T *const *v_hat, const ptrdiff_t *n,
+                               T b1, T b2, T alpha, T eps, ptrdiff_t lo, ptrdiff_t hi)
 {
-    if (v_hat == NULL)
-        FC_EW_PARALLEL(n, num_threads, 1,
-                       SFX(fc_adam_block)(param + lo, grad + lo, m + lo, v + lo, one_minus_beta_1,
-                                          one_minus_beta_2, alpha, epsilon, hi - lo));
-    else
-        FC_EW_PARALLEL(n, num_threads, 1,
-                       SFX(fc_adam_amsgrad_block)(param + lo, grad + lo, m + lo, v + lo,
-                                                  v_hat + lo, one_minus_beta_1,
-                                                  one_minus_beta_2, alpha, epsilon, hi - lo));
+    ptrdiff_t base = 0;
+    for (ptrdiff_t k = 0; k < count && base < hi; base += n[k], k++) {
+        const ptrdiff_t a = (lo > base ? lo : base) - base;
+        const ptrdiff_t b = (hi < base + n[k] ? hi : base + n[k]) - base;
+        if (a >= b) continue;
+        if (v_hat == NULL)
+            SFX(fc_adam_block)(param[k] + a, grad[k] + a, m[k] + a, v[k] + a, b1, b2, alpha, eps,
+                               b - a);
+        else
+            SFX(fc_adam_amsgrad_block)(param[k] + a, grad[k] + a, m[k] + a, v[k] + a,
+                                       v_hat[k] + a, b1, b2, alpha, eps, b - a);
+    }
+}
+
+void SFX(fc_adam_update_many)(ptrdiff_t count, T *const *param, const T *const *grad,
+                              T *const *m, T *const *v, T *const *v_hat, const ptrdiff_t *n,
+                              T one_minus_beta_1, T one_minus_beta_2, T alpha, T epsilon,
+                              int num_threads)
+{
+    ptrdiff_t total = 0;
+    for (ptrdiff_t k = 0; k < count; k++) total += n[k];
+    FC_EW_PARALLEL(total, num_threads, 1,
+                   SFX(fc_adam_range)(count, param, grad, m, v, v_hat, n, one_minus_beta_1,
+                                      one_minus_beta_2, alpha, epsilon, lo, hi));
 }
 
 void SFX(fc_sgd_update)(T *param, const T *grad, T *velocity, T learning_rate, T momentum,

@@ -34,12 +34,15 @@
     /* dx = (dy * y) * (1 - y), the gradient of the sigmoid given its output y. */            \
     void fc_sigmoid_backward_##SFX(const T *dy, const T *y, T *dx, ptrdiff_t n,                \
                                    int num_threads);                                           \
-    /* One Adam step in place: m += (g - m) * one_minus_beta_1;                                \
-     * v += (g * g - v) * one_minus_beta_2; with v_hat (AMSGrad, may be NULL):                 \
-     * v_hat = max(v_hat, v) and v_hat replaces v below; param -= (m * alpha) / (sqrt(v) + eps). */ \
-    void fc_adam_update_##SFX(T *param, const T *grad, T *m, T *v, T *v_hat,                  \
-                              T one_minus_beta_1, T one_minus_beta_2, T alpha, T epsilon,      \
-                              ptrdiff_t n, int num_threads);                                   \
+    /* One Adam step in place on `count` parameters (entry k: param[k], grad[k], m[k], v[k]   \
+     * and v_hat[k] if v_hat is not NULL, of n[k] elements; no output overlaps any other       \
+     * array), in one parallel region over all their elements: m += (g - m) * one_minus_beta_1; \
+     * v += (g * g - v) * one_minus_beta_2; with v_hat (AMSGrad): v_hat = max(v_hat, v) and    \
+     * v_hat replaces v below; param -= (m * alpha) / (sqrt(v) + eps). */                      \
+    void fc_adam_update_many_##SFX(ptrdiff_t count, T *const *param, const T *const *grad,     \
+                                   T *const *m, T *const *v, T *const *v_hat,                  \
+                                   const ptrdiff_t *n, T one_minus_beta_1, T one_minus_beta_2, \
+                                   T alpha, T epsilon, int num_threads);                       \
     /* One SGD step in place. velocity NULL: param -= lr * g. Else                             \
      * velocity = velocity * momentum - lr * g, then param += velocity, or with nesterov        \
      * param += momentum * velocity - lr * g. */                                               \
