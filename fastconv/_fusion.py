@@ -91,9 +91,10 @@ def _folded_forward(layer, norm, x, relu=False):
     kernel, bias = _folded_weights(layer, norm)
     ops = get_ops()
     if isinstance(layer, Dense):
-        y = ops.dense_forward(x, kernel, bias, relu=relu)
+        y = ops.dense_forward(x, kernel, bias, activation="relu" if relu else None)
     else:
-        y = ops.conv2d_forward(x, kernel, bias, **layer._conv_args(x.shape[3]), relu=relu)
+        y = ops.conv2d_forward(x, kernel, bias, **layer._conv_args(x.shape[3]),
+                               activation="relu" if relu else None)
     _forget_training_pass(layer, norm)
     return y
 

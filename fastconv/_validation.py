@@ -94,6 +94,17 @@ def check_bool(value, name):
     raise TypeError(f"`{name}` must be True or False; received {value!r}.")
 
 
+FUSED_ACTIVATIONS = (None, "relu", "tanh")
+
+
+def check_fused_activation(value, name="activation"):
+    """An activation a forward kernel applies to its output as it writes it: None, "relu" or
+    "tanh"; ValueError otherwise."""
+    if value is None or (type(value) is str and value in FUSED_ACTIVATIONS):
+        return value
+    raise ValueError(f"`{name}` must be None, 'relu' or 'tanh'; received {value!r}.")
+
+
 def check_float_dtype(dtype, name="dtype"):
     """Return the numpy dtype for a layer's `dtype=` argument (float32 or float64)."""
     try:

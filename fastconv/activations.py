@@ -398,6 +398,17 @@ class Activation:
         return (self.name == "relu" and self.params.get("negative_slope", 0.0) == 0
                 and self.params.get("max_value") is None and self.params.get("threshold", 0.0) == 0)
 
+    def fused(self, dtype, training):
+        """The activation a convolution or dense kernel applies to its output as it writes it
+        ("relu" or "tanh"), or None where it cannot stand in for `forward`: ReLU at inference
+        only (its gradient reads the input: 0 counts as positive), tanh in float32 (its gradient
+        needs only the output; in float64 NumPy's tanh is faster than the C library's)."""
+        if self.is_plain_relu and not training:
+            return "relu"
+        if self.name == "tanh" and dtype == np.float32:
+            return "tanh"
+        return None
+
     def forward(self, x):
         """Return the activation of x."""
         return self._forward(x, **self.params)

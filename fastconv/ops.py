@@ -66,13 +66,15 @@ def _pads(geo):
 
 
 def conv2d_forward(x, kernel, bias=None, strides=1, padding="valid", dilation_rate=1, groups=1,
-                   relu=False):
+                   activation=None):
     """2-D convolution of NHWC `x` with an HWIO `kernel` (see `fastconv.reference.conv2d_forward`);
-    `relu=True` applies max(y, 0) as the output is written."""
+    `activation` ("relu" or "tanh") is applied to each output block as it is written (ReLU: the
+    reference's bits; tanh: float32 within 6.3 ulp of the true tanh, float64 the C library's)."""
     x, kernel, bias, geo, groups = V.check_conv2d(x, kernel, bias, strides, padding, dilation_rate, groups)
     out = np.empty((geo.n, geo.out_h, geo.out_w, kernel.shape[3]), dtype=x.dtype)
     _conv.conv2d_forward(_c(x), _c(kernel), _c(bias), out, geo.strides, _pads(geo),
-                         geo.dilation, groups, _conv_threads(geo, kernel), relu=V.check_bool(relu, "relu"))
+                         geo.dilation, groups, _conv_threads(geo, kernel),
+                         activation=V.check_fused_activation(activation))
     return out
 
 
@@ -385,16 +387,16 @@ def _dense_threads(n, features, units):
     return _threads(2.0 * n * units * features, MIN_FLOPS_PER_THREAD)
 
 
-def dense_forward(x, kernel, bias=None, relu=False):
+def dense_forward(x, kernel, bias=None, activation=None):
     """y = x @ kernel + bias for x (batch, in_features) and kernel (in_features, units);
-    `relu=True` applies max(y, 0) as the output is written."""
+    `activation` ("relu" or "tanh") as in `conv2d_forward`."""
     x, kernel, bias = V.check_dense(x, kernel, bias)
     n, units = x.shape[0], kernel.shape[1]
     kernel4 = _c(kernel).reshape(1, 1, kernel.shape[0], units)
     out = np.empty((n, units), dtype=x.dtype)
     _conv.conv2d_forward(_c(x).reshape(n, 1, 1, -1), kernel4, _c(bias), out.reshape(n, 1, 1, units),
                          (1, 1), (0, 0, 0, 0), (1, 1), 1, _dense_threads(n, x.shape[1], units),
-                         relu=V.check_bool(relu, "relu"))
+                         activation=V.check_fused_activation(activation))
     return out
 
 

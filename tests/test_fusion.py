@@ -111,8 +111,8 @@ def test_backward_after_an_inference_pass_is_refused():
 @pytest.mark.parametrize("backend", ["compiled", "reference"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_kernel_applied_relu_matches_numpy_maximum(backend, dtype):
-    """ops.conv2d_forward / dense_forward with relu=True: numpy.maximum of the plain output,
-    bit for bit, on both backends (NaN kept)."""
+    """ops.conv2d_forward / dense_forward with activation="relu": numpy.maximum of the plain
+    output, bit for bit, on both backends (NaN kept)."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 9, 8, 20)).astype(dtype)
     x[0, 0, 0, 0] = np.nan
@@ -122,16 +122,16 @@ def test_kernel_applied_relu_matches_numpy_maximum(backend, dtype):
         ops = fastconv.backend.get_ops()
         for kw in (dict(padding="same"), dict(strides=2), dict(groups=1, dilation_rate=2)):
             plain = ops.conv2d_forward(x, k, b, **kw)
-            np.testing.assert_array_equal(ops.conv2d_forward(x, k, b, relu=True, **kw),
+            np.testing.assert_array_equal(ops.conv2d_forward(x, k, b, activation="relu", **kw),
                                           np.maximum(plain, 0))
         xd = x.reshape(2, -1)
         kd = rng.standard_normal((xd.shape[1], 33)).astype(dtype)
         plain = ops.dense_forward(xd, kd, None)
-        np.testing.assert_array_equal(ops.dense_forward(xd, kd, None, relu=True), np.maximum(plain, 0))
-        with pytest.raises(TypeError, match="relu"):
-            ops.conv2d_forward(x, k, b, relu="yes")
-        with pytest.raises(TypeError, match="relu"):
-            ops.dense_forward(xd, kd, None, relu=None)
+        np.testing.assert_array_equal(ops.dense_forward(xd, kd, None, activation="relu"), np.maximum(plain, 0))
+        with pytest.raises(ValueError, match="`activation` must be None, 'relu' or 'tanh'"):
+            ops.conv2d_forward(x, k, b, activation="yes")
+        with pytest.raises(ValueError, match="`activation` must be None, 'relu' or 'tanh'"):
+            ops.dense_forward(xd, kd, None, activation=True)
 
 
 @pytest.mark.parametrize("backend", ["compiled", "reference"])
@@ -154,3 +154,39 @@ def test_relu_activation_fused_at_inference_only(backend):
         y = conv.forward(x, training=True)  # training: pre-activation cached for the backward
         np.testing.assert_array_equal(y, np.maximum(z, 0))
         np.testing.assert_array_equal(conv._cache[1], z)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tanh_activation_fused_in_float32(dtype):
+    """Conv2D/Dense(activation="tanh"): float32 takes the kernel's tanh in training and at
+    inference (only the output is kept: tanh's gradient needs nothing else), within a few ulp
+    of NumPy's; float64 keeps NumPy's tanh bit for bit. Gradients match the reference
+    backend's."""
+    fastconv.utils.set_random_seed(6)
+    name = np.dtype(dtype).name
+    model = fastconv.Sequential([L.Conv2D(6, 3, padding="same", activation="tanh", dtype=name),
+                                 L.Flatten(dtype=name), L.Dense(7, activation="tanh", dtype=name),
+                                 L.Dense(3, dtype=name)], input_shape=(6, 5, 4))
+    x = np.random.default_rng(7).standard_normal((3, 6, 5, 4)).astype(dtype)
+    conv, _, dense, _ = model.layers
+    z = fastconv.ops.conv2d_forward(x, conv.kernel, conv.bias, padding="same")
+    for training in (False, True):
+        y = conv.forward(x, training=training)
+        if dtype == np.float32:
+            np.testing.assert_allclose(y, np.tanh(z.astype(np.float64)), rtol=4e-7, atol=0)
+        else:
+            np.testing.assert_array_equal(y, np.tanh(z))
+    assert (conv._cache[1] is None) == (dtype == np.float32)
+    np.testing.assert_array_equal(conv._cache[2], y)
+    dy = np.random.default_rng(8).standard_normal(y.shape).astype(dtype)
+    dx = conv.backward(dy)
+    with fastconv.backend.use_backend("reference"):
+        conv.forward(x, training=True)
+        dx_ref = conv.backward(dy)
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, dx_ref, **tol)
+    h = y.reshape(3, -1)
+    hd = dense.forward(h, training=True)
+    np.testing.assert_allclose(hd, np.tanh(fastconv.ops.dense_forward(h, dense.kernel, dense.bias)
+                                           .astype(np.float64)), rtol=4e-7 if dtype == np.float32 else 0)
+    assert (dense._cache[1] is None) == (dtype == np.float32)

@@ -395,7 +395,7 @@ def test_flat_rows_match_reference_and_gemm(case, dtype):
             core._set_paths(flat=flat)
             results[flat] = ((ops.conv2d_forward(x, k, b, **kw),)
                              + ops.conv2d_backward(dy, x, k, **kw)
-                             + (ops.conv2d_forward(x, k, b, **kw, relu=True),))
+                             + (ops.conv2d_forward(x, k, b, **kw, activation="relu"),))
     finally:
         core._set_paths()
     want += (np.maximum(y_ref, 0),)
@@ -652,17 +652,60 @@ RELU_CASES = [
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", RELU_CASES, ids=[f"x{c[0]}-k{c[1]}" for c in RELU_CASES])
 def test_core_forward_with_fused_relu(case, dtype):
-    """relu=True gives numpy.maximum(conv + bias, 0) bit for bit (NaN kept, -0 -> +0)."""
+    """activation="relu" gives numpy.maximum(conv + bias, 0) bit for bit (NaN kept, -0 -> +0)."""
     x, k, b = _data(case, dtype, seed=9)
     x[0, 0, 0, 0] = np.nan  # a NaN output reaches the ReLU
     plain = ops.conv2d_forward(x, k, b, **_kwargs(case))
     out = np.full_like(plain, -1.0)
     _, geometry = _core_args(case)
     ref_args = geometry + (2,)
-    core.conv2d_forward(x, k, b, out, *ref_args, relu=True)
+    core.conv2d_forward(x, k, b, out, *ref_args, activation="relu")
     expected = np.maximum(plain, 0)
     assert np.isnan(expected).any()
     np.testing.assert_array_equal(out, expected)
     assert not np.signbit(out[out == 0]).any()
-    with pytest.raises(TypeError, match="relu"):
-        core.conv2d_forward(x, k, b, out, *ref_args, relu=1)
+    for bad in (1, True, "ReLU", "sigmoid"):
+        with pytest.raises(ValueError, match="`activation` must be None, 'relu' or 'tanh'"):
+            core.conv2d_forward(x, k, b, out, *ref_args, activation=bad)
+
+
+# float32: the fused tanh's rational approximation (activation_impl.h) is within 6.3 ulp of
+# the true tanh (3.8e-7 relative); float64: the C library's tanh against NumPy's.
+TANH_RTOL = {np.float32: 4e-7, np.float64: 1e-15}
+TANH_CASES = RELU_CASES + [((2, 28, 28, 1), (5, 5, 1, 6), 1, "same", 1, 1)]  # + flat rows
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", TANH_CASES, ids=[f"x{c[0]}-k{c[1]}" for c in TANH_CASES])
+def test_core_forward_with_fused_tanh(case, dtype):
+    """activation="tanh": numpy.tanh of the plain output to within TANH_RTOL on every path
+    (implicit GEMM, Winograd, dense, groups, depthwise, flat rows), NaN kept."""
+    x, k, b = _data(case, dtype, seed=10)
+    k *= 4 / np.std(ops.conv2d_forward(x, k, None, **_kwargs(case)))  # outputs ~ N(0, 4^2)
+    x[0, 0, 0, 0] = np.nan
+    plain = ops.conv2d_forward(x, k, b, **_kwargs(case))
+    got = ops.conv2d_forward(x, k, b, **_kwargs(case), activation="tanh")
+    want = np.tanh(plain.astype(np.float64))
+    assert np.isnan(want).any() and (np.abs(plain) > 9).any() and (np.abs(plain) < 0.5).any()
+    np.testing.assert_allclose(got, want, rtol=TANH_RTOL[dtype], atol=0)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_tanh_special_values(dtype):
+    """Through an identity dense layer: tanh of 0, tiny values (sign kept), +-inf, NaN, the
+    edge at 9 and a dense sweep of [-10, 10], against NumPy in float64."""
+    special = [0.0, -0.0, 1e-30, -1e-30, 1e-4, 0.5, -0.625, 8.999, 9.0, -9.0, 9.01, 20.0,
+               np.inf, -np.inf, np.nan]
+    x = np.concatenate([np.array(special), np.linspace(-10, 10, 20011)]).astype(dtype)
+    plain = ops.dense_forward(x[:, None], np.ones((1, 1), dtype), None)[:, 0]
+    got = ops.dense_forward(x[:, None], np.ones((1, 1), dtype), None, activation="tanh")[:, 0]
+    np.testing.assert_array_equal(plain[2:], x[2:])  # (the GEMM's 0 + -0 * 1 is +0)
+    want = np.tanh(x.astype(np.float64))
+    np.testing.assert_allclose(got, want, rtol=TANH_RTOL[dtype], atol=0)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(plain))
+    assert np.isnan(got[len(special) - 1])
+    assert got[special.index(20.0)] == 1 and got[special.index(-np.inf)] == -1
+    assert (np.abs(got[~np.isnan(got)]) <= 1).all()
+    # non-decreasing up to the approximation's error (it wobbles by a few ulp near saturation)
+    assert (np.diff(got[len(special):]) >= -7 * np.finfo(dtype).epsneg).all()

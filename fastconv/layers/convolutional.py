@@ -78,9 +78,13 @@ class _Conv2DBase(C.ChannelsLayout, Layer):
 
     def call(self, x, training):
         x = self._to_nhwc(x)
-        if not training and self.activation.is_plain_relu:  # applied by the kernel as it writes
-            return self._from_nhwc(get_ops().conv2d_forward(
-                x, self._conv_kernel(), self.bias, **self._conv_args(x.shape[3]), relu=True))
+        fused = self.activation.fused(x.dtype, training)
+        if fused is not None:  # applied by the kernel as it writes
+            y = get_ops().conv2d_forward(x, self._conv_kernel(), self.bias,
+                                         **self._conv_args(x.shape[3]), activation=fused)
+            if training:
+                self._cache = (x, None, y)  # the gradient of a fused activation needs only y
+            return self._from_nhwc(y)
         z = get_ops().conv2d_forward(x, self._conv_kernel(), self.bias, **self._conv_args(x.shape[3]))
         y = self.activation.forward(z)
         if training:

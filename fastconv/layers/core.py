@@ -58,8 +58,12 @@ class Dense(Layer):
                                         regularizer=self.bias_regularizer)
 
     def call(self, x, training):
-        if not training and self.activation.is_plain_relu:  # applied by the kernel as it writes
-            return get_ops().dense_forward(x, self.kernel, self.bias, relu=True)
+        fused = self.activation.fused(x.dtype, training)
+        if fused is not None:  # applied by the kernel as it writes
+            y = get_ops().dense_forward(x, self.kernel, self.bias, activation=fused)
+            if training:
+                self._cache = (x, None, y)  # the gradient of a fused activation needs only y
+            return y
         z = get_ops().dense_forward(x, self.kernel, self.bias)
         y = self.activation.forward(z)
         if training:

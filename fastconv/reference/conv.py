@@ -5,11 +5,21 @@ from .. import _validation as V
 from ._windows import crop_padding, pad_nhwc, scatter_windows, windows
 
 
+def apply_fused_activation(y, activation):
+    """The output activation of a forward kernel, in place on the float array y: None,
+    "relu" (numpy.maximum(y, 0)) or "tanh" (numpy.tanh)."""
+    if activation == "relu":
+        return np.maximum(y, 0, out=y)
+    if activation == "tanh":
+        return np.tanh(y, out=y)
+    return y
+
+
 def conv2d_forward(x, kernel, bias=None, strides=1, padding="valid", dilation_rate=1, groups=1,
-                   relu=False):
-    """y[n, oh, ow, f] = sum over the window and the group's channels of x * kernel (+ bias);
-    with `relu`, numpy.maximum(y, 0)."""
-    relu = V.check_bool(relu, "relu")
+                   activation=None):
+    """y[n, oh, ow, f] = sum over the window and the group's channels of x * kernel (+ bias),
+    then `activation` (None, "relu": numpy.maximum(y, 0), or "tanh": numpy.tanh(y))."""
+    activation = V.check_fused_activation(activation)
     x, kernel, bias, geo, groups = V.check_conv2d(x, kernel, bias, strides, padding, dilation_rate, groups)
     kh, kw, cin_g, filters = kernel.shape
     win = windows(pad_nhwc(x, geo.padding), geo)  # (N, OH, OW, KH, KW, C)
@@ -19,8 +29,7 @@ def conv2d_forward(x, kernel, bias=None, strides=1, padding="valid", dilation_ra
     y = y.reshape(geo.n, geo.out_h, geo.out_w, filters)
     if bias is not None:
         y = y + bias
-    y = np.ascontiguousarray(y, dtype=x.dtype)
-    return np.maximum(y, 0, out=y) if relu else y
+    return apply_fused_activation(np.ascontiguousarray(y, dtype=x.dtype), activation)
 
 
 def conv2d_backward(dy, x, kernel, strides=1, padding="valid", dilation_rate=1, groups=1,

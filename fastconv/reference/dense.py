@@ -2,6 +2,7 @@
 import numpy as np
 
 from .. import _validation as V
+from .conv import apply_fused_activation
 
 
 def _c(*arrays):
@@ -10,13 +11,14 @@ def _c(*arrays):
     return [None if a is None else np.ascontiguousarray(a) for a in arrays]
 
 
-def dense_forward(x, kernel, bias=None, relu=False):
-    """y = x @ kernel + bias; with `relu`, numpy.maximum(y, 0)."""
-    relu = V.check_bool(relu, "relu")
+def dense_forward(x, kernel, bias=None, activation=None):
+    """y = activation(x @ kernel + bias); activation None, "relu" or "tanh" (as
+    `fastconv.reference.conv2d_forward`'s)."""
+    activation = V.check_fused_activation(activation)
     x, kernel, bias = _c(*V.check_dense(x, kernel, bias))
     y = x @ kernel
     y = y + bias if bias is not None else y
-    return np.maximum(y, 0) if relu else y
+    return apply_fused_activation(np.ascontiguousarray(y), activation)
 
 
 def dense_backward(dy, x, kernel, need_input_grad=True, need_bias_grad=True):

@@ -15,11 +15,15 @@
 
 enum { FC_CONV_OK = 0, FC_CONV_NOMEM = 1 };
 
+/* Output activations fused into the forward pass, applied to each block as it is written:
+ * none; ReLU as numpy.maximum(y, 0) (NaN kept, -0 -> +0); tanh (activation_impl.h: float32
+ * to within 6.3 ulp, float64 the C library's). */
+enum { FC_ACT_NONE = 0, FC_ACT_RELU = 1, FC_ACT_TANH = 2 };
+
 #define FC_DECLARE_CONV2D(T, SFX)                                                              \
-    /* y = conv(x, w) + bias, then with relu != 0 max(y, 0) as numpy.maximum (NaN kept, -0 -> \
-     * +0); bias may be NULL. */                                                               \
+    /* y = act(conv(x, w) + bias), act one of FC_ACT_* below; bias may be NULL. */            \
     int fc_conv2d_forward_##SFX(const fc_conv2d_params *p, const T *x, const T *w,             \
-                                const T *bias, int relu, T *y, int num_threads);               \
+                                const T *bias, int act, T *y, int num_threads);                \
     /* Gradients for the output gradient dy; dx, dw and db may be NULL (not wanted; db needs  \
      * dw, which it is summed with). */                                                        \
     int fc_conv2d_backward_##SFX(const fc_conv2d_params *p, const T *dy, const T *x,           \

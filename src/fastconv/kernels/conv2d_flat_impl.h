@@ -168,11 +168,11 @@ static void FC_FN(flat_tap_rows)(const fc_conv2d_params *p, const flat_geom *g, 
     }
 }
 
-/* y = conv_p(x, W) + bias (max(y, 0) with relu) by flat rows; `w` and `transposed` as in
+/* y = act(conv_p(x, W) + bias) by flat rows; `w` and `transposed` as in
  * implicit_gemm_conv. */
 static int FC_FN(flat_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p, const flat_geom *g,
                             const FC_T *x, const FC_T *w, int transposed, const FC_T *bias,
-                            int relu, FC_T *y, int num_threads)
+                            int act, FC_T *y, int num_threads)
 {
     const ptrdiff_t F = p->f, taps = g->taps, pv = g->pv, row_len = p->out_w * F;
     const ptrdiff_t bands = ceil_div(p->out_h, g->band), units = p->n * bands;
@@ -214,7 +214,7 @@ static int FC_FN(flat_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p
             for (ptrdiff_t r = 0; r < rows; r++) {
                 FC_T *out = y + (n * p->out_h + oh0 + r) * row_len;
                 memcpy(out, wide + r * g->ld, (size_t)row_len * sizeof(FC_T));
-                if (relu) FC_FN(relu_in_place)(out, row_len);
+                if (act) FC_FN(activate)(kt, act, out, row_len);
             }
         }
         fc_denormals_restore(csr);

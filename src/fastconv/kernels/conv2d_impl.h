@@ -88,6 +88,13 @@ static inline void FC_FN(relu_in_place)(FC_T *y, ptrdiff_t n)
     }
 }
 
+/* The fused output activation `act` (conv2d.h: FC_ACT_*) of y[0, n). */
+static inline void FC_FN(activate)(const fc_kernel_table *kt, int act, FC_T *y, ptrdiff_t n)
+{
+    if (act == FC_ACT_RELU) FC_FN(relu_in_place)(y, n);
+    else if (act == FC_ACT_TANH) FC_KT(kt, act_tanh)(y, n);
+}
+
 static int FC_FN(depthwise_forward)(const fc_kernel_table *kt, const fc_conv2d_params *p,
                                     const FC_T *x, const FC_T *w, const FC_T *bias, FC_T *y,
                                     int num_threads)
@@ -343,14 +350,14 @@ static FC_FN(gemm_set) FC_FN(pick_gemm)(const fc_kernel_table *kt, ptrdiff_t col
     return set;
 }
 
-/* y = conv_p(x, W) + bias as an implicit GEMM (then max(y, 0) per finished block with `relu`).
+/* y = conv_p(x, W) + bias as an implicit GEMM (then the activation `act` per finished block).
  * With `transposed`, `w` is the HWIO kernel of
  * the convolution whose *input gradient* p describes (stride 1): p's input is that conv's dy
  * (C = its F), p's output its dx, and p's kernel is w with the taps flipped and the two
  * channel axes swapped (the adjoint of a stride-1 convolution). */
 static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p,
                                      const FC_T *x, const FC_T *w, int transposed,
-                                     const FC_T *bias, int relu, FC_T *y, int num_threads)
+                                     const FC_T *bias, int act, FC_T *y, int num_threads)
 {
     /* broad tiles: measured faster with <= 128 channels per group, and on 1x1 / dense layers
      * of any width (64 x 3136 -> 128: 7-17%) */
@@ -490,11 +497,11 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                     }
                 }
             }
-            if (relu) /* the unit's rows, its panels' columns */
+            if (act) /* the unit's rows, its panels' columns */
                 for (ptrdiff_t gp = gp0; gp < gp1; gp++) {
                     const ptrdiff_t g = gp / panels, pj = gp % panels;
                     const ptrdiff_t f0 = g * fg + pj * nr, cols = min_pd(nr, fg - pj * nr);
-                    for (ptrdiff_t r = 0; r < mb; r++) FC_FN(relu_in_place)(y + (m0 + r) * F + f0, cols);
+                    for (ptrdiff_t r = 0; r < mb; r++) FC_FN(activate)(kt, act, y + (m0 + r) * F + f0, cols);
                 }
         }
         fc_denormals_restore(csr);
@@ -539,28 +546,28 @@ static void FC_FN(reduce_chunks)(const FC_T *part, ptrdiff_t chunks, ptrdiff_t d
 /* A convolution without groups' special paths: Winograd or flat rows where they apply (and
  * are allowed), else the implicit GEMM. Arguments as implicit_gemm_conv. */
 static int FC_FN(gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p, const FC_T *x,
-                            const FC_T *w, int transposed, const FC_T *bias, int relu, FC_T *y,
+                            const FC_T *w, int transposed, const FC_T *bias, int act, FC_T *y,
                             int num_threads)
 {
     flat_geom fg;
     if ((conv_paths & FC_PATH_WINOGRAD) && FC_FN(winograd_applies)(p))
-        return FC_FN(winograd_conv)(kt, p, x, w, transposed, bias, relu, y, num_threads);
+        return FC_FN(winograd_conv)(kt, p, x, w, transposed, bias, act, y, num_threads);
     if (FC_FN(flat_plan_for)(kt, p, &fg))
-        return FC_FN(flat_conv)(kt, p, &fg, x, w, transposed, bias, relu, y, num_threads);
-    return FC_FN(implicit_gemm_conv)(kt, p, x, w, transposed, bias, relu, y, num_threads);
+        return FC_FN(flat_conv)(kt, p, &fg, x, w, transposed, bias, act, y, num_threads);
+    return FC_FN(implicit_gemm_conv)(kt, p, x, w, transposed, bias, act, y, num_threads);
 }
 
 int FC_FN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_T *w,
-                             const FC_T *bias, int relu, FC_T *y, int num_threads)
+                             const FC_T *bias, int act, FC_T *y, int num_threads)
 {
     const fc_kernel_table *kt = fc_get_kernels();
     if (num_threads < 1) num_threads = 1;
     if (is_depthwise(p)) {
         const int status = FC_FN(depthwise_forward)(kt, p, x, w, bias, y, num_threads);
-        if (status == FC_CONV_OK && relu) FC_FN(relu_in_place)(y, p->n * p->out_h * p->out_w * p->f);
+        if (status == FC_CONV_OK && act) FC_FN(activate)(kt, act, y, p->n * p->out_h * p->out_w * p->f);
         return status;
     }
-    return FC_FN(gemm_conv)(kt, p, x, w, 0, bias, relu, y, num_threads);
+    return FC_FN(gemm_conv)(kt, p, x, w, 0, bias, act, y, num_threads);
 }
 
 /* ------------------------------------------------------------------------------------ */

@@ -91,11 +91,11 @@ static int FC_FN(winograd_tile)(const fc_conv2d_params *p)
     return p->out_h >= 6 && p->out_w >= 6 && 2.25 * waste4 < 4.0 * 0.8 ? 4 : 2;
 }
 
-/* y = conv_p(x, w) + bias (then max(y, 0) with `relu`); `transposed` as in implicit_gemm_conv (w is then the HWIO kernel
+/* y = act(conv_p(x, w) + bias); `transposed` as in implicit_gemm_conv (w is then the HWIO kernel
  * of the convolution whose input gradient p describes). */
 static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p,
                                 const FC_T *x, const FC_T *w, int transposed, const FC_T *bias,
-                                int relu, FC_T *y, int num_threads)
+                                int act, FC_T *y, int num_threads)
 {
     const ptrdiff_t C = p->c, F = p->f;
     const int m = FC_FN(winograd_tile)(p), a = m + 2, a2 = a * a;
@@ -175,8 +175,8 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
                 for (int r = 0; r < out_rows; r++)
                     y_rows[r] = y + ((n * p->out_h + m * ty + r) * p->out_w + m * tx) * F;
                 output(mbuf + t * F, tb * F, F, bias, y_rows, out_rows, out_cols);
-                if (relu)
-                    for (int r = 0; r < out_rows; r++) FC_FN(relu_in_place)(y_rows[r], out_cols * F);
+                if (act)
+                    for (int r = 0; r < out_rows; r++) FC_FN(activate)(kt, act, y_rows[r], out_cols * F);
             }
         }
         fc_denormals_restore(csr);

@@ -77,6 +77,8 @@
     /* dst[q * R + r] = src[q * stride] for q < n, r < R; may write VL - 1 values past. */    \
     typedef void (*fc_flat_expand_##SFX##_fn)(const T *src, ptrdiff_t stride, ptrdiff_t n,     \
                                               ptrdiff_t R, T *dst);                             \
+    /* y[i] = tanh(y[i]) for i < n, in place (activation_impl.h: the fused activation). */   \
+    typedef void (*fc_act_tanh_##SFX##_fn)(T *y, ptrdiff_t n);                                 \
     /* dst[i] += src[i] for i < n. */                                                          \
     typedef void (*fc_add_into_##SFX##_fn)(T *dst, const T *src, ptrdiff_t n);                 \
     /* dst[c] += sum over r < rows, in order, of src[r * cols + c], for c < cols. */            \
@@ -137,10 +139,13 @@ typedef struct {
     fc_add_into_f64_fn add_into_f64;
     fc_add_rows_f32_fn add_rows_f32;
     fc_add_rows_f64_fn add_rows_f64;
+    fc_act_tanh_f32_fn act_tanh_f32;
+    fc_act_tanh_f64_fn act_tanh_f64;
 } fc_kernel_table;
 
 /* The table of an ISA file, whose kernels (gemm_simd_impl.h, conv2d_depthwise_impl.h,
- * winograd_simd_impl.h and conv2d_flat_simd_impl.h, included once per dtype) carry the usual static names; the narrow kernels are those with
+ * winograd_simd_impl.h and conv2d_flat_simd_impl.h, included once per dtype, and
+ * activation_impl.h) carry the usual static names; the narrow kernels are those with
  * suffixes n32 / n64 (f32n / f64n, or f32 / f64 where there are none), the broad ones b32 /
  * b64 likewise. */
 #define FC_KERNEL_TABLE(name, mr_f32, nr_f32, mr_f64, nr_f64, mr_n32, nr_n32, mr_n64, nr_n64,  \
@@ -163,7 +168,7 @@ typedef struct {
         wino_dy_f32, wino4_dy_f32, wino_dy_f64, wino4_dy_f64,                                   \
         vl32, vl64, flat_conv_f32, flat_conv_f64, flat_dw_f32, flat_dw_f64,                     \
         flat_expand_f32, flat_expand_f64, add_into_f32, add_into_f64, add_rows_f32,             \
-        add_rows_f64,                                                                           \
+        add_rows_f64, act_tanh_f32, act_tanh_f64,                                               \
     }
 
 /* Largest MR and NR of any table: drivers size their scratch tiles with these. */

@@ -59,6 +59,38 @@ static inline __m256i lanes64(int n)
 #define FC_TILE_NARROW_MR 12
 #include "gemm_simd_tiles.h"
 
+#include "activation_impl.h"
+
+/* tanh of 8 lanes (activation_impl.h's formula, divided exactly). */
+static inline __m256 tanh8(__m256 x)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), top = _mm256_set1_ps(FC_TANH_ONE_AT);
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256 a = _mm256_andnot_ps(sign, x);
+    const __m256 ac = _mm256_min_ps(top, a); /* NaN stays NaN (min returns its 2nd operand) */
+    const __m256 u = _mm256_mul_ps(ac, ac);
+    __m256 p, q;
+    FC_TANH_PQ(_mm256_fmadd_ps, _mm256_set1_ps, u, p, q);
+    __m256 t = _mm256_min_ps(one, _mm256_div_ps(_mm256_mul_ps(ac, p), q)); /* NaN kept */
+    t = _mm256_blendv_ps(t, one, _mm256_cmp_ps(a, top, _CMP_GE_OQ));
+    return _mm256_or_ps(t, _mm256_and_ps(sign, x));
+}
+
+static void act_tanh_f32(float *y, ptrdiff_t n)
+{
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) { /* two independent chains per step */
+        const __m256 a = tanh8(_mm256_loadu_ps(y + i)), b = tanh8(_mm256_loadu_ps(y + i + 8));
+        _mm256_storeu_ps(y + i, a);
+        _mm256_storeu_ps(y + i + 8, b);
+    }
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, tanh8(_mm256_loadu_ps(y + i)));
+    if (i < n) {
+        const __m256i m = lanes32((int)(n - i));
+        _mm256_maskstore_ps(y + i, m, tanh8(_mm256_maskload_ps(y + i, m)));
+    }
+}
+
 static const fc_kernel_table avx2_table =
     FC_KERNEL_TABLE("avx2", 6, 16, 6, 8, 12, 8, 12, 4, f32n, f64n, 6, 16, 6, 8, f32, f64, 8, 4);
 

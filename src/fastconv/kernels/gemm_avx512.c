@@ -53,6 +53,40 @@
 #define FC_TILE_BROAD_MR 6
 #include "gemm_simd_tiles.h"
 
+#include "activation_impl.h"
+
+/* tanh of 16 lanes (activation_impl.h's formula; 1 / Q by rcp14 and one Newton step). */
+static inline __m512 tanh16(__m512 x)
+{
+    const __m512 one = _mm512_set1_ps(1.0f), top = _mm512_set1_ps(FC_TANH_ONE_AT);
+    const __m512 a = _mm512_abs_ps(x);
+    const __m512 ac = _mm512_min_ps(top, a); /* NaN stays NaN (min returns its 2nd operand) */
+    const __m512 u = _mm512_mul_ps(ac, ac);
+    __m512 p, q;
+    FC_TANH_PQ(_mm512_fmadd_ps, _mm512_set1_ps, u, p, q);
+    __m512 r = _mm512_rcp14_ps(q);
+    r = _mm512_mul_ps(r, _mm512_fnmadd_ps(q, r, _mm512_set1_ps(2.0f)));
+    __m512 t = _mm512_min_ps(one, _mm512_mul_ps(_mm512_mul_ps(ac, p), r)); /* NaN kept */
+    t = _mm512_mask_mov_ps(t, _mm512_cmp_ps_mask(a, top, _CMP_GE_OQ), one);
+    /* |t| with the sign bit of x */
+    return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(t), _mm512_castps_si512(x),
+                                                         _mm512_set1_epi32((int)0x80000000u), 0xf8));
+}
+
+static void act_tanh_f32(float *y, ptrdiff_t n)
+{
+    ptrdiff_t i = 0;
+    for (; i + 32 <= n; i += 32) { /* two independent chains per step */
+        const __m512 a = tanh16(_mm512_loadu_ps(y + i)), b = tanh16(_mm512_loadu_ps(y + i + 16));
+        _mm512_storeu_ps(y + i, a);
+        _mm512_storeu_ps(y + i + 16, b);
+    }
+    for (; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
+        _mm512_mask_storeu_ps(y + i, m, tanh16(_mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
+
 static const fc_kernel_table avx512_table =
     FC_KERNEL_TABLE("avx512", 12, 32, 12, 16, 24, 16, 24, 8, f32n, f64n, 6, 64, 6, 32, f32b, f64b, 16, 8);
 

@@ -189,6 +189,10 @@ FC_DEFINE_GENERIC_GEMM(double, f64, GENERIC_NR_F64)
 
 #endif
 
+#include "activation_impl.h"
+
+static void act_tanh_f32(float *y, ptrdiff_t n) { act_tanh_portable_f32(y, n); }
+
 static const fc_kernel_table generic_table =
     FC_KERNEL_TABLE("generic", GENERIC_MR, GENERIC_NR_F32, GENERIC_MR, GENERIC_NR_F64,
                     GENERIC_MR, GENERIC_NR_F32, GENERIC_MR, GENERIC_NR_F64, f32, f64,
