@@ -32,7 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
 # (x shape, kernel shape, strides, padding, dilation, groups)
 CASES = [
     ((2, 7, 9, 5), (3, 3, 5, 6), 1, "same", 1, 1),              # odd sizes
-    ((1, 8, 8, 4), (1, 1, 4, 40), 1, "valid", 1, 1),            # 1x1: plain GEMM, F % 16 != 0
+    ((1, 8, 8, 4), (1, 1, 4, 40), 1, "valid", 1, 1),            # 1x1: GEMM, W read in place + packed tail
     ((2, 6, 5, 8), (1, 1, 4, 34), 1, "valid", 1, 2),            # 1x1 grouped
     ((2, 9, 8, 6), (1, 1, 6, 7), 2, "valid", 1, 1),             # 1x1 strided: packed path
     ((1, 7, 7, 3), (1, 1, 3, 5), 1, 1, 1, 1),                   # 1x1 padded: packed path

@@ -368,6 +368,10 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     const ptrdiff_t panels = ceil_div(fg, nr);
     const ptrdiff_t mb_max = (ptrdiff_t)mr * FC_MB_TILES, mblocks = ceil_div(M, mb_max);
     const int direct = is_pointwise(p);
+    /* 1x1 convolutions and dense layers read the full column panels of the weights in place
+     * (rows F apart): W is then read once per pixel block instead of once to pack it and
+     * again per block; only a last, partial panel is packed (zero-padded). */
+    const int w_in_place = direct && !transposed;
     /* Reduction blocks: whole taps of kcc channels (tpb taps per block); the direct path
      * blocks K = C_g the same way with a single tap. */
     const ptrdiff_t cblocks = ceil_div(cg, FC_KC_MAX), kcc = ceil_div(cg, cblocks);
@@ -421,14 +425,20 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
         /* Weights -> panels: wpack[((g * panels + pj) * K + k) * nr + j] = W[k, g, pj*nr + j]
          * (k = tap * C_g + c), W = w or its transposed adjoint. */
         if (!transposed) {
+            /* by (panel, block of rows): no divisions per row */
+            const ptrdiff_t kblk = 64, kblocks = ceil_div(K, kblk);
             FC_OMP(for schedule(static))
-            for (ptrdiff_t row = 0; row < G * panels * K; row++) {
-                const ptrdiff_t k = row % K, gp = row / K, g = gp / panels, pj = gp % panels;
+            for (ptrdiff_t u = 0; u < G * panels * kblocks; u++) {
+                const ptrdiff_t gp = u / kblocks, g = gp / panels, pj = gp % panels;
                 const ptrdiff_t f0 = pj * nr, cols = min_pd(nr, fg - f0);
-                FC_T *dst = wpack + row * nr;
-                const FC_T *src = w + k * F + g * fg + f0;
-                for (ptrdiff_t j = 0; j < cols; j++) dst[j] = src[j];
-                for (ptrdiff_t j = cols; j < nr; j++) dst[j] = 0;
+                if (w_in_place && cols == nr) continue; /* read from w itself */
+                const ptrdiff_t k0 = (u % kblocks) * kblk, k1 = min_pd(K, k0 + kblk);
+                for (ptrdiff_t k = k0; k < k1; k++) {
+                    FC_T *dst = wpack + (gp * K + k) * nr;
+                    const FC_T *src = w + k * F + g * fg + f0;
+                    for (ptrdiff_t j = 0; j < cols; j++) dst[j] = src[j];
+                    for (ptrdiff_t j = cols; j < nr; j++) dst[j] = 0;
+                }
             }
         } else {
             /* w is (KH, KW, fg, p->c): the flipped tap, whose filter j is our output column and
@@ -475,9 +485,12 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                             for (ptrdiff_t ir = 0; ir < mb; ir += mr) {
                                 FC_T *c = y + (m0 + ir) * F + f0;
                                 const int rows = (int)min_pd(mr, mb - ir);
-                                if (direct)
+                                if (direct && w_in_place && cols == nr)
                                     gs.rowa(kn, x + (m0 + ir) * p->c + g * cg + c0, p->c,
-                                                         bp, c, F, rows, cols, !first, bias_p);
+                                            w + c0 * F + f0, F, c, F, rows, cols, !first, bias_p);
+                                else if (direct)
+                                    gs.rowa(kn, x + (m0 + ir) * p->c + g * cg + c0, p->c,
+                                            bp, nr, c, F, rows, cols, !first, bias_p);
                                 else if (row_ind) /* KH runs of KW * C, rpb runs per call */
                                     for (ptrdiff_t r0 = 0; r0 < p->kh; r0 += rpb) {
                                         const ptrdiff_t rn = min_pd(rpb, p->kh - r0);
@@ -486,7 +499,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                                                cols, r0 > 0, r0 + rn == p->kh ? bias_p : NULL);
                                     }
                                 else if (patches_own != NULL) /* one block: K = taps * cg */
-                                    gs.rowa(K, patches_own + ir * K, K, bp, c, F, rows,
+                                    gs.rowa(K, patches_own + ir * K, K, bp, nr, c, F, rows,
                                                          cols, 0, bias_p);
                                 else
                                     gs.ind(tn, kn, ind_own + ((ir / mr) * taps + t0) * mr,
@@ -748,17 +761,17 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                     for (ptrdiff_t e = mb * F; e < mb * F + mr; e++) dyb[e] = 0;
                     FC_FN(patch_rows_from_padded)(p, xpad, m0, mb, p_own, nr);
                     for (ptrdiff_t f0 = 0; f0 < F; f0 += mr)
-                        FC_KT(kt, gemm_cola)(mb, dyb + f0, F, p_own, dwt + f0 * nr, nr,
+                        FC_KT(kt, gemm_cola)(mb, dyb + f0, F, p_own, nr, dwt + f0 * nr, nr,
                                              (int)min_pd(mr, F - f0), (int)K, accumulate, NULL);
                     continue;
                 }
                 for (ptrdiff_t g = 0; g < G; g++) {
-                    /* dy rows of this group -> panels y_own[pj][r][nr] (zero-padded); with
-                     * exactly NR filters the rows of dy already are that panel. */
-                    const int dy_panel = G == 1 && F == ws.nr;
-                    const FC_T *ypanels = dy_panel ? dy + m0 * F : y_own;
-                    for (ptrdiff_t pj = 0; pj < fpanels && !dy_panel; pj++) {
+                    /* dy rows of this group, panel by panel: full panels (NR filters) are read
+                     * in place (rows F apart), a last partial one is copied to y_own[pj][r][nr]
+                     * (zero-padded). */
+                    for (ptrdiff_t pj = 0; pj < fpanels; pj++) {
                         const ptrdiff_t cols = min_pd(ws.nr, fg - pj * ws.nr);
+                        if (cols == ws.nr) continue;
                         for (ptrdiff_t r = 0; r < mb; r++) {
                             FC_T *dst = y_own + (pj * wb + r) * ws.nr;
                             const FC_T *src = dy + (m0 + r) * F + g * fg + pj * ws.nr;
@@ -776,10 +789,12 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                             FC_FN(pack_patches)(p, x, g, m0, mb, k0, kn, p_own, ldw);
                         for (ptrdiff_t kt0 = 0; kt0 < kn; kt0 += ws.mr) {
                             for (ptrdiff_t pj = 0; pj < fpanels; pj++) {
-                                ws.cola(mb, p_own + kt0, ldw, ypanels + pj * wb * ws.nr,
-                                        cdw + (k0 + kt0) * F + g * fg + pj * ws.nr, F,
-                                        (int)min_pd(ws.mr, kn - kt0),
-                                        (int)min_pd(ws.nr, fg - pj * ws.nr), accumulate, NULL);
+                                const int cols = (int)min_pd(ws.nr, fg - pj * ws.nr);
+                                const int in_place = cols == ws.nr;
+                                ws.cola(mb, p_own + kt0, ldw,
+                                        in_place ? dy + m0 * F + g * fg + pj * ws.nr : y_own + pj * wb * ws.nr,
+                                        in_place ? F : ws.nr, cdw + (k0 + kt0) * F + g * fg + pj * ws.nr,
+                                        F, (int)min_pd(ws.mr, kn - kt0), cols, accumulate, NULL);
                             }
                         }
                     }
@@ -824,7 +839,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                                         const FC_T *bp = wt + ((g * kpanels + pk) * fg + f0) * nr;
                                         const int cols = (int)min_pd(nr, K - pk * nr);
                                         for (ptrdiff_t ir = 0; ir < mb; ir += mr)
-                                            FC_KT(kt, gemm_rowa)(fn, dy + (m0 + ir) * F + g * fg + f0, F, bp,
+                                            FC_KT(kt, gemm_rowa)(fn, dy + (m0 + ir) * F + g * fg + f0, F, bp, nr,
                                                                  d_own + ir * ldd + pk * nr, ldd,
                                                                  (int)min_pd(mr, mb - ir), cols, fb > 0, NULL);
                                     }

@@ -162,7 +162,7 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
                     const FC_T *bp = upack + (xi * panels + pj) * C * nr;
                     const int cols = (int)min_pd(nr, F - pj * nr);
                     for (ptrdiff_t ir = 0; ir < tn; ir += mr)
-                        gs.rowa(C, v + (xi * tb + ir) * C, C, bp, mbuf + (xi * tb + ir) * F + pj * nr,
+                        gs.rowa(C, v + (xi * tb + ir) * C, C, bp, nr, mbuf + (xi * tb + ir) * F + pj * nr,
                                 F, (int)min_pd(mr, tn - ir), cols, 0, NULL);
                 }
             /* M -> output tiles */
@@ -269,7 +269,7 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
                         const FC_T *bp = d + (xi * panels + pj) * tb * nr;
                         const int cols = (int)min_pd(nr, F - pj * nr);
                         for (ptrdiff_t cc = 0; cc < C; cc += mr)
-                            gs.cola(tn, v + xi * tb * C + cc, C, bp, q + (xi * C + cc) * F + pj * nr, F,
+                            gs.cola(tn, v + xi * tb * C + cc, C, bp, nr, q + (xi * C + cc) * F + pj * nr, F,
                                     (int)min_pd(mr, C - cc), cols, accumulate, NULL);
                     }
             }

@@ -4,11 +4,13 @@
  * exports only a getter for its table; dispatch.c picks one table at run time.
  *
  * Microkernel contract (T = float or double, MR x NR = the table's mr_* x nr_* for T):
- *   acc[i][j] = sum_{kk < k} A(i, kk) * B[kk * NR + j]      for i < MR, j < NR
+ *   acc[i][j] = sum_{kk < k} A(i, kk) * B[kk * ldb + j]     for i < MR, j < NR
  *   c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0) + acc[i][j] + (bias ? bias[j] : 0)
  *                                                            for i < m <= MR, j < n <= NR
- * B is a packed panel of k rows of NR values (zero-padded past the real columns), aligned
- * to 64 bytes. The two kernels differ in how A is read:
+ * B holds k rows of NR readable values, ldb apart: a packed panel (ldb = NR, zero-padded past
+ * the real columns, aligned to 64 bytes), or NR whole columns of a row-major matrix read in
+ * place (ldb = its row length; no copy). (gemm_ind reads packed panels only.) The two
+ * kernels differ in how A is read:
  *   gemm_rowa: A(i, kk) = a[i * lda + kk]  (rows of A, e.g. image patches, contiguous in kk);
  *              rows i >= m are never read.
  *   gemm_cola: A(i, kk) = a[kk * lda + i]  (MR contiguous values per step, e.g. a slice of
@@ -28,8 +30,8 @@
 
 #define FC_DECLARE_KERNEL_TYPES(T, SFX)                                                        \
     typedef void (*fc_gemm_##SFX##_fn)(ptrdiff_t k, const T *a, ptrdiff_t lda, const T *b,     \
-                                       T *c, ptrdiff_t ldc, int m, int n, int accumulate,      \
-                                       const T *bias);                                         \
+                                       ptrdiff_t ldb, T *c, ptrdiff_t ldc, int m, int n,       \
+                                       int accumulate, const T *bias);                         \
     typedef void (*fc_gemm_ind_##SFX##_fn)(ptrdiff_t taps, ptrdiff_t kc, const T *const *ind,  \
                                            ptrdiff_t a_offset, const T *b,                     \
                                            ptrdiff_t b_tap_stride, T *c, ptrdiff_t ldc, int m, \

@@ -108,14 +108,15 @@ static inline void sse_store_n_pd(double *p, __m128d v, int n)
             }                                                                                  \
         }                                                                                      \
     }                                                                                          \
-    static void gemm_rowa_##SFX(ptrdiff_t k, const T *a, ptrdiff_t lda, const T *b, T *c,      \
-                                ptrdiff_t ldc, int m, int n, int accumulate, const T *bias)    \
+    static void gemm_rowa_##SFX(ptrdiff_t k, const T *a, ptrdiff_t lda, const T *b,             \
+                                ptrdiff_t ldb, T *c, ptrdiff_t ldc, int m, int n,              \
+                                int accumulate, const T *bias)                                 \
     {                                                                                          \
         T acc[GENERIC_MR][NR] = {{0}};                                                         \
         const T *rows[GENERIC_MR];                                                             \
         for (int i = 0; i < GENERIC_MR; i++) rows[i] = a + (ptrdiff_t)(i < m ? i : m - 1) * lda; \
         for (ptrdiff_t kk = 0; kk < k; kk++) {                                                 \
-            const T *bk = b + kk * NR;                                                         \
+            const T *bk = b + kk * ldb;                                                        \
             for (int i = 0; i < GENERIC_MR; i++) {                                             \
                 T av = rows[i][kk];                                                            \
                 for (int j = 0; j < NR; j++) acc[i][j] += av * bk[j];                          \
@@ -123,12 +124,13 @@ static inline void sse_store_n_pd(double *p, __m128d v, int n)
         }                                                                                      \
         store_tile_##SFX(acc, c, ldc, m, n, accumulate, bias);                                 \
     }                                                                                          \
-    static void gemm_cola_##SFX(ptrdiff_t k, const T *a, ptrdiff_t lda, const T *b, T *c,      \
-                                ptrdiff_t ldc, int m, int n, int accumulate, const T *bias)    \
+    static void gemm_cola_##SFX(ptrdiff_t k, const T *a, ptrdiff_t lda, const T *b,             \
+                                ptrdiff_t ldb, T *c, ptrdiff_t ldc, int m, int n,              \
+                                int accumulate, const T *bias)                                 \
     {                                                                                          \
         T acc[GENERIC_MR][NR] = {{0}};                                                         \
         for (ptrdiff_t kk = 0; kk < k; kk++) {                                                 \
-            const T *ak = a + kk * lda, *bk = b + kk * NR;                                     \
+            const T *ak = a + kk * lda, *bk = b + kk * ldb;                                    \
             for (int i = 0; i < GENERIC_MR; i++) {                                             \
                 T av = ak[i];                                                                  \
                 for (int j = 0; j < NR; j++) acc[i][j] += av * bk[j];                          \

@@ -60,8 +60,8 @@ static inline void FC_NAME(store_tile)(FC_VT acc[FC_MR][FC_NV], FC_T *c, ptrdiff
 
 /* A(i, kk) = a[i * lda + kk]. */
 static void FC_NAME(gemm_rowa)(ptrdiff_t k, const FC_T *a, ptrdiff_t lda, const FC_T *b,
-                               FC_T *c, ptrdiff_t ldc, int m, int n, int accumulate,
-                               const FC_T *bias)
+                               ptrdiff_t ldb, FC_T *c, ptrdiff_t ldc, int m, int n,
+                               int accumulate, const FC_T *bias)
 {
     const FC_T *rows[FC_MR];
     FC_VT acc[FC_MR][FC_NV];
@@ -74,7 +74,7 @@ static void FC_NAME(gemm_rowa)(ptrdiff_t k, const FC_T *a, ptrdiff_t lda, const 
     for (ptrdiff_t kk = 0; kk < k; kk++) {
         FC_VT bv[FC_NV];
         FC_UNROLL
-        for (int v = 0; v < FC_NV; v++) bv[v] = FC_VLOAD(b + kk * FC_NR + v * FC_VLEN);
+        for (int v = 0; v < FC_NV; v++) bv[v] = FC_VLOAD(b + kk * ldb + v * FC_VLEN);
         FC_UNROLL
         for (int i = 0; i < FC_MR; i++) {
             FC_VT av = FC_VSET1(rows[i][kk]);
@@ -119,8 +119,8 @@ static void FC_NAME(gemm_ind)(ptrdiff_t taps, ptrdiff_t kc, const FC_T *const *i
 
 /* A(i, kk) = a[kk * lda + i]. */
 static void FC_NAME(gemm_cola)(ptrdiff_t k, const FC_T *a, ptrdiff_t lda, const FC_T *b,
-                               FC_T *c, ptrdiff_t ldc, int m, int n, int accumulate,
-                               const FC_T *bias)
+                               ptrdiff_t ldb, FC_T *c, ptrdiff_t ldc, int m, int n,
+                               int accumulate, const FC_T *bias)
 {
     FC_VT acc[FC_MR][FC_NV];
     FC_UNROLL
@@ -132,7 +132,7 @@ static void FC_NAME(gemm_cola)(ptrdiff_t k, const FC_T *a, ptrdiff_t lda, const 
         const FC_T *ak = a + kk * lda;
         FC_VT bv[FC_NV];
         FC_UNROLL
-        for (int v = 0; v < FC_NV; v++) bv[v] = FC_VLOAD(b + kk * FC_NR + v * FC_VLEN);
+        for (int v = 0; v < FC_NV; v++) bv[v] = FC_VLOAD(b + kk * ldb + v * FC_VLEN);
         FC_UNROLL
         for (int i = 0; i < FC_MR; i++) {
             FC_VT av = FC_VSET1(ak[i]);
