@@ -607,6 +607,24 @@ def test_winograd_4x4_tiles_run_where_they_pay():
     np.testing.assert_array_equal(forward(*large, True), forward(*large, False))
 
 
+def test_winograd_weight_gradient_tiles_by_isa():
+    """The weight gradient of a layer with 14x14 outputs takes partial 4x4 tiles, except with
+    AVX-512 (2x2 tiles measured faster there): the two roundings show which ran."""
+    x, k = _data(((2, 14, 14, 16), (3, 3, 16, 32)), np.float32, seed=9)[:2]
+    dy = np.random.default_rng(9).standard_normal((2, 14, 14, 32)).astype(np.float32)
+
+    def dkernel(tiles4):
+        try:
+            core._set_paths(winograd4=tiles4)
+            return ops.conv2d_backward(dy, x, k, strides=1, padding="same", dilation_rate=1,
+                                       groups=1, need_input_grad=False)[1]
+        finally:
+            core._set_paths()
+    auto, two = dkernel(True), dkernel(False)
+    _close(auto, ref.conv2d_backward(dy, x, k, padding="same")[1], np.float32, "dkernel")
+    assert np.array_equal(auto, two) == (cpu.isa_name() == "avx512")
+
+
 def test_winograd_can_be_turned_off_by_environment():
     """FASTCONV_WINOGRAD=0 at import gives the direct path's results."""
     script = textwrap.dedent(
