@@ -32,6 +32,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
 # (x shape, kernel shape, strides, padding, dilation, groups)
 CASES = [
     ((2, 7, 9, 5), (3, 3, 5, 6), 1, "same", 1, 1),              # odd sizes
+    ((2, 12, 11, 1), (3, 3, 1, 64), 1, "same", 1, 1),           # first layer: dW reads dy in place
+    ((1, 9, 8, 2), (2, 2, 2, 40), 1, "valid", 1, 1),            # ... full panels + a copied tail
     ((1, 8, 8, 4), (1, 1, 4, 40), 1, "valid", 1, 1),            # 1x1: GEMM, W read in place + packed tail
     ((2, 6, 5, 8), (1, 1, 4, 34), 1, "valid", 1, 2),            # 1x1 grouped
     ((2, 9, 8, 6), (1, 1, 6, 7), 2, "valid", 1, 1),             # 1x1 strided: packed path
@@ -254,6 +256,7 @@ def test_need_input_grad_and_bias_grad(case):
 
 THREAD_CASES = [
     ((4, 32, 32, 8), (3, 3, 8, 8), 1, "same", 1, 1),      # 4 weight-gradient chunks
+    ((4, 32, 32, 1), (3, 3, 1, 32), 1, "same", 1, 1),     # first layer, dy read in place
     ((4, 32, 32, 6), (3, 3, 1, 6), 1, "same", 1, 6),      # depthwise, 4 chunks
     ((4, 15, 13, 16), (3, 3, 16, 24), 1, "same", 1, 1),   # adjoint-conv input gradient
     ((3, 17, 16, 8), (3, 3, 8, 8), 2, "same", 1, 1),      # strided scatter bands

@@ -13,6 +13,8 @@
 #define FC_PATCH_ROWS_MAX_CG 8
 /* Output pixels per sub-block of the weight-gradient GEMM. */
 #define FC_WB_PIXELS ((ptrdiff_t)256)
+/* Pixel blocks up to which a dense-like layer reads its weights in place (no packing). */
+#define FC_IN_PLACE_MAX_BLOCKS 4
 
 /* Copy columns [k0, k0 + kn) of the group-`g` patch rows of output pixels [m0, m0 + mb)
  * into dst (row r at dst + r * ld); padding taps give zeros. Column k = tap * C_g + c. */
@@ -350,6 +352,34 @@ static FC_FN(gemm_set) FC_FN(pick_gemm)(const fc_kernel_table *kt, ptrdiff_t col
     return set;
 }
 
+/* dst[c * nr + j] = src[j * lds + c] for c < n, j < cols, and 0 for cols <= j < nr: a block
+ * of transposed weights. A function of its own (not inlined into the parallel region) so that
+ * its loop keeps its indices in registers: the inlined loop spilled them, ~3x slower (dense
+ * 3136 -> 128 input gradient). Four source rows per pass: each destination row is then written
+ * in runs of four. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static void FC_FN(pack_transposed)(const FC_T *src, ptrdiff_t lds, ptrdiff_t cols, ptrdiff_t n,
+                                   ptrdiff_t nr, FC_T *dst)
+{
+    ptrdiff_t j = 0;
+    for (; j + 4 <= cols; j += 4) {
+        const FC_T *s0 = src + j * lds, *s1 = s0 + lds, *s2 = s1 + lds, *s3 = s2 + lds;
+        FC_T *d = dst + j;
+        for (ptrdiff_t c = 0; c < n; c++, d += nr) {
+            d[0] = s0[c];
+            d[1] = s1[c];
+            d[2] = s2[c];
+            d[3] = s3[c];
+        }
+    }
+    for (; j < cols; j++)
+        for (ptrdiff_t c = 0; c < n; c++) dst[c * nr + j] = src[j * lds + c];
+    for (; j < nr; j++)
+        for (ptrdiff_t c = 0; c < n; c++) dst[c * nr + j] = 0;
+}
+
 /* y = conv_p(x, W) + bias as an implicit GEMM (then the activation `act` per finished block).
  * With `transposed`, `w` is the HWIO kernel of
  * the convolution whose *input gradient* p describes (stride 1): p's input is that conv's dy
@@ -366,12 +396,14 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     const ptrdiff_t G = p->groups, cg = p->c / G, fg = p->f / G, F = p->f;
     const ptrdiff_t taps = p->kh * p->kw, K = taps * cg, M = p->n * p->out_h * p->out_w;
     const ptrdiff_t panels = ceil_div(fg, nr);
-    const ptrdiff_t mb_max = (ptrdiff_t)mr * FC_MB_TILES, mblocks = ceil_div(M, mb_max);
     const int direct = is_pointwise(p);
-    /* 1x1 convolutions and dense layers read the full column panels of the weights in place
-     * (rows F apart): W is then read once per pixel block instead of once to pack it and
-     * again per block; only a last, partial panel is packed (zero-padded). */
-    const int w_in_place = direct && !transposed;
+    const ptrdiff_t mb_max = (ptrdiff_t)mr * FC_MB_TILES, mblocks = ceil_div(M, mb_max);
+    /* Dense layers (1x1 over few pixel blocks) read the full column panels of the weights in
+     * place (rows F apart): packing them would cost more than the few blocks that read them
+     * (64 x 400 -> 120: 0.107 -> 0.087 ms; batch 1: 0.041 -> 0.019 ms). A last, partial panel
+     * is packed (zero-padded). Over many blocks the packed, contiguous panels win (strided
+     * rows conflict in L1: 64x28x28x64 -> 128 forward 10.6 -> 15.0 ms in place). */
+    const int w_in_place = direct && !transposed && mblocks <= FC_IN_PLACE_MAX_BLOCKS;
     /* Reduction blocks: whole taps of kcc channels (tpb taps per block); the direct path
      * blocks K = C_g the same way with a single tap. */
     const ptrdiff_t cblocks = ceil_div(cg, FC_KC_MAX), kcc = ceil_div(cg, cblocks);
@@ -448,13 +480,8 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
             for (ptrdiff_t u = 0; u < G * panels * taps; u++) {
                 const ptrdiff_t gp = u / taps, tap = u % taps, g = gp / panels, pj = gp % panels;
                 const ptrdiff_t f0 = pj * nr, cols = min_pd(nr, fg - f0);
-                const FC_T *rows = w + ((taps - 1 - tap) * fg + f0) * p->c + g * cg;
-                FC_T *dst = wpack + (gp * K + tap * cg) * nr;
-                for (ptrdiff_t j = 0; j < nr; j++) {
-                    const FC_T *src = rows + j * p->c;
-                    if (j < cols) for (ptrdiff_t c = 0; c < cg; c++) dst[c * nr + j] = src[c];
-                    else for (ptrdiff_t c = 0; c < cg; c++) dst[c * nr + j] = 0;
-                }
+                FC_FN(pack_transposed)(w + ((taps - 1 - tap) * fg + f0) * p->c + g * cg, p->c, cols,
+                                       cg, nr, wpack + (gp * K + tap * cg) * nr);
             }
         }
         if (xpad != NULL) FC_FN(padded_rows_fill)(p, x, xpad);
@@ -675,6 +702,11 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
         : min_pd(round_up(K, ws.mr), max_pd(ws.mr, (262144 / (ptrdiff_t)sizeof(FC_T) / wb) / ws.mr * ws.mr));
     const ptrdiff_t kwblocks = ceil_div(K, kcw);
     const ptrdiff_t ldw = kcw + FC_MAX_MR; /* >= kcw + mr - 1: gemm_cola reads whole microtiles */
+    /* dy's full filter panels read in place (rows F apart) when at most two microtile rows
+     * of patch columns read each: the copy then costs about as much as the GEMM (64x28x28x1
+     * -> 32, dW: 0.73 -> 0.59 ms). With more, the packed contiguous panels win (11x11x3 -> 64
+     * stride 4: 16.7 -> 19.5 ms in place; 1x1 64 -> 128: 15.1 -> 17.5 ms). */
+    const int dy_in_place = K <= 2 * ws.mr;
     /* --- input gradient workspaces --- */
     const ptrdiff_t kpanels = ceil_div(K, nr);
     const ptrdiff_t fblocks = ceil_div(fg, FC_KC_MAX), fc = ceil_div(fg, fblocks);
@@ -766,12 +798,11 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                     continue;
                 }
                 for (ptrdiff_t g = 0; g < G; g++) {
-                    /* dy rows of this group, panel by panel: full panels (NR filters) are read
-                     * in place (rows F apart), a last partial one is copied to y_own[pj][r][nr]
-                     * (zero-padded). */
+                    /* dy rows of this group -> panels y_own[pj][r][nr] (zero-padded); with
+                     * few patch columns (dy_in_place) full panels are read in place instead. */
                     for (ptrdiff_t pj = 0; pj < fpanels; pj++) {
                         const ptrdiff_t cols = min_pd(ws.nr, fg - pj * ws.nr);
-                        if (cols == ws.nr) continue;
+                        if (dy_in_place && cols == ws.nr) continue;
                         for (ptrdiff_t r = 0; r < mb; r++) {
                             FC_T *dst = y_own + (pj * wb + r) * ws.nr;
                             const FC_T *src = dy + (m0 + r) * F + g * fg + pj * ws.nr;
@@ -790,7 +821,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                         for (ptrdiff_t kt0 = 0; kt0 < kn; kt0 += ws.mr) {
                             for (ptrdiff_t pj = 0; pj < fpanels; pj++) {
                                 const int cols = (int)min_pd(ws.nr, fg - pj * ws.nr);
-                                const int in_place = cols == ws.nr;
+                                const int in_place = dy_in_place && cols == ws.nr;
                                 ws.cola(mb, p_own + kt0, ldw,
                                         in_place ? dy + m0 * F + g * fg + pj * ws.nr : y_own + pj * wb * ws.nr,
                                         in_place ? F : ws.nr, cdw + (k0 + kt0) * F + g * fg + pj * ws.nr,
@@ -873,6 +904,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
 #undef FC_MB_TILES
 #undef FC_PATCH_ROWS_MAX_CG
 #undef FC_WB_PIXELS
+#undef FC_IN_PLACE_MAX_BLOCKS
 #undef FC_KT
 #undef FC_FN
 #undef FC_CI_CAT
