@@ -402,8 +402,9 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
      * place (rows F apart): packing them would cost more than the few blocks that read them
      * (64 x 400 -> 120: 0.107 -> 0.087 ms; batch 1: 0.041 -> 0.019 ms). A last, partial panel
      * is packed (zero-padded). Over many blocks the packed, contiguous panels win (strided
-     * rows conflict in L1: 64x28x28x64 -> 128 forward 10.6 -> 15.0 ms in place). */
-    const int w_in_place = direct && !transposed && mblocks <= FC_IN_PLACE_MAX_BLOCKS;
+     * rows conflict in L1: 64x28x28x64 -> 128 forward 10.6 -> 15.0 ms in place), unless W's
+     * rows are the panel itself (exactly NR filters, one group). */
+    const int w_in_place = direct && !transposed && (mblocks <= FC_IN_PLACE_MAX_BLOCKS || (G == 1 && F == nr));
     /* Reduction blocks: whole taps of kcc channels (tpb taps per block); the direct path
      * blocks K = C_g the same way with a single tap. */
     const ptrdiff_t cblocks = ceil_div(cg, FC_KC_MAX), kcc = ceil_div(cg, cblocks);
@@ -705,8 +706,9 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     /* dy's full filter panels read in place (rows F apart) when at most two microtile rows
      * of patch columns read each: the copy then costs about as much as the GEMM (64x28x28x1
      * -> 32, dW: 0.73 -> 0.59 ms). With more, the packed contiguous panels win (11x11x3 -> 64
-     * stride 4: 16.7 -> 19.5 ms in place; 1x1 64 -> 128: 15.1 -> 17.5 ms). */
-    const int dy_in_place = K <= 2 * ws.mr;
+     * stride 4: 16.7 -> 19.5 ms in place; 1x1 64 -> 128: 15.1 -> 17.5 ms). With exactly NR
+     * filters and one group, the rows of dy are the panel itself: always in place. */
+    const int dy_in_place = K <= 2 * ws.mr || (G == 1 && F == ws.nr);
     /* --- input gradient workspaces --- */
     const ptrdiff_t kpanels = ceil_div(K, nr);
     const ptrdiff_t fblocks = ceil_div(fg, FC_KC_MAX), fc = ceil_div(fg, fblocks);
