@@ -506,19 +506,20 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                         const int first = cb == 0 && tb == 0;
                         const int last = cb == cblocks - 1 && tb == tloop - 1;
                         for (ptrdiff_t pj = pj0; pj < pj1; pj++) {
-                            const FC_T *bp = wpack + ((g * panels + pj) * K + t0 * cg + c0) * nr;
                             const ptrdiff_t f0 = g * fg + pj * nr;
                             const int cols = (int)min_pd(nr, fg - pj * nr);
+                            /* B: this panel's rows in w itself (rows F apart), or packed */
+                            const int b_in_place = w_in_place && cols == nr;
+                            const FC_T *bp = b_in_place ? w + c0 * F + f0
+                                                        : wpack + ((g * panels + pj) * K + t0 * cg + c0) * nr;
+                            const ptrdiff_t ldb = b_in_place ? F : nr;
                             const FC_T *bias_p = (last && bias != NULL) ? bias + f0 : NULL;
                             for (ptrdiff_t ir = 0; ir < mb; ir += mr) {
                                 FC_T *c = y + (m0 + ir) * F + f0;
                                 const int rows = (int)min_pd(mr, mb - ir);
-                                if (direct && w_in_place && cols == nr)
+                                if (direct)
                                     gs.rowa(kn, x + (m0 + ir) * p->c + g * cg + c0, p->c,
-                                            w + c0 * F + f0, F, c, F, rows, cols, !first, bias_p);
-                                else if (direct)
-                                    gs.rowa(kn, x + (m0 + ir) * p->c + g * cg + c0, p->c,
-                                            bp, nr, c, F, rows, cols, !first, bias_p);
+                                            bp, ldb, c, F, rows, cols, !first, bias_p);
                                 else if (row_ind) /* KH runs of KW * C, rpb runs per call */
                                     for (ptrdiff_t r0 = 0; r0 < p->kh; r0 += rpb) {
                                         const ptrdiff_t rn = min_pd(rpb, p->kh - r0);
