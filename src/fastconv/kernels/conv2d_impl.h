@@ -237,27 +237,40 @@ static void FC_FN(padded_rows_fill)(const fc_conv2d_params *p, const FC_T *x, FC
 /* Row-indirect table of output pixels [m0, m0 + mb): for kernel row i, the KW * C patch values
  * of pixel (n, oh, ow) are one contiguous run of the zero-bordered input row ih = oh * stride_h
  * - pad_top + i * dil_h, starting at padded column ow * stride_w (rows outside the image: the
- * zero row). ind[(tile * KH + i) * mr + r] as in build_indirection, with KH "taps" of KW * C. */
+ * zero row). ind[(tile * KH + i) * mr + r] as in build_indirection, with KH "taps" of KW * C.
+ * A tile within one output row (most of them) has runs stride_w * C apart: its pointers are
+ * a base and multiples of that step, not a walk per pixel (which cost as much as the GEMM on
+ * a 1-channel first layer). */
 static void FC_FN(build_row_indirection)(const fc_conv2d_params *p, const FC_T *xpad,
                                          ptrdiff_t m0, ptrdiff_t mb, int mr, const FC_T **ind)
 {
     const FC_T *zero_row = FC_FN(zero_row)(p, xpad);
-    const ptrdiff_t kh = p->kh, slots = ceil_div(mb, mr) * mr;
+    const ptrdiff_t kh = p->kh, tiles = ceil_div(mb, mr), step = p->stride_w * p->c;
     const ptrdiff_t wpc = padded_row_width(p) * p->c, row_step = p->dil_h * wpc;
-    const FC_T **last = ind + ((mb - 1) / mr) * kh * mr + (mb - 1) % mr;
-    const FC_T **dst = ind; /* slot r, walked as in build_indirection */
     run_walker rw = run_walker_at(p, m0);
-    for (ptrdiff_t r = 0, lane = 0; r < slots; r++) {
-        if (r < mb) { /* kernel row i: padded row ih0 + i * dil_h */
+    for (ptrdiff_t tile = 0; tile < tiles; tile++) {
+        const FC_T **dst = ind + tile * kh * mr;
+        const ptrdiff_t rows = min_pd(mr, mb - tile * mr);
+        if (rw.ow + rows <= p->out_w) { /* one output row: the zero row is read at the same columns */
             for (ptrdiff_t i = 0; i < kh; i++) {
                 const ptrdiff_t at = run_offset(p, &rw, i, row_step);
-                dst[i * mr] = at >= 0 ? xpad + at : zero_row;
+                const FC_T *base = at >= 0 ? xpad + at : zero_row + rw.ow * step;
+                for (ptrdiff_t r = 0; r < rows; r++) dst[i * mr + r] = base + r * step;
             }
+            rw.ow += rows - 1; /* to the tile's last pixel, then on to the next one */
+            rw.at += (rows - 1) * step;
             run_walker_next(p, &rw);
-        } else { /* padding rows of the last tile: repeat row mb - 1 */
-            for (ptrdiff_t i = 0; i < kh; i++) dst[i * mr] = last[i * mr];
+        } else {
+            for (ptrdiff_t r = 0; r < rows; r++) {
+                for (ptrdiff_t i = 0; i < kh; i++) {
+                    const ptrdiff_t at = run_offset(p, &rw, i, row_step);
+                    dst[i * mr + r] = at >= 0 ? xpad + at : zero_row;
+                }
+                run_walker_next(p, &rw);
+            }
         }
-        if (++lane == mr) { lane = 0; dst += (kh - 1) * mr + 1; } else dst++;
+        for (ptrdiff_t i = 0; i < kh; i++) /* padding rows of the last tile: repeat its last row */
+            for (ptrdiff_t r = rows; r < mr; r++) dst[i * mr + r] = dst[i * mr + rows - 1];
     }
 }
 
@@ -514,7 +527,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                                                         : wpack + ((g * panels + pj) * K + t0 * cg + c0) * nr;
                             const ptrdiff_t ldb = b_in_place ? F : nr;
                             const FC_T *bias_p = (last && bias != NULL) ? bias + f0 : NULL;
-                            for (ptrdiff_t ir = 0; ir < mb; ir += mr) {
+                            for (ptrdiff_t ir = 0, tile = 0; ir < mb; ir += mr, tile++) { /* tile = ir / mr */
                                 FC_T *c = y + (m0 + ir) * F + f0;
                                 const int rows = (int)min_pd(mr, mb - ir);
                                 if (direct)
@@ -523,7 +536,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                                 else if (row_ind) /* KH runs of KW * C, rpb runs per call */
                                     for (ptrdiff_t r0 = 0; r0 < p->kh; r0 += rpb) {
                                         const ptrdiff_t rn = min_pd(rpb, p->kh - r0);
-                                        gs.ind(rn, p->kw * cg, ind_own + ((ir / mr) * p->kh + r0) * mr, 0,
+                                        gs.ind(rn, p->kw * cg, ind_own + (tile * p->kh + r0) * mr, 0,
                                                bp + r0 * p->kw * cg * nr, p->kw * cg * nr, c, F, rows,
                                                cols, r0 > 0, r0 + rn == p->kh ? bias_p : NULL);
                                     }
@@ -531,7 +544,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                                     gs.rowa(K, patches_own + ir * K, K, bp, nr, c, F, rows,
                                                          cols, 0, bias_p);
                                 else
-                                    gs.ind(tn, kn, ind_own + ((ir / mr) * taps + t0) * mr,
+                                    gs.ind(tn, kn, ind_own + (tile * taps + t0) * mr,
                                                         g * cg + c0, bp, cg * nr, c, F, rows, cols,
                                                         !first, bias_p);
                             }
