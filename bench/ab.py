@@ -1,11 +1,15 @@
-"""A/B two builds of fastconv on a model's training step and inference, alternating processes.
+"""A/B two builds of fastconv on a model or a convolution, alternating processes.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/ab.py /tmp/old . --model mnist_cnn
+    python bench/ab.py /tmp/old . --conv mnist_c1
+
+With --model, the calls are the model's `train_on_batch` and `predict_on_batch`; with --conv
+(a case of bench/conftest.py's CONV_CASES), `ops.conv2d_forward` and forward + backward.
 
 Each argument is a checkout built in place (`python setup.py build_ext --inplace`; e.g. a
 `git worktree add /tmp/old <commit>` of the previous state). Every round runs one fresh process
 per checkout, A then B, each timing `train_on_batch` and `predict_on_batch` for about a second
-after a warm-up, and prints the 25th percentile of its calls; the summary gives the median over
+after a warm-up (each kind of call), and prints the 25th percentile of its calls; the summary gives the median over
 the rounds and B / A. Separate processes alternated round by round, because on a shared host
 the speed drifts by tens of percent within minutes: only such paired figures compare builds.
 """
@@ -18,14 +22,22 @@ import sys
 _CHILD = r"""
 import sys, time
 import numpy as np
-root, model_name, threads, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+root, what, name, threads, seconds = sys.argv[1:4] + [int(sys.argv[4]), float(sys.argv[5])]
 sys.path[:0] = [root, root + "/bench"]
 import fastconv
-from models import batch, fastconv_model
 fastconv.set_num_threads(threads)
-model = fastconv_model(model_name)
-x, y = batch(model_name)
-for name, fn in (("train", lambda: model.train_on_batch(x, y)), ("infer", lambda: model.predict_on_batch(x))):
+if what == "model":
+    from models import batch, fastconv_model
+    model = fastconv_model(name)
+    x, y = batch(name)
+    calls = (("train", lambda: model.train_on_batch(x, y)), ("infer", lambda: model.predict_on_batch(x)))
+else:
+    from conftest import conv_inputs
+    from fastconv import ops
+    x, k, b, s, p = conv_inputs(name)
+    calls = (("fwd", lambda: ops.conv2d_forward(x, k, b, s, p)),
+             ("fwd+bwd", lambda: ops.conv2d_backward(ops.conv2d_forward(x, k, b, s, p), x, k, s, p)))
+for name, fn in calls:
     for _ in range(5):
         fn()
     times, end = [], time.perf_counter() + seconds
@@ -37,8 +49,8 @@ for name, fn in (("train", lambda: model.train_on_batch(x, y)), ("infer", lambda
 """
 
 
-def run(root, model, threads, seconds):
-    out = subprocess.run([sys.executable, "-c", _CHILD, os.path.abspath(root), model, str(threads),
+def run(root, what, name, threads, seconds):
+    out = subprocess.run([sys.executable, "-c", _CHILD, os.path.abspath(root), what, name, str(threads),
                           str(seconds)], capture_output=True, text=True, check=True).stdout
     return {name: float(value) for name, value in (line.split() for line in out.splitlines())}
 
@@ -47,22 +59,24 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("a", help="checkout A (e.g. the previous build)")
     parser.add_argument("b", help="checkout B (e.g. this one)")
-    parser.add_argument("--model", default="mnist_cnn", choices=["lenet5", "mnist_cnn", "cifar_cnn"])
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--model", default="mnist_cnn", choices=["lenet5", "mnist_cnn", "cifar_cnn"])
+    target.add_argument("--conv", help="a convolution case of bench/conftest.py instead of a model")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.0, help="timed seconds per call kind")
     args = parser.parse_args(argv)
+    what, name = ("conv", args.conv) if args.conv else ("model", args.model)
     results = {"a": [], "b": []}
     for r in range(args.rounds):
         for key in ("a", "b"):
-            results[key].append(run(getattr(args, key), args.model, args.threads, args.seconds))
+            results[key].append(run(getattr(args, key), what, name, args.threads, args.seconds))
         print(f"round {r + 1}: " + "  ".join(
-            f"{k} {kind} {results[k][-1][kind]:.2f} ms" for k in ("a", "b") for kind in ("train", "infer")),
-            flush=True)
-    for kind in ("train", "infer"):
+            f"{k} {kind} {ms:.3f} ms" for k in ("a", "b") for kind, ms in results[k][-1].items()), flush=True)
+    for kind in results["a"][0]:
         a = statistics.median(res[kind] for res in results["a"])
         b = statistics.median(res[kind] for res in results["b"])
-        print(f"{args.model} {kind}, {args.threads} threads: A {a:.2f} ms, B {b:.2f} ms, B / A {b / a:.3f}")
+        print(f"{name} {kind}, {args.threads} threads: A {a:.3f} ms, B {b:.3f} ms, B / A {b / a:.3f}")
 
 
 if __name__ == "__main__":
