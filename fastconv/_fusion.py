@@ -32,9 +32,16 @@ rectifies each value as it reads it (`ops.batch_norm_relu_max_pool_forward_train
 batch norm's output is never written nor read back; the pool is left with the argmax its own
 forward would have recorded and runs its own backward. Same bits as the three layers.
 
+At inference, a MaxPooling2D whose windows tile its input (strides equal to the windows,
+"valid" padding, channels-last, same dtype) right after a Conv2D (alone with a linear or
+kernel-applied activation, or ending a folded Conv2D + BatchNormalization [+ ReLU] chain) is
+applied by the convolution kernel (`ops.conv2d_forward(..., max_pool=...)`): each block of
+output rows is pooled as it is computed, so the unpooled output is never written nor read back
+(MNIST CNN inference, 2 threads: 6.2 -> 4.9 ms). Same bits as the layers run in turn.
+
 `ENABLED` (default True; the environment variable FASTCONV_FUSION=0 sets it False at import)
-switches the BatchNormalization + ReLU fusion off, for tests and A/B measurements; the
-Conv2D/Dense + BatchNormalization folding at inference is not affected.
+switches the BatchNormalization + ReLU fusion and the fused max pooling off, for tests and A/B
+measurements; the Conv2D/Dense + BatchNormalization folding at inference is not affected.
 """
 import os
 
@@ -84,9 +91,10 @@ def _forget_training_pass(*layers):
         layer._forward_training = False
 
 
-def _folded_forward(layer, norm, x, relu=False):
+def _folded_forward(layer, norm, x, relu=False, max_pool=None):
     """The folded pair on x; with `relu`, also a plain ReLU after it, applied by the kernel as
-    it writes the output (the same bits as numpy.maximum of the pair's output)."""
+    it writes the output (the same bits as numpy.maximum of the pair's output); with
+    `max_pool` (a Conv2D's pair only), the pooling after that (see `_pool_window`)."""
     x = layer._prepare_input(x)
     kernel, bias = _folded_weights(layer, norm)
     ops = get_ops()
@@ -94,8 +102,45 @@ def _folded_forward(layer, norm, x, relu=False):
         y = ops.dense_forward(x, kernel, bias, activation="relu" if relu else None)
     else:
         y = ops.conv2d_forward(x, kernel, bias, **layer._conv_args(x.shape[3]),
-                               activation="relu" if relu else None)
+                               activation="relu" if relu else None, max_pool=max_pool)
     _forget_training_pass(layer, norm)
+    return y
+
+
+def _pool_window(layers, j, conv, x):
+    """The windows of layers[j] if it is a MaxPooling2D that the forward kernel of Conv2D `conv`
+    (the layer computing its input from x, through a folded BatchNormalization and ReLU, if
+    any) can apply as it writes its output, else None: channels last, one dtype, windows that
+    tile the output (strides equal to them, no padding), and an activation the kernel applies
+    itself. The unpooled output is then never written (ops.conv2d_forward's `max_pool`)."""
+    if not ENABLED or j >= len(layers) or type(conv) is not Conv2D or np.ndim(x) != 4:
+        return None
+    pool = layers[j]
+    if (type(pool) is not MaxPooling2D or not pool.built or pool.dtype != conv.dtype
+            or pool.data_format == "channels_first" or conv.data_format == "channels_first"
+            or pool.padding != "valid" or pool.strides != pool.pool_size):
+        return None
+    if not (conv.activation.is_linear or conv.activation.fused(np.dtype(conv.dtype), False)):
+        return None
+    out_h, out_w = conv.compute_output_shape(np.shape(x)[1:])[:2]
+    return pool.pool_size if pool.pool_size[0] <= out_h and pool.pool_size[1] <= out_w else None
+
+
+def _pool_applied(pool, y):
+    """What MaxPooling2D `pool` leaves behind at inference, its output y computed by the
+    convolution kernel before it."""
+    _forget_training_pass(pool)
+    pool._output_shape_seen = y.shape
+
+
+def _pooled_conv_forward(conv, x, window):
+    """Conv2D `conv` on x at inference with the max pooling `window` applied by its kernel."""
+    x = conv._prepare_input(x)
+    act = None if conv.activation.is_linear else conv.activation.fused(x.dtype, False)
+    y = get_ops().conv2d_forward(x, conv._conv_kernel(), conv.bias, **conv._conv_args(x.shape[3]),
+                                 activation=act, max_pool=window)
+    _forget_training_pass(conv)
+    conv._output_shape_seen = (x.shape[0],) + tuple(conv.compute_output_shape(x.shape[1:]))
     return y
 
 
@@ -177,24 +222,35 @@ def run_training_backward(layers, first, grad, plan):
     return grad
 
 
-def _relu_applied(relu, y):
-    """What the plain ReLU layer `relu` leaves behind at inference, its output y computed by
-    the kernel before it."""
+def _relu_applied(relu, shape):
+    """What the plain ReLU layer `relu` leaves behind at inference, its output (of `shape`)
+    computed by the kernel before it."""
     _forget_training_pass(relu)
-    relu._output_shape_seen = y.shape
+    relu._output_shape_seen = tuple(shape)
 
 
 def run_inference(layers, x):
     """Apply `layers` in inference mode, folding each foldable (layer, BatchNormalization) pair
-    and, when ENABLED, fusing the plain ReLU after a BatchNormalization."""
+    and, when ENABLED, fusing the plain ReLU after a BatchNormalization and the max pooling
+    after a convolution."""
     i = 0
     while i < len(layers):
         if i + 1 < len(layers) and _foldable(layers[i], layers[i + 1]):
             relu = ENABLED and i + 2 < len(layers) and _bn_relu_fusable(layers[i + 1], layers[i + 2])
-            x = _folded_forward(layers[i], layers[i + 1], x, relu=relu)
+            after = i + (3 if relu else 2)
+            window = _pool_window(layers, after, layers[i], x)
+            if window is not None:
+                unpooled = (np.shape(x)[0],) + tuple(layers[i].compute_output_shape(np.shape(x)[1:]))
+            x = _folded_forward(layers[i], layers[i + 1], x, relu=relu, max_pool=window)
             if relu:
-                _relu_applied(layers[i + 2], x)
-            i += 3 if relu else 2
+                _relu_applied(layers[i + 2], x.shape if window is None else unpooled)
+            if window is not None:
+                _pool_applied(layers[after], x)
+            i = after + (window is not None)
+        elif (window := _pool_window(layers, i + 1, layers[i], x)) is not None:
+            x = _pooled_conv_forward(layers[i], x, window)
+            _pool_applied(layers[i + 1], x)
+            i += 2
         elif ENABLED and i + 1 < len(layers) and _bn_relu_fusable(layers[i], layers[i + 1]):
             x = layers[i]._forward_relu(x, layers[i + 1], training=False)
             i += 2

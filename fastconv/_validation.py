@@ -105,6 +105,28 @@ def check_fused_activation(value, name="activation"):
     raise ValueError(f"`{name}` must be None, 'relu' or 'tanh'; received {value!r}.")
 
 
+def check_fused_max_pool(value, output_hw, name="max_pool"):
+    """A max pooling a forward kernel applies to its output of spatial shape `output_hw`: None,
+    or a positive int or a pair of positive ints (ph, pw) no larger than that shape, the
+    windows (strides equal to them, no padding). Returns None or a tuple of two Python ints;
+    ValueError otherwise."""
+    if value is None:
+        return None
+    pair = (value, value) if isinstance(value, numbers.Integral) else value
+    try:
+        pair = tuple(pair)
+    except TypeError:
+        pair = ()
+    if (len(pair) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                                  and v > 0 for v in pair)):
+        raise ValueError(f"`{name}` must be None, a positive int or a pair of positive ints; "
+                         f"received {value!r}.")
+    if pair[0] > output_hw[0] or pair[1] > output_hw[1]:
+        raise ValueError(f"`{name}` windows {tuple(pair)} do not fit the convolution's output "
+                         f"of spatial shape {tuple(output_hw)}.")
+    return (int(pair[0]), int(pair[1]))
+
+
 def check_float_dtype(dtype, name="dtype"):
     """Return the numpy dtype for a layer's `dtype=` argument (float32 or float64)."""
     try:

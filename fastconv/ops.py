@@ -66,15 +66,21 @@ def _pads(geo):
 
 
 def conv2d_forward(x, kernel, bias=None, strides=1, padding="valid", dilation_rate=1, groups=1,
-                   activation=None):
+                   activation=None, max_pool=None):
     """2-D convolution of NHWC `x` with an HWIO `kernel` (see `fastconv.reference.conv2d_forward`);
     `activation` ("relu" or "tanh") is applied to each output block as it is written (ReLU: the
-    reference's bits; tanh: float32 within 6.3 ulp of the true tanh, float64 the C library's)."""
+    reference's bits; tanh: float32 within 6.3 ulp of the true tanh, float64 the C library's).
+    `max_pool` ((ph, pw) or an int) returns instead the max pooling of that output in ph x pw
+    windows with equal strides and no padding (`max_pool2d_forward`'s bits): pooled block by
+    block as it is computed, so the unpooled output is never written where the path allows
+    (implicit GEMM; Winograd when ph and pw divide its tile)."""
     x, kernel, bias, geo, groups = V.check_conv2d(x, kernel, bias, strides, padding, dilation_rate, groups)
-    out = np.empty((geo.n, geo.out_h, geo.out_w, kernel.shape[3]), dtype=x.dtype)
+    pool = V.check_fused_max_pool(max_pool, (geo.out_h, geo.out_w))
+    ph, pw = pool or (1, 1)
+    out = np.empty((geo.n, geo.out_h // ph, geo.out_w // pw, kernel.shape[3]), dtype=x.dtype)
     _conv.conv2d_forward(_c(x), _c(kernel), _c(bias), out, geo.strides, _pads(geo),
                          geo.dilation, groups, _conv_threads(geo, kernel),
-                         activation=V.check_fused_activation(activation))
+                         activation=V.check_fused_activation(activation), max_pool=pool)
     return out
 
 

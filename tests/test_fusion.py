@@ -190,3 +190,61 @@ def test_tanh_activation_fused_in_float32(dtype):
     np.testing.assert_allclose(hd, np.tanh(fastconv.ops.dense_forward(h, dense.kernel, dense.bias)
                                            .astype(np.float64)), rtol=4e-7 if dtype == np.float32 else 0)
     assert (dense._cache[1] is None) == (dtype == np.float32)
+
+
+def _pooling_stack(dtype):
+    return [L.Conv2D(8, 3, padding="same", dtype=dtype), L.BatchNormalization(dtype=dtype),
+            L.ReLU(dtype=dtype), L.MaxPooling2D(dtype=dtype),                 # folded + ReLU + pool
+            L.Conv2D(16, 3, padding="same", activation="relu", dtype=dtype),
+            L.MaxPooling2D((1, 2), dtype=dtype),                              # conv + ReLU + pool
+            L.Conv2D(16, 3, padding="same", dtype=dtype), L.BatchNormalization(dtype=dtype),
+            L.MaxPooling2D(dtype=dtype),                                      # folded + pool
+            L.Conv2D(4, 1, dtype=dtype), L.MaxPooling2D(2, strides=1, dtype=dtype),  # overlapping
+            L.Flatten(dtype=dtype), L.Dense(3, dtype=dtype)]
+
+
+@pytest.mark.parametrize("backend", ["compiled", "reference"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pooling_applied_by_the_convolution_at_inference(backend, dtype):
+    """A MaxPooling2D whose windows tile its input (strides equal, valid) after a Conv2D (with a
+    kernel-applied activation, a folded BatchNormalization, a fused ReLU) is applied by the
+    convolution kernel at inference: the same bits as with the fusion off."""
+    model = _model(_pooling_stack(dtype), (16, 20, 3))
+    x = np.random.default_rng(8).standard_normal((5, 16, 20, 3)).astype(dtype)
+    with fastconv.use_backend(backend):
+        fused = model.predict(x)
+        for layer in model.layers[:4]:  # what each fused layer leaves behind
+            assert layer._cache is None and layer._forward_training is False
+        assert model.layers[2]._output_shape_seen == (5, 16, 20, 8)
+        assert model.layers[3]._output_shape_seen == (5, 8, 10, 8)
+        try:
+            _fusion.ENABLED = False
+            plain = model.predict(x)
+        finally:
+            _fusion.ENABLED = True
+    np.testing.assert_array_equal(fused, plain)
+    inputs = {0: (16, 20, 3), 4: (8, 10, 8), 6: (8, 5, 16), 9: (4, 2, 16)}
+    windows = [_fusion._pool_window(model.layers, j, model.layers[i], np.zeros((1,) + inputs[i]))
+               for i, j in ((0, 3), (4, 5), (6, 8), (9, 10))]
+    assert windows == [(2, 2), (1, 2), (2, 2), None]
+
+
+def test_max_pooling_not_applied_by_the_convolution_where_it_cannot_be():
+    x = np.random.default_rng(9).standard_normal((2, 8, 8, 2))
+    cases = [
+        [L.Conv2D(3, 3, activation="elu", dtype="float64"), L.MaxPooling2D(dtype="float64")],
+        [L.Conv2D(3, 3, activation="tanh", dtype="float64"), L.MaxPooling2D(dtype="float64")],
+        [L.Conv2D(3, 3, dtype="float64"), L.MaxPooling2D(padding="same", dtype="float64")],
+        [L.Conv2D(3, 3, dtype="float64"), L.MaxPooling2D(3, strides=2, dtype="float64")],
+        [L.Conv2D(3, 3, dtype="float64"), L.AveragePooling2D(dtype="float64")],
+        [L.DepthwiseConv2D(3, dtype="float64"), L.MaxPooling2D(dtype="float64")],
+    ]
+    for stack in cases:
+        model = _model(stack, (8, 8, 2))
+        assert _fusion._pool_window(model.layers, 1, model.layers[0], x) is None
+        np.testing.assert_array_equal(model.predict(x), _layer_by_layer(model, x))
+    model = _model([L.Conv2D(3, 3, data_format="channels_first", dtype="float64"),
+                    L.MaxPooling2D(data_format="channels_first", dtype="float64")], (2, 8, 8))
+    xc = x.transpose(0, 3, 1, 2)
+    assert _fusion._pool_window(model.layers, 1, model.layers[0], xc) is None
+    np.testing.assert_array_equal(model.predict(xc), _layer_by_layer(model, xc))

@@ -730,3 +730,67 @@ def test_fused_tanh_special_values(dtype):
     assert (np.abs(got[~np.isnan(got)]) <= 1).all()
     # non-decreasing up to the approximation's error (it wobbles by a few ulp near saturation)
     assert (np.diff(got[len(special):]) >= -7 * np.finfo(dtype).epsneg).all()
+
+
+# Forward with the max pooling fused (ops.conv2d_forward(..., max_pool=...)): one case per
+# path that pools block by block (row-indirect first layer, patch rows with groups, the
+# indirection table, 1x1, Winograd with 4x4 and with 2x2 tiles, odd output sizes) and per
+# path that pools its whole output afterwards (flat rows, depthwise, a Winograd tile the
+# window does not divide).
+POOLED_CASES = [
+    # x shape, kernel shape, strides, padding, groups, window
+    ((3, 28, 28, 1), (3, 3, 1, 32), 1, "same", 1, (2, 2)),         # row-indirect
+    ((2, 9, 10, 4), (3, 3, 2, 12), 1, "same", 2, (2, 2)),          # patch rows (groups)
+    ((2, 11, 9, 10), (2, 3, 10, 24), (2, 1), "same", 1, (2, 2)),   # indirection table
+    ((2, 9, 9, 8), (1, 1, 8, 40), 1, "valid", 1, (3, 3)),          # 1x1
+    ((2, 14, 14, 32), (3, 3, 32, 64), 1, "same", 1, (2, 2)),       # Winograd, 4x4 tiles
+    ((2, 15, 13, 32), (3, 3, 32, 64), 1, "same", 1, (2, 2)),       # ... odd sizes
+    ((2, 12, 12, 16), (3, 3, 16, 20), 1, "valid", 1, (1, 2)),      # ... 1 x 2 windows
+    ((2, 10, 10, 128), (3, 3, 128, 130), 1, "same", 1, (2, 2)),    # Winograd, 2x2 tiles
+    ((2, 14, 14, 32), (3, 3, 32, 64), 1, "same", 1, (3, 3)),       # Winograd, pooled after
+    ((3, 28, 28, 1), (5, 5, 1, 6), 1, "same", 1, (2, 2)),          # flat rows, pooled after
+    ((2, 10, 10, 4), (3, 3, 1, 8), 1, "same", 4, (2, 2)),          # depthwise, pooled after
+    ((1, 7, 7, 3), (3, 3, 3, 17), 1, "same", 1, (7, 7)),           # one window
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", POOLED_CASES, ids=[f"x{c[0]}-k{c[1]}-w{c[5]}" for c in POOLED_CASES])
+def test_forward_with_fused_max_pool_has_the_bits_of_conv_then_pool(case, dtype):
+    xs, ks, strides, padding, groups, window = case
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(xs).astype(dtype)
+    k = rng.standard_normal(ks).astype(dtype)
+    b = rng.standard_normal(ks[3]).astype(dtype)
+    kw = dict(strides=strides, padding=padding, groups=groups)
+    expected = ref.conv2d_forward(x, k, b, activation="relu", max_pool=window, **kw)
+    np.testing.assert_allclose(ops.conv2d_forward(x, k, b, activation="relu", max_pool=window, **kw),
+                               expected, rtol=1e-4 if dtype == np.float32 else 1e-10,
+                               atol=(1e-4 if dtype == np.float32 else 1e-10) * np.abs(expected).max())
+    x[0, 1, 1, 0] = np.nan  # NaN propagates as in the pooling kernel
+    x[-1, 2, 3, -1] = -0.0
+    try:
+        for threads in (1, 2, 3):
+            fastconv.set_num_threads(threads)
+            for act in (None, "relu", "tanh"):
+                full = ops.conv2d_forward(x, k, b, activation=act, **kw)
+                want = ops.max_pool2d_forward(full, window, window, "valid")
+                got = ops.conv2d_forward(x, k, b, activation=act, max_pool=window, **kw)
+                assert got.shape == want.shape == (xs[0], full.shape[1] // window[0],
+                                                   full.shape[2] // window[1], ks[3])
+                np.testing.assert_array_equal(got.view(f"u{got.itemsize}"), want.view(f"u{want.itemsize}"))
+    finally:
+        fastconv.set_num_threads(None)
+
+
+def test_fused_max_pool_arguments_are_checked():
+    x = np.ones((1, 6, 6, 2), np.float32)
+    k = np.ones((3, 3, 2, 4), np.float32)
+    assert ops.conv2d_forward(x, k, max_pool=2).shape == (1, 2, 2, 4)
+    assert ref.conv2d_forward(x, k, max_pool=(1, 4)).shape == (1, 4, 1, 4)
+    for backend in (ops, ref):
+        for bad in (0, (2,), (2, 0), (2, -1), "2", 1.5, (True, 2)):
+            with pytest.raises(ValueError, match="`max_pool` must be None, a positive int"):
+                backend.conv2d_forward(x, k, max_pool=bad)
+        with pytest.raises(ValueError, match=r"`max_pool` windows \(5, 1\) do not fit"):
+            backend.conv2d_forward(x, k, max_pool=(5, 1))

@@ -3,6 +3,7 @@ import numpy as np
 
 from .. import _validation as V
 from ._windows import crop_padding, pad_nhwc, scatter_windows, windows
+from .pooling import max_pool2d_forward
 
 
 def apply_fused_activation(y, activation):
@@ -16,10 +17,15 @@ def apply_fused_activation(y, activation):
 
 
 def conv2d_forward(x, kernel, bias=None, strides=1, padding="valid", dilation_rate=1, groups=1,
-                   activation=None):
+                   activation=None, max_pool=None):
     """y[n, oh, ow, f] = sum over the window and the group's channels of x * kernel (+ bias),
-    then `activation` (None, "relu": numpy.maximum(y, 0), or "tanh": numpy.tanh(y))."""
+    then `activation` (None, "relu": numpy.maximum(y, 0), or "tanh": numpy.tanh(y)), then, with
+    `max_pool` ((ph, pw) or an int), max_pool2d_forward(y, (ph, pw)) (strides equal, valid)."""
     activation = V.check_fused_activation(activation)
+    if max_pool is not None:
+        y = conv2d_forward(x, kernel, bias, strides, padding, dilation_rate, groups, activation)
+        pool = V.check_fused_max_pool(max_pool, y.shape[1:3])
+        return max_pool2d_forward(y, pool, pool, "valid")
     x, kernel, bias, geo, groups = V.check_conv2d(x, kernel, bias, strides, padding, dilation_rate, groups)
     kh, kw, cin_g, filters = kernel.shape
     win = windows(pad_nhwc(x, geo.padding), geo)  # (N, OH, OW, KH, KW, C)

@@ -29,10 +29,13 @@ cdef extern from "conv2d_params.h":
 cdef extern from "conv2d.h":
     int FC_CONV_OK
     int FC_CONV_NOMEM
-    int fc_conv2d_forward_f32(const fc_conv2d_params *p, const float *x, const float *w,
-                              const float *bias, int act, float *y, int num_threads) nogil
-    int fc_conv2d_forward_f64(const fc_conv2d_params *p, const double *x, const double *w,
-                              const double *bias, int act, double *y, int num_threads) nogil
+    int fc_conv2d_forward_max_pool_f32(const fc_conv2d_params *p, const float *x, const float *w,
+                                       const float *bias, int act, ptrdiff_t pool_h,
+                                       ptrdiff_t pool_w, float *y, int num_threads) nogil
+    int fc_conv2d_forward_max_pool_f64(const fc_conv2d_params *p, const double *x,
+                                       const double *w, const double *bias, int act,
+                                       ptrdiff_t pool_h, ptrdiff_t pool_w, double *y,
+                                       int num_threads) nogil
     int fc_conv2d_backward_f32(const fc_conv2d_params *p, const float *dy, const float *x,
                                const float *w, float *dx, float *dw, float *db,
                                int num_threads) nogil
@@ -212,18 +215,22 @@ cdef int _check_status(int status) except -1:
 
 cdef int _forward(const fc_conv2d_params *p, const floating[:, :, :, ::1] x,
                   const floating[:, :, :, ::1] kernel, const floating[::1] bias,
-                  floating[:, :, :, ::1] out, int act, int num_threads) except -1:
+                  floating[:, :, :, ::1] out, int act, ptrdiff_t pool_h, ptrdiff_t pool_w,
+                  int num_threads) except -1:
+    # pool_h == 0: no pooling (the plain forward)
     cdef const floating *bias_ptr = NULL
     cdef int status
     if bias is not None:
         bias_ptr = &bias[0]
     with nogil:
         if floating is float:
-            status = fc_conv2d_forward_f32(p, &x[0, 0, 0, 0], &kernel[0, 0, 0, 0], bias_ptr,
-                                           act, &out[0, 0, 0, 0], num_threads)
+            status = fc_conv2d_forward_max_pool_f32(p, &x[0, 0, 0, 0], &kernel[0, 0, 0, 0],
+                                                    bias_ptr, act, pool_h, pool_w,
+                                                    &out[0, 0, 0, 0], num_threads)
         else:
-            status = fc_conv2d_forward_f64(p, &x[0, 0, 0, 0], &kernel[0, 0, 0, 0], bias_ptr,
-                                           act, &out[0, 0, 0, 0], num_threads)
+            status = fc_conv2d_forward_max_pool_f64(p, &x[0, 0, 0, 0], &kernel[0, 0, 0, 0],
+                                                    bias_ptr, act, pool_h, pool_w,
+                                                    &out[0, 0, 0, 0], num_threads)
     return _check_status(status)
 
 
@@ -258,9 +265,10 @@ _ACTIVATIONS = {None: 0, "relu": 1, "tanh": 2}
 
 
 def conv2d_forward(x, kernel, bias, out, strides, pads, dilation, groups, num_threads,
-                   activation=None):
+                   activation=None, max_pool=None):
     """out = activation(conv2d(x, kernel) + bias), written into the preallocated `out`, the
-    activation applied while each block is in cache.
+    activation applied while each block is in cache; with `max_pool`, out is the max pooling
+    of that (pooled block by block as it is computed, where the kernel's path allows).
 
     Args:
         x: C-contiguous (N, H, W, C) float32 or float64 array.
@@ -272,20 +280,34 @@ def conv2d_forward(x, kernel, bias, out, strides, pads, dilation, groups, num_th
         num_threads: OpenMP threads to use (>= 1).
         activation: None, "relu" (max(out, 0) as numpy.maximum computes it) or "tanh"
             (float32: within 6.3 ulp of the true tanh; float64: the C library's).
+        max_pool: None, or (ph, pw) positive ints: max pooling in ph x pw windows with strides
+            (ph, pw) and no padding; `out` is then (N, OH // ph, OW // pw, F) and gets the bits
+            of max_pool2d_forward applied to the unpooled output.
     """
     x = _checked(x, "x", None, (None,) * 4)
     kernel = _checked(kernel, "kernel", x.dtype, (None,) * 4)
     cdef fc_conv2d_params p = _geometry(x, kernel, strides, pads, dilation, groups)
     bias = None if bias is None else _checked(bias, "bias", x.dtype, (p.f,))
-    out = _checked(out, "out", x.dtype, (p.n, p.out_h, p.out_w, p.f))
+    cdef ptrdiff_t pool_h = 0, pool_w = 0
+    if max_pool is None:
+        out = _checked(out, "out", x.dtype, (p.n, p.out_h, p.out_w, p.f))
+    else:
+        if (type(max_pool) is not tuple or len(max_pool) != 2
+                or not all(type(v) is int and v > 0 for v in max_pool)):
+            raise ValueError(f"`max_pool` must be None or a tuple of two positive ints; "
+                             f"received {max_pool!r}.")
+        pool_h, pool_w = max_pool
+        out = _checked(out, "out", x.dtype, (p.n, p.out_h // pool_h, p.out_w // pool_w, p.f))
     nt = _positive_int(num_threads, "num_threads")
     act = _ACTIVATIONS.get(activation, -1) if activation is None or type(activation) is str else -1
     if act < 0:
         raise ValueError(f"`activation` must be None, 'relu' or 'tanh'; received {activation!r}.")
+    if out.size == 0:  # (windows larger than the output: nothing to compute)
+        return
     if x.dtype == np.float32:
-        _forward[cython.float](&p, x, kernel, bias, out, act, nt)
+        _forward[cython.float](&p, x, kernel, bias, out, act, pool_h, pool_w, nt)
     else:
-        _forward[cython.double](&p, x, kernel, bias, out, act, nt)
+        _forward[cython.double](&p, x, kernel, bias, out, act, pool_h, pool_w, nt)
 
 
 def conv2d_backward(dy, x, kernel, dx, dkernel, dbias, strides, pads, dilation, groups,

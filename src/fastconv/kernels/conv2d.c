@@ -195,6 +195,12 @@ static inline ptrdiff_t run_offset(const fc_conv2d_params *p, const run_walker *
     return (ih >= 0 && ih < p->h) ? rw->at + i * row_step : -1;
 }
 
+/* A max pooling fused into a forward pass: windows h x w, strides equal to them, no padding
+ * (the pooled output is (N, OH / h, OW / w, F), rounded down). */
+typedef struct {
+    ptrdiff_t h, w;
+} pool_window;
+
 #define FC_T float
 #define FC_SFX f32
 #include "conv2d_impl.h"

@@ -24,6 +24,14 @@ enum { FC_ACT_NONE = 0, FC_ACT_RELU = 1, FC_ACT_TANH = 2 };
     /* y = act(conv(x, w) + bias), act one of FC_ACT_* below; bias may be NULL. */            \
     int fc_conv2d_forward_##SFX(const fc_conv2d_params *p, const T *x, const T *w,             \
                                 const T *bias, int act, T *y, int num_threads);                \
+    /* y = the max pooling of act(conv(x, w) + bias) in pool_h x pool_w windows with equal    \
+     * strides and no padding: y is (N, OH / pool_h, OW / pool_w, F) (rounded down). The same  \
+     * bits as the forward pass then fc_max_pool2d_forward; where the path allows, the         \
+     * unpooled output is never written (it is pooled block by block as it is computed).      \
+     * pool_h <= 0: no pooling, as fc_conv2d_forward. */                                       \
+    int fc_conv2d_forward_max_pool_##SFX(const fc_conv2d_params *p, const T *x, const T *w,    \
+                                         const T *bias, int act, ptrdiff_t pool_h,             \
+                                         ptrdiff_t pool_w, T *y, int num_threads);             \
     /* Gradients for the output gradient dy; dx, dw and db may be NULL (not wanted; db needs  \
      * dw, which it is summed with). */                                                        \
     int fc_conv2d_backward_##SFX(const fc_conv2d_params *p, const T *dy, const T *x,           \

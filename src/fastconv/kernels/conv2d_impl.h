@@ -393,14 +393,38 @@ static void FC_FN(pack_transposed)(const FC_T *src, ptrdiff_t lds, ptrdiff_t col
         for (ptrdiff_t c = 0; c < n; c++) dst[c * nr + j] = 0;
 }
 
+/* Max pooling, fused into a forward pass: pooled row dst (pw_out x F values) from ph
+ * consecutive output rows (row r at src + r * lds), windows of ph x pw from column 0, columns
+ * [f0, f0 + cols) of each pixel. Each window's values are taken in row-major order, a later
+ * one replacing the maximum when greater or NaN: the bits of the pooling kernels (first
+ * maximum kept on ties, NaN propagated). */
+static void FC_FN(max_pool_rows)(const FC_T *src, ptrdiff_t lds, ptrdiff_t ph, ptrdiff_t pw,
+                                 ptrdiff_t pw_out, ptrdiff_t F, ptrdiff_t f0, ptrdiff_t cols,
+                                 FC_T *dst)
+{
+    for (ptrdiff_t q = 0; q < pw_out; q++) {
+        FC_T *o = dst + q * F + f0;
+        const FC_T *first = src + q * pw * F + f0;
+        for (ptrdiff_t f = 0; f < cols; f++) o[f] = first[f];
+        for (ptrdiff_t r = 0; r < ph; r++)
+            for (ptrdiff_t j = r == 0 ? 1 : 0; j < pw; j++) {
+                const FC_T *v = src + r * lds + (q * pw + j) * F + f0;
+                for (ptrdiff_t f = 0; f < cols; f++) o[f] = (v[f] > o[f] || v[f] != v[f]) ? v[f] : o[f];
+            }
+    }
+}
+
 /* y = conv_p(x, W) + bias as an implicit GEMM (then the activation `act` per finished block).
  * With `transposed`, `w` is the HWIO kernel of
  * the convolution whose *input gradient* p describes (stride 1): p's input is that conv's dy
  * (C = its F), p's output its dx, and p's kernel is w with the taps flipped and the two
- * channel axes swapped (the adjoint of a stride-1 convolution). */
+ * channel axes swapped (the adjoint of a stride-1 convolution). With `pool` (not NULL), y is
+ * the max pooling of that output (pool_window), computed a block of pool->h whole output rows
+ * at a time in a scratch block that is pooled as it finishes. */
 static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p,
                                      const FC_T *x, const FC_T *w, int transposed,
-                                     const FC_T *bias, int act, FC_T *y, int num_threads)
+                                     const FC_T *bias, int act, const pool_window *pool, FC_T *y,
+                                     int num_threads)
 {
     /* broad tiles: measured faster with <= 128 channels per group, and on 1x1 / dense layers
      * of any width (64 x 3136 -> 128: 7-17%) */
@@ -410,7 +434,11 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     const ptrdiff_t taps = p->kh * p->kw, K = taps * cg, M = p->n * p->out_h * p->out_w;
     const ptrdiff_t panels = ceil_div(fg, nr);
     const int direct = is_pointwise(p);
-    const ptrdiff_t mb_max = (ptrdiff_t)mr * FC_MB_TILES, mblocks = ceil_div(M, mb_max);
+    /* Pixel blocks of mb_max pixels; with a pool, of the pool->h output rows of one pooled row
+     * (block b: pooled row b of the (N * OH / pool->h) x (OW / pool->w) output). */
+    const ptrdiff_t pool_oh = pool ? p->out_h / pool->h : 0, pool_ow = pool ? p->out_w / pool->w : 0;
+    const ptrdiff_t mb_max = pool ? round_up(pool->h * p->out_w, mr) : (ptrdiff_t)mr * FC_MB_TILES;
+    const ptrdiff_t mblocks = pool ? p->n * pool_oh : ceil_div(M, mb_max);
     /* Dense layers (1x1 over few pixel blocks) read the full column panels of the weights in
      * place (rows F apart): packing them would cost more than the few blocks that read them
      * (64 x 400 -> 120: 0.107 -> 0.087 ms; batch 1: 0.041 -> 0.019 ms). A last, partial panel
@@ -446,9 +474,10 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     if (num_threads > units) num_threads = (int)units; /* no idle threads, no idle buffers */
 
     FC_T *wpack = (FC_T *)fc_alloc((size_t)(G * panels * K * nr) * sizeof(FC_T));
-    FC_T *zeros = NULL, *patches = NULL, *xpad = NULL;
+    FC_T *zeros = NULL, *patches = NULL, *xpad = NULL, *yblk = NULL;
     const FC_T **ind = NULL;
     int failed = wpack == NULL;
+    if (pool) failed |= (yblk = (FC_T *)fc_alloc((size_t)(num_threads * mb_max * F) * sizeof(FC_T))) == NULL;
     if (!direct && !patch_rows && !row_ind) {
         failed |= (zeros = (FC_T *)fc_alloc((size_t)p->c * sizeof(FC_T))) == NULL;
         failed |= (ind = (const FC_T **)fc_alloc((size_t)(num_threads * mb_max * taps) * sizeof(FC_T *))) == NULL;
@@ -461,6 +490,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     }
     if (failed) {
         fc_free(wpack); fc_free(zeros); fc_free((void *)ind); fc_free(patches); fc_free(xpad);
+        fc_free(yblk);
         return FC_CONV_NOMEM;
     }
     if (zeros != NULL) memset(zeros, 0, (size_t)p->c * sizeof(FC_T));
@@ -502,11 +532,15 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
         const FC_T **ind_own = ind == NULL ? NULL
                                : ind + (ptrdiff_t)fc_thread_id() * mb_max * (row_ind ? p->kh : taps);
         FC_T *patches_own = patches == NULL ? NULL : patches + (ptrdiff_t)fc_thread_id() * mb_max * K;
+        FC_T *yblk_own = yblk == NULL ? NULL : yblk + (ptrdiff_t)fc_thread_id() * mb_max * F;
         FC_OMP(for schedule(dynamic, 1))
         for (ptrdiff_t unit = 0; unit < units; unit++) {
             const ptrdiff_t blk = unit / splits, part = unit % splits;
             const ptrdiff_t gp0 = part * gpanels / splits, gp1 = (part + 1) * gpanels / splits;
-            const ptrdiff_t m0 = blk * mb_max, mb = min_pd(mb_max, M - m0);
+            const ptrdiff_t m0 = pool ? ((blk / pool_oh) * p->out_h + (blk % pool_oh) * pool->h) * p->out_w
+                                      : blk * mb_max;
+            const ptrdiff_t mb = pool ? pool->h * p->out_w : min_pd(mb_max, M - m0);
+            FC_T *yb = pool ? yblk_own : y + m0 * F; /* where the block's output rows go */
             if (row_ind) FC_FN(build_row_indirection)(p, xpad, m0, mb, mr, ind_own);
             else if (ind_own != NULL) FC_FN(build_indirection)(p, x, zeros, m0, mb, mr, ind_own);
             for (ptrdiff_t g = gp0 / panels; g * panels < gp1; g++) {
@@ -528,7 +562,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                             const ptrdiff_t ldb = b_in_place ? F : nr;
                             const FC_T *bias_p = (last && bias != NULL) ? bias + f0 : NULL;
                             for (ptrdiff_t ir = 0, tile = 0; ir < mb; ir += mr, tile++) { /* tile = ir / mr */
-                                FC_T *c = y + (m0 + ir) * F + f0;
+                                FC_T *c = yb + ir * F + f0;
                                 const int rows = (int)min_pd(mr, mb - ir);
                                 if (direct)
                                     gs.rowa(kn, x + (m0 + ir) * p->c + g * cg + c0, p->c,
@@ -552,11 +586,15 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                     }
                 }
             }
-            if (act) /* the unit's rows, its panels' columns */
+            if (act || pool) /* the unit's rows, its panels' columns */
                 for (ptrdiff_t gp = gp0; gp < gp1; gp++) {
                     const ptrdiff_t g = gp / panels, pj = gp % panels;
                     const ptrdiff_t f0 = g * fg + pj * nr, cols = min_pd(nr, fg - pj * nr);
-                    for (ptrdiff_t r = 0; r < mb; r++) FC_FN(activate)(kt, act, y + (m0 + r) * F + f0, cols);
+                    if (act)
+                        for (ptrdiff_t r = 0; r < mb; r++) FC_FN(activate)(kt, act, yb + r * F + f0, cols);
+                    if (pool)
+                        FC_FN(max_pool_rows)(yb, p->out_w * F, pool->h, pool->w, pool_ow, F, f0, cols,
+                                             y + blk * pool_ow * F);
                 }
         }
         fc_denormals_restore(csr);
@@ -566,6 +604,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     fc_free((void *)ind);
     fc_free(patches);
     fc_free(xpad);
+    fc_free(yblk);
     return FC_CONV_OK;
 }
 
@@ -598,31 +637,76 @@ static void FC_FN(reduce_chunks)(const FC_T *part, ptrdiff_t chunks, ptrdiff_t d
 #include "conv2d_winograd_impl.h"
 #include "conv2d_flat_impl.h"
 
-/* A convolution without groups' special paths: Winograd or flat rows where they apply (and
- * are allowed), else the implicit GEMM. Arguments as implicit_gemm_conv. */
-static int FC_FN(gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p, const FC_T *x,
-                            const FC_T *w, int transposed, const FC_T *bias, int act, FC_T *y,
-                            int num_threads)
+/* y = act(conv(x, w) + bias) by the depthwise kernels or gemm_conv below: the full output. */
+static int FC_FN(plain_forward)(const fc_kernel_table *kt, const fc_conv2d_params *p, const FC_T *x,
+                                const FC_T *w, const FC_T *bias, int act, FC_T *y, int num_threads);
+
+/* The pooled forward of a path that writes the whole output: into a workspace, then pooled. */
+static int FC_FN(forward_then_pool)(const fc_kernel_table *kt, const fc_conv2d_params *p,
+                                    const FC_T *x, const FC_T *w, const FC_T *bias, int act,
+                                    const pool_window *pool, FC_T *y, int num_threads)
 {
-    flat_geom fg;
-    if ((conv_paths & FC_PATH_WINOGRAD) && FC_FN(winograd_applies)(p))
-        return FC_FN(winograd_conv)(kt, p, x, w, transposed, bias, act, y, num_threads);
-    if (FC_FN(flat_plan_for)(kt, p, &fg))
-        return FC_FN(flat_conv)(kt, p, &fg, x, w, transposed, bias, act, y, num_threads);
-    return FC_FN(implicit_gemm_conv)(kt, p, x, w, transposed, bias, act, y, num_threads);
+    const ptrdiff_t F = p->f, pool_oh = p->out_h / pool->h, pool_ow = p->out_w / pool->w;
+    FC_T *full = (FC_T *)fc_alloc((size_t)(p->n * p->out_h * p->out_w * F) * sizeof(FC_T));
+    if (full == NULL) return FC_CONV_NOMEM;
+    const int status = FC_FN(plain_forward)(kt, p, x, w, bias, act, full, num_threads);
+    if (status == FC_CONV_OK) {
+        FC_OMP(parallel for schedule(static) num_threads(num_threads))
+        for (ptrdiff_t row = 0; row < p->n * pool_oh; row++)
+            FC_FN(max_pool_rows)(full + ((row / pool_oh) * p->out_h + (row % pool_oh) * pool->h) * p->out_w * F,
+                                 p->out_w * F, pool->h, pool->w, pool_ow, F, 0, F, y + row * pool_ow * F);
+    }
+    fc_free(full);
+    return status;
 }
 
-int FC_FN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_T *w,
-                             const FC_T *bias, int act, FC_T *y, int num_threads)
+/* A convolution without groups' special paths: Winograd or flat rows where they apply (and
+ * are allowed), else the implicit GEMM. Arguments as implicit_gemm_conv; a pool the chosen
+ * path cannot fuse (flat rows; Winograd tiles the window does not divide) is applied after. */
+static int FC_FN(gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p, const FC_T *x,
+                            const FC_T *w, int transposed, const FC_T *bias, int act,
+                            const pool_window *pool, FC_T *y, int num_threads)
 {
-    const fc_kernel_table *kt = fc_get_kernels();
-    if (num_threads < 1) num_threads = 1;
+    flat_geom fg;
+    if ((conv_paths & FC_PATH_WINOGRAD) && FC_FN(winograd_applies)(p)) {
+        const int m = FC_FN(winograd_tile)(p);
+        if (pool == NULL || (m % pool->h == 0 && m % pool->w == 0))
+            return FC_FN(winograd_conv)(kt, p, x, w, transposed, bias, act, pool, y, num_threads);
+    } else if (!FC_FN(flat_plan_for)(kt, p, &fg)) {
+        return FC_FN(implicit_gemm_conv)(kt, p, x, w, transposed, bias, act, pool, y, num_threads);
+    } else if (pool == NULL) {
+        return FC_FN(flat_conv)(kt, p, &fg, x, w, transposed, bias, act, y, num_threads);
+    }
+    return FC_FN(forward_then_pool)(kt, p, x, w, bias, act, pool, y, num_threads);
+}
+
+static int FC_FN(plain_forward)(const fc_kernel_table *kt, const fc_conv2d_params *p, const FC_T *x,
+                                const FC_T *w, const FC_T *bias, int act, FC_T *y, int num_threads)
+{
     if (is_depthwise(p)) {
         const int status = FC_FN(depthwise_forward)(kt, p, x, w, bias, y, num_threads);
         if (status == FC_CONV_OK && act) FC_FN(activate)(kt, act, y, p->n * p->out_h * p->out_w * p->f);
         return status;
     }
-    return FC_FN(gemm_conv)(kt, p, x, w, 0, bias, act, y, num_threads);
+    return FC_FN(gemm_conv)(kt, p, x, w, 0, bias, act, NULL, y, num_threads);
+}
+
+int FC_FN(fc_conv2d_forward)(const fc_conv2d_params *p, const FC_T *x, const FC_T *w,
+                             const FC_T *bias, int act, FC_T *y, int num_threads)
+{
+    return FC_FN(plain_forward)(fc_get_kernels(), p, x, w, bias, act, y, num_threads < 1 ? 1 : num_threads);
+}
+
+int FC_FN(fc_conv2d_forward_max_pool)(const fc_conv2d_params *p, const FC_T *x, const FC_T *w,
+                                      const FC_T *bias, int act, ptrdiff_t pool_h, ptrdiff_t pool_w,
+                                      FC_T *y, int num_threads)
+{
+    const fc_kernel_table *kt = fc_get_kernels();
+    const pool_window pool = {pool_h, pool_w};
+    if (num_threads < 1) num_threads = 1;
+    if (pool_h <= 0) return FC_FN(plain_forward)(kt, p, x, w, bias, act, y, num_threads);
+    if (is_depthwise(p)) return FC_FN(forward_then_pool)(kt, p, x, w, bias, act, &pool, y, num_threads);
+    return FC_FN(gemm_conv)(kt, p, x, w, 0, bias, act, &pool, y, num_threads);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -910,7 +994,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     fc_free(dxpad);
     if (dx != NULL && !dx_scatter) {
         /* dx[n, h, w] = sum over taps of dy[n, h + pt - i*dh, w + pl - j*dw] . W[i, j]^T */
-        return FC_FN(gemm_conv)(kt, &adj, dy, w, 1, NULL, 0, dx, adjoint_threads);
+        return FC_FN(gemm_conv)(kt, &adj, dy, w, 1, NULL, 0, NULL, dx, adjoint_threads);
     }
     return FC_CONV_OK;
 }

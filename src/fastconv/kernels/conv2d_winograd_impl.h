@@ -108,10 +108,12 @@ static int FC_FN(winograd_tile)(const fc_conv2d_params *p)
 }
 
 /* y = act(conv_p(x, w) + bias); `transposed` as in implicit_gemm_conv (w is then the HWIO kernel
- * of the convolution whose input gradient p describes). */
+ * of the convolution whose input gradient p describes). With `pool` (its window dividing the
+ * tile size m), y is the max pooling of that output: each output tile goes to a scratch tile,
+ * whose windows are pooled into y. */
 static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p,
                                 const FC_T *x, const FC_T *w, int transposed, const FC_T *bias,
-                                int act, FC_T *y, int num_threads)
+                                int act, const pool_window *pool, FC_T *y, int num_threads)
 {
     const ptrdiff_t C = p->c, F = p->f;
     const int m = FC_FN(winograd_tile)(p), a = m + 2, a2 = a * a;
@@ -125,7 +127,8 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
     const ptrdiff_t tb = max_pd(mr, min_pd(8 * mr, budget / mr * mr));
     const ptrdiff_t blocks = ceil_div(tiles, tb);
     if (num_threads > blocks) num_threads = (int)blocks;
-    const ptrdiff_t vsize = a2 * tb * C, msize = a2 * tb * F;
+    const ptrdiff_t vsize = a2 * tb * C, msize = a2 * tb * F + (pool ? m * m * F : 0);
+    const ptrdiff_t pool_oh = pool ? p->out_h / pool->h : 0, pool_ow = pool ? p->out_w / pool->w : 0;
     const FC_CI_CAT(FC_CI_CAT(fc_wino_input, FC_SFX), fn) input = m == 4 ? FC_KT(kt, wino4_input) : FC_KT(kt, wino_input);
     const FC_CI_CAT(FC_CI_CAT(fc_wino_output, FC_SFX), fn) output = m == 4 ? FC_KT(kt, wino4_output) : FC_KT(kt, wino_output);
 
@@ -171,12 +174,19 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
                 const ptrdiff_t n = tl.n, ty = tl.ty, tx = tl.tx;
                 const int out_rows = (int)min_pd(m, p->out_h - m * ty);
                 const int out_cols = (int)min_pd(m, p->out_w - m * tx);
-                FC_T *y_rows[4];
+                FC_T *y_rows[4], *tile_rows = mbuf + a2 * tb * F; /* (pool: m x m x F scratch) */
                 for (int r = 0; r < out_rows; r++)
-                    y_rows[r] = y + ((n * p->out_h + m * ty + r) * p->out_w + m * tx) * F;
+                    y_rows[r] = pool ? tile_rows + r * m * F
+                                     : y + ((n * p->out_h + m * ty + r) * p->out_w + m * tx) * F;
                 output(mbuf + t * F, tb * F, F, bias, y_rows, out_rows, out_cols);
                 if (act)
                     for (int r = 0; r < out_rows; r++) FC_FN(activate)(kt, act, y_rows[r], out_cols * F);
+                if (pool) /* the tile's whole windows (m / pool->h per column, as many per row) */
+                    for (ptrdiff_t i = 0; i < out_rows / pool->h; i++)
+                        FC_FN(max_pool_rows)(tile_rows + i * pool->h * m * F, m * F, pool->h, pool->w,
+                                             out_cols / pool->w, F, 0, F,
+                                             y + ((n * pool_oh + ty * (m / pool->h) + i) * pool_ow +
+                                                  tx * (m / pool->w)) * F);
             }
         }
         fc_denormals_restore(csr);
