@@ -1,8 +1,8 @@
 /* AVX2 + FMA kernels (compiled with -mavx2 -mfma; chosen at run time by dispatch.c).
  *
  * float32: 6 x 16 tile (12 ymm accumulators), float64: 6 x 8; narrow kernels for few
- * columns: 12 x 8 and 12 x 4. Column tails use maskload / maskstore with a lane mask built
- * from the count.
+ * columns: 12 x 8 and 12 x 4. Column tails: maskload with a lane mask built from the count,
+ * stores in pieces (store_n32 / store_n64).
  */
 #include "gemm.h"
 
@@ -21,6 +21,38 @@ static inline __m256i lanes64(int n)
     return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
 }
 
+/* Stores of lanes [0, n), 0 < n < vector length, as 128-bit / 64-bit / scalar pieces: AMD's
+ * Zen cores run vmaskmovps / vmaskmovpd stores as long microcoded sequences (half of a col2im
+ * addition's time went to its masked tail store: 30-value runs, LeNet-5 C2 input gradient). */
+static inline void store_n32(float *p, __m256 v, int n)
+{
+    __m128 part = _mm256_castps256_ps128(v);
+    if (n >= 4) {
+        _mm_storeu_ps(p, part);
+        part = _mm256_extractf128_ps(v, 1);
+        p += 4;
+        n -= 4;
+    }
+    if (n >= 2) {
+        _mm_storel_pi((__m64 *)p, part);
+        part = _mm_movehl_ps(part, part);
+        p += 2;
+        n -= 2;
+    }
+    if (n >= 1) _mm_store_ss(p, part);
+}
+static inline void store_n64(double *p, __m256d v, int n)
+{
+    __m128d part = _mm256_castpd256_pd128(v);
+    if (n >= 2) {
+        _mm_storeu_pd(p, part);
+        part = _mm256_extractf128_pd(v, 1);
+        p += 2;
+        n -= 2;
+    }
+    if (n >= 1) _mm_store_sd(p, part);
+}
+
 /* ---- float32: wide 6 x 16 and narrow 12 x 8 tiles ---- */
 #define FC_T float
 #define FC_VT __m256
@@ -33,7 +65,7 @@ static inline __m256i lanes64(int n)
 #define FC_VSUB(a, b) _mm256_sub_ps(a, b)
 #define FC_VSTORE(p, v) _mm256_storeu_ps(p, v)
 #define FC_VLOAD_N(p, n) _mm256_maskload_ps(p, lanes32(n))
-#define FC_VSTORE_N(p, v, n) _mm256_maskstore_ps(p, lanes32(n), v)
+#define FC_VSTORE_N(p, v, n) store_n32(p, v, n)
 #define FC_TILE_SFX f32
 #define FC_TILE_MR 6
 #define FC_TILE_NARROW_SFX f32n
@@ -52,7 +84,7 @@ static inline __m256i lanes64(int n)
 #define FC_VSUB(a, b) _mm256_sub_pd(a, b)
 #define FC_VSTORE(p, v) _mm256_storeu_pd(p, v)
 #define FC_VLOAD_N(p, n) _mm256_maskload_pd(p, lanes64(n))
-#define FC_VSTORE_N(p, v, n) _mm256_maskstore_pd(p, lanes64(n), v)
+#define FC_VSTORE_N(p, v, n) store_n64(p, v, n)
 #define FC_TILE_SFX f64
 #define FC_TILE_MR 6
 #define FC_TILE_NARROW_SFX f64n
@@ -86,8 +118,7 @@ static void act_tanh_f32(float *y, ptrdiff_t n)
     }
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, tanh8(_mm256_loadu_ps(y + i)));
     if (i < n) {
-        const __m256i m = lanes32((int)(n - i));
-        _mm256_maskstore_ps(y + i, m, tanh8(_mm256_maskload_ps(y + i, m)));
+        store_n32(y + i, tanh8(_mm256_maskload_ps(y + i, lanes32((int)(n - i)))), (int)(n - i));
     }
 }
 
