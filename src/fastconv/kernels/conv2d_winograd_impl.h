@@ -129,6 +129,7 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
     if (num_threads > blocks) num_threads = (int)blocks;
     const ptrdiff_t vsize = a2 * tb * C, msize = a2 * tb * F + (pool ? m * m * F : 0);
     const ptrdiff_t pool_oh = pool ? p->out_h / pool->h : 0, pool_ow = pool ? p->out_w / pool->w : 0;
+    const int relu_after_pool = pool && act == FC_ACT_RELU; /* (see max_pool_rows) */
     const FC_CI_CAT(FC_CI_CAT(fc_wino_input, FC_SFX), fn) input = m == 4 ? FC_KT(kt, wino4_input) : FC_KT(kt, wino_input);
     const FC_CI_CAT(FC_CI_CAT(fc_wino_output, FC_SFX), fn) output = m == 4 ? FC_KT(kt, wino4_output) : FC_KT(kt, wino_output);
 
@@ -179,12 +180,12 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
                     y_rows[r] = pool ? tile_rows + r * m * F
                                      : y + ((n * p->out_h + m * ty + r) * p->out_w + m * tx) * F;
                 output(mbuf + t * F, tb * F, F, bias, y_rows, out_rows, out_cols);
-                if (act)
+                if (act && !relu_after_pool)
                     for (int r = 0; r < out_rows; r++) FC_FN(activate)(kt, act, y_rows[r], out_cols * F);
                 if (pool) /* the tile's whole windows (m / pool->h per column, as many per row) */
                     for (ptrdiff_t i = 0; i < out_rows / pool->h; i++)
                         FC_FN(max_pool_rows)(tile_rows + i * pool->h * m * F, m * F, pool->h, pool->w,
-                                             out_cols / pool->w, F, 0, F,
+                                             out_cols / pool->w, F, 0, F, relu_after_pool,
                                              y + ((n * pool_oh + ty * (m / pool->h) + i) * pool_ow +
                                                   tx * (m / pool->w)) * F);
             }
