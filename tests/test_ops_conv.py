@@ -62,6 +62,8 @@ CASES = [
     # (dW^T when filters are few) and col2im.
     ((3, 28, 28, 1), (5, 5, 1, 6), 1, "same", 1, 1),            # LeNet-5 C1
     ((4, 30, 30, 1), (5, 5, 1, 6), 1, "same", 1, 1),            # ... in 3 chunks
+    ((3, 40, 31, 1), (3, 3, 1, 24), 1, "same", 1, 1),           # db from the dW GEMM, 3 chunks
+    ((2, 9, 11, 2), (2, 2, 2, 20), 1, "valid", 1, 1),           # ... (K = 8), one chunk
     ((2, 13, 11, 3), (3, 4, 3, 5), (2, 3), ((4, 1), (7, 2)), 1, 1),  # pads wider than kernel
     ((2, 9, 9, 2), (2, 3, 2, 40), 1, ((0, 3), (5, 0)), (2, 1), 1),   # height dilation, F > NR
     ((1, 20, 21, 3), (11, 11, 3, 8), 4, 2, 1, 1),               # AlexNet-like stem

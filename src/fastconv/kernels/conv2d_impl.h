@@ -286,9 +286,11 @@ static inline void FC_FN(copy_run)(FC_T *dst, const FC_T *src, ptrdiff_t len)
 
 /* Patch rows (the layout of build_patch_rows, one group, no width dilation) of output pixels
  * [m0, m0 + mb) from zero-bordered input rows: KH branch-free run copies per pixel. Row
- * stride ld >= K + FC_RUN_CHUNK - 1. */
+ * stride ld >= K + FC_RUN_CHUNK - 1. With `ones_column`, column K of every row is 1 (the
+ * weight gradient's GEMM then sums dy into its row K: the bias gradient). */
 static void FC_FN(patch_rows_from_padded)(const fc_conv2d_params *p, const FC_T *xpad,
-                                          ptrdiff_t m0, ptrdiff_t mb, FC_T *dst, ptrdiff_t ld)
+                                          ptrdiff_t m0, ptrdiff_t mb, FC_T *dst, ptrdiff_t ld,
+                                          int ones_column)
 {
     const FC_T *zero_row = FC_FN(zero_row)(p, xpad);
     const ptrdiff_t rowlen = p->kw * p->c, row_step = p->dil_h * padded_row_width(p) * p->c;
@@ -298,6 +300,7 @@ static void FC_FN(patch_rows_from_padded)(const fc_conv2d_params *p, const FC_T 
             const ptrdiff_t at = run_offset(p, &rw, i, row_step);
             FC_FN(copy_run)(dst + r * ld + i * rowlen, at >= 0 ? xpad + at : zero_row, rowlen);
         }
+        if (ones_column) dst[r * ld + p->kh * rowlen] = 1; /* (after the runs' slack) */
         run_walker_next(p, &rw);
     }
 }
@@ -835,10 +838,19 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     const ptrdiff_t frows = round_up(F, mr);
     /* The col2im scatter of such layers adds runs into zero-bordered dx rows. */
     const int scatter_padded = dx_scatter && G == 1 && p->dil_w == 1 && cg < FC_PATCH_ROWS_MAX_CG;
+    /* Bias gradient from the weight-gradient GEMM: patch rows built per pixel (one block of
+     * whole rows) with a spare microtile row past K take a constant-1 column K, whose row of
+     * the GEMM's result is the sum of dy (a second pass over dy summing it cost ~20% of
+     * 64x28x28x1 -> 32's weight gradient). Row K then lands just after the chunk's dW, so
+     * every chunk, the first too, sums into a [dW | db] scratch block (part[ch]), and the
+     * first is copied to dw / db before the others are added. */
+    const int db_in_gemm = padded_rows && !dw_transposed && db != NULL && kwblocks == 1 &&
+                           K % ws.mr != 0 && K + 1 <= kcw;
     FC_T *part = NULL, *wt = NULL, *pbuf = NULL, *ybuf = NULL, *dbuf = NULL, *xpad = NULL;
     FC_T *dxpad = NULL;
     int failed = 0;
-    if (chunks > 1) failed |= (part = (FC_T *)fc_alloc((size_t)((chunks - 1) * (dw_elems + F)) * sizeof(FC_T))) == NULL;
+    const ptrdiff_t part_chunks = db_in_gemm ? chunks : chunks - 1; /* scratch chunk blocks */
+    if (part_chunks > 0) failed |= (part = (FC_T *)fc_alloc((size_t)(part_chunks * (dw_elems + F)) * sizeof(FC_T))) == NULL;
     /* Patch, dy and col2im buffers per thread, for a team no larger than the work. */
     const ptrdiff_t band_rows = scatter_band_rows(p, mb_max);
     const ptrdiff_t bands = ceil_div(p->out_h, band_rows);
@@ -882,9 +894,11 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
             /* a unit runs start to end on one thread: buffers per thread */
             FC_T *p_own = pbuf + tid * pstride;
             FC_T *y_own = ybuf + tid * ystride;
-            FC_T *cdw = ch == 0 ? dw : part + (ch - 1) * (dw_elems + F);
-            /* the bias gradient belongs to the chunk's first unit */
-            FC_T *cdb = db == NULL || kp > 0 ? NULL
+            FC_T *cdw = db_in_gemm ? part + ch * (dw_elems + F)
+                        : ch == 0 ? dw : part + (ch - 1) * (dw_elems + F);
+            /* the bias gradient belongs to the chunk's first unit (summed here unless the
+             * GEMM sums it) */
+            FC_T *cdb = db == NULL || kp > 0 || db_in_gemm ? NULL
                         : (ch == 0 ? db : part + (ch - 1) * (dw_elems + F) + dw_elems);
             const ptrdiff_t c0 = ch * M / chunks, c1 = (ch + 1) * M / chunks;
             if (cdb != NULL) memset(cdb, 0, (size_t)F * sizeof(FC_T));
@@ -898,7 +912,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                     FC_T *dwt = y_own, *dyb = y_own + frows * nr;
                     memcpy(dyb, dy + m0 * F, (size_t)(mb * F) * sizeof(FC_T));
                     for (ptrdiff_t e = mb * F; e < mb * F + mr; e++) dyb[e] = 0;
-                    FC_FN(patch_rows_from_padded)(p, xpad, m0, mb, p_own, nr);
+                    FC_FN(patch_rows_from_padded)(p, xpad, m0, mb, p_own, nr, 0);
                     for (ptrdiff_t f0 = 0; f0 < F; f0 += mr)
                         FC_KT(kt, gemm_cola)(mb, dyb + f0, F, p_own, nr, dwt + f0 * nr, nr,
                                              (int)min_pd(mr, F - f0), (int)K, accumulate, NULL);
@@ -920,19 +934,20 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                     for (ptrdiff_t kb = kb0; kb < kb1; kb++) {
                         const ptrdiff_t k0 = kb * kcw, kn = min_pd(kcw, K - k0);
                         if (xpad != NULL)
-                            FC_FN(patch_rows_from_padded)(p, xpad, m0, mb, p_own, ldw);
+                            FC_FN(patch_rows_from_padded)(p, xpad, m0, mb, p_own, ldw, db_in_gemm);
                         else if (kwblocks == 1) /* whole patch rows: the cheaper copy */
                             FC_FN(build_patch_rows)(p, x, g * cg, m0, mb, p_own, ldw);
                         else
                             FC_FN(pack_patches)(p, x, g, m0, mb, k0, kn, p_own, ldw);
-                        for (ptrdiff_t kt0 = 0; kt0 < kn; kt0 += ws.mr) {
+                        const ptrdiff_t krows = kn + db_in_gemm; /* (row K: the bias sums) */
+                        for (ptrdiff_t kt0 = 0; kt0 < krows; kt0 += ws.mr) {
                             for (ptrdiff_t pj = 0; pj < fpanels; pj++) {
                                 const int cols = (int)min_pd(ws.nr, fg - pj * ws.nr);
                                 const int in_place = dy_in_place && cols == ws.nr;
                                 ws.cola(mb, p_own + kt0, ldw,
                                         in_place ? dy + m0 * F + g * fg + pj * ws.nr : y_own + pj * wb * ws.nr,
                                         in_place ? F : ws.nr, cdw + (k0 + kt0) * F + g * fg + pj * ws.nr,
-                                        F, (int)min_pd(ws.mr, kn - kt0), cols, accumulate, NULL);
+                                        F, (int)min_pd(ws.mr, krows - kt0), cols, accumulate, NULL);
                             }
                         }
                     }
@@ -943,7 +958,14 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                     for (ptrdiff_t f = 0; f < F; f++) cdw[k * F + f] = y_own[f * nr + k];
         }
         /* (after the implicit barrier) */
-        FC_FN(reduce_chunks)(part, chunks, dw_elems, dw, db, F);
+        if (db_in_gemm && chunks > 0) { /* the first chunk's [dW | db] -> dw, db */
+            FC_OMP(for schedule(static))
+            for (ptrdiff_t e = 0; e < dw_elems + F; e++) {
+                if (e < dw_elems) dw[e] = part[e];
+                else db[e - dw_elems] = part[e];
+            }
+        }
+        FC_FN(reduce_chunks)(db_in_gemm ? part + dw_elems + F : part, chunks, dw_elems, dw, db, F);
 
         if (dx_scatter) {
             /* W^T -> panels over K: wt[((g * kpanels + pk) * fg + f) * nr + j] = w[pk*nr + j, g, f]. */
