@@ -715,6 +715,8 @@ int FC_FN(fc_conv2d_forward_max_pool)(const fc_conv2d_params *p, const FC_T *x, 
     const pool_window pool = {pool_h, pool_w};
     if (num_threads < 1) num_threads = 1;
     if (pool_h <= 0) return FC_FN(plain_forward)(kt, p, x, w, bias, act, y, num_threads);
+    if (p->n < 1 || pool_w < 1 || p->out_h / pool_h < 1 || p->out_w / pool_w < 1)
+        return FC_CONV_OK; /* an empty pooled output: nothing to write */
     if (is_depthwise(p)) return FC_FN(forward_then_pool)(kt, p, x, w, bias, act, &pool, y, num_threads);
     return FC_FN(gemm_conv)(kt, p, x, w, 0, bias, act, &pool, y, num_threads);
 }
