@@ -20,6 +20,12 @@
  * about 10x that, as in cuDNN / NNPACK. Tests compare both with the reference.
  */
 
+/* Padding (values: one 64-byte line of float32, two of float64) after each transform point's
+ * block of V, M and D. */
+#ifndef FC_WINO_PAD
+#define FC_WINO_PAD ((ptrdiff_t)16)
+#endif
+
 /* G of F(2x2, 3x3) and F(4x4, 3x3) (rows: the a transform points). */
 static const double FC_FN(wino_g2)[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
 static const double FC_FN(wino_g4)[6][3] = {{1.0 / 4, 0, 0},
@@ -127,7 +133,11 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
     const ptrdiff_t tb = max_pd(mr, min_pd(8 * mr, budget / mr * mr));
     const ptrdiff_t blocks = ceil_div(tiles, tb);
     if (num_threads > blocks) num_threads = (int)blocks;
-    const ptrdiff_t vsize = a2 * tb * C, msize = a2 * tb * F + (pool ? m * m * F : 0);
+    /* V and M hold a2 blocks of tb rows; each block padded by a cache line (FC_WINO_PAD), so that
+     * the a2 streams a transform writes or reads are not a multiple of 4 KiB apart: they would
+     * all fall in one L1 set (e.g. tb * C = 48 * 64 values = 12 KiB). */
+    const ptrdiff_t vxs = tb * C + FC_WINO_PAD, mxs = tb * F + FC_WINO_PAD; /* block strides */
+    const ptrdiff_t vsize = a2 * vxs, msize = a2 * mxs + (pool ? m * m * F : 0);
     const ptrdiff_t pool_oh = pool ? p->out_h / pool->h : 0, pool_ow = pool ? p->out_w / pool->w : 0;
     const int relu_after_pool = pool && act == FC_ACT_RELU; /* (see max_pool_rows) */
     const FC_CI_CAT(FC_CI_CAT(fc_wino_input, FC_SFX), fn) input = m == 4 ? FC_KT(kt, wino4_input) : FC_KT(kt, wino_input);
@@ -154,11 +164,11 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
         FC_OMP(for schedule(dynamic, 1))
         for (ptrdiff_t blk = 0; blk < blocks; blk++) {
             const ptrdiff_t t0 = blk * tb, tn = min_pd(tb, tiles - t0);
-            /* inputs -> V: v[(xi * tb + t) * C + c] */
+            /* inputs -> V: v[xi * vxs + t * C + c] */
             for (ptrdiff_t t = 0; t < tn; t++) {
                 const FC_T *src[36];
                 FC_FN(wino_input_block)(p, x, zeros, FC_FN(wino_tile_at)(t0 + t, th, tw), m, src);
-                input(src, C, v + t * C, tb * C);
+                input(src, C, v + t * C, vxs);
             }
             /* M_xi = V_xi @ U_xi */
             for (int xi = 0; xi < a2; xi++)
@@ -166,7 +176,7 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
                     const FC_T *bp = upack + (xi * panels + pj) * C * nr;
                     const int cols = (int)min_pd(nr, F - pj * nr);
                     for (ptrdiff_t ir = 0; ir < tn; ir += mr)
-                        gs.rowa(C, v + (xi * tb + ir) * C, C, bp, nr, mbuf + (xi * tb + ir) * F + pj * nr,
+                        gs.rowa(C, v + xi * vxs + ir * C, C, bp, nr, mbuf + xi * mxs + ir * F + pj * nr,
                                 F, (int)min_pd(mr, tn - ir), cols, 0, NULL);
                 }
             /* M -> output tiles */
@@ -175,11 +185,11 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
                 const ptrdiff_t n = tl.n, ty = tl.ty, tx = tl.tx;
                 const int out_rows = (int)min_pd(m, p->out_h - m * ty);
                 const int out_cols = (int)min_pd(m, p->out_w - m * tx);
-                FC_T *y_rows[4], *tile_rows = mbuf + a2 * tb * F; /* (pool: m x m x F scratch) */
+                FC_T *y_rows[4], *tile_rows = mbuf + a2 * mxs; /* (pool: m x m x F scratch) */
                 for (int r = 0; r < out_rows; r++)
                     y_rows[r] = pool ? tile_rows + r * m * F
                                      : y + ((n * p->out_h + m * ty + r) * p->out_w + m * tx) * F;
-                output(mbuf + t * F, tb * F, F, bias, y_rows, out_rows, out_cols);
+                output(mbuf + t * F, mxs, F, bias, y_rows, out_rows, out_cols);
                 if (act && !relu_after_pool)
                     for (int r = 0; r < out_rows; r++) FC_FN(activate)(kt, act, y_rows[r], out_cols * F);
                 if (pool) /* the tile's whole windows (m / pool->h per column, as many per row) */
@@ -229,7 +239,10 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
     const ptrdiff_t tb = max_pd(16, min_pd(256, (ptrdiff_t)(8 * 1024 * 1024 / sizeof(FC_T)) / (a2 * (C + fp))));
     if (num_threads > chunks) num_threads = (int)chunks;
     /* (each part a whole number of 64-byte lines: D holds the packed GEMM panels) */
-    const ptrdiff_t vsize = round_up(a2 * tb * C + FC_MAX_MR, 16), dsize = round_up(a2 * panels * tb * nr, 16);
+    /* V and D blocks padded by a cache line each, as in winograd_conv (here tb * C and
+     * panels * tb * nr are multiples of 4 KiB for most layers) */
+    const ptrdiff_t vxs = tb * C + FC_WINO_PAD, dxs = panels * tb * nr + FC_WINO_PAD; /* block strides */
+    const ptrdiff_t vsize = round_up(a2 * vxs + FC_MAX_MR, 16), dsize = round_up(a2 * dxs, 16);
     const ptrdiff_t per_thread = vsize + dsize;
     const FC_CI_CAT(FC_CI_CAT(fc_wino_input, FC_SFX), fn) input =
         m == 4 ? FC_KT(kt, wino4_input) : FC_KT(kt, wino_input);
@@ -265,7 +278,7 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
                     const ptrdiff_t n = tl.n, ty = tl.ty, tx = tl.tx;
                     const FC_T *src[36];
                     FC_FN(wino_input_block)(p, x, zeros, tl, m, src);
-                    input(src, C, v + t * C, tb * C);
+                    input(src, C, v + t * C, vxs);
                     for (int i = 0; i < m; i++) /* output-gradient block (0 past the edge) */
                         for (int j = 0; j < m; j++) {
                             const ptrdiff_t oh = m * ty + i, ow = m * tx + j;
@@ -273,20 +286,20 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
                             const FC_T *g = inside ? dy + ((n * p->out_h + oh) * p->out_w + ow) * F : zeros;
                             src[i * m + j] = g;
                         }
-                    dy_transform(src, F, d + t * nr, panels * tb * nr, nr, tb * nr);
+                    dy_transform(src, F, d + t * nr, dxs, nr, tb * nr);
                 }
                 /* bias sums: transform point (1, 1) of A e A^T is the sum of the block e (row 1
                  * of A is all ones), so the tiles' D rows there sum dy (padding columns are 0) */
                 for (ptrdiff_t pj = 0; pj < panels; pj++)
-                    FC_KT(kt, add_rows)(cdb + pj * nr, d + ((a + 1) * panels + pj) * tb * nr, tn, nr);
+                    FC_KT(kt, add_rows)(cdb + pj * nr, d + (a + 1) * dxs + pj * tb * nr, tn, nr);
                 /* Q_xi (+)= V_xi^T @ D_xi: rows = channels, reduction over the block's tiles */
                 const int accumulate = t0 > c0;
                 for (int xi = 0; xi < a2; xi++)
                     for (ptrdiff_t pj = 0; pj < panels; pj++) {
-                        const FC_T *bp = d + (xi * panels + pj) * tb * nr;
+                        const FC_T *bp = d + xi * dxs + pj * tb * nr;
                         const int cols = (int)min_pd(nr, F - pj * nr);
                         for (ptrdiff_t cc = 0; cc < C; cc += mr)
-                            gs.cola(tn, v + xi * tb * C + cc, C, bp, nr, q + (xi * C + cc) * F + pj * nr, F,
+                            gs.cola(tn, v + xi * vxs + cc, C, bp, nr, q + (xi * C + cc) * F + pj * nr, F,
                                     (int)min_pd(mr, C - cc), cols, accumulate, NULL);
                     }
             }
