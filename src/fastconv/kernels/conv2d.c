@@ -201,6 +201,15 @@ typedef struct {
     ptrdiff_t h, w;
 } pool_window;
 
+/* Output pixel (n * OH + oh) * OW at which pooled row `row` (= n * (OH / h) + its row) starts:
+ * the first of the pool->h output rows it is taken from. */
+static inline ptrdiff_t pooled_row_pixel(const fc_conv2d_params *p, const pool_window *pool,
+                                         ptrdiff_t row)
+{
+    const ptrdiff_t pool_oh = p->out_h / pool->h;
+    return ((row / pool_oh) * p->out_h + (row % pool_oh) * pool->h) * p->out_w;
+}
+
 #define FC_T float
 #define FC_SFX f32
 #include "conv2d_impl.h"

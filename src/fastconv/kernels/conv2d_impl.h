@@ -547,8 +547,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
         for (ptrdiff_t unit = 0; unit < units; unit++) {
             const ptrdiff_t blk = unit / splits, part = unit % splits;
             const ptrdiff_t gp0 = part * gpanels / splits, gp1 = (part + 1) * gpanels / splits;
-            const ptrdiff_t m0 = pool ? ((blk / pool_oh) * p->out_h + (blk % pool_oh) * pool->h) * p->out_w
-                                      : blk * mb_max;
+            const ptrdiff_t m0 = pool ? pooled_row_pixel(p, pool, blk) : blk * mb_max;
             const ptrdiff_t mb = pool ? pool->h * p->out_w : min_pd(mb_max, M - m0);
             FC_T *yb = pool ? yblk_own : y + m0 * F; /* where the block's output rows go */
             if (row_ind) FC_FN(build_row_indirection)(p, xpad, m0, mb, mr, ind_own);
@@ -663,8 +662,8 @@ static int FC_FN(forward_then_pool)(const fc_kernel_table *kt, const fc_conv2d_p
     if (status == FC_CONV_OK) {
         FC_OMP(parallel for schedule(static) num_threads(num_threads))
         for (ptrdiff_t row = 0; row < p->n * pool_oh; row++)
-            FC_FN(max_pool_rows)(full + ((row / pool_oh) * p->out_h + (row % pool_oh) * pool->h) * p->out_w * F,
-                                 p->out_w * F, pool->h, pool->w, pool_ow, F, 0, F, 0, y + row * pool_ow * F);
+            FC_FN(max_pool_rows)(full + pooled_row_pixel(p, pool, row) * F, p->out_w * F, pool->h, pool->w,
+                                 pool_ow, F, 0, F, 0, y + row * pool_ow * F);
     }
     fc_free(full);
     return status;

@@ -24,6 +24,8 @@
  * block of V, M and D. */
 #ifndef FC_WINO_PAD
 #define FC_WINO_PAD ((ptrdiff_t)16)
+/* (c, f) values per step of the weight gradient's final transform (vectorised over them) */
+#define FC_WINO_RUN 64
 #endif
 
 /* G of F(2x2, 3x3) and F(4x4, 3x3) (rows: the a transform points). */
@@ -308,11 +310,10 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
         FC_FN(reduce_chunks)(qall + stride, chunks, q_elems, qall, qall + q_elems, fp);
         /* dW[i][j][c][f] = (G^T Q_cf G)[i][j], in double; vectorised over runs of consecutive
          * (c, f) (each value summed in the same order as one at a time) */
-        const ptrdiff_t run = 64;
         FC_OMP(for schedule(static))
-        for (ptrdiff_t cf0 = 0; cf0 < C * F; cf0 += run) {
-            const ptrdiff_t n = min_pd(run, C * F - cf0);
-            double t[6][3][64]; /* t = Q G per run element */
+        for (ptrdiff_t cf0 = 0; cf0 < C * F; cf0 += FC_WINO_RUN) {
+            const ptrdiff_t n = min_pd(FC_WINO_RUN, C * F - cf0);
+            double t[6][3][FC_WINO_RUN]; /* t = Q G per run element */
             for (int r = 0; r < a; r++)
                 for (int j = 0; j < 3; j++) {
                     for (ptrdiff_t e = 0; e < n; e++) t[r][j][e] = 0;
@@ -323,7 +324,7 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
                 }
             for (int i = 0; i < 3; i++)
                 for (int j = 0; j < 3; j++) {
-                    double acc[64];
+                    double acc[FC_WINO_RUN];
                     for (ptrdiff_t e = 0; e < n; e++) acc[e] = 0;
                     for (int r = 0; r < a; r++)
                         for (ptrdiff_t e = 0; e < n; e++) acc[e] += G[r * 3 + i] * t[r][j][e];

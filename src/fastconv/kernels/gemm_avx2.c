@@ -41,16 +41,10 @@ static inline void store_n32(float *p, __m256 v, int n)
     }
     if (n >= 1) _mm_store_ss(p, part);
 }
+/* (doubles: the same pieces, two float lanes per double; a store moves bits, not values) */
 static inline void store_n64(double *p, __m256d v, int n)
 {
-    __m128d part = _mm256_castpd256_pd128(v);
-    if (n >= 2) {
-        _mm_storeu_pd(p, part);
-        part = _mm256_extractf128_pd(v, 1);
-        p += 2;
-        n -= 2;
-    }
-    if (n >= 1) _mm_store_sd(p, part);
+    store_n32((float *)p, _mm256_castpd_ps(v), 2 * n);
 }
 
 /* ---- float32: wide 6 x 16 and narrow 12 x 8 tiles ---- */
