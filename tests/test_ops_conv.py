@@ -67,6 +67,9 @@ CASES = [
     ((2, 13, 11, 3), (3, 4, 3, 5), (2, 3), ((4, 1), (7, 2)), 1, 1),  # pads wider than kernel
     ((2, 9, 9, 2), (2, 3, 2, 40), 1, ((0, 3), (5, 0)), (2, 1), 1),   # height dilation, F > NR
     ((1, 20, 21, 3), (11, 11, 3, 8), 4, 2, 1, 1),               # AlexNet-like stem
+    # framed images: runs of whole tiles in one kernel call, kernel rows split over calls
+    ((2, 31, 60, 3), (11, 11, 3, 20), 2, ((3, 2), (3, 4)), 1, 1),
+    ((2, 10, 12, 9), (2, 3, 9, 6), 1, ((3, 2), (4, 1)), 1, 1),  # adjoint with negative pads
 ]
 CASE_IDS = [f"x{c[0]}-k{c[1]}-s{c[2]}-p{c[3]}-d{c[4]}-g{c[5]}" for c in CASES]
 

@@ -154,6 +154,22 @@ static ptrdiff_t padded_row_width(const fc_conv2d_params *p)
     return (p->out_w - 1) * p->stride_w + p->kw;
 }
 
+/* Framed images (the forward of few-channel layers): image n is framed_rows rows of
+ * padded_row_width * C values, framed row r holding input row r - pad_top with zero borders
+ * (all zeros outside the image). Every kernel row of every output pixel is then one run
+ * inside its image: a pixel's runs are dil_h rows apart, and those of consecutive pixels of
+ * an output row stride_w * C values apart, so the pointers of a tile within one output row
+ * are one shared table plus the offset of its first pixel. */
+static ptrdiff_t framed_rows(const fc_conv2d_params *p)
+{
+    return (p->out_h - 1) * p->stride_h + (p->kh - 1) * p->dil_h + 1;
+}
+
+static ptrdiff_t framed_offset(const fc_conv2d_params *p, ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow)
+{
+    return ((n * framed_rows(p) + oh * p->stride_h) * padded_row_width(p) + ow * p->stride_w) * p->c;
+}
+
 /* Walks consecutive output pixels m = (n * OH + oh) * OW + ow, keeping the offset in the
  * zero-bordered rows of kernel row 0's run (`at`, advanced by an addition per pixel; valid
  * only for kernel rows inside the image) and the input row ih0 of kernel row 0. */

@@ -234,43 +234,77 @@ static void FC_FN(padded_rows_fill)(const fc_conv2d_params *p, const FC_T *x, FC
         FC_FN(build_padded_row)(p, x, row, xpad + row * wpc);
 }
 
-/* Row-indirect table of output pixels [m0, m0 + mb): for kernel row i, the KW * C patch values
- * of pixel (n, oh, ow) are one contiguous run of the zero-bordered input row ih = oh * stride_h
- * - pad_top + i * dil_h, starting at padded column ow * stride_w (rows outside the image: the
- * zero row). ind[(tile * KH + i) * mr + r] as in build_indirection, with KH "taps" of KW * C.
- * A tile within one output row (most of them) has runs stride_w * C apart: its pointers are
- * a base and multiples of that step, not a walk per pixel (which cost as much as the GEMM on
- * a 1-channel first layer). */
-static void FC_FN(build_row_indirection)(const fc_conv2d_params *p, const FC_T *xpad,
-                                         ptrdiff_t m0, ptrdiff_t mb, int mr, const FC_T **ind)
+/* Framed images of x (see framed_rows). Every thread of the team calls it (ends with the
+ * loop's barrier). */
+static void FC_FN(framed_fill)(const fc_conv2d_params *p, const FC_T *x, FC_T *xf)
 {
-    const FC_T *zero_row = FC_FN(zero_row)(p, xpad);
-    const ptrdiff_t kh = p->kh, tiles = ceil_div(mb, mr), step = p->stride_w * p->c;
-    const ptrdiff_t wpc = padded_row_width(p) * p->c, row_step = p->dil_h * wpc;
-    run_walker rw = run_walker_at(p, m0);
-    for (ptrdiff_t tile = 0; tile < tiles; tile++) {
-        const FC_T **dst = ind + tile * kh * mr;
-        const ptrdiff_t rows = min_pd(mr, mb - tile * mr);
-        if (rw.ow + rows <= p->out_w) { /* one output row: the zero row is read at the same columns */
-            for (ptrdiff_t i = 0; i < kh; i++) {
-                const ptrdiff_t at = run_offset(p, &rw, i, row_step);
-                const FC_T *base = at >= 0 ? xpad + at : zero_row + rw.ow * step;
-                for (ptrdiff_t r = 0; r < rows; r++) dst[i * mr + r] = base + r * step;
-            }
-            rw.ow += rows - 1; /* to the tile's last pixel, then on to the next one */
-            rw.at += (rows - 1) * step;
-            run_walker_next(p, &rw);
-        } else {
-            for (ptrdiff_t r = 0; r < rows; r++) {
-                for (ptrdiff_t i = 0; i < kh; i++) {
-                    const ptrdiff_t at = run_offset(p, &rw, i, row_step);
-                    dst[i * mr + r] = at >= 0 ? xpad + at : zero_row;
-                }
-                run_walker_next(p, &rw);
-            }
+    const ptrdiff_t hf = framed_rows(p), wpc = padded_row_width(p) * p->c;
+    FC_OMP(for schedule(static))
+    for (ptrdiff_t row = 0; row < p->n * hf; row++) {
+        const ptrdiff_t n = row / hf, ih = row % hf - p->pad_top;
+        FC_T *dst = xf + row * wpc;
+        if (ih >= 0 && ih < p->h) FC_FN(build_padded_row)(p, x, n * p->h + ih, dst);
+        else memset(dst, 0, (size_t)wpc * sizeof(FC_T));
+    }
+}
+
+/* The shared run tables of tiles within one output row, for 1..mr rows: table rows - 1 at
+ * shapes + (rows - 1) * KH * mr holds, for kernel row i and tile row r, xf plus the offset of
+ * that run from the tile's first pixel (rows past `rows` repeat the last). A tile passes its
+ * first pixel's framed_offset as the indirect kernel's a_offset. */
+static void FC_FN(framed_shapes)(const fc_conv2d_params *p, const FC_T *xf, int mr, const FC_T **shapes)
+{
+    const ptrdiff_t kh = p->kh, step = p->stride_w * p->c, row_step = p->dil_h * padded_row_width(p) * p->c;
+    for (ptrdiff_t rows = 1; rows <= mr; rows++)
+        for (ptrdiff_t i = 0; i < kh; i++)
+            for (ptrdiff_t r = 0; r < mr; r++)
+                shapes[((rows - 1) * kh + i) * mr + r] = xf + i * row_step + min_pd(r, rows - 1) * step;
+}
+
+/* How the indirect kernel reads a tile of a framed image: through `tab` (KH * mr pointers)
+ * with a_offset `off`; `run` tiles from this one (this one included) share tab, with
+ * offsets mr * stride_w * C apart: one kernel call computes them all. */
+typedef struct {
+    const FC_T *const *tab;
+    ptrdiff_t off, run;
+} FC_FN(framed_tile);
+
+/* The tiles of output pixels [m0, m0 + mb) (tile t: pixels from m0 + t * mr). A tile within
+ * one output row (most of them) takes a shared shape; one that spans two rows gets its own
+ * table in own + t * KH * mr (offset 0). */
+static void FC_FN(framed_tiles)(const fc_conv2d_params *p, const FC_T *xf, const FC_T *const *shapes,
+                                ptrdiff_t m0, ptrdiff_t mb, int mr, const FC_T **own,
+                                FC_FN(framed_tile) *tiles)
+{
+    const ptrdiff_t kh = p->kh, row_step = p->dil_h * padded_row_width(p) * p->c;
+    const ptrdiff_t tile_step = mr * p->stride_w * p->c, count = ceil_div(mb, mr);
+    const FC_T *const *whole = shapes + (mr - 1) * kh * mr; /* the shape of a whole tile */
+    ptrdiff_t n, oh, ow;
+    pixel_at(p, m0, &n, &oh, &ow);
+    for (ptrdiff_t t = 0; t < count; t++) {
+        const ptrdiff_t rows = min_pd(mr, mb - t * mr);
+        if (ow + rows <= p->out_w) {
+            tiles[t].tab = shapes + (rows - 1) * kh * mr;
+            tiles[t].off = framed_offset(p, n, oh, ow);
+            ow += rows - 1; /* to the tile's last pixel, then on to the next one */
+            next_pixel(p, &n, &oh, &ow);
+            continue;
         }
-        for (ptrdiff_t i = 0; i < kh; i++) /* padding rows of the last tile: repeat its last row */
+        const FC_T **dst = own + t * kh * mr;
+        for (ptrdiff_t r = 0; r < rows; r++) {
+            const FC_T *run = xf + framed_offset(p, n, oh, ow);
+            for (ptrdiff_t i = 0; i < kh; i++) dst[i * mr + r] = run + i * row_step;
+            next_pixel(p, &n, &oh, &ow);
+        }
+        for (ptrdiff_t i = 0; i < kh; i++) /* padding rows of the tile: repeat its last row */
             for (ptrdiff_t r = rows; r < mr; r++) dst[i * mr + r] = dst[i * mr + rows - 1];
+        tiles[t].tab = dst;
+        tiles[t].off = 0;
+    }
+    for (ptrdiff_t t = count - 1; t >= 0; t--) { /* runs of whole tiles at consecutive offsets */
+        const int chained = t + 1 < count && tiles[t].tab == whole && tiles[t + 1].tab == whole &&
+                            tiles[t + 1].off == tiles[t].off + tile_step;
+        tiles[t].run = chained ? tiles[t + 1].run + 1 : 1;
     }
 }
 
@@ -463,9 +497,10 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     const ptrdiff_t tpb = ceil_div(taps, tblocks0), tblocks = ceil_div(taps, tpb);
     /* Few channels per group (first layers): each tap would give the indirect kernel only a
      * few multiply-adds per pointer. With one group and no width dilation, the KW taps of a
-     * kernel row are one contiguous run of a zero-bordered copy of the input row: the
-     * indirect kernel then reads KH runs of KW * C values per pixel (in blocks of `rpb` kernel
-     * rows, at most FC_KC_MAX values) and nothing is copied per pixel. Otherwise (groups,
+     * kernel row are one contiguous run of the framed images (framed_rows): the indirect
+     * kernel then reads KH runs of KW * C values per pixel (in blocks of `rpb` kernel rows, at
+     * most FC_KC_MAX values) through a table shared by the tiles within an output row, and
+     * nothing is copied or built per pixel. Otherwise (groups,
      * width dilation) the block's patches are copied into contiguous rows of K values (one
      * reduction block) for the row kernel. */
     const int few_channels = !direct && cg < FC_PATCH_ROWS_MAX_CG;
@@ -484,26 +519,32 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     if (num_threads > units) num_threads = (int)units; /* no idle threads, no idle buffers */
 
     FC_T *wpack = (FC_T *)fc_alloc((size_t)(G * panels * K * nr) * sizeof(FC_T));
-    FC_T *zeros = NULL, *patches = NULL, *xpad = NULL, *yblk = NULL;
-    const FC_T **ind = NULL;
+    FC_T *zeros = NULL, *patches = NULL, *xframed = NULL, *yblk = NULL;
+    const FC_T **ind = NULL, **shapes = NULL;
+    FC_FN(framed_tile) *ftiles = NULL;
+    const ptrdiff_t tiles_max = ceil_div(mb_max, mr);
     int failed = wpack == NULL;
     if (pool) failed |= (yblk = (FC_T *)fc_alloc((size_t)(num_threads * mb_max * F) * sizeof(FC_T))) == NULL;
     if (!direct && !patch_rows && !row_ind) {
         failed |= (zeros = (FC_T *)fc_alloc((size_t)p->c * sizeof(FC_T))) == NULL;
         failed |= (ind = (const FC_T **)fc_alloc((size_t)(num_threads * mb_max * taps) * sizeof(FC_T *))) == NULL;
     }
-    if (row_ind) { /* padded input rows, then the zero row */
-        failed |= (xpad = FC_FN(padded_rows_alloc)(p)) == NULL;
+    if (row_ind) { /* framed images; shared run tables; per thread, tables of its tiles */
+        const size_t framed = (size_t)(p->n * framed_rows(p) * padded_row_width(p) * p->c);
+        failed |= (xframed = (FC_T *)fc_alloc(framed * sizeof(FC_T))) == NULL;
+        failed |= (shapes = (const FC_T **)fc_alloc((size_t)(mr * p->kh * mr) * sizeof(FC_T *))) == NULL;
         failed |= (ind = (const FC_T **)fc_alloc((size_t)(num_threads * mb_max * p->kh) * sizeof(FC_T *))) == NULL;
+        failed |= (ftiles = (FC_FN(framed_tile) *)fc_alloc((size_t)(num_threads * tiles_max) * sizeof(*ftiles))) == NULL;
     } else if (patch_rows) {
         failed |= (patches = (FC_T *)fc_alloc((size_t)(num_threads * mb_max * K) * sizeof(FC_T))) == NULL;
     }
     if (failed) {
-        fc_free(wpack); fc_free(zeros); fc_free((void *)ind); fc_free(patches); fc_free(xpad);
-        fc_free(yblk);
+        fc_free(wpack); fc_free(zeros); fc_free((void *)ind); fc_free(patches); fc_free(xframed);
+        fc_free((void *)shapes); fc_free(ftiles); fc_free(yblk);
         return FC_CONV_NOMEM;
     }
     if (zeros != NULL) memset(zeros, 0, (size_t)p->c * sizeof(FC_T));
+    if (shapes != NULL) FC_FN(framed_shapes)(p, xframed, mr, shapes);
 
     FC_OMP(parallel num_threads(num_threads))
     {
@@ -538,11 +579,12 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                                        cg, nr, wpack + (gp * K + tap * cg) * nr);
             }
         }
-        if (xpad != NULL) FC_FN(padded_rows_fill)(p, x, xpad);
+        if (xframed != NULL) FC_FN(framed_fill)(p, x, xframed);
         const FC_T **ind_own = ind == NULL ? NULL
                                : ind + (ptrdiff_t)fc_thread_id() * mb_max * (row_ind ? p->kh : taps);
         FC_T *patches_own = patches == NULL ? NULL : patches + (ptrdiff_t)fc_thread_id() * mb_max * K;
         FC_T *yblk_own = yblk == NULL ? NULL : yblk + (ptrdiff_t)fc_thread_id() * mb_max * F;
+        FC_FN(framed_tile) *ftiles_own = ftiles == NULL ? NULL : ftiles + (ptrdiff_t)fc_thread_id() * tiles_max;
         FC_OMP(for schedule(dynamic, 1))
         for (ptrdiff_t unit = 0; unit < units; unit++) {
             const ptrdiff_t blk = unit / splits, part = unit % splits;
@@ -550,7 +592,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
             const ptrdiff_t m0 = pool ? pooled_row_pixel(p, pool, blk) : blk * mb_max;
             const ptrdiff_t mb = pool ? pool->h * p->out_w : min_pd(mb_max, M - m0);
             FC_T *yb = pool ? yblk_own : y + m0 * F; /* where the block's output rows go */
-            if (row_ind) FC_FN(build_row_indirection)(p, xpad, m0, mb, mr, ind_own);
+            if (row_ind) FC_FN(framed_tiles)(p, xframed, shapes, m0, mb, mr, ind_own, ftiles_own);
             else if (ind_own != NULL) FC_FN(build_indirection)(p, x, zeros, m0, mb, mr, ind_own);
             for (ptrdiff_t g = gp0 / panels; g * panels < gp1; g++) {
                 const ptrdiff_t pj0 = max_pd(gp0 - g * panels, 0), pj1 = min_pd(gp1 - g * panels, panels);
@@ -570,26 +612,32 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                                                         : wpack + ((g * panels + pj) * K + t0 * cg + c0) * nr;
                             const ptrdiff_t ldb = b_in_place ? F : nr;
                             const FC_T *bias_p = (last && bias != NULL) ? bias + f0 : NULL;
+                            if (row_ind) { /* runs of tiles; KH runs of KW * C, rpb per call */
+                                const ptrdiff_t kc = p->kw * cg, step = mr * p->stride_w * p->c;
+                                for (ptrdiff_t tile = 0; tile * mr < mb; tile += ftiles_own[tile].run) {
+                                    const FC_FN(framed_tile) *ft = ftiles_own + tile;
+                                    const int rows = (int)min_pd(mr, mb - tile * mr);
+                                    for (ptrdiff_t r0 = 0; r0 < p->kh; r0 += rpb) {
+                                        const ptrdiff_t rn = min_pd(rpb, p->kh - r0);
+                                        gs.ind(rn, kc, ft->tab + r0 * mr, ft->off, step, ft->run,
+                                               bp + r0 * kc * nr, kc * nr, yb + tile * mr * F + f0, F,
+                                               rows, cols, r0 > 0, r0 + rn == p->kh ? bias_p : NULL);
+                                    }
+                                }
+                                continue;
+                            }
                             for (ptrdiff_t ir = 0, tile = 0; ir < mb; ir += mr, tile++) { /* tile = ir / mr */
                                 FC_T *c = yb + ir * F + f0;
                                 const int rows = (int)min_pd(mr, mb - ir);
                                 if (direct)
                                     gs.rowa(kn, x + (m0 + ir) * p->c + g * cg + c0, p->c,
                                             bp, ldb, c, F, rows, cols, !first, bias_p);
-                                else if (row_ind) /* KH runs of KW * C, rpb runs per call */
-                                    for (ptrdiff_t r0 = 0; r0 < p->kh; r0 += rpb) {
-                                        const ptrdiff_t rn = min_pd(rpb, p->kh - r0);
-                                        gs.ind(rn, p->kw * cg, ind_own + (tile * p->kh + r0) * mr, 0,
-                                               bp + r0 * p->kw * cg * nr, p->kw * cg * nr, c, F, rows,
-                                               cols, r0 > 0, r0 + rn == p->kh ? bias_p : NULL);
-                                    }
                                 else if (patches_own != NULL) /* one block: K = taps * cg */
                                     gs.rowa(K, patches_own + ir * K, K, bp, nr, c, F, rows,
                                                          cols, 0, bias_p);
                                 else
-                                    gs.ind(tn, kn, ind_own + (tile * taps + t0) * mr,
-                                                        g * cg + c0, bp, cg * nr, c, F, rows, cols,
-                                                        !first, bias_p);
+                                    gs.ind(tn, kn, ind_own + (tile * taps + t0) * mr, g * cg + c0, 0, 1,
+                                           bp, cg * nr, c, F, rows, cols, !first, bias_p);
                             }
                         }
                     }
@@ -612,7 +660,9 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     fc_free(zeros);
     fc_free((void *)ind);
     fc_free(patches);
-    fc_free(xpad);
+    fc_free(xframed);
+    fc_free((void *)shapes);
+    fc_free(ftiles);
     fc_free(yblk);
     return FC_CONV_OK;
 }

@@ -18,7 +18,10 @@
  *   gemm_ind:  indirect (no im2col copy): the reduction runs over `taps` segments of kc steps;
  *              A(i, t * kc + kk) = ind[t * MR + i][a_offset + kk], and segment t multiplies
  *              the B rows at b + t * b_tap_stride. All MR pointers of every segment must be
- *              readable (rows >= m repeat a real row; padding points at zeros).
+ *              readable (rows >= m repeat a real row; padding points at zeros). It computes
+ *              `tiles` such tiles (m rows each): tile q with a_offset + q * a_step, its C
+ *              rows from c + q * MR * ldc (tiles whose pointers differ by a fixed offset:
+ *              consecutive pixels of a framed image, conv2d_impl.h).
  * Results for row i depend only on row i's data and k, never on m, n or the thread.
  */
 #ifndef FASTCONV_GEMM_H
@@ -33,7 +36,8 @@
                                        ptrdiff_t ldb, T *c, ptrdiff_t ldc, int m, int n,       \
                                        int accumulate, const T *bias);                         \
     typedef void (*fc_gemm_ind_##SFX##_fn)(ptrdiff_t taps, ptrdiff_t kc, const T *const *ind,  \
-                                           ptrdiff_t a_offset, const T *b,                     \
+                                           ptrdiff_t a_offset, ptrdiff_t a_step,               \
+                                           ptrdiff_t tiles, const T *b,                        \
                                            ptrdiff_t b_tap_stride, T *c, ptrdiff_t ldc, int m, \
                                            int n, int accumulate, const T *bias);              \
     /* Depthwise (groups == C) forward: writes output row `row` = n * OH + oh (OW x F). */     \

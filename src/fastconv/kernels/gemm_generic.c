@@ -139,23 +139,26 @@ static inline void sse_store_n_pd(double *p, __m128d v, int n)
         store_tile_##SFX(acc, c, ldc, m, n, accumulate, bias);                                 \
     }                                                                                          \
     static void gemm_ind_##SFX(ptrdiff_t taps, ptrdiff_t kc, const T *const *ind,              \
-                               ptrdiff_t a_offset, const T *b, ptrdiff_t b_tap_stride, T *c,   \
-                               ptrdiff_t ldc, int m, int n, int accumulate, const T *bias)     \
+                               ptrdiff_t a_offset, ptrdiff_t a_step, ptrdiff_t tiles,          \
+                               const T *b, ptrdiff_t b_tap_stride, T *c, ptrdiff_t ldc, int m, \
+                               int n, int accumulate, const T *bias)                           \
     {                                                                                          \
-        T acc[GENERIC_MR][NR] = {{0}};                                                         \
-        for (ptrdiff_t t = 0; t < taps; t++) {                                                 \
-            const T *bt = b + t * b_tap_stride;                                                \
-            const T *rows[GENERIC_MR];                                                         \
-            for (int i = 0; i < GENERIC_MR; i++) rows[i] = ind[t * GENERIC_MR + i] + a_offset; \
-            for (ptrdiff_t kk = 0; kk < kc; kk++) {                                            \
-                const T *bk = bt + kk * NR;                                                    \
-                for (int i = 0; i < GENERIC_MR; i++) {                                         \
-                    T av = rows[i][kk];                                                        \
-                    for (int j = 0; j < NR; j++) acc[i][j] += av * bk[j];                      \
+        for (ptrdiff_t q = 0; q < tiles; q++, a_offset += a_step, c += GENERIC_MR * ldc) {     \
+            T acc[GENERIC_MR][NR] = {{0}};                                                     \
+            for (ptrdiff_t t = 0; t < taps; t++) {                                             \
+                const T *bt = b + t * b_tap_stride;                                            \
+                const T *rows[GENERIC_MR];                                                     \
+                for (int i = 0; i < GENERIC_MR; i++) rows[i] = ind[t * GENERIC_MR + i] + a_offset; \
+                for (ptrdiff_t kk = 0; kk < kc; kk++) {                                        \
+                    const T *bk = bt + kk * NR;                                                \
+                    for (int i = 0; i < GENERIC_MR; i++) {                                     \
+                        T av = rows[i][kk];                                                    \
+                        for (int j = 0; j < NR; j++) acc[i][j] += av * bk[j];                  \
+                    }                                                                          \
                 }                                                                              \
             }                                                                                  \
+            store_tile_##SFX(acc, c, ldc, m, n, accumulate, bias);                             \
         }                                                                                      \
-        store_tile_##SFX(acc, c, ldc, m, n, accumulate, bias);                                 \
     }
 
 FC_DEFINE_GENERIC_GEMM(float, f32, GENERIC_NR_F32)
