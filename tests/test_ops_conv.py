@@ -419,6 +419,49 @@ def test_flat_rows_match_reference_and_gemm(case, dtype):
         assert not np.array_equal(results[True][2], results[False][2])
 
 
+# One filter and more input channels than the flat rows take (forward), or one input
+# channel (the input gradient: its adjoint has one filter): the single-filter kernel, whose
+# lanes run along the reduction (runs of KW * C values; border pixels with shorter runs).
+DOT_CASES = [
+    ((2, 11, 13, 12), (3, 3, 12, 1), 1, "same", 1, 1),
+    ((2, 15, 17, 13), (3, 4, 13, 1), (2, 3), ((2, 1), (3, 0)), 1, 1),  # strided, asymmetric
+    ((2, 13, 11, 10), (3, 3, 10, 1), 1, 1, (2, 1), 1),           # dilated rows
+    ((1, 9, 8, 16), (2, 3, 16, 1), 1, ((3, 4), (5, 2)), 1, 1),   # pads wider than the kernel
+    ((2, 7, 9, 24), (1, 1, 24, 1), 1, "valid", 1, 1),            # 1x1: matrix-vector
+    ((3, 28, 28, 1), (3, 3, 1, 32), 1, "same", 1, 1),            # first layer: dx
+    ((2, 12, 10, 1), (5, 5, 1, 20), 1, ((3, 1), (0, 4)), 1, 1),  # ... asymmetric padding
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", DOT_CASES, ids=[f"x{c[0]}-k{c[1]}" for c in DOT_CASES])
+def test_single_filter_kernel_matches_reference_and_gemm(case, dtype):
+    x, k, b = _data(case, dtype, seed=10)
+    kw = _kwargs(case)
+    y_ref = ref.conv2d_forward(x, k, b, **kw)
+    dy = np.random.default_rng(11).standard_normal(y_ref.shape).astype(dtype)
+    want = (y_ref,) + ref.conv2d_backward(dy, x, k, **kw) + (np.tanh(y_ref),)
+    results = {}
+    try:
+        for dot in (True, False):
+            core._set_paths(dot=dot)
+            results[dot] = ((ops.conv2d_forward(x, k, b, **kw),)
+                            + ops.conv2d_backward(dy, x, k, **kw)
+                            + (ops.conv2d_forward(x, k, b, **kw, activation="tanh"),))
+    finally:
+        core._set_paths()
+    for name, got, gemm, exp in zip(("y", "dx", "dkernel", "dbias", "tanh(y)"), results[True],
+                                    results[False], want):
+        _close(got, exp, dtype, name)
+        _close(got, gemm, dtype, name + " vs GEMM")
+    # the paths sum in different orders: the kernel did run (forward: one filter, more input
+    # channels than the flat rows take; input gradient: one channel, many filters)
+    if k.shape[3] == 1:
+        assert not np.array_equal(results[True][0], results[False][0])
+    if k.shape[2] == 1:
+        assert not np.array_equal(results[True][1], results[False][1])
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_flat_rows_keep_an_inf_to_the_gradients_it_reaches(dtype):
     """An inf in an input column that some taps never reach (past the last window of a

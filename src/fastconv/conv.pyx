@@ -47,6 +47,7 @@ cdef extern from "conv2d.h":
     int FC_PATH_WINOGRAD
     int FC_PATH_WINOGRAD4
     int FC_PATH_FLAT
+    int FC_PATH_DOT
     int fc_conv2d_set_paths(int mask)
     int fc_conv2d_flat_lanes(int double_precision)
 
@@ -66,21 +67,23 @@ _check_dispatch()
 cnp.import_array()
 
 
-def _set_paths(narrow=True, broad=True, winograd=True, winograd4=True, flat=True):
+def _set_paths(narrow=True, broad=True, winograd=True, winograd4=True, flat=True, dot=True):
     """Allow (or not) the optional kernel paths: narrow / broad GEMM tiles besides the wide
     ones (results unchanged), Winograd for 3x3 stride-1 layers (results equal to
-    rounding; `winograd4`: its 4x4-tile variant where it pays, else 2x2 tiles) and flat
-    rows for layers with few filters or input channels (results equal to rounding). For
-    tests and benchmarks; returns the previous setting as a dict."""
+    rounding; `winograd4`: its 4x4-tile variant where it pays, else 2x2 tiles), flat
+    rows for layers with few filters or input channels and the single-filter kernel (`dot`)
+    for one filter (results equal to rounding). For tests and benchmarks; returns the
+    previous setting as a dict."""
     previous = fc_conv2d_set_paths((FC_PATH_NARROW if narrow else 0) |
                                    (FC_PATH_BROAD if broad else 0) |
                                    (FC_PATH_WINOGRAD if winograd else 0) |
                                    (FC_PATH_WINOGRAD4 if winograd4 else 0) |
-                                   (FC_PATH_FLAT if flat else 0))
+                                   (FC_PATH_FLAT if flat else 0) |
+                                   (FC_PATH_DOT if dot else 0))
     return dict(narrow=bool(previous & FC_PATH_NARROW), broad=bool(previous & FC_PATH_BROAD),
                 winograd=bool(previous & FC_PATH_WINOGRAD),
                 winograd4=bool(previous & FC_PATH_WINOGRAD4),
-                flat=bool(previous & FC_PATH_FLAT))
+                flat=bool(previous & FC_PATH_FLAT), dot=bool(previous & FC_PATH_DOT))
 
 def _flat_lanes(dtype):
     """Vector length of the flat-row kernels for `dtype` on the selected ISA (for tests: the

@@ -45,10 +45,11 @@ FC_DECLARE_CONV2D(double, f64)
  * GEMM tiles besides the wide ones (same results with any of them), and Winograd for 3x3
  * stride-1 layers (same results to rounding): F(2x2, 3x3), and F(4x4, 3x3) where it pays
  * if WINOGRAD4 is set too; flat rows for few filters or input channels (conv2d_flat_impl.h;
- * same results to rounding). For tests and benchmarks; set it only while no convolution runs.
+ * same results to rounding); the single-filter kernel for one filter (conv2d_dot_impl.h; same
+ * results to rounding). For tests and benchmarks; set it only while no convolution runs.
  * Returns the previous mask. */
 enum { FC_PATH_NARROW = 1, FC_PATH_BROAD = 2, FC_PATH_WINOGRAD = 4, FC_PATH_WINOGRAD4 = 8,
-       FC_PATH_FLAT = 16, FC_PATH_ALL = 31 };
+       FC_PATH_FLAT = 16, FC_PATH_DOT = 32, FC_PATH_ALL = 63 };
 int fc_conv2d_set_paths(int mask);
 /* Vector length (elements) of the selected ISA's flat-row kernels: the flat path serves
  * layers with fewer filters than this (and at most 8 input channels; conv2d_flat_impl.h). */

@@ -719,9 +719,87 @@ static int FC_FN(forward_then_pool)(const fc_kernel_table *kt, const fc_conv2d_p
     return status;
 }
 
-/* A convolution without groups' special paths: Winograd or flat rows where they apply (and
- * are allowed), else the implicit GEMM. Arguments as implicit_gemm_conv; a pool the chosen
- * path cannot fuse (flat rows; Winograd tiles the window does not divide) is applied after. */
+/* Most kernel rows of the single-filter path (more: the implicit GEMM). */
+#define FC_DOT_MAX_KH 32
+
+static int FC_FN(dot_applies)(const fc_conv2d_params *p)
+{
+    return (conv_paths & FC_PATH_DOT) && p->f == 1 && p->groups == 1 && p->dil_w == 1 &&
+           p->kh <= FC_DOT_MAX_KH;
+}
+
+/* y = act(conv_p(x, w) + bias) for one filter (dot_applies), `transposed` as in
+ * implicit_gemm_conv: a GEMM tile would fill one of its NR columns, so the single-filter
+ * kernel (conv2d_dot_impl.h) runs its lanes along the reduction instead, over the kernel
+ * rows inside the image: for the pixels whose KW input columns all lie in the image, runs of
+ * KW * C values (one call per output row); for each border pixel, the shorter runs of its
+ * columns inside the image. */
+static int FC_FN(dot_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p, const FC_T *x,
+                           const FC_T *w, int transposed, const FC_T *bias, int act, FC_T *y,
+                           int num_threads)
+{
+    const ptrdiff_t C = p->c, kw = p->kw, taps = p->kh * kw, rows = p->n * p->out_h;
+    const ptrdiff_t sw = p->stride_w, pl = p->pad_left, OW = p->out_w;
+    FC_T *flipped = NULL;
+    if (transposed) { /* the adjoint's weights: w is (KH, KW, 1, C), its taps flipped */
+        flipped = (FC_T *)fc_alloc((size_t)(taps * C) * sizeof(FC_T));
+        if (flipped == NULL) return FC_CONV_NOMEM;
+        for (ptrdiff_t t = 0; t < taps; t++)
+            memcpy(flipped + t * C, w + (taps - 1 - t) * C, (size_t)C * sizeof(FC_T));
+    }
+    const FC_T *wv = transposed ? flipped : w; /* (i, j, c) order: HWIO with one filter */
+    /* Output columns [lo, hi) read only input columns inside the image. */
+    const ptrdiff_t lo = min_pd(ceil_div(max_pd(pl, 0), sw), OW), span = p->w + pl - kw;
+    const ptrdiff_t hi = span < 0 ? lo : max_pd(lo, min_pd(OW, span / sw + 1));
+    if (num_threads > rows) num_threads = (int)rows;
+    (void)num_threads;
+    FC_OMP(parallel num_threads(num_threads))
+    {
+        unsigned csr = fc_denormals_off();
+        FC_OMP(for schedule(dynamic, 4))
+        for (ptrdiff_t row = 0; row < rows; row++) {
+            const ptrdiff_t n = row / p->out_h, oh = row % p->out_h;
+            const FC_T *in_rows[FC_DOT_MAX_KH], *src[FC_DOT_MAX_KH], *wr[FC_DOT_MAX_KH];
+            ptrdiff_t runs = 0, ki[FC_DOT_MAX_KH];
+            for (ptrdiff_t i = 0; i < p->kh; i++) { /* kernel rows inside the image */
+                const ptrdiff_t ih = oh * p->stride_h - p->pad_top + i * p->dil_h;
+                if (ih < 0 || ih >= p->h) continue;
+                in_rows[runs] = x + (n * p->h + ih) * p->w * C;
+                ki[runs++] = i;
+            }
+            FC_T *yr = y + row * OW;
+            for (ptrdiff_t ow = 0; ow < OW; ow++) {
+                if (ow == lo && hi > lo) ow = hi; /* past the interior pixels */
+                if (ow == OW) break;
+                /* kernel columns [j0, j1) inside the image */
+                const ptrdiff_t iw0 = ow * sw - pl, j0 = max_pd(0, -iw0), j1 = max_pd(j0, min_pd(kw, p->w - iw0));
+                for (ptrdiff_t t = 0; t < runs; t++) {
+                    src[t] = in_rows[t] + (iw0 + j0) * C;
+                    wr[t] = wv + (ki[t] * kw + j0) * C;
+                }
+                FC_KT(kt, dot_runs)(runs, (j1 - j0) * C, src, wr, 0, 1, yr + ow);
+            }
+            if (hi > lo) {
+                for (ptrdiff_t t = 0; t < runs; t++) {
+                    src[t] = in_rows[t] + (lo * sw - pl) * C;
+                    wr[t] = wv + ki[t] * kw * C;
+                }
+                FC_KT(kt, dot_runs)(runs, kw * C, src, wr, sw * C, hi - lo, yr + lo);
+            }
+            if (bias != NULL)
+                for (ptrdiff_t ow = 0; ow < OW; ow++) yr[ow] += bias[0];
+            if (act) FC_FN(activate)(kt, act, yr, OW);
+        }
+        fc_denormals_restore(csr);
+    }
+    fc_free(flipped);
+    return FC_CONV_OK;
+}
+
+/* A convolution without groups' special paths: Winograd, flat rows or the single-filter
+ * path where they apply (and are allowed), else the implicit GEMM. Arguments as
+ * implicit_gemm_conv; a pool the chosen path cannot fuse (flat rows, single filter; Winograd
+ * tiles the window does not divide) is applied after. */
 static int FC_FN(gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p, const FC_T *x,
                             const FC_T *w, int transposed, const FC_T *bias, int act,
                             const pool_window *pool, FC_T *y, int num_threads)
@@ -731,10 +809,12 @@ static int FC_FN(gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p
         const int m = FC_FN(winograd_tile)(p);
         if (pool == NULL || (m % pool->h == 0 && m % pool->w == 0))
             return FC_FN(winograd_conv)(kt, p, x, w, transposed, bias, act, pool, y, num_threads);
-    } else if (!FC_FN(flat_plan_for)(kt, p, &fg)) {
+    } else if (FC_FN(flat_plan_for)(kt, p, &fg)) {
+        if (pool == NULL) return FC_FN(flat_conv)(kt, p, &fg, x, w, transposed, bias, act, y, num_threads);
+    } else if (FC_FN(dot_applies)(p)) {
+        if (pool == NULL) return FC_FN(dot_conv)(kt, p, x, w, transposed, bias, act, y, num_threads);
+    } else {
         return FC_FN(implicit_gemm_conv)(kt, p, x, w, transposed, bias, act, pool, y, num_threads);
-    } else if (pool == NULL) {
-        return FC_FN(flat_conv)(kt, p, &fg, x, w, transposed, bias, act, y, num_threads);
     }
     return FC_FN(forward_then_pool)(kt, p, x, w, bias, act, pool, y, num_threads);
 }
@@ -845,10 +925,12 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     const ptrdiff_t dw_elems = K * F;
     /* Input gradient: stride 1 -> the adjoint convolution, an implicit GEMM of its own (run
      * after this function's parallel region) whose output channels are our C_g; larger
-     * strides, or too few channels per group to fill half a microtile row -> dy @ W^T and
+     * strides, or too few channels per group to fill half a microtile row (unless the flat
+     * rows or, for one channel, the single-filter kernel take the adjoint) -> dy @ W^T and
      * col2im here. */
     const int stride1 = p->stride_h == 1 && p->stride_w == 1;
-    const int dx_scatter = dx != NULL && (!stride1 || (2 * cg < nr && !FC_FN(flat_plan_for)(kt, &adj, &flat)));
+    const int dx_scatter = dx != NULL && (!stride1 || (2 * cg < nr && !FC_FN(flat_plan_for)(kt, &adj, &flat) &&
+                                                       !FC_FN(dot_applies)(&adj)));
 
     /* --- weight gradient workspaces --- */
     const ptrdiff_t chunks = dw == NULL ? 0 : weight_grad_chunks(M, dw_elems + F, sizeof(FC_T));
@@ -1080,6 +1162,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
 }
 
 #undef FC_RUN_CHUNK
+#undef FC_DOT_MAX_KH
 #undef FC_KC_MAX
 #undef FC_MB_TILES
 #undef FC_PATCH_ROWS_MAX_CG

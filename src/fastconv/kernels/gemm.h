@@ -83,6 +83,11 @@
     /* dst[q * R + r] = src[q * stride] for q < n, r < R; may write VL - 1 values past. */    \
     typedef void (*fc_flat_expand_##SFX##_fn)(const T *src, ptrdiff_t stride, ptrdiff_t n,     \
                                               ptrdiff_t R, T *dst);                             \
+    /* Single-filter convolution (conv2d_dot_impl.h): y[q] = sum_{t < runs} sum_{k < len}     \
+     * src[t][q * step + k] * w[t][k] for q < m. */                                            \
+    typedef void (*fc_dot_runs_##SFX##_fn)(ptrdiff_t runs, ptrdiff_t len, const T *const *src, \
+                                           const T *const *w, ptrdiff_t step, ptrdiff_t m,     \
+                                           T *y);                                              \
     /* y[i] = tanh(y[i]) for i < n, in place (activation_impl.h: the fused activation). */   \
     typedef void (*fc_act_tanh_##SFX##_fn)(T *y, ptrdiff_t n);                                 \
     /* dst[i] += src[i] for i < n. */                                                          \
@@ -124,6 +129,8 @@ typedef struct {
     fc_dw_backward_data_f64_fn dw_backward_data_f64;
     fc_dw_backward_weights_f32_fn dw_backward_weights_f32;
     fc_dw_backward_weights_f64_fn dw_backward_weights_f64;
+    fc_dot_runs_f32_fn dot_runs_f32;
+    fc_dot_runs_f64_fn dot_runs_f64;
     fc_wino_input_f32_fn wino_input_f32;
     fc_wino_input_f64_fn wino_input_f64;
     fc_wino_output_f32_fn wino_output_f32;
@@ -150,10 +157,10 @@ typedef struct {
 } fc_kernel_table;
 
 /* The table of an ISA file, whose kernels (gemm_simd_impl.h, conv2d_depthwise_impl.h,
- * winograd_simd_impl.h and conv2d_flat_simd_impl.h, included once per dtype, and
- * activation_impl.h) carry the usual static names; the narrow kernels are those with
- * suffixes n32 / n64 (f32n / f64n, or f32 / f64 where there are none), the broad ones b32 /
- * b64 likewise. */
+ * conv2d_dot_impl.h, winograd_simd_impl.h and conv2d_flat_simd_impl.h, included once per
+ * dtype, and activation_impl.h) carry the usual static names; the narrow kernels are those
+ * with suffixes n32 / n64 (f32n / f64n, or f32 / f64 where there are none), the broad ones
+ * b32 / b64 likewise. */
 #define FC_KERNEL_TABLE(name, mr_f32, nr_f32, mr_f64, nr_f64, mr_n32, nr_n32, mr_n64, nr_n64,  \
                         n32, n64, mr_b32, nr_b32, mr_b64, nr_b64, b32, b64, vl32, vl64)        \
     {                                                                                           \
@@ -169,6 +176,7 @@ typedef struct {
         dw_forward_f32, dw_forward_f64,                                                         \
         dw_backward_data_f32, dw_backward_data_f64,                                             \
         dw_backward_weights_f32, dw_backward_weights_f64,                                       \
+        dot_runs_f32, dot_runs_f64,                                                             \
         wino_input_f32, wino_input_f64, wino_output_f32, wino_output_f64,                       \
         wino4_input_f32, wino4_input_f64, wino4_output_f32, wino4_output_f64,                   \
         wino_dy_f32, wino4_dy_f32, wino_dy_f64, wino4_dy_f64,                                   \

@@ -47,6 +47,19 @@ static inline void store_n64(double *p, __m256d v, int n)
     store_n32((float *)p, _mm256_castpd_ps(v), 2 * n);
 }
 
+/* Sums of the lanes (the single-filter kernel, conv2d_dot_impl.h): halves added pairwise. */
+static inline float hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+static inline double hsum4(__m256d v)
+{
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
 /* ---- float32: wide 6 x 16 and narrow 12 x 8 tiles ---- */
 #define FC_T float
 #define FC_VT __m256
@@ -60,6 +73,7 @@ static inline void store_n64(double *p, __m256d v, int n)
 #define FC_VSTORE(p, v) _mm256_storeu_ps(p, v)
 #define FC_VLOAD_N(p, n) _mm256_maskload_ps(p, lanes32(n))
 #define FC_VSTORE_N(p, v, n) store_n32(p, v, n)
+#define FC_VHSUM(v) hsum8(v)
 #define FC_TILE_SFX f32
 #define FC_TILE_MR 6
 #define FC_TILE_NARROW_SFX f32n
@@ -79,6 +93,7 @@ static inline void store_n64(double *p, __m256d v, int n)
 #define FC_VSTORE(p, v) _mm256_storeu_pd(p, v)
 #define FC_VLOAD_N(p, n) _mm256_maskload_pd(p, lanes64(n))
 #define FC_VSTORE_N(p, v, n) store_n64(p, v, n)
+#define FC_VHSUM(v) hsum4(v)
 #define FC_TILE_SFX f64
 #define FC_TILE_MR 6
 #define FC_TILE_NARROW_SFX f64n

@@ -56,6 +56,7 @@ static inline void sse_store_n_pd(double *p, __m128d v, int n)
 #define FC_VSTORE_N(p, v, n) sse_store_n_ps(p, v, n)
 #include "gemm_simd_impl.h"
 #include "conv2d_depthwise_impl.h"
+#include "conv2d_dot_impl.h"
 #include "winograd_simd_impl.h"
 #include "conv2d_flat_simd_impl.h"
 #include "gemm_simd_undef.h"
@@ -77,6 +78,7 @@ static inline void sse_store_n_pd(double *p, __m128d v, int n)
 #define FC_VSTORE_N(p, v, n) sse_store_n_pd(p, v, n)
 #include "gemm_simd_impl.h"
 #include "conv2d_depthwise_impl.h"
+#include "conv2d_dot_impl.h"
 #include "winograd_simd_impl.h"
 #include "conv2d_flat_simd_impl.h"
 
@@ -180,6 +182,7 @@ FC_DEFINE_GENERIC_GEMM(double, f64, GENERIC_NR_F64)
 #define FC_VT float
 #define FC_SFX f32
 #include "conv2d_depthwise_impl.h"
+#include "conv2d_dot_impl.h"
 #include "winograd_simd_impl.h"
 #include "conv2d_flat_simd_impl.h"
 #undef FC_T
@@ -189,6 +192,7 @@ FC_DEFINE_GENERIC_GEMM(double, f64, GENERIC_NR_F64)
 #define FC_VT double
 #define FC_SFX f64
 #include "conv2d_depthwise_impl.h"
+#include "conv2d_dot_impl.h"
 #include "winograd_simd_impl.h"
 #include "conv2d_flat_simd_impl.h"
 

@@ -11,6 +11,7 @@
 #define FC_NV 2
 #include "gemm_simd_impl.h"
 #include "conv2d_depthwise_impl.h"
+#include "conv2d_dot_impl.h"
 #include "winograd_simd_impl.h"
 #include "conv2d_flat_simd_impl.h"
 #undef FC_SFX

@@ -15,3 +15,4 @@
 #undef FC_VSTORE
 #undef FC_VLOAD_N
 #undef FC_VSTORE_N
+#undef FC_VHSUM
