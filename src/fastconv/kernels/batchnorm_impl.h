@@ -48,10 +48,11 @@
 #define FC_BN_MIN_CHUNK_ROWS 32  /* bounds the partials to 1/32 of the rows */
 #define FC_BN_BLOCK_ROWS 16      /* rows summed in the input dtype before a double accumulator */
 #define FC_BN_SEGMENT_ELEMS 512  /* elementwise passes: whole rows, about this many elements */
-/* Vectors of columns a reduction strip carries down the rows at once: independent sums (and
- * loads from neighbouring cache lines) in flight, where one vector waited on each row's load
- * (the forward's statistics: half the time of 64x32x32x64 in the first load of a strip). */
-#define FC_BN_STRIP 4
+/* Vectors of columns a reduction strip carries down the rows at once (at most; then fewer
+ * for the columns left): independent sums (and loads from neighbouring cache lines) in
+ * flight, where one vector waited on each row's load (the forward's statistics: half the
+ * time of 64x32x32x64 in the first load of a strip). */
+#define FC_BN_STRIP 8
 #define FC_BN_GRAD_STRIP 2
 
 /* Rows per segment of the elementwise passes (y = affine(x), dx = ...). Their per-channel
@@ -169,6 +170,31 @@ static inline VT SFX(fc_bn_vld)(const T *p)
 static inline void SFX(fc_bn_vst)(T *p, VT v) { memcpy(p, &v, sizeof v); }
 #endif
 
+#if FC_BN_VECTORS
+/* block[u * LANES + l] = the sums over rows [rb, re) of lane l of (x - center) (squared: of
+ * its square) for the U vectors of columns from xs (row r at xs + r * cols) and center. */
+static inline __attribute__((always_inline)) void SFX(fc_bn_deviation_strip)(
+    const T *xs, ptrdiff_t cols, ptrdiff_t rb, ptrdiff_t re, const T *center, T *block,
+    const int squared, const int U)
+{
+    VT cen[FC_BN_STRIP], sum[FC_BN_STRIP];
+    FC_BN_UNROLL
+    for (int u = 0; u < U; u++) {
+        cen[u] = SFX(fc_bn_vld)(center + u * LANES);
+        sum[u] = (VT){0};
+    }
+    for (ptrdiff_t r = rb; r < re; r++) {
+        FC_BN_UNROLL
+        for (int u = 0; u < U; u++) {
+            const VT d = SFX(fc_bn_vld)(xs + r * cols + u * LANES) - cen[u];
+            sum[u] += squared ? d * d : d;
+        }
+    }
+    FC_BN_UNROLL
+    for (int u = 0; u < U; u++) SFX(fc_bn_vst)(block + u * LANES, sum[u]);
+}
+#endif
+
 /* acc[i] += the column sums of (x - center) (squared: of (x - center)^2) over rows
  * [r0, r0 + nr), columns [c0, c0 + nc), block by block of rows in T then added in double.
  * `squared` is a constant at both calls: the loops compile without the test. */
@@ -181,32 +207,12 @@ static inline void SFX(fc_bn_deviation_sums)(const T *x, ptrdiff_t cols, ptrdiff
         const ptrdiff_t re = fc_bn_min(rb + FC_BN_BLOCK_ROWS, r0 + nr);
         ptrdiff_t v = 0;
 #if FC_BN_VECTORS
-        for (; v + FC_BN_STRIP * LANES <= nc; v += FC_BN_STRIP * LANES) {
-            VT cen[FC_BN_STRIP], sum[FC_BN_STRIP];
-            FC_BN_UNROLL
-            for (int u = 0; u < FC_BN_STRIP; u++) {
-                cen[u] = SFX(fc_bn_vld)(center + v + u * LANES);
-                sum[u] = (VT){0};
-            }
-            for (ptrdiff_t r = rb; r < re; r++) {
-                FC_BN_UNROLL
-                for (int u = 0; u < FC_BN_STRIP; u++) {
-                    const VT d = SFX(fc_bn_vld)(x + r * cols + c0 + v + u * LANES) - cen[u];
-                    sum[u] += squared ? d * d : d;
-                }
-            }
-            FC_BN_UNROLL
-            for (int u = 0; u < FC_BN_STRIP; u++) SFX(fc_bn_vst)(block + v + u * LANES, sum[u]);
-        }
-        for (; v + LANES <= nc; v += LANES) {
-            const VT cen = SFX(fc_bn_vld)(center + v);
-            VT sum = {0};
-            for (ptrdiff_t r = rb; r < re; r++) {
-                const VT d = SFX(fc_bn_vld)(x + r * cols + c0 + v) - cen;
-                sum += squared ? d * d : d;
-            }
-            SFX(fc_bn_vst)(block + v, sum);
-        }
+        for (; v + FC_BN_STRIP * LANES <= nc; v += FC_BN_STRIP * LANES)
+            SFX(fc_bn_deviation_strip)(x + c0 + v, cols, rb, re, center + v, block + v, squared, FC_BN_STRIP);
+        for (; v + 4 * LANES <= nc; v += 4 * LANES)
+            SFX(fc_bn_deviation_strip)(x + c0 + v, cols, rb, re, center + v, block + v, squared, 4);
+        for (; v + LANES <= nc; v += LANES)
+            SFX(fc_bn_deviation_strip)(x + c0 + v, cols, rb, re, center + v, block + v, squared, 1);
 #endif
         for (ptrdiff_t i = v; i < nc; i++) block[i] = 0;
         for (ptrdiff_t r = rb; r < re && v < nc; r++) {
