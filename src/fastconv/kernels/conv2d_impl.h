@@ -772,7 +772,11 @@ static int FC_FN(dot_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p,
                 if (ow == lo && hi > lo) ow = hi; /* past the interior pixels */
                 if (ow == OW) break;
                 /* kernel columns [j0, j1) inside the image */
-                const ptrdiff_t iw0 = ow * sw - pl, j0 = max_pd(0, -iw0), j1 = max_pd(j0, min_pd(kw, p->w - iw0));
+                const ptrdiff_t iw0 = ow * sw - pl, j0 = max_pd(0, -iw0), j1 = min_pd(kw, p->w - iw0);
+                if (j1 <= j0) { /* every tap in the padding */
+                    yr[ow] = 0;
+                    continue;
+                }
                 for (ptrdiff_t t = 0; t < runs; t++) {
                     src[t] = in_rows[t] + (iw0 + j0) * C;
                     wr[t] = wv + (ki[t] * kw + j0) * C;
