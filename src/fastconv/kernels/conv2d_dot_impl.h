@@ -10,7 +10,8 @@
  * form that many independent chains.
  *
  * The includer may define FC_VHSUM(v), the sum of v's lanes (as a scalar); without it the
- * lanes are stored and added in order.
+ * lanes are stored and added in order. FC_DOT_PIXELS (pixels per pass, default 8) is a
+ * setting an includer may override before the first inclusion; it stays defined.
  */
 #define FC_DOT_CAT_(a, b) a##_##b
 #define FC_DOT_CAT(a, b) FC_DOT_CAT_(a, b)
