@@ -333,6 +333,22 @@ def test_tile_sets_give_identical_results(case, dtype):
         _close(got, exp, dtype)
 
 
+def _path_on_and_off(path, x, k, b, dy, kw, activation=None, **other_paths):
+    """{True: results, False: results} with the optional kernel path `path` (a keyword of
+    core._set_paths) allowed, then not; results = (y, dx, dkernel, dbias), plus y with the
+    fused `activation` when given. The default paths are restored afterwards."""
+    results = {}
+    try:
+        for on in (True, False):
+            core._set_paths(**{path: on}, **other_paths)
+            results[on] = (ops.conv2d_forward(x, k, b, **kw),) + ops.conv2d_backward(dy, x, k, **kw)
+            if activation is not None:
+                results[on] += (ops.conv2d_forward(x, k, b, **kw, activation=activation),)
+    finally:
+        core._set_paths()
+    return results
+
+
 # 3x3 stride-1 layers with >= 16 channels and filters: Winograd F(2x2, 3x3) forward and
 # input gradient (the adjoint is such a layer too).
 WINOGRAD_CASES = [
@@ -356,14 +372,7 @@ def test_winograd_matches_reference_and_direct(case, dtype, tiles4):
     y_ref = ref.conv2d_forward(x, k, b, **kw)
     dy = np.random.default_rng(6).standard_normal(y_ref.shape).astype(dtype)
     want = (y_ref,) + ref.conv2d_backward(dy, x, k, **kw)
-    results = {}
-    try:
-        for winograd in (True, False):
-            core._set_paths(winograd=winograd, winograd4=tiles4)
-            results[winograd] = ((ops.conv2d_forward(x, k, b, **kw),)
-                                 + ops.conv2d_backward(dy, x, k, **kw))
-    finally:
-        core._set_paths()
+    results = _path_on_and_off("winograd", x, k, b, dy, kw, winograd4=tiles4)
     for name, got, direct, exp in zip(("y", "dx", "dkernel", "dbias"), results[True],
                                       results[False], want):
         _close(got, exp, dtype, name)
@@ -397,15 +406,7 @@ def test_flat_rows_match_reference_and_gemm(case, dtype):
     y_ref = ref.conv2d_forward(x, k, b, **kw)
     dy = np.random.default_rng(9).standard_normal(y_ref.shape).astype(dtype)
     want = (y_ref,) + ref.conv2d_backward(dy, x, k, **kw)
-    results = {}
-    try:
-        for flat in (True, False):
-            core._set_paths(flat=flat)
-            results[flat] = ((ops.conv2d_forward(x, k, b, **kw),)
-                             + ops.conv2d_backward(dy, x, k, **kw)
-                             + (ops.conv2d_forward(x, k, b, **kw, activation="relu"),))
-    finally:
-        core._set_paths()
+    results = _path_on_and_off("flat", x, k, b, dy, kw, activation="relu")
     want += (np.maximum(y_ref, 0),)
     for name, got, gemm, exp in zip(("y", "dx", "dkernel", "dbias", "relu(y)"), results[True],
                                     results[False], want):
@@ -441,15 +442,7 @@ def test_single_filter_kernel_matches_reference_and_gemm(case, dtype):
     y_ref = ref.conv2d_forward(x, k, b, **kw)
     dy = np.random.default_rng(11).standard_normal(y_ref.shape).astype(dtype)
     want = (y_ref,) + ref.conv2d_backward(dy, x, k, **kw) + (np.tanh(y_ref),)
-    results = {}
-    try:
-        for dot in (True, False):
-            core._set_paths(dot=dot)
-            results[dot] = ((ops.conv2d_forward(x, k, b, **kw),)
-                            + ops.conv2d_backward(dy, x, k, **kw)
-                            + (ops.conv2d_forward(x, k, b, **kw, activation="tanh"),))
-    finally:
-        core._set_paths()
+    results = _path_on_and_off("dot", x, k, b, dy, kw, activation="tanh")
     for name, got, gemm, exp in zip(("y", "dx", "dkernel", "dbias", "tanh(y)"), results[True],
                                     results[False], want):
         _close(got, exp, dtype, name)
