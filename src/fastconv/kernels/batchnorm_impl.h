@@ -267,6 +267,43 @@ static inline T SFX(fc_bn_relu_grad)(T dy, T xc, T scale, T beta)
     return dy * (T)(xc * scale + beta >= (T)0);
 }
 
+#if FC_BN_VECTORS
+/* The sums over rows [rb, re) of g and g * (x - mean), lane by lane, for the U vectors of
+ * columns from dys / xs (row r at + r * cols) into block_dy / block_dyxc (see
+ * fc_bn_grad_sums; sc and be are read only with relu). */
+static inline __attribute__((always_inline)) void SFX(fc_bn_grad_strip)(
+    const T *dys, const T *xs, ptrdiff_t cols, ptrdiff_t rb, ptrdiff_t re, const T *mu,
+    const T *sc, const T *be, T *block_dy, T *block_dyxc, const int relu, const int U)
+{
+    const VT zero = {0};
+    VT m[FC_BN_GRAD_STRIP], s[FC_BN_GRAD_STRIP], b[FC_BN_GRAD_STRIP];
+    VT sum_g[FC_BN_GRAD_STRIP], sum_gxc[FC_BN_GRAD_STRIP];
+    FC_BN_UNROLL
+    for (int u = 0; u < U; u++) {
+        m[u] = SFX(fc_bn_vld)(mu + u * LANES);
+        s[u] = relu ? SFX(fc_bn_vld)(sc + u * LANES) : zero;
+        b[u] = relu ? SFX(fc_bn_vld)(be + u * LANES) : zero;
+        sum_g[u] = sum_gxc[u] = zero;
+    }
+    for (ptrdiff_t r = rb; r < re; r++) {
+        FC_BN_UNROLL
+        for (int u = 0; u < U; u++) {
+            const VT xc = SFX(fc_bn_vld)(xs + r * cols + u * LANES) - m[u];
+            VT g = SFX(fc_bn_vld)(dys + r * cols + u * LANES);
+            /* (z >= 0) is -1 or 0 per lane: negated and converted, exactly 1.0 or 0.0. */
+            if (relu) g = g * __builtin_convertvector(-(xc * s[u] + b[u] >= zero), VT);
+            sum_g[u] += g;
+            sum_gxc[u] += g * xc;
+        }
+    }
+    FC_BN_UNROLL
+    for (int u = 0; u < U; u++) {
+        SFX(fc_bn_vst)(block_dy + u * LANES, sum_g[u]);
+        SFX(fc_bn_vst)(block_dyxc + u * LANES, sum_gxc[u]);
+    }
+}
+#endif
+
 /* Column sums of g and g * (x - mean) over rows [r0, r0 + nr), columns [c0, c0 + nc), with
  * g = dy, or with `relu` the gradient that went through a ReLU after the batch norm,
  * g = fc_bn_relu_grad(dy, x - mean, scale, beta). `relu` is a constant at each call (the
@@ -286,49 +323,12 @@ static inline void SFX(fc_bn_grad_sums)(const T *dy, const T *x, const T *mean, 
         const ptrdiff_t re = fc_bn_min(rb + FC_BN_BLOCK_ROWS, r0 + nr);
         ptrdiff_t v = 0;
 #if FC_BN_VECTORS
-        for (; v + FC_BN_GRAD_STRIP * LANES <= nc; v += FC_BN_GRAD_STRIP * LANES) {
-            const VT zero = {0};
-            VT m[FC_BN_GRAD_STRIP], s[FC_BN_GRAD_STRIP], b[FC_BN_GRAD_STRIP];
-            VT sum_g[FC_BN_GRAD_STRIP], sum_gxc[FC_BN_GRAD_STRIP];
-            FC_BN_UNROLL
-            for (int u = 0; u < FC_BN_GRAD_STRIP; u++) {
-                m[u] = SFX(fc_bn_vld)(mu + v + u * LANES);
-                s[u] = relu ? SFX(fc_bn_vld)(sc + v + u * LANES) : zero;
-                b[u] = relu ? SFX(fc_bn_vld)(be + v + u * LANES) : zero;
-                sum_g[u] = sum_gxc[u] = zero;
-            }
-            for (ptrdiff_t r = rb; r < re; r++) {
-                FC_BN_UNROLL
-                for (int u = 0; u < FC_BN_GRAD_STRIP; u++) {
-                    const VT xc = SFX(fc_bn_vld)(x + r * cols + c0 + v + u * LANES) - m[u];
-                    VT g = SFX(fc_bn_vld)(dy + r * cols + c0 + v + u * LANES);
-                    if (relu) g = g * __builtin_convertvector(-(xc * s[u] + b[u] >= zero), VT);
-                    sum_g[u] += g;
-                    sum_gxc[u] += g * xc;
-                }
-            }
-            FC_BN_UNROLL
-            for (int u = 0; u < FC_BN_GRAD_STRIP; u++) {
-                SFX(fc_bn_vst)(block_dy + v + u * LANES, sum_g[u]);
-                SFX(fc_bn_vst)(block_dyxc + v + u * LANES, sum_gxc[u]);
-            }
-        }
-        for (; v + LANES <= nc; v += LANES) {
-            const VT m = SFX(fc_bn_vld)(mu + v), zero = {0};
-            const VT s = relu ? SFX(fc_bn_vld)(sc + v) : zero;
-            const VT b = relu ? SFX(fc_bn_vld)(be + v) : zero;
-            VT sum_g = {0}, sum_gxc = {0};
-            for (ptrdiff_t r = rb; r < re; r++) {
-                const VT xc = SFX(fc_bn_vld)(x + r * cols + c0 + v) - m;
-                VT g = SFX(fc_bn_vld)(dy + r * cols + c0 + v);
-                /* (z >= 0) is -1 or 0 per lane: negated and converted, exactly 1.0 or 0.0. */
-                if (relu) g = g * __builtin_convertvector(-(xc * s + b >= zero), VT);
-                sum_g += g;
-                sum_gxc += g * xc;
-            }
-            SFX(fc_bn_vst)(block_dy + v, sum_g);
-            SFX(fc_bn_vst)(block_dyxc + v, sum_gxc);
-        }
+        for (; v + FC_BN_GRAD_STRIP * LANES <= nc; v += FC_BN_GRAD_STRIP * LANES)
+            SFX(fc_bn_grad_strip)(dy + c0 + v, x + c0 + v, cols, rb, re, mu + v, relu ? sc + v : NULL,
+                                  relu ? be + v : NULL, block_dy + v, block_dyxc + v, relu, FC_BN_GRAD_STRIP);
+        for (; v + LANES <= nc; v += LANES)
+            SFX(fc_bn_grad_strip)(dy + c0 + v, x + c0 + v, cols, rb, re, mu + v, relu ? sc + v : NULL,
+                                  relu ? be + v : NULL, block_dy + v, block_dyxc + v, relu, 1);
 #endif
         for (ptrdiff_t i = v; i < nc; i++) block_dy[i] = block_dyxc[i] = 0;
         for (ptrdiff_t r = rb; r < re && v < nc; r++) {
