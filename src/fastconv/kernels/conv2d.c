@@ -170,6 +170,12 @@ static ptrdiff_t framed_offset(const fc_conv2d_params *p, ptrdiff_t n, ptrdiff_t
     return ((n * framed_rows(p) + oh * p->stride_h) * padded_row_width(p) + ow * p->stride_w) * p->c;
 }
 
+/* The offset from a tile of mr pixels of an output row to the next one in that row. */
+static ptrdiff_t framed_tile_step(const fc_conv2d_params *p, ptrdiff_t mr)
+{
+    return mr * p->stride_w * p->c;
+}
+
 /* Walks consecutive output pixels m = (n * OH + oh) * OW + ow, keeping the offset in the
  * zero-bordered rows of kernel row 0's run (`at`, advanced by an addition per pixel; valid
  * only for kernel rows inside the image) and the input row ih0 of kernel row 0. */

@@ -277,7 +277,7 @@ static void FC_FN(framed_tiles)(const fc_conv2d_params *p, const FC_T *xf, const
                                 FC_FN(framed_tile) *tiles)
 {
     const ptrdiff_t kh = p->kh, row_step = p->dil_h * padded_row_width(p) * p->c;
-    const ptrdiff_t tile_step = mr * p->stride_w * p->c, count = ceil_div(mb, mr);
+    const ptrdiff_t tile_step = framed_tile_step(p, mr), count = ceil_div(mb, mr);
     const FC_T *const *whole = shapes + (mr - 1) * kh * mr; /* the shape of a whole tile */
     ptrdiff_t n, oh, ow;
     pixel_at(p, m0, &n, &oh, &ow);
@@ -613,7 +613,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                             const ptrdiff_t ldb = b_in_place ? F : nr;
                             const FC_T *bias_p = (last && bias != NULL) ? bias + f0 : NULL;
                             if (row_ind) { /* runs of tiles; KH runs of KW * C, rpb per call */
-                                const ptrdiff_t kc = p->kw * cg, step = mr * p->stride_w * p->c;
+                                const ptrdiff_t kc = p->kw * cg, step = framed_tile_step(p, mr);
                                 for (ptrdiff_t tile = 0; tile * mr < mb; tile += ftiles_own[tile].run) {
                                     const FC_FN(framed_tile) *ft = ftiles_own + tile;
                                     const int rows = (int)min_pd(mr, mb - tile * mr);
@@ -728,6 +728,22 @@ static int FC_FN(dot_applies)(const fc_conv2d_params *p)
            p->kh <= FC_DOT_MAX_KH;
 }
 
+/* y[q] for m pixels of one output row, the first reading input column iw, the next ones
+ * `step` values further: the single-filter kernel over kernel columns [j0, j1) (inside the
+ * image) of the kernel rows ki[t] whose input rows start at in_rows[t], t < runs. */
+static void FC_FN(dot_columns)(const fc_kernel_table *kt, ptrdiff_t runs, const FC_T *const *in_rows,
+                               const ptrdiff_t *ki, const FC_T *wv, ptrdiff_t kw, ptrdiff_t C,
+                               ptrdiff_t iw, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t step, ptrdiff_t m,
+                               FC_T *y)
+{
+    const FC_T *src[FC_DOT_MAX_KH], *wr[FC_DOT_MAX_KH];
+    for (ptrdiff_t t = 0; t < runs; t++) {
+        src[t] = in_rows[t] + (iw + j0) * C;
+        wr[t] = wv + (ki[t] * kw + j0) * C;
+    }
+    FC_KT(kt, dot_runs)(runs, (j1 - j0) * C, src, wr, step, m, y);
+}
+
 /* y = act(conv_p(x, w) + bias) for one filter (dot_applies), `transposed` as in
  * implicit_gemm_conv: a GEMM tile would fill one of its NR columns, so the single-filter
  * kernel (conv2d_dot_impl.h) runs its lanes along the reduction instead, over the kernel
@@ -759,7 +775,7 @@ static int FC_FN(dot_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p,
         FC_OMP(for schedule(dynamic, 4))
         for (ptrdiff_t row = 0; row < rows; row++) {
             const ptrdiff_t n = row / p->out_h, oh = row % p->out_h;
-            const FC_T *in_rows[FC_DOT_MAX_KH], *src[FC_DOT_MAX_KH], *wr[FC_DOT_MAX_KH];
+            const FC_T *in_rows[FC_DOT_MAX_KH];
             ptrdiff_t runs = 0, ki[FC_DOT_MAX_KH];
             for (ptrdiff_t i = 0; i < p->kh; i++) { /* kernel rows inside the image */
                 const ptrdiff_t ih = oh * p->stride_h - p->pad_top + i * p->dil_h;
@@ -777,19 +793,9 @@ static int FC_FN(dot_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p,
                     yr[ow] = 0;
                     continue;
                 }
-                for (ptrdiff_t t = 0; t < runs; t++) {
-                    src[t] = in_rows[t] + (iw0 + j0) * C;
-                    wr[t] = wv + (ki[t] * kw + j0) * C;
-                }
-                FC_KT(kt, dot_runs)(runs, (j1 - j0) * C, src, wr, 0, 1, yr + ow);
+                FC_FN(dot_columns)(kt, runs, in_rows, ki, wv, kw, C, iw0, j0, j1, 0, 1, yr + ow);
             }
-            if (hi > lo) {
-                for (ptrdiff_t t = 0; t < runs; t++) {
-                    src[t] = in_rows[t] + (lo * sw - pl) * C;
-                    wr[t] = wv + ki[t] * kw * C;
-                }
-                FC_KT(kt, dot_runs)(runs, kw * C, src, wr, sw * C, hi - lo, yr + lo);
-            }
+            if (hi > lo) FC_FN(dot_columns)(kt, runs, in_rows, ki, wv, kw, C, lo * sw - pl, 0, kw, sw * C, hi - lo, yr + lo);
             if (bias != NULL)
                 for (ptrdiff_t ow = 0; ow < OW; ow++) yr[ow] += bias[0];
             if (act) FC_FN(activate)(kt, act, yr, OW);
