@@ -171,12 +171,20 @@ class BuildExt(build_ext):
         original_compile = self.compiler._compile if hasattr(self.compiler, "_compile") else None
         is_x86 = _is_x86()
 
+        # FASTCONV_PORTABLE_GENERIC=1 (tools/sanitize.sh): the generic path's files take the
+        # plain-C kernels (FASTCONV_PORTABLE_C) instead of GCC vector extensions, so that tests
+        # forcing FASTCONV_ISA=generic run the code other compilers build. Never for wheels.
+        portable = os.environ.get("FASTCONV_PORTABLE_GENERIC", "") == "1"
+        portable_flag = ["/DFASTCONV_PORTABLE_C"] if ctype == "msvc" else ["-DFASTCONV_PORTABLE_C"]
+
         if original_compile is not None:
             def _compile(obj, src, ext, cc_args, extra_postargs, pp_opts):
                 extra = list(extra_postargs)
                 for suffix, isa in isa_flags.items():
                     if src.endswith(suffix) and is_x86:
                         extra = extra + isa
+                if portable and src.endswith("_generic.c"):
+                    extra = extra + portable_flag
                 return original_compile(obj, src, ext, cc_args, extra, pp_opts)
 
             self.compiler._compile = _compile

@@ -8,6 +8,9 @@
 #   tests/test_reference.py) plus the
 #   fuzzers (tests/test_fuzz.py tests/test_invalid_inputs.py), once per instruction-set path
 #   in $FASTCONV_SANITIZE_ISAS (default "avx512 avx2 generic"; paths the CPU lacks are skipped).
+#   The build's generic path is the portable C (FASTCONV_PORTABLE_GENERIC=1: the kernels
+#   compilers without GCC vector extensions build), which no other test runs; the SSE2
+#   generic path of the regular build is tested by tools/build_wheel.sh.
 # Environment:
 #   FASTCONV_SANITIZE_DIR   where to copy and build (default: a new folder under /tmp)
 #   FASTCONV_SANITIZE_ISAS  ISA paths to test, e.g. "generic" for a quick run
@@ -48,6 +51,7 @@ grep -q '"-O3"' setup.py && { echo "sanitize.sh: could not drop -O3 from setup.p
 echo "== building with -fsanitize=address,undefined"
 san="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -O1 -g"
 CC=gcc CFLAGS="$san" LDFLAGS="-fsanitize=address,undefined" \
+    FASTCONV_PORTABLE_GENERIC=1 \
     "$python" setup.py build_ext --inplace --build-temp "$work/build" > "$work/logs/build.log" 2>&1 \
     || { tail -50 "$work/logs/build.log"; echo "sanitize.sh: build failed" >&2; exit 2; }
 fi
