@@ -274,6 +274,30 @@ static void FC_FL_NAME(add_rows)(FC_T *dst, const FC_T *src, ptrdiff_t rows, ptr
     }
 }
 
+/* The max pooling of the output rows a convolution fused with a pool just computed (see
+ * gemm.h's fc_pool_max): each window's values compared in row-major order with FC_VMAX_NAN
+ * (the later value where greater or NaN), so the first maximum wins and NaN propagates, as
+ * in the pooling kernels; whole vectors of channels, then a partial one. */
+static void FC_FL_NAME(pool_max)(const FC_T *src, ptrdiff_t lds, ptrdiff_t ph, ptrdiff_t pw,
+                                 ptrdiff_t windows, ptrdiff_t F, ptrdiff_t cols, FC_T *dst)
+{
+    for (ptrdiff_t q = 0; q < windows; q++) {
+        const FC_T *first = src + q * pw * F;
+        FC_T *o = dst + q * F;
+        for (ptrdiff_t f = 0; f < cols; f += FC_VLEN) {
+            const int n = cols - f < FC_VLEN ? (int)(cols - f) : FC_VLEN;
+            FC_VT m = n == FC_VLEN ? FC_VLOAD(first + f) : FC_VLOAD_N(first + f, n);
+            for (ptrdiff_t r = 0; r < ph; r++)
+                for (ptrdiff_t j = r == 0 ? 1 : 0; j < pw; j++) {
+                    const FC_T *v = first + r * lds + j * F + f;
+                    m = FC_VMAX_NAN(m, n == FC_VLEN ? FC_VLOAD(v) : FC_VLOAD_N(v, n));
+                }
+            if (n == FC_VLEN) FC_VSTORE(o + f, m);
+            else FC_VSTORE_N(o + f, m, n);
+        }
+    }
+}
+
 #undef FC_FL_BY_PERIOD
 #undef FC_FL_OPAQUE_PTR
 #undef FC_FL_OPAQUE_VEC

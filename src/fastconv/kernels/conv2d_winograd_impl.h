@@ -196,7 +196,7 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
                     for (int r = 0; r < out_rows; r++) FC_FN(activate)(kt, act, y_rows[r], out_cols * F);
                 if (pool) /* the tile's whole windows (m / pool->h per column, as many per row) */
                     for (ptrdiff_t i = 0; i < out_rows / pool->h; i++)
-                        FC_FN(max_pool_rows)(tile_rows + i * pool->h * m * F, m * F, pool->h, pool->w,
+                        FC_FN(max_pool_rows)(kt, tile_rows + i * pool->h * m * F, m * F, pool->h, pool->w,
                                              out_cols / pool->w, F, 0, F, relu_after_pool,
                                              y + ((n * pool_oh + ty * (m / pool->h) + i) * pool_ow +
                                                   tx * (m / pool->w)) * F);

@@ -92,6 +92,11 @@
     typedef void (*fc_act_tanh_##SFX##_fn)(T *y, ptrdiff_t n);                                 \
     /* dst[i] += src[i] for i < n. */                                                          \
     typedef void (*fc_add_into_##SFX##_fn)(T *dst, const T *src, ptrdiff_t n);                 \
+    /* dst[q * F + f] = the first maximum (NaN kept) of the ph x pw window q of src (rows lds  \
+     * apart, pixels F apart), for q < windows, f < cols (a convolution's fused max pool).    */ \
+    typedef void (*fc_pool_max_##SFX##_fn)(const T *src, ptrdiff_t lds, ptrdiff_t ph,          \
+                                           ptrdiff_t pw, ptrdiff_t windows, ptrdiff_t F,       \
+                                           ptrdiff_t cols, T *dst);                            \
     /* dst[c] += sum over r < rows, in order, of src[r * cols + c], for c < cols. */            \
     typedef void (*fc_add_rows_##SFX##_fn)(T *dst, const T *src, ptrdiff_t rows, ptrdiff_t cols);
 
@@ -154,6 +159,8 @@ typedef struct {
     fc_add_rows_f64_fn add_rows_f64;
     fc_act_tanh_f32_fn act_tanh_f32;
     fc_act_tanh_f64_fn act_tanh_f64;
+    fc_pool_max_f32_fn pool_max_f32;
+    fc_pool_max_f64_fn pool_max_f64;
 } fc_kernel_table;
 
 /* The table of an ISA file, whose kernels (gemm_simd_impl.h, conv2d_depthwise_impl.h,
@@ -182,7 +189,7 @@ typedef struct {
         wino_dy_f32, wino4_dy_f32, wino_dy_f64, wino4_dy_f64,                                   \
         vl32, vl64, flat_conv_f32, flat_conv_f64, flat_dw_f32, flat_dw_f64,                     \
         flat_expand_f32, flat_expand_f64, add_into_f32, add_into_f64, add_rows_f32,             \
-        add_rows_f64, act_tanh_f32, act_tanh_f64,                                               \
+        add_rows_f64, act_tanh_f32, act_tanh_f64, pool_max_f32, pool_max_f64,                   \
     }
 
 /* Largest MR and NR of any table: drivers size their scratch tiles with these. */

@@ -39,6 +39,17 @@ static inline void sse_store_n_pd(double *p, __m128d v, int n)
     for (int i = 0; i < n; i++) p[i] = t[i];
 }
 
+static inline __m128 sse_max_nan_ps(__m128 m, __m128 a)
+{
+    const __m128 take = _mm_or_ps(_mm_cmpgt_ps(a, m), _mm_cmpunord_ps(a, a));
+    return _mm_or_ps(_mm_and_ps(take, a), _mm_andnot_ps(take, m));
+}
+static inline __m128d sse_max_nan_pd(__m128d m, __m128d a)
+{
+    const __m128d take = _mm_or_pd(_mm_cmpgt_pd(a, m), _mm_cmpunord_pd(a, a));
+    return _mm_or_pd(_mm_and_pd(take, a), _mm_andnot_pd(take, m));
+}
+
 #define FC_T float
 #define FC_SFX f32
 #define FC_VT __m128
@@ -54,6 +65,8 @@ static inline void sse_store_n_pd(double *p, __m128d v, int n)
 #define FC_VSTORE(p, v) _mm_storeu_ps(p, v)
 #define FC_VLOAD_N(p, n) sse_load_n_ps(p, n)
 #define FC_VSTORE_N(p, v, n) sse_store_n_ps(p, v, n)
+/* (SSE2 has no blendv: the later value where greater or NaN, by and/andnot/or) */
+#define FC_VMAX_NAN(m, a) sse_max_nan_ps(m, a)
 #include "gemm_simd_impl.h"
 #include "conv2d_depthwise_impl.h"
 #include "conv2d_dot_impl.h"
@@ -76,6 +89,7 @@ static inline void sse_store_n_pd(double *p, __m128d v, int n)
 #define FC_VSTORE(p, v) _mm_storeu_pd(p, v)
 #define FC_VLOAD_N(p, n) sse_load_n_pd(p, n)
 #define FC_VSTORE_N(p, v, n) sse_store_n_pd(p, v, n)
+#define FC_VMAX_NAN(m, a) sse_max_nan_pd(m, a)
 #include "gemm_simd_impl.h"
 #include "conv2d_depthwise_impl.h"
 #include "conv2d_dot_impl.h"
@@ -177,6 +191,7 @@ FC_DEFINE_GENERIC_GEMM(double, f64, GENERIC_NR_F64)
 #define FC_VSTORE(p, v) (*(p) = (v))
 #define FC_VLOAD_N(p, n) ((void)(n), *(p)) /* never used: no partial vectors of one element */
 #define FC_VSTORE_N(p, v, n) ((void)(n), *(p) = (v))
+#define FC_VMAX_NAN(m, a) (((a) > (m) || (a) != (a)) ? (a) : (m))
 
 #define FC_T float
 #define FC_VT float

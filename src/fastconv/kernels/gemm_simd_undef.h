@@ -16,3 +16,4 @@
 #undef FC_VLOAD_N
 #undef FC_VSTORE_N
 #undef FC_VHSUM
+#undef FC_VMAX_NAN
