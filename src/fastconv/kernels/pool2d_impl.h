@@ -84,6 +84,22 @@ typedef long long fc_pool_vm64 __attribute__((vector_size(FC_POOL_VBYTES)));
 #define FC_POOL_VECTORS 0
 #endif
 
+#if FC_POOL_VECTORS && FC_POOL_VBYTES <= 32 && defined(__SSE2__)
+/* The first n < 4 floats of a 128-bit vector, stored in halving pieces (2, then 1): partial
+ * vectors of the SSE2 and AVX2 paths, where vmaskmov stores are slow on AMD and a memcpy of
+ * n values is a libc call per pixel (a quarter of LeNet's 64x28x28x6 average-pooling
+ * backward). Doubles go through it as pairs of floats: a store moves bits, not values. */
+static inline void fc_pool_store_low(float *q, __m128 part, ptrdiff_t n)
+{
+    if (n & 2) {
+        _mm_storel_pi((__m64 *)q, part);
+        part = _mm_movehl_ps(part, part);
+        q += 2;
+    }
+    if (n & 1) _mm_store_ss(q, part);
+}
+#endif
+
 /* Few channels, several windows per vector (see "few channels" below): AVX-512 only, where a
  * two-source lane permutation is one instruction (vpermt2ps/pd). */
 #if FC_POOL_VECTORS && FC_POOL_VBYTES == 64 && defined(__AVX512F__)
@@ -270,6 +286,12 @@ static inline VT SFX(vld_n)(const T *p, ptrdiff_t n)
     const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
     return (VT)_mm256_maskload_pd((const double *)p,
                                   _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)n), lane));
+#elif FC_POOL_VBYTES == 16 && defined(__SSE2__)
+    /* n < 4 floats (n == 1 double) in pieces; the lanes above n are 0 */
+    if (sizeof(T) == 8) return (VT)_mm_load_sd((const double *)p);
+    const float *q = (const float *)p;
+    const __m128 low = n >= 2 ? _mm_castpd_ps(_mm_load_sd((const double *)q)) : _mm_load_ss(q);
+    return (VT)(n == 3 ? _mm_movelh_ps(low, _mm_load_ss(q + 2)) : low);
 #else
     VT v = SFX(vsplat)((T)0);
     memcpy(&v, p, (size_t)n * sizeof(T));
@@ -289,33 +311,18 @@ static inline void SFX(vst_n)(T *p, VT v, ptrdiff_t n)
     else
         _mm512_mask_storeu_pd(p, (__mmask8)((1u << n) - 1u), (__m512d)v);
 #elif FC_POOL_VBYTES == 32 && defined(__AVX2__)
-    /* vmaskmov stores are slow on AMD, and a memcpy of n values is a libc call per pixel
-     * (a quarter of LeNet's 64x28x28x6 average-pooling backward): stores of halving width
-     * instead, from the binary digits of n. */
-    if (sizeof(T) == 4) {
-        __m128 part = _mm256_castps256_ps128((__m256)v);
-        float *q = (float *)p;
-        if (n & 4) {
-            _mm_storeu_ps(q, part);
-            part = _mm256_extractf128_ps((__m256)v, 1);
-            q += 4;
-        }
-        if (n & 2) {
-            _mm_storel_pi((__m64 *)q, part);
-            part = _mm_movehl_ps(part, part);
-            q += 2;
-        }
-        if (n & 1) _mm_store_ss(q, part);
-    } else {
-        __m128d part = _mm256_castpd256_pd128((__m256d)v);
-        double *q = (double *)p;
-        if (n & 2) {
-            _mm_storeu_pd(q, part);
-            part = _mm256_extractf128_pd((__m256d)v, 1);
-            q += 2;
-        }
-        if (n & 1) _mm_store_sd(q, part);
+    /* stores of halving width (fc_pool_store_low), from the binary digits of n floats */
+    const ptrdiff_t floats = n * (ptrdiff_t)(sizeof(T) / 4);
+    __m128 part = _mm256_castps256_ps128((__m256)v);
+    float *q = (float *)p;
+    if (floats & 4) {
+        _mm_storeu_ps(q, part);
+        part = _mm256_extractf128_ps((__m256)v, 1);
+        q += 4;
     }
+    fc_pool_store_low(q, part, floats & 3);
+#elif FC_POOL_VBYTES == 16 && defined(__SSE2__)
+    fc_pool_store_low((float *)p, (__m128)v, n * (ptrdiff_t)(sizeof(T) / 4));
 #else
     memcpy(p, &v, (size_t)n * sizeof(T));
 #endif
