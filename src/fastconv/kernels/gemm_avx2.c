@@ -9,6 +9,8 @@
 #if defined(__AVX2__) && (defined(__FMA__) || defined(_MSC_VER))
 #include <immintrin.h>
 
+#include "simd_tail_store.h"
+
 #define FC_FLAT_REGS 16 /* ymm0-15 */
 
 /* Lane masks: lanes [0, n) set, for 32-bit and 64-bit elements. */
@@ -21,30 +23,12 @@ static inline __m256i lanes64(int n)
     return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
 }
 
-/* Stores of lanes [0, n), 0 < n < vector length, as 128-bit / 64-bit / scalar pieces: AMD's
- * Zen cores run vmaskmovps / vmaskmovpd stores as long microcoded sequences (half of a col2im
- * addition's time went to its masked tail store: 30-value runs, LeNet-5 C2 input gradient). */
-static inline void store_n32(float *p, __m256 v, int n)
-{
-    __m128 part = _mm256_castps256_ps128(v);
-    if (n >= 4) {
-        _mm_storeu_ps(p, part);
-        part = _mm256_extractf128_ps(v, 1);
-        p += 4;
-        n -= 4;
-    }
-    if (n >= 2) {
-        _mm_storel_pi((__m64 *)p, part);
-        part = _mm_movehl_ps(part, part);
-        p += 2;
-        n -= 2;
-    }
-    if (n >= 1) _mm_store_ss(p, part);
-}
-/* (doubles: the same pieces, two float lanes per double; a store moves bits, not values) */
+/* Stores of lanes [0, n), 0 < n < vector length, in pieces (simd_tail_store.h): a masked
+ * tail store took half of a col2im addition's time (30-value runs, LeNet-5 C2 input gradient). */
+static inline void store_n32(float *p, __m256 v, int n) { fc_store_n256_ps(p, v, n); }
 static inline void store_n64(double *p, __m256d v, int n)
 {
-    store_n32((float *)p, _mm256_castpd_ps(v), 2 * n);
+    fc_store_n256_ps((float *)p, _mm256_castpd_ps(v), 2 * n);
 }
 
 /* Sums of the lanes (the single-filter kernel, conv2d_dot_impl.h): halves added pairwise. */

@@ -49,6 +49,7 @@
 
 #include "pool2d_isa.h"
 #include "kernel_common.h"
+#include "simd_tail_store.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -82,22 +83,6 @@ typedef double fc_pool_vf64 __attribute__((vector_size(FC_POOL_VBYTES)));
 typedef long long fc_pool_vm64 __attribute__((vector_size(FC_POOL_VBYTES)));
 #else
 #define FC_POOL_VECTORS 0
-#endif
-
-#if FC_POOL_VECTORS && FC_POOL_VBYTES <= 32 && defined(__SSE2__)
-/* The first n < 4 floats of a 128-bit vector, stored in halving pieces (2, then 1): partial
- * vectors of the SSE2 and AVX2 paths, where vmaskmov stores are slow on AMD and a memcpy of
- * n values is a libc call per pixel (a quarter of LeNet's 64x28x28x6 average-pooling
- * backward). Doubles go through it as pairs of floats: a store moves bits, not values. */
-static inline void fc_pool_store_low(float *q, __m128 part, ptrdiff_t n)
-{
-    if (n & 2) {
-        _mm_storel_pi((__m64 *)q, part);
-        part = _mm_movehl_ps(part, part);
-        q += 2;
-    }
-    if (n & 1) _mm_store_ss(q, part);
-}
 #endif
 
 /* Few channels, several windows per vector (see "few channels" below): AVX-512 only, where a
@@ -311,18 +296,11 @@ static inline void SFX(vst_n)(T *p, VT v, ptrdiff_t n)
     else
         _mm512_mask_storeu_pd(p, (__mmask8)((1u << n) - 1u), (__m512d)v);
 #elif FC_POOL_VBYTES == 32 && defined(__AVX2__)
-    /* stores of halving width (fc_pool_store_low), from the binary digits of n floats */
-    const ptrdiff_t floats = n * (ptrdiff_t)(sizeof(T) / 4);
-    __m128 part = _mm256_castps256_ps128((__m256)v);
-    float *q = (float *)p;
-    if (floats & 4) {
-        _mm_storeu_ps(q, part);
-        part = _mm256_extractf128_ps((__m256)v, 1);
-        q += 4;
-    }
-    fc_pool_store_low(q, part, floats & 3);
+    /* in pieces (simd_tail_store.h; a memcpy of n values was a libc call per pixel: a quarter
+     * of LeNet's 64x28x28x6 average-pooling backward) */
+    fc_store_n256_ps((float *)p, (__m256)v, n * (ptrdiff_t)(sizeof(T) / 4));
 #elif FC_POOL_VBYTES == 16 && defined(__SSE2__)
-    fc_pool_store_low((float *)p, (__m128)v, n * (ptrdiff_t)(sizeof(T) / 4));
+    fc_store_low_ps((float *)p, (__m128)v, n * (ptrdiff_t)(sizeof(T) / 4));
 #else
     memcpy(p, &v, (size_t)n * sizeof(T));
 #endif
