@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 
@@ -307,18 +308,30 @@ _SIGINT_CHILD = textwrap.dedent("""
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX")
 def test_sigint_to_a_process_running_fit_stops_it_cleanly():
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
-    child = subprocess.Popen([sys.executable, "-c", _SIGINT_CHILD], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        for line in child.stdout:  # wait until the second epoch is under way
-            if line.startswith("BATCH 1 20"):
-                child.send_signal(signal.SIGINT)
-                break
-        out, err = child.communicate(timeout=120)
-    finally:
-        if child.poll() is None:
-            child.kill()
+    # All of stdout goes through the one buffered reader (communicate() would read the raw pipe
+    # and lose lines the reader had already buffered); stderr goes to a file so it cannot fill a
+    # pipe meanwhile, and a timer kills a child that hangs.
+    with tempfile.TemporaryFile(mode="w+") as err_file:
+        child = subprocess.Popen([sys.executable, "-c", _SIGINT_CHILD], stdout=subprocess.PIPE,
+                                 stderr=err_file, text=True, env=env)
+        watchdog = threading.Timer(180, child.kill)
+        watchdog.start()
+        try:
+            out_lines = []
+            for line in child.stdout:
+                out_lines.append(line)
+                if line.startswith("BATCH 1 20"):  # the second epoch is under way
+                    child.send_signal(signal.SIGINT)
             child.wait()
+        finally:
+            watchdog.cancel()
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+            child.stdout.close()
+        err_file.seek(0)
+        err = err_file.read()
+    out = "".join(out_lines)
     assert child.returncode == 0, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
     result = json.loads([ln for ln in out.splitlines() if ln.startswith("RESULT ")][-1][len("RESULT "):])
