@@ -34,6 +34,11 @@ KEEPS_FREED_MEMORY = (os.environ.get("FASTCONV_KEEP_FREED_MEMORY", "1").strip() 
                       and _cpu.keep_freed_memory())
 
 
+# Every output starts on a cache line (NumPy's buffers start 16 bytes into one: every other
+# 32-byte vector the kernels store would straddle two lines).
+_empty = _cpu.empty_aligned
+
+
 # Below this much work per thread, a parallel region costs more than it saves (and on a
 # loaded machine a thread waiting at the barrier for a descheduled peer costs far more), so
 # small convolutions run on fewer threads. Results do not depend on the thread count (the
@@ -77,7 +82,7 @@ def conv2d_forward(x, kernel, bias=None, strides=1, padding="valid", dilation_ra
     x, kernel, bias, geo, groups = V.check_conv2d(x, kernel, bias, strides, padding, dilation_rate, groups)
     pool = V.check_fused_max_pool(max_pool, (geo.out_h, geo.out_w))
     ph, pw = pool or (1, 1)
-    out = np.empty((geo.n, geo.out_h // ph, geo.out_w // pw, kernel.shape[3]), dtype=x.dtype)
+    out = _empty((geo.n, geo.out_h // ph, geo.out_w // pw, kernel.shape[3]), dtype=x.dtype)
     _conv.conv2d_forward(_c(x), _c(kernel), _c(bias), out, geo.strides, _pads(geo),
                          geo.dilation, groups, _conv_threads(geo, kernel),
                          activation=V.check_fused_activation(activation), max_pool=pool)
@@ -90,11 +95,11 @@ def conv2d_backward(dy, x, kernel, strides=1, padding="valid", dilation_rate=1, 
     x, kernel, _, geo, groups = V.check_conv2d(x, kernel, None, strides, padding, dilation_rate, groups)
     filters = kernel.shape[3]
     dy = V.check_grad_output(dy, (geo.n, geo.out_h, geo.out_w, filters), x.dtype)
-    dx = np.empty(x.shape, dtype=x.dtype) if need_input_grad else None
+    dx = _empty(x.shape, dtype=x.dtype) if need_input_grad else None
     # The kernel computes the bias gradient alongside the kernel gradient: asking for the
     # first alone still computes the second (into a scratch array).
-    dkernel = np.empty(kernel.shape, dtype=x.dtype) if need_kernel_grad or need_bias_grad else None
-    dbias = np.empty((filters,), dtype=x.dtype) if need_bias_grad else None
+    dkernel = _empty(kernel.shape, dtype=x.dtype) if need_kernel_grad or need_bias_grad else None
+    dbias = _empty((filters,), dtype=x.dtype) if need_bias_grad else None
     if dx is not None or dkernel is not None:
         _conv.conv2d_backward(_c(dy), _c(x), _c(kernel), dx, dkernel, dbias, geo.strides,
                               _pads(geo), geo.dilation, groups, _conv_threads(geo, kernel))
@@ -148,7 +153,7 @@ def _input_shape(input_shape):
 
 def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid"):
     x, geo = _check_pool2d(x, pool_size, strides, padding)
-    out = np.empty(geo.output_shape + (geo.c,), dtype=x.dtype)
+    out = _empty(geo.output_shape + (geo.c,), dtype=x.dtype)
     _pool.max_pool2d_forward(_c(x), out, (geo.kh, geo.kw), geo.strides, _pads(geo), get_num_threads())
     return out
 
@@ -156,7 +161,7 @@ def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid"):
 def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
     x, geo = _check_pool2d(x, pool_size, strides, padding)
     dy = V.check_grad_output(dy, geo.output_shape + (geo.c,), x.dtype)
-    dx = np.empty(x.shape, dtype=x.dtype)
+    dx = _empty(x.shape, dtype=x.dtype)
     _pool.max_pool2d_backward(_c(dy), _c(x), dx, (geo.kh, geo.kw), geo.strides, _pads(geo),
                               get_num_threads())
     return dx
@@ -167,8 +172,8 @@ def max_pool2d_forward_with_argmax(x, pool_size=2, strides=None, padding="valid"
     tap index (see `fastconv.reference.max_pool2d_forward_with_argmax`)."""
     x, geo = _check_pool2d(x, pool_size, strides, padding)
     _pool_ref.check_argmax_window(geo)
-    out = np.empty(geo.output_shape + (geo.c,), dtype=x.dtype)
-    argmax = np.empty(out.shape, dtype=np.uint8)
+    out = _empty(geo.output_shape + (geo.c,), dtype=x.dtype)
+    argmax = _empty(out.shape, dtype=np.uint8)
     _pool.max_pool2d_forward_argmax(_c(x), out, argmax, (geo.kh, geo.kw), geo.strides, _pads(geo),
                                     get_num_threads())
     return out, argmax
@@ -184,7 +189,7 @@ def max_pool2d_backward_from_argmax(dy, argmax, input_shape, pool_size=2, stride
     _pool_ref.check_argmax_window(geo)
     dy = V.check_grad_output(dy, geo.output_shape + (geo.c,), dy.dtype)
     _pool_ref.check_argmax(argmax, dy.shape)
-    dx = np.empty(shape, dtype=dy.dtype)
+    dx = _empty(shape, dtype=dy.dtype)
     _pool.max_pool2d_backward_argmax(_c(dy), _c(argmax), dx, (geo.kh, geo.kw), geo.strides,
                                      _pads(geo), get_num_threads())
     return dx
@@ -192,7 +197,7 @@ def max_pool2d_backward_from_argmax(dy, argmax, input_shape, pool_size=2, stride
 
 def avg_pool2d_forward(x, pool_size=2, strides=None, padding="valid"):
     x, geo = _check_pool2d(x, pool_size, strides, padding)
-    out = np.empty(geo.output_shape + (geo.c,), dtype=x.dtype)
+    out = _empty(geo.output_shape + (geo.c,), dtype=x.dtype)
     _pool.avg_pool2d_forward(_c(x), out, (geo.kh, geo.kw), geo.strides, _pads(geo), get_num_threads())
     return out
 
@@ -202,7 +207,7 @@ def avg_pool2d_backward(dy, input_shape, pool_size=2, strides=None, padding="val
     dy = V.as_float_array(dy, "dy", dtype)
     geo = _pool_geometry(shape, pool_size, strides, padding)
     dy = V.check_grad_output(dy, geo.output_shape + (geo.c,), dy.dtype)
-    dx = np.empty(shape, dtype=dy.dtype)
+    dx = _empty(shape, dtype=dy.dtype)
     _pool.avg_pool2d_backward(_c(dy), dx, (geo.kh, geo.kw), geo.strides, _pads(geo), get_num_threads())
     return dx
 
@@ -213,7 +218,7 @@ def _check_global(x):
 
 def global_avg_pool2d_forward(x):
     x = _check_global(x)
-    out = np.empty((x.shape[0], x.shape[3]), dtype=x.dtype)
+    out = _empty((x.shape[0], x.shape[3]), dtype=x.dtype)
     _pool.global_avg_pool2d_forward(_c(x), out, get_num_threads())
     return out
 
@@ -221,14 +226,14 @@ def global_avg_pool2d_forward(x):
 def global_avg_pool2d_backward(dy, input_shape, dtype=None):
     n, h, w, c = _input_shape(input_shape)
     dy = V.check_grad_output(V.as_float_array(dy, "dy", dtype), (n, c), dtype)
-    dx = np.empty((n, h, w, c), dtype=dy.dtype)
+    dx = _empty((n, h, w, c), dtype=dy.dtype)
     _pool.global_avg_pool2d_backward(_c(dy), dx, get_num_threads())
     return dx
 
 
 def global_max_pool2d_forward(x):
     x = _check_global(x)
-    out = np.empty((x.shape[0], x.shape[3]), dtype=x.dtype)
+    out = _empty((x.shape[0], x.shape[3]), dtype=x.dtype)
     _pool.global_max_pool2d_forward(_c(x), out, get_num_threads())
     return out
 
@@ -236,7 +241,7 @@ def global_max_pool2d_forward(x):
 def global_max_pool2d_backward(dy, x):
     x = _check_global(x)
     dy = V.check_grad_output(dy, (x.shape[0], x.shape[3]), x.dtype)
-    dx = np.empty(x.shape, dtype=x.dtype)
+    dx = _empty(x.shape, dtype=x.dtype)
     _pool.global_max_pool2d_backward(_c(dy), _c(x), dx, get_num_threads())
     return dx
 
@@ -266,9 +271,9 @@ def batch_norm_backward(dy, x, gamma, mean, var, epsilon=1e-3):
 def _bn_forward_training(x, gamma, beta, epsilon, kernel):
     x, gamma, beta, epsilon = V.check_batch_norm(x, gamma, beta, epsilon)
     c = x.shape[-1]
-    y = np.empty(x.shape, dtype=x.dtype)
-    mean = np.empty((c,), dtype=x.dtype)
-    var = np.empty((c,), dtype=x.dtype)
+    y = _empty(x.shape, dtype=x.dtype)
+    mean = _empty((c,), dtype=x.dtype)
+    var = _empty((c,), dtype=x.dtype)
     kernel(_rows(x), _c(gamma), _c(beta), epsilon, y.reshape(-1, c), mean, var, get_num_threads())
     return y, mean, var
 
@@ -284,7 +289,7 @@ def _bn_moving(x, gamma, beta, moving_mean, moving_var, epsilon):
 
 def _bn_forward_inference(x, gamma, beta, moving_mean, moving_var, epsilon, kernel):
     x, gamma, beta, epsilon, mean, var = _bn_moving(x, gamma, beta, moving_mean, moving_var, epsilon)
-    y = np.empty(x.shape, dtype=x.dtype)
+    y = _empty(x.shape, dtype=x.dtype)
     kernel(_rows(x), _c(gamma), _c(beta), _c(mean), _c(var), epsilon, y.reshape(-1, x.shape[-1]),
            get_num_threads())
     return y
@@ -298,9 +303,9 @@ def _bn_backward(dy, x, gamma, beta, mean, var, epsilon):
     mean = V.check_channel_vector(mean, c, x.dtype, "mean")
     var = V.check_channel_vector(var, c, x.dtype, "var")
     dy = V.check_grad_output(dy, x.shape, x.dtype)
-    dx = np.empty(x.shape, dtype=x.dtype)
-    dgamma = np.empty((c,), dtype=x.dtype)
-    dbeta = np.empty((c,), dtype=x.dtype)
+    dx = _empty(x.shape, dtype=x.dtype)
+    dgamma = _empty((c,), dtype=x.dtype)
+    dbeta = _empty((c,), dtype=x.dtype)
     args = (_rows(dy), _rows(x), _c(gamma)) + (() if beta is None else (_c(checked_beta),))
     kernel = _bn.batch_norm_backward if beta is None else _bn.batch_norm_relu_backward
     kernel(*args, _c(mean), _c(var), epsilon, dx.reshape(-1, c), dgamma, dbeta, get_num_threads())
@@ -328,8 +333,8 @@ def batch_norm_relu_max_pool_forward_training(x, gamma, beta, epsilon=1e-3, pool
     x, gamma, beta, epsilon = V.check_batch_norm(x, gamma, beta, epsilon)
     x, geo = _check_pool2d(x, pool_size, strides, padding)
     c = x.shape[-1]
-    mean = np.empty((c,), dtype=x.dtype)
-    var = np.empty((c,), dtype=x.dtype)
+    mean = _empty((c,), dtype=x.dtype)
+    var = _empty((c,), dtype=x.dtype)
     _bn.batch_norm_forward_training(_rows(x), _c(gamma), _c(beta), epsilon, None, mean, var,
                                     get_num_threads())
     return _bn_relu_max_pool(x, geo, gamma, beta, mean, var, epsilon) + (mean, var)
@@ -350,8 +355,8 @@ def _bn_relu_max_pool(x, geo, gamma, beta, mean, var, epsilon):
     gamma / sqrt(var + epsilon) (in double, rounded to x's dtype: the same bits)."""
     _pool_ref.check_argmax_window(geo)
     scale = (gamma.astype(np.float64) / np.sqrt(var.astype(np.float64) + epsilon)).astype(x.dtype)
-    out = np.empty(geo.output_shape + (geo.c,), dtype=x.dtype)
-    argmax = np.empty(out.shape, dtype=np.uint8)
+    out = _empty(geo.output_shape + (geo.c,), dtype=x.dtype)
+    argmax = _empty(out.shape, dtype=np.uint8)
     _pool.max_pool2d_forward_argmax_bn_relu(_c(x), _c(mean), scale, _c(beta), out, argmax,
                                             (geo.kh, geo.kw), geo.strides, _pads(geo),
                                             get_num_threads())
@@ -377,7 +382,7 @@ def batch_norm_relu_backward_inference(dy, x, gamma, beta, moving_mean, moving_v
     c = x.shape[-1]
     dy = V.check_grad_output(dy, x.shape, x.dtype)
     factor = _bn_ref.batch_norm_frozen_factor(gamma, var, epsilon)
-    dx = np.empty(x.shape, dtype=x.dtype)
+    dx = _empty(x.shape, dtype=x.dtype)
     _bn.batch_norm_relu_backward_inference(_rows(dy), _rows(x), _c(gamma), _c(beta), _c(mean),
                                            _c(var), epsilon, _c(factor), dx.reshape(-1, c),
                                            get_num_threads())
@@ -399,7 +404,7 @@ def dense_forward(x, kernel, bias=None, activation=None):
     x, kernel, bias = V.check_dense(x, kernel, bias)
     n, units = x.shape[0], kernel.shape[1]
     kernel4 = _c(kernel).reshape(1, 1, kernel.shape[0], units)
-    out = np.empty((n, units), dtype=x.dtype)
+    out = _empty((n, units), dtype=x.dtype)
     _conv.conv2d_forward(_c(x).reshape(n, 1, 1, -1), kernel4, _c(bias), out.reshape(n, 1, 1, units),
                          (1, 1), (0, 0, 0, 0), (1, 1), 1, _dense_threads(n, x.shape[1], units),
                          activation=V.check_fused_activation(activation))
@@ -412,9 +417,9 @@ def dense_backward(dy, x, kernel, need_input_grad=True, need_bias_grad=True):
     n, (features, units) = x.shape[0], kernel.shape
     dy = V.check_grad_output(dy, (n, units), x.dtype)
     kernel4 = _c(kernel).reshape(1, 1, features, units)
-    dx = np.empty((n, features), dtype=x.dtype) if need_input_grad else None
-    dkernel = np.empty((features, units), dtype=x.dtype)
-    dbias = np.empty((units,), dtype=x.dtype) if need_bias_grad else None
+    dx = _empty((n, features), dtype=x.dtype) if need_input_grad else None
+    dkernel = _empty((features, units), dtype=x.dtype)
+    dbias = _empty((units,), dtype=x.dtype) if need_bias_grad else None
     _conv.conv2d_backward(_c(dy).reshape(n, 1, 1, units), _c(x).reshape(n, 1, 1, features), kernel4,
                           None if dx is None else dx.reshape(n, 1, 1, features),
                           dkernel.reshape(1, 1, features, units), dbias, (1, 1), (0, 0, 0, 0),
@@ -465,7 +470,7 @@ def relu_forward(x):
     """max(x, 0) elementwise, as `numpy.maximum(x, 0)` (see `fastconv.reference.relu_forward`)."""
     if not _ew_ready(x):
         return _ew_ref.relu_forward(x)
-    out = np.empty(x.shape, dtype=x.dtype)
+    out = _empty(x.shape, dtype=x.dtype)
     _ew.relu_forward(x, out, get_num_threads())
     return out
 
@@ -474,7 +479,7 @@ def relu_backward(dy, x, threshold=0.0):
     """dy * (x >= threshold) (see `fastconv.reference.relu_backward`)."""
     if not (_ew_ready(dy, x) and _python_real(threshold)):
         return _ew_ref.relu_backward(dy, x, threshold)
-    dx = np.empty(dy.shape, dtype=dy.dtype)
+    dx = _empty(dy.shape, dtype=dy.dtype)
     _ew.relu_backward(dy, x, threshold, dx, get_num_threads())
     return dx
 
@@ -483,7 +488,7 @@ def leaky_relu_forward(x, negative_slope=0.2):
     """x >= 0 ? x : negative_slope * x (see `fastconv.reference.leaky_relu_forward`)."""
     if not (_ew_ready(x) and _python_real(negative_slope)):
         return _ew_ref.leaky_relu_forward(x, negative_slope)
-    out = np.empty(x.shape, dtype=x.dtype)
+    out = _empty(x.shape, dtype=x.dtype)
     _ew.leaky_relu_forward(x, negative_slope, out, get_num_threads())
     return out
 
@@ -492,7 +497,7 @@ def leaky_relu_backward(dy, x, negative_slope=0.2):
     """x >= 0 ? dy : negative_slope * dy (see `fastconv.reference.leaky_relu_backward`)."""
     if not (_ew_ready(dy, x) and _python_real(negative_slope)):
         return _ew_ref.leaky_relu_backward(dy, x, negative_slope)
-    dx = np.empty(dy.shape, dtype=dy.dtype)
+    dx = _empty(dy.shape, dtype=dy.dtype)
     _ew.leaky_relu_backward(dy, x, negative_slope, dx, get_num_threads())
     return dx
 
@@ -501,7 +506,7 @@ def tanh_backward(dy, y):
     """dy * (1 - y * y) (see `fastconv.reference.tanh_backward`)."""
     if not _ew_ready(dy, y):
         return _ew_ref.tanh_backward(dy, y)
-    dx = np.empty(dy.shape, dtype=dy.dtype)
+    dx = _empty(dy.shape, dtype=dy.dtype)
     _ew.tanh_backward(dy, y, dx, get_num_threads())
     return dx
 
@@ -510,7 +515,7 @@ def sigmoid_backward(dy, y):
     """dy * y * (1 - y) (see `fastconv.reference.sigmoid_backward`)."""
     if not _ew_ready(dy, y):
         return _ew_ref.sigmoid_backward(dy, y)
-    dx = np.empty(dy.shape, dtype=dy.dtype)
+    dx = _empty(dy.shape, dtype=dy.dtype)
     _ew.sigmoid_backward(dy, y, dx, get_num_threads())
     return dx
 
@@ -560,7 +565,7 @@ def random_bits(seed, shape):
     """Counter-based random uint32 values (see `fastconv.reference.random_bits`), filled by
     the compiled kernel on the current threads: the same bits as the reference."""
     seed = V.check_seed64(seed)
-    out = np.empty(shape, dtype=np.uint32)
+    out = _empty(shape, dtype=np.uint32)
     _ew.random_bits(seed, out, get_num_threads())
     return out
 
@@ -570,8 +575,8 @@ def dropout_forward(x, bits, rate):
     if not (_ew_ready(x) and type(bits) is np.ndarray and bits.dtype == np.uint32
             and bits.shape == x.shape and bits.flags.c_contiguous):
         return _ew_ref.dropout_forward(x, bits, rate)
-    y = np.empty(x.shape, dtype=x.dtype)
-    keep = np.empty(x.shape, dtype=bool)
+    y = _empty(x.shape, dtype=x.dtype)
+    keep = _empty(x.shape, dtype=bool)
     _ew.dropout_forward(x, bits, dropout_drop_below(rate), dropout_scale(rate, x.dtype), y, keep,
                         get_num_threads())
     return y, keep
@@ -582,6 +587,6 @@ def dropout_backward(dy, keep, rate):
     if not (_ew_ready(dy) and type(keep) is np.ndarray and keep.dtype == np.bool_
             and keep.shape == dy.shape and keep.flags.c_contiguous):
         return _ew_ref.dropout_backward(dy, keep, rate)
-    dx = np.empty(dy.shape, dtype=dy.dtype)
+    dx = _empty(dy.shape, dtype=dy.dtype)
     _ew.dropout_backward(dy, keep, dropout_scale(rate, dy.dtype), dx, get_num_threads())
     return dx

@@ -7,6 +7,7 @@ import platform
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import fastconv
@@ -133,3 +134,55 @@ def test_compiled_backend_keeps_freed_memory_unless_told_not_to(setting, expecte
     kept, shown = proc.stdout.strip().split(" ", 1)
     assert kept == str(expected)
     assert shown == ("yes (glibc)" if expected else "no")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8, np.uint32, bool])
+@pytest.mark.parametrize("shape", [(64, 28, 28, 32), (3, 1000, 7), (1025,), 4096, (5,), (), (0, 9), (7, 0)])
+def test_empty_aligned_is_a_c_contiguous_writable_array_on_a_cache_line(shape, dtype):
+    out = cpu.empty_aligned(shape, dtype)
+    expected_shape = (shape,) if isinstance(shape, int) else shape
+    assert out.shape == expected_shape and out.dtype == np.dtype(dtype)
+    assert out.flags.c_contiguous and out.flags.writeable and out.flags.aligned
+    if out.nbytes >= 4096:  # (smaller ones are NumPy's own arrays)
+        assert out.ctypes.data % 64 == 0
+        assert out.base is not None and out.base.nbytes >= out.nbytes
+    # every byte is usable: a full write reads back, the buffer holds nothing else
+    values = np.arange(out.size).reshape(out.shape).astype(dtype)
+    out[...] = values
+    assert np.array_equal(out, values)
+
+
+def test_empty_aligned_arrays_are_distinct_and_freed():
+    arrays = [cpu.empty_aligned((256, 256), np.float32) for _ in range(4)]
+    for i, a in enumerate(arrays):
+        a[...] = i
+    assert [float(a[0, 0]) for a in arrays] == [0.0, 1.0, 2.0, 3.0]
+    float64 = np.dtype(np.float64)
+    cpu.empty_aligned((100, 100), float64)
+    dtype_refs = sys.getrefcount(float64)
+    for _ in range(1000):
+        cpu.empty_aligned((100, 100), float64)
+        cpu.empty_aligned((3,), float64)
+    assert sys.getrefcount(float64) == dtype_refs  # no reference leaked or lost per call
+
+
+def test_empty_aligned_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="shape"):
+        cpu.empty_aligned((3, -1), np.float32)
+    with pytest.raises(ValueError, match="dimensions"):
+        cpu.empty_aligned((1,) * 33, np.float32)
+    with pytest.raises(MemoryError, match="too large"):
+        cpu.empty_aligned((2 ** 40, 2 ** 40), np.float32)
+    with pytest.raises(TypeError):
+        cpu.empty_aligned((2, "a"), np.float32)
+
+
+def test_ops_outputs_start_on_a_cache_line():
+    from fastconv import ops
+    x = np.random.default_rng(0).standard_normal((4, 16, 16, 8)).astype(np.float32)
+    k = np.random.default_rng(1).standard_normal((3, 3, 8, 16)).astype(np.float32)
+    y = ops.conv2d_forward(x, k)
+    pooled = ops.max_pool2d_forward(y, 2, 2, "valid")
+    dx, dk, db = ops.conv2d_backward(y, x, k)
+    for a in (y, pooled, dx):
+        assert a.ctypes.data % 64 == 0

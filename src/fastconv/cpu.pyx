@@ -7,6 +7,15 @@ run raises RuntimeError when the module is imported: a forced path is never sile
 replaced by another one.
 """
 
+import numpy as np
+
+cimport numpy as cnp
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.pyport cimport PY_SSIZE_T_MAX
+from cpython.ref cimport Py_INCREF
+
+cnp.import_array()
+
 cdef extern from "dispatch.h":
     int FC_ISA_COUNT
     int FC_DISPATCH_OK
@@ -123,6 +132,54 @@ def keep_freed_memory(int trim_mib=256, int mmap_mib=32):
         raise ValueError(f"trim_mib must be in 1..2047 and mmap_mib in 1..32; received "
                          f"{trim_mib}, {mmap_mib}.")
     return bool(fc_cpu_keep_freed_memory(trim_mib << 20, mmap_mib << 20))
+
+
+cdef extern from "numpy/arrayobject.h":
+    PyTypeObject PyArray_Type
+    # (not in NumPy's .pxd; steals the reference to descr)
+    object fc_new_from_descr "PyArray_NewFromDescr" (PyTypeObject *subtype, cnp.dtype descr, int nd,
+                                                      cnp.npy_intp *dims, cnp.npy_intp *strides,
+                                                      void *data, int flags, PyObject *obj)
+
+cdef enum:
+    _LINE = 64  # empty_aligned's data alignment: a cache line (and an AVX-512 vector)
+    _MAX_DIMS = 32
+    _SMALL = 4096  # arrays below this many bytes: NumPy's own buffer (one allocation, not two)
+
+
+def empty_aligned(shape, dtype):
+    """`np.empty(shape, dtype)` (C order) whose data starts on a 64-byte cache line.
+
+    NumPy's own buffers start 16 bytes into a line, so every other 32-byte vector a kernel
+    stores into them straddles two lines (a split store; the 64x28x28x64 -> 128 pointwise
+    forward on one thread: 10.5 -> 9.1 ms with its output aligned). The array is a view of
+    a slightly larger uint8 buffer (its `.base`); below 4 KiB, a plain NumPy array.
+    """
+    cdef cnp.dtype descr = np.dtype(dtype)
+    cdef cnp.npy_intp dims[_MAX_DIMS]
+    cdef Py_ssize_t nd, i, nbytes = descr.itemsize
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    nd = len(shape)
+    if nd > _MAX_DIMS:
+        raise ValueError(f"shape must have at most {_MAX_DIMS} dimensions; received {nd}.")
+    for i in range(nd):
+        dims[i] = shape[i]
+        if dims[i] < 0:
+            raise ValueError(f"shape must hold non-negative sizes; received {shape}.")
+        if dims[i] > 0 and nbytes > (PY_SSIZE_T_MAX - _LINE) // dims[i]:
+            raise MemoryError(f"an array of shape {shape} and dtype {descr} is too large.")
+        nbytes *= dims[i]
+    Py_INCREF(descr)  # taken by PyArray_NewFromDescr
+    if nbytes < _SMALL:
+        return fc_new_from_descr(&PyArray_Type, descr, <int>nd, dims, NULL, NULL, 0, NULL)
+    cdef cnp.npy_intp raw_len = nbytes + _LINE - 1
+    cdef cnp.ndarray raw = cnp.PyArray_EMPTY(1, &raw_len, cnp.NPY_UINT8, 0)
+    cdef char *data = <char *>cnp.PyArray_DATA(raw)
+    data += (-<size_t>data) & (_LINE - 1)
+    arr = fc_new_from_descr(&PyArray_Type, descr, <int>nd, dims, NULL, data,
+                            cnp.NPY_ARRAY_CARRAY, NULL)
+    cnp.set_array_base(arr, raw)
+    return arr
 
 
 _check_dispatch()
