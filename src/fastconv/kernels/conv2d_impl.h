@@ -8,6 +8,13 @@
 #define FC_KC_MAX ((ptrdiff_t)320)
 /* Output pixels per block of the forward / backward-data GEMMs, in microtiles. */
 #define FC_MB_TILES 8
+/* Few-channel forwards (K = KH * KW * C_g small) take more tiles per block, up to this many:
+ * at least FC_BLOCK_MACS multiply-adds per block, so that handing out a block (a shared
+ * counter both cores write) and setting up its tables stay small next to its work. */
+#define FC_MB_TILES_MAX 64
+#ifndef FC_BLOCK_MACS
+#define FC_BLOCK_MACS ((ptrdiff_t)65536)
+#endif
 /* Below this many channels per group, the forward copies patches into rows (see
  * implicit_gemm_conv) rather than reading them through the indirection table. */
 #define FC_PATCH_ROWS_MAX_CG 8
@@ -448,6 +455,16 @@ static void FC_FN(max_pool_rows)(const fc_kernel_table *kt, const FC_T *restrict
         for (ptrdiff_t q = 0; q < pw_out; q++) FC_FN(relu_in_place)(dst + q * F + f0, cols);
 }
 
+/* Microtiles per pixel block of a few-channel forward (M pixels, K reductions, F filters):
+ * FC_BLOCK_MACS multiply-adds or more, between FC_MB_TILES and FC_MB_TILES_MAX, yet at least
+ * four blocks per thread where M allows. */
+static ptrdiff_t FC_FN(few_channel_tiles)(ptrdiff_t M, ptrdiff_t K, ptrdiff_t F, int mr, int num_threads)
+{
+    const ptrdiff_t want = ceil_div(FC_BLOCK_MACS, mr * K * F);
+    const ptrdiff_t spread = ceil_div(M, 4 * (ptrdiff_t)num_threads * mr);
+    return max_pd(FC_MB_TILES, min_pd(min_pd(want, FC_MB_TILES_MAX), spread));
+}
+
 /* y = conv_p(x, W) + bias as an implicit GEMM (then the activation `act` per finished block).
  * With `transposed`, `w` is the HWIO kernel of
  * the convolution whose *input gradient* p describes (stride 1): p's input is that conv's dy
@@ -471,7 +488,10 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     /* Pixel blocks of mb_max pixels; with a pool, of the pool->h output rows of one pooled row
      * (block b: pooled row b of the (N * OH / pool->h) x (OW / pool->w) output). */
     const ptrdiff_t pool_oh = pool ? p->out_h / pool->h : 0, pool_ow = pool ? p->out_w / pool->w : 0;
-    const ptrdiff_t mb_max = pool ? round_up(pool->h * p->out_w, mr) : (ptrdiff_t)mr * FC_MB_TILES;
+    const int few_channels = !direct && cg < FC_PATCH_ROWS_MAX_CG;
+    const ptrdiff_t mb_max = pool ? round_up(pool->h * p->out_w, mr)
+                                  : (ptrdiff_t)mr * (few_channels ? FC_FN(few_channel_tiles)(M, K, F, mr, num_threads)
+                                                                   : FC_MB_TILES);
     const ptrdiff_t mblocks = pool ? p->n * pool_oh : ceil_div(M, mb_max);
     const int relu_after_pool = pool && act == FC_ACT_RELU; /* (see max_pool_rows) */
     /* Dense layers (1x1 over few pixel blocks) read the full column panels of the weights in
@@ -494,7 +514,6 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
      * nothing is copied or built per pixel. Otherwise (groups,
      * width dilation) the block's patches are copied into contiguous rows of K values (one
      * reduction block) for the row kernel. */
-    const int few_channels = !direct && cg < FC_PATCH_ROWS_MAX_CG;
     const int row_ind = few_channels && G == 1 && p->dil_w == 1 && p->kw * cg <= FC_KC_MAX;
     const int patch_rows = few_channels && !row_ind && K <= FC_KC_MAX;
     const ptrdiff_t rpb = max_pd(1, FC_KC_MAX / (p->kw * cg));
