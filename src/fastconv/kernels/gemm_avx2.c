@@ -9,7 +9,7 @@
 #if defined(__AVX2__) && (defined(__FMA__) || defined(_MSC_VER))
 #include <immintrin.h>
 
-#include "simd_tail_store.h"
+#include "simd_tail.h"
 
 #define FC_FLAT_REGS 16 /* ymm0-15 */
 
@@ -23,7 +23,7 @@ static inline __m256i lanes64(int n)
     return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
 }
 
-/* Stores of lanes [0, n), 0 < n < vector length, in pieces (simd_tail_store.h): a masked
+/* Stores of lanes [0, n), 0 < n < vector length, in pieces (simd_tail.h): a masked
  * tail store took half of a col2im addition's time (30-value runs, LeNet-5 C2 input gradient). */
 static inline void store_n32(float *p, __m256 v, int n) { fc_store_n256_ps(p, v, n); }
 static inline void store_n64(double *p, __m256d v, int n)

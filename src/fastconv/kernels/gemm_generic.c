@@ -13,30 +13,19 @@
 #define GENERIC_FLAT_VL_F32 4
 #define GENERIC_FLAT_VL_F64 2
 
-/* Partial vectors through a small buffer (SSE2 has no masked loads and stores). */
-static inline __m128 sse_load_n_ps(const float *p, int n)
-{
-    float t[4] = {0, 0, 0, 0};
-    for (int i = 0; i < n; i++) t[i] = p[i];
-    return _mm_loadu_ps(t);
-}
-static inline void sse_store_n_ps(float *p, __m128 v, int n)
-{
-    float t[4];
-    _mm_storeu_ps(t, v);
-    for (int i = 0; i < n; i++) p[i] = t[i];
-}
+#include "simd_tail.h"
+
+/* Partial vectors in pieces (simd_tail.h; SSE2 has no masked loads and stores); a double is a
+ * pair of floats. */
+static inline __m128 sse_load_n_ps(const float *p, int n) { return fc_load_low_ps(p, n); }
+static inline void sse_store_n_ps(float *p, __m128 v, int n) { fc_store_low_ps(p, v, n); }
 static inline __m128d sse_load_n_pd(const double *p, int n)
 {
-    double t[2] = {0, 0};
-    for (int i = 0; i < n; i++) t[i] = p[i];
-    return _mm_loadu_pd(t);
+    return _mm_castps_pd(fc_load_low_ps((const float *)p, 2 * n));
 }
 static inline void sse_store_n_pd(double *p, __m128d v, int n)
 {
-    double t[2];
-    _mm_storeu_pd(t, v);
-    for (int i = 0; i < n; i++) p[i] = t[i];
+    fc_store_low_ps((float *)p, _mm_castpd_ps(v), 2 * n);
 }
 
 static inline __m128 sse_max_nan_ps(__m128 m, __m128 a)

@@ -49,7 +49,7 @@
 
 #include "pool2d_isa.h"
 #include "kernel_common.h"
-#include "simd_tail_store.h"
+#include "simd_tail.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -272,11 +272,8 @@ static inline VT SFX(vld_n)(const T *p, ptrdiff_t n)
     return (VT)_mm256_maskload_pd((const double *)p,
                                   _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)n), lane));
 #elif FC_POOL_VBYTES == 16 && defined(__SSE2__)
-    /* n < 4 floats (n == 1 double) in pieces; the lanes above n are 0 */
-    if (sizeof(T) == 8) return (VT)_mm_load_sd((const double *)p);
-    const float *q = (const float *)p;
-    const __m128 low = n >= 2 ? _mm_castpd_ps(_mm_load_sd((const double *)q)) : _mm_load_ss(q);
-    return (VT)(n == 3 ? _mm_movelh_ps(low, _mm_load_ss(q + 2)) : low);
+    /* n < 4 floats (n == 1 double: a pair of floats) in pieces; the lanes above n are 0 */
+    return (VT)fc_load_low_ps((const float *)p, n * (ptrdiff_t)(sizeof(T) / 4));
 #else
     VT v = SFX(vsplat)((T)0);
     memcpy(&v, p, (size_t)n * sizeof(T));
@@ -296,7 +293,7 @@ static inline void SFX(vst_n)(T *p, VT v, ptrdiff_t n)
     else
         _mm512_mask_storeu_pd(p, (__mmask8)((1u << n) - 1u), (__m512d)v);
 #elif FC_POOL_VBYTES == 32 && defined(__AVX2__)
-    /* in pieces (simd_tail_store.h; a memcpy of n values was a libc call per pixel: a quarter
+    /* in pieces (simd_tail.h; a memcpy of n values was a libc call per pixel: a quarter
      * of LeNet's 64x28x28x6 average-pooling backward) */
     fc_store_n256_ps((float *)p, (__m256)v, n * (ptrdiff_t)(sizeof(T) / 4));
 #elif FC_POOL_VBYTES == 16 && defined(__SSE2__)
