@@ -267,7 +267,20 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
         unsigned csr = fc_denormals_off();
         FC_T *v = work + (ptrdiff_t)fc_thread_id() * per_thread;
         FC_T *d = v + vsize;
-        memset(v, 0, (size_t)per_thread * sizeof(FC_T)); /* D's padding columns stay 0 */
+        /* Zero what the GEMMs and bias sums read but no transform writes (not the whole 3-4 MB
+         * workspace: that memset was ~10% of mnist_c2's weight gradient): the cache-line pads
+         * after each transform point's block and the slack past the last (gemm_cola reads up to
+         * mr - 1 values past a block's last row), and D's padding columns (F % nr != 0). */
+        for (int xi = 0; xi < a2; xi++) {
+            memset(v + xi * vxs + tb * C, 0, (size_t)(vxs - tb * C) * sizeof(FC_T));
+            memset(d + xi * dxs + panels * tb * nr, 0, (size_t)(dxs - panels * tb * nr) * sizeof(FC_T));
+            if (F % nr != 0)
+                for (ptrdiff_t t = 0; t < tb; t++)
+                    memset(d + xi * dxs + ((panels - 1) * tb + t) * nr + F % nr, 0,
+                           (size_t)(nr - F % nr) * sizeof(FC_T));
+        }
+        memset(v + a2 * vxs, 0, (size_t)(vsize - a2 * vxs) * sizeof(FC_T));
+        memset(d + a2 * dxs, 0, (size_t)(dsize - a2 * dxs) * sizeof(FC_T));
         FC_OMP(for schedule(dynamic, 1))
         for (ptrdiff_t ch = 0; ch < chunks; ch++) {
             FC_T *q = qall + ch * stride, *cdb = q + q_elems;
@@ -290,6 +303,9 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
                         }
                     dy_transform(src, F, d + t * nr, dxs, nr, tb * nr);
                 }
+                if (tn < tb) /* a short block: the rows past its last are read as slack (above) */
+                    for (int xi = 0; xi < a2; xi++)
+                        memset(v + xi * vxs + tn * C, 0, (size_t)min_pd(FC_MAX_MR, (tb - tn) * C) * sizeof(FC_T));
                 /* bias sums: transform point (1, 1) of A e A^T is the sum of the block e (row 1
                  * of A is all ones), so the tiles' D rows there sum dy (padding columns are 0) */
                 for (ptrdiff_t pj = 0; pj < panels; pj++)
