@@ -137,10 +137,11 @@ def test_compiled_backend_keeps_freed_memory_unless_told_not_to(setting, expecte
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8, np.uint32, bool])
-@pytest.mark.parametrize("shape", [(64, 28, 28, 32), (3, 1000, 7), (1025,), 4096, (5,), (), (0, 9), (7, 0)])
+@pytest.mark.parametrize("shape", [(64, 28, 28, 32), (3, 1000, 7), (1025,), 4096, np.int64(3000), (5,), (),
+                                   (0, 9), (7, 0), [6, np.int32(700)]])
 def test_empty_aligned_is_a_c_contiguous_writable_array_on_a_cache_line(shape, dtype):
     out = cpu.empty_aligned(shape, dtype)
-    expected_shape = (shape,) if isinstance(shape, int) else shape
+    expected_shape = np.empty(shape, dtype).shape  # what NumPy makes of the same argument
     assert out.shape == expected_shape and out.dtype == np.dtype(dtype)
     assert out.flags.c_contiguous and out.flags.writeable and out.flags.aligned
     if out.nbytes >= 4096:  # (smaller ones are NumPy's own arrays)

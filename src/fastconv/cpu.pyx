@@ -7,6 +7,8 @@ run raises RuntimeError when the module is imported: a forced path is never sile
 replaced by another one.
 """
 
+import operator
+
 import numpy as np
 
 cimport numpy as cnp
@@ -158,7 +160,10 @@ def empty_aligned(shape, dtype):
     cdef cnp.dtype descr = np.dtype(dtype)
     cdef cnp.npy_intp dims[_MAX_DIMS]
     cdef Py_ssize_t nd, i, nbytes = descr.itemsize
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    try:
+        shape = tuple(shape)
+    except TypeError:  # one size: an int, or an integer-like scalar (np.int64) as np.empty takes
+        shape = (operator.index(shape),)
     nd = len(shape)
     if nd > _MAX_DIMS:
         raise ValueError(f"shape must have at most {_MAX_DIMS} dimensions; received {nd}.")
