@@ -182,8 +182,26 @@ static inline void SFX(vst)(T *p, VT v) { memcpy(p, &v, sizeof v); }
 static inline VT SFX(vsplat)(T a) { return (VT){0} + a; }
 static inline VT SFX(vsel)(VM mask, VT a, VT b) { return (VT)(((VM)a & mask) | ((VM)b & ~mask)); }
 static inline VT SFX(vkeep)(VM mask, VT a) { return (VT)((VM)a & mask); } /* a or +0 */
-/* NaN-propagating max that keeps m on ties (the first maximum), like fc_max_into. */
-static inline VT SFX(vmax)(VT m, VT v) { return SFX(vsel)((VM)(v > m) | (VM)(v != v), v, m); }
+static inline VM SFX(vselm)(VM mask, VM a, VM b) { return (a & mask) | (b & ~mask); }
+/* NaN-propagating max that keeps m on ties (the first maximum), like fc_max_into: the ISA's
+ * max instruction, v > m ? v : m (m when either is NaN, so a NaN maximum stays), then v where
+ * v is NaN. Three instructions where a compare, a NaN test, an or and a blend were four. */
+static inline VT SFX(vmax)(VT m, VT v)
+{
+#if FC_POOL_VBYTES == 64 && defined(__AVX512F__)
+    const VT greater = sizeof(T) == 4 ? (VT)_mm512_max_ps((__m512)v, (__m512)m)
+                                      : (VT)_mm512_max_pd((__m512d)v, (__m512d)m);
+#elif FC_POOL_VBYTES == 32 && defined(__AVX__)
+    const VT greater = sizeof(T) == 4 ? (VT)_mm256_max_ps((__m256)v, (__m256)m)
+                                      : (VT)_mm256_max_pd((__m256d)v, (__m256d)m);
+#elif FC_POOL_VBYTES == 16 && defined(__SSE2__)
+    const VT greater = sizeof(T) == 4 ? (VT)_mm_max_ps((__m128)v, (__m128)m)
+                                      : (VT)_mm_max_pd((__m128d)v, (__m128d)m);
+#else
+    const VT greater = SFX(vsel)((VM)(v > m), v, m);
+#endif
+    return SFX(vsel)((VM)(v != v), v, greater);
+}
 /* Bytes <-> integer lanes (LANES bytes, lanes of T's width), spelled with the ISA's own
  * instructions: gcc lowers __builtin_convertvector between these widths one lane at a time. */
 #if FC_POOL_VBYTES == 64 && defined(__AVX512F__)
@@ -503,43 +521,77 @@ static inline VT SFX(vdivide)(VT v, ptrdiff_t count)
     return v / (T)count;
 }
 
+/* Each body below has a general form (suffix _rc) over a window of `rows` x `cols` real
+ * pixels, p at its first channel of the first, rs apart from one row to the next and C from one
+ * column to the next, and a caller that sends the full 2x2 and 3x3 windows (the common pools)
+ * to it with those extents as constants: the tap loops then unroll, with no loop overhead
+ * per tap (64x28x28x32 2x2 max pooling, 1 thread: see the commit log). */
+
 /* The window maximum, NaN-propagating, the first maximum kept on ties. */
-FC_POOL_BODY VT SFX(window_max_v)(const T *xc, ptrdiff_t W, ptrdiff_t C, ptrdiff_t r0,
-                                  ptrdiff_t r1, ptrdiff_t c0, ptrdiff_t c1, ptrdiff_t nl)
+FC_POOL_BODY VT SFX(window_max_rc)(const T *p, ptrdiff_t rs, ptrdiff_t C, ptrdiff_t rows,
+                                   ptrdiff_t cols, ptrdiff_t nl)
 {
-    VT m = SFX(vld_n)(xc + (r0 * W + c0) * C, nl);
-    for (ptrdiff_t r = r0; r < r1; r++)
-        for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++)
-            m = SFX(vmax)(m, SFX(vld_n)(xc + (r * W + col) * C, nl));
+    VT m = SFX(vld_n)(p, nl);
+    for (ptrdiff_t r = 0; r < rows; r++)
+        for (ptrdiff_t k = (r == 0 ? 1 : 0); k < cols; k++)
+            m = SFX(vmax)(m, SFX(vld_n)(p + r * rs + k * C, nl));
     return m;
 }
 
+FC_POOL_BODY VT SFX(window_max_v)(const T *xc, ptrdiff_t W, ptrdiff_t C, ptrdiff_t r0,
+                                  ptrdiff_t r1, ptrdiff_t c0, ptrdiff_t c1, ptrdiff_t nl)
+{
+    const T *p = xc + (r0 * W + c0) * C;
+    const ptrdiff_t rows = r1 - r0, cols = c1 - c0;
+    if (rows == 2 && cols == 2) return SFX(window_max_rc)(p, W * C, C, 2, 2, nl);
+    if (rows == 3 && cols == 3) return SFX(window_max_rc)(p, W * C, C, 3, 3, nl);
+    return SFX(window_max_rc)(p, W * C, C, rows, cols, nl);
+}
+
 /* Max-pooling backward of one window: its maximum (over all its rows), then a walk in
- * row-major order up to row s1 in which the first pixel equal to it takes dy (rows before s0,
- * outside the caller's band, only retire the channels they take). */
+ * row-major order over its first `walk` rows in which the first pixel equal to it takes dy
+ * (the first `skip` rows, outside the caller's band, only retire the channels they take). */
+FC_POOL_BODY void SFX(max_backward_rc)(const T *p, T *dp, const T *dyc, ptrdiff_t rs, ptrdiff_t C,
+                                       ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t skip,
+                                       ptrdiff_t walk, int disjoint, ptrdiff_t nl)
+{
+    VT target = SFX(window_max_rc)(p, rs, C, rows, cols, nl);
+    const VT grad = SFX(vld_n)(dyc, nl), retired = SFX(vsplat)((T)NAN);
+    for (ptrdiff_t r = 0; r < walk; r++) {
+        for (ptrdiff_t k = 0; k < cols; k++) {
+            const ptrdiff_t off = r * rs + k * C;
+            const VM hit = (VM)(SFX(vld_n)(p + off, nl) == target);
+            target = SFX(vsel)(hit, retired, target);
+            if (r < skip) continue;
+            if (disjoint)
+                SFX(vst_n)(dp + off, SFX(vkeep)(hit, grad), nl);
+            else
+                SFX(vst_n)(dp + off, SFX(vld_n)(dp + off, nl) + SFX(vkeep)(hit, grad), nl);
+        }
+    }
+}
+
+/* The window of rows [r0, r1) x columns [c0, c1), written in dx from row s0 to s1. */
 FC_POOL_BODY void SFX(max_backward_window_v)(const T *xc, T *dxc, const T *dyc, ptrdiff_t W,
                                              ptrdiff_t C, ptrdiff_t r0, ptrdiff_t r1,
                                              ptrdiff_t c0, ptrdiff_t c1, ptrdiff_t s0,
                                              ptrdiff_t s1, int disjoint, ptrdiff_t nl)
 {
-    VT target = SFX(window_max_v)(xc, W, C, r0, r1, c0, c1, nl);
-    const VT grad = SFX(vld_n)(dyc, nl), retired = SFX(vsplat)((T)NAN);
-    for (ptrdiff_t r = r0; r < s1; r++) {
-        for (ptrdiff_t col = c0; col < c1; col++) {
-            const ptrdiff_t off = (r * W + col) * C;
-            const VM hit = (VM)(SFX(vld_n)(xc + off, nl) == target);
-            target = SFX(vsel)(hit, retired, target);
-            if (r < s0) continue;
-            if (disjoint)
-                SFX(vst_n)(dxc + off, SFX(vkeep)(hit, grad), nl);
-            else
-                SFX(vst_n)(dxc + off, SFX(vld_n)(dxc + off, nl) + SFX(vkeep)(hit, grad), nl);
+    const ptrdiff_t at = (r0 * W + c0) * C, rows = r1 - r0, cols = c1 - c0;
+    const ptrdiff_t skip = s0 - r0, walk = s1 - r0;
+    if (skip == 0 && walk == rows) {
+        if (rows == 2 && cols == 2) {
+            SFX(max_backward_rc)(xc + at, dxc + at, dyc, W * C, C, 2, 2, 0, 2, disjoint, nl);
+            return;
+        }
+        if (rows == 3 && cols == 3) {
+            SFX(max_backward_rc)(xc + at, dxc + at, dyc, W * C, C, 3, 3, 0, 3, disjoint, nl);
+            return;
         }
     }
+    SFX(max_backward_rc)(xc + at, dxc + at, dyc, W * C, C, rows, cols, skip, walk, disjoint, nl);
 }
 
-/* The window maximum and its first maximum's tap index (counted from the padded corner
- * (top, left)), FC_POOL_NO_ARGMAX where the maximum is NaN. */
 /* max((x - bn[0]) * bn[1] + bn[2], 0) for bn != NULL (else x): batch norm and ReLU as
  * batchnorm_impl.h's fc_bn_affine computes them (the build contracts no multiply-add, so the
  * same bits), numpy.maximum semantics: NaN kept, -0 -> +0. */
@@ -551,69 +603,123 @@ FC_POOL_BODY VT SFX(vld_bn_relu)(const T *p, ptrdiff_t nl, const VT *bn)
     return SFX(vsel)((VM)(v > SFX(vsplat)((T)0)) | (VM)(v != v), v, SFX(vsplat)((T)0));
 }
 
-FC_POOL_BODY void SFX(argmax_window_v)(const T *xc, T *o, unsigned char *am, ptrdiff_t W,
-                                       ptrdiff_t C, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t c0,
-                                       ptrdiff_t c1, ptrdiff_t top, ptrdiff_t left,
-                                       ptrdiff_t pool_w, ptrdiff_t nl, const VT *bn)
+/* The window maximum and its first maximum's tap index, FC_POOL_NO_ARGMAX where the maximum
+ * is NaN; the tap of the window's row r, column k is tap0 + r * pool_w + k. */
+FC_POOL_BODY void SFX(argmax_rc)(const T *p, T *o, unsigned char *am, ptrdiff_t rs, ptrdiff_t C,
+                                 ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t tap0, ptrdiff_t pool_w,
+                                 ptrdiff_t nl, const VT *bn)
 {
     const VM none = (VM){0} + FC_POOL_NO_ARGMAX;
-    VT best = SFX(vld_bn_relu)(xc + (r0 * W + c0) * C, nl, bn);
-    VM t0 = (VM){0} + (int)((r0 - top) * pool_w + (c0 - left));
-    VM nan = (VM)(best != best);
-    VM where = (none & nan) | (t0 & ~nan);
-    for (ptrdiff_t r = r0; r < r1; r++)
-        for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++) {
-            const VT v = SFX(vld_bn_relu)(xc + (r * W + col) * C, nl, bn);
-            const VM tap = (VM){0} + (int)((r - top) * pool_w + (col - left));
-            const VM gt = (VM)(v > best);
-            nan = (VM)(v != v);
-            best = SFX(vsel)(gt | nan, v, best);
-            where = (tap & gt) | (((none & nan) | (where & ~nan)) & ~gt);
+    VT best = SFX(vld_bn_relu)(p, nl, bn);
+    VM where = SFX(vselm)((VM)(best != best), none, (VM){0} + (int)tap0);
+    for (ptrdiff_t r = 0; r < rows; r++)
+        for (ptrdiff_t k = (r == 0 ? 1 : 0); k < cols; k++) {
+            const VT v = SFX(vld_bn_relu)(p + r * rs + k * C, nl, bn);
+            const VM gt = (VM)(v > best), nan = (VM)(v != v);
+            best = SFX(vmax)(best, v);
+            /* a greater value takes over; a NaN (never greater) leaves no argmax */
+            where = SFX(vselm)(gt, (VM){0} + (int)(tap0 + r * pool_w + k),
+                               SFX(vselm)(nan, none, where));
         }
     SFX(vst_n)(o, best, nl);
     SFX(vst_bytes_n)(am, where, nl);
 }
 
-/* Windows that do not overlap: each window pixel gets dy where the argmax names it, else 0. */
+/* The window of rows [r0, r1) x columns [c0, c1); its padded corner is (top, left). */
+FC_POOL_BODY void SFX(argmax_window_v)(const T *xc, T *o, unsigned char *am, ptrdiff_t W,
+                                       ptrdiff_t C, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t c0,
+                                       ptrdiff_t c1, ptrdiff_t top, ptrdiff_t left,
+                                       ptrdiff_t pool_w, ptrdiff_t nl, const VT *bn)
+{
+    const T *p = xc + (r0 * W + c0) * C;
+    const ptrdiff_t rows = r1 - r0, cols = c1 - c0, tap0 = (r0 - top) * pool_w + (c0 - left);
+    if (rows == 2 && cols == 2 && pool_w == 2 && tap0 == 0)
+        SFX(argmax_rc)(p, o, am, W * C, C, 2, 2, 0, 2, nl, bn);
+    else if (rows == 3 && cols == 3 && pool_w == 3 && tap0 == 0)
+        SFX(argmax_rc)(p, o, am, W * C, C, 3, 3, 0, 3, nl, bn);
+    else
+        SFX(argmax_rc)(p, o, am, W * C, C, rows, cols, tap0, pool_w, nl, bn);
+}
+
+/* Windows that do not overlap: each window pixel gets dy where the argmax names it, else 0
+ * (taps numbered as in argmax_rc). */
+FC_POOL_BODY void SFX(argmax_assign_rc)(const unsigned char *am, const T *dyc, T *dp,
+                                        ptrdiff_t rs, ptrdiff_t C, ptrdiff_t rows,
+                                        ptrdiff_t cols, ptrdiff_t tap0, ptrdiff_t pool_w,
+                                        ptrdiff_t nl)
+{
+    const VM where = SFX(vld_bytes_n)(am, nl);
+    const VT grad = SFX(vld_n)(dyc, nl);
+    for (ptrdiff_t r = 0; r < rows; r++)
+        for (ptrdiff_t k = 0; k < cols; k++) {
+            const int tap = (int)(tap0 + r * pool_w + k);
+            SFX(vst_n)(dp + r * rs + k * C, SFX(vkeep)((VM)(where == tap), grad), nl);
+        }
+}
+
 FC_POOL_BODY void SFX(argmax_assign_window_v)(const unsigned char *am, const T *dyc, T *dxc,
                                               ptrdiff_t W, ptrdiff_t C, ptrdiff_t r0,
                                               ptrdiff_t r1, ptrdiff_t c0, ptrdiff_t c1,
                                               ptrdiff_t top, ptrdiff_t left, ptrdiff_t pool_w,
                                               ptrdiff_t nl)
 {
-    const VM where = SFX(vld_bytes_n)(am, nl);
-    const VT grad = SFX(vld_n)(dyc, nl);
-    for (ptrdiff_t r = r0; r < r1; r++)
-        for (ptrdiff_t col = c0; col < c1; col++) {
-            const int tap = (int)((r - top) * pool_w + (col - left));
-            SFX(vst_n)(dxc + (r * W + col) * C, SFX(vkeep)((VM)(where == tap), grad), nl);
-        }
+    T *dp = dxc + (r0 * W + c0) * C;
+    const ptrdiff_t rows = r1 - r0, cols = c1 - c0, tap0 = (r0 - top) * pool_w + (c0 - left);
+    if (rows == 2 && cols == 2 && pool_w == 2 && tap0 == 0)
+        SFX(argmax_assign_rc)(am, dyc, dp, W * C, C, 2, 2, 0, 2, nl);
+    else if (rows == 3 && cols == 3 && pool_w == 3 && tap0 == 0)
+        SFX(argmax_assign_rc)(am, dyc, dp, W * C, C, 3, 3, 0, 3, nl);
+    else
+        SFX(argmax_assign_rc)(am, dyc, dp, W * C, C, rows, cols, tap0, pool_w, nl);
 }
 
 /* The window sum in row-major order, divided by the number of real pixels. */
+FC_POOL_BODY void SFX(avg_rc)(const T *p, T *o, ptrdiff_t rs, ptrdiff_t C, ptrdiff_t rows,
+                              ptrdiff_t cols, ptrdiff_t nl)
+{
+    VT acc = SFX(vld_n)(p, nl);
+    for (ptrdiff_t r = 0; r < rows; r++)
+        for (ptrdiff_t k = (r == 0 ? 1 : 0); k < cols; k++) acc += SFX(vld_n)(p + r * rs + k * C, nl);
+    SFX(vst_n)(o, SFX(vdivide)(acc, rows * cols), nl);
+}
+
 FC_POOL_BODY void SFX(avg_window_v)(const T *xc, T *o, ptrdiff_t W, ptrdiff_t C, ptrdiff_t r0,
                                     ptrdiff_t r1, ptrdiff_t c0, ptrdiff_t c1, ptrdiff_t nl)
 {
-    VT acc = SFX(vld_n)(xc + (r0 * W + c0) * C, nl);
-    for (ptrdiff_t r = r0; r < r1; r++)
-        for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++)
-            acc += SFX(vld_n)(xc + (r * W + col) * C, nl);
-    SFX(vst_n)(o, SFX(vdivide)(acc, (r1 - r0) * (c1 - c0)), nl);
+    const T *p = xc + (r0 * W + c0) * C;
+    const ptrdiff_t rows = r1 - r0, cols = c1 - c0;
+    if (rows == 2 && cols == 2) SFX(avg_rc)(p, o, W * C, C, 2, 2, nl);
+    else if (rows == 3 && cols == 3) SFX(avg_rc)(p, o, W * C, C, 3, 3, nl);
+    else SFX(avg_rc)(p, o, W * C, C, rows, cols, nl);
 }
 
 /* Average-pooling backward of one window's rows [s0, s1): each pixel gets (or, with
  * overlapping windows, adds) dy / count, the share computed in T as the reference does. */
+FC_POOL_BODY void SFX(avg_backward_rc)(const T *dyc, T *dp, ptrdiff_t rs, ptrdiff_t C,
+                                       ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t count,
+                                       int disjoint, ptrdiff_t nl)
+{
+    const VT share = SFX(vdivide)(SFX(vld_n)(dyc, nl), count);
+    for (ptrdiff_t r = 0; r < rows; r++)
+        for (ptrdiff_t k = 0; k < cols; k++) {
+            T *d = dp + r * rs + k * C;
+            SFX(vst_n)(d, disjoint ? share : SFX(vld_n)(d, nl) + share, nl);
+        }
+}
+
 FC_POOL_BODY void SFX(avg_backward_window_v)(const T *dyc, T *dxc, ptrdiff_t W, ptrdiff_t C,
                                              ptrdiff_t s0, ptrdiff_t s1, ptrdiff_t c0,
                                              ptrdiff_t c1, ptrdiff_t count, int disjoint,
                                              ptrdiff_t nl)
 {
-    const VT share = SFX(vdivide)(SFX(vld_n)(dyc, nl), count);
-    for (ptrdiff_t r = s0; r < s1; r++)
-        for (ptrdiff_t col = c0; col < c1; col++) {
-            T *d = dxc + (r * W + col) * C;
-            SFX(vst_n)(d, disjoint ? share : SFX(vld_n)(d, nl) + share, nl);
-        }
+    T *dp = dxc + (s0 * W + c0) * C;
+    const ptrdiff_t rows = s1 - s0, cols = c1 - c0;
+    if (rows == 2 && cols == 2 && count == 4)
+        SFX(avg_backward_rc)(dyc, dp, W * C, C, 2, 2, 4, disjoint, nl);
+    else if (rows == 3 && cols == 3 && count == 9)
+        SFX(avg_backward_rc)(dyc, dp, W * C, C, 3, 3, 9, disjoint, nl);
+    else
+        SFX(avg_backward_rc)(dyc, dp, W * C, C, rows, cols, count, disjoint, nl);
 }
 #endif
 
