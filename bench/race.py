@@ -175,12 +175,9 @@ def race_pool_bn(threads, rounds, bandwidth):
                 return fwd(x, pool, stride, "valid")
 
             def f_fb():  # what the layers run in training (see MaxPooling2D._use_argmax)
-                if kind == "max" and pool == stride:  # windows that do not overlap: argmax pair
+                if kind == "max":  # the argmax pair
                     y, argmax = ops.max_pool2d_forward_with_argmax(x, pool, stride, "valid")
                     ops.max_pool2d_backward_from_argmax(y, argmax, x.shape, pool, stride, "valid")
-                elif kind == "max":
-                    y = fwd(x, pool, stride, "valid")
-                    ops.max_pool2d_backward(y, x, pool, stride, "valid")
                 else:
                     y = fwd(x, pool, stride, "valid")
                     ops.avg_pool2d_backward(y, x.shape, pool, stride, "valid")

@@ -28,9 +28,11 @@
  * and a batch of 1 still splits into several items. When windows do not overlap (stride >=
  * pool), dx is assigned instead of accumulated, and only the pixels outside every window are
  * zeroed; otherwise rows are zeroed just before the first window reaches them (cache-hot).
- * The backward from a recorded argmax (fc_max_pool2d_backward_argmax) gathers instead: each
- * dx row is one item. Items are handed out dynamically (schedule(dynamic)), so a thread the
- * OS deschedules on a shared host does not hold the others back.
+ * The backward from a recorded argmax (fc_max_pool2d_backward_argmax) takes the same bands
+ * with overlapping windows, reading each window's argmax byte instead of its pixels; with
+ * disjoint windows each item owns one output row's windows and assigns every dx pixel once.
+ * Items are handed out dynamically (schedule(dynamic)), so a thread the OS deschedules on a
+ * shared host does not hold the others back.
  *
  * This file is a template: it includes itself twice, once for float and once for double,
  * with T the element type and SFX(name) adding the type and ISA suffixes to a function name.
@@ -641,36 +643,38 @@ FC_POOL_BODY void SFX(argmax_window_v)(const T *xc, T *o, unsigned char *am, ptr
         SFX(argmax_rc)(p, o, am, W * C, C, rows, cols, tap0, pool_w, nl, bn);
 }
 
-/* Windows that do not overlap: each window pixel gets dy where the argmax names it, else 0
- * (taps numbered as in argmax_rc). */
-FC_POOL_BODY void SFX(argmax_assign_rc)(const unsigned char *am, const T *dyc, T *dp,
-                                        ptrdiff_t rs, ptrdiff_t C, ptrdiff_t rows,
-                                        ptrdiff_t cols, ptrdiff_t tap0, ptrdiff_t pool_w,
-                                        ptrdiff_t nl)
+/* Backward from the argmax: each window pixel gets dy where the argmax names it, else 0 --
+ * assigned when windows do not overlap, added otherwise (taps numbered as in argmax_rc). */
+FC_POOL_BODY void SFX(argmax_scatter_rc)(const unsigned char *am, const T *dyc, T *dp,
+                                         ptrdiff_t rs, ptrdiff_t C, ptrdiff_t rows,
+                                         ptrdiff_t cols, ptrdiff_t tap0, ptrdiff_t pool_w,
+                                         int disjoint, ptrdiff_t nl)
 {
     const VM where = SFX(vld_bytes_n)(am, nl);
     const VT grad = SFX(vld_n)(dyc, nl);
     for (ptrdiff_t r = 0; r < rows; r++)
         for (ptrdiff_t k = 0; k < cols; k++) {
-            const int tap = (int)(tap0 + r * pool_w + k);
-            SFX(vst_n)(dp + r * rs + k * C, SFX(vkeep)((VM)(where == tap), grad), nl);
+            const VT add = SFX(vkeep)((VM)(where == (int)(tap0 + r * pool_w + k)), grad);
+            T *d = dp + r * rs + k * C;
+            SFX(vst_n)(d, disjoint ? add : SFX(vld_n)(d, nl) + add, nl);
         }
 }
 
-FC_POOL_BODY void SFX(argmax_assign_window_v)(const unsigned char *am, const T *dyc, T *dxc,
-                                              ptrdiff_t W, ptrdiff_t C, ptrdiff_t r0,
-                                              ptrdiff_t r1, ptrdiff_t c0, ptrdiff_t c1,
-                                              ptrdiff_t top, ptrdiff_t left, ptrdiff_t pool_w,
-                                              ptrdiff_t nl)
+/* Rows [s0, s1) x columns [c0, c1) of the window whose padded corner is (top, left). */
+FC_POOL_BODY void SFX(argmax_scatter_window_v)(const unsigned char *am, const T *dyc, T *dxc,
+                                               ptrdiff_t W, ptrdiff_t C, ptrdiff_t s0,
+                                               ptrdiff_t s1, ptrdiff_t c0, ptrdiff_t c1,
+                                               ptrdiff_t top, ptrdiff_t left, ptrdiff_t pool_w,
+                                               int disjoint, ptrdiff_t nl)
 {
-    T *dp = dxc + (r0 * W + c0) * C;
-    const ptrdiff_t rows = r1 - r0, cols = c1 - c0, tap0 = (r0 - top) * pool_w + (c0 - left);
+    T *dp = dxc + (s0 * W + c0) * C;
+    const ptrdiff_t rows = s1 - s0, cols = c1 - c0, tap0 = (s0 - top) * pool_w + (c0 - left);
     if (rows == 2 && cols == 2 && pool_w == 2 && tap0 == 0)
-        SFX(argmax_assign_rc)(am, dyc, dp, W * C, C, 2, 2, 0, 2, nl);
+        SFX(argmax_scatter_rc)(am, dyc, dp, W * C, C, 2, 2, 0, 2, disjoint, nl);
     else if (rows == 3 && cols == 3 && pool_w == 3 && tap0 == 0)
-        SFX(argmax_assign_rc)(am, dyc, dp, W * C, C, 3, 3, 0, 3, nl);
+        SFX(argmax_scatter_rc)(am, dyc, dp, W * C, C, 3, 3, 0, 3, disjoint, nl);
     else
-        SFX(argmax_assign_rc)(am, dyc, dp, W * C, C, rows, cols, tap0, pool_w, nl);
+        SFX(argmax_scatter_rc)(am, dyc, dp, W * C, C, rows, cols, tap0, pool_w, disjoint, nl);
 }
 
 /* The window sum in row-major order, divided by the number of real pixels. */
@@ -934,8 +938,10 @@ void SFX(fc_max_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
     }
 }
 
-void SFX(fc_max_pool2d_backward)(const T *dy, const T *x, T *dx, const fc_pool2d_geometry *g,
-                                 int num_threads)
+/* The max-pooling backward in row bands (see the top of this file), each window's first
+ * maximum found again in x, or (x == NULL) named by the recorded argmax. */
+static void SFX(max_backward_bands)(const T *dy, const T *x, const unsigned char *argmax, T *dx,
+                                    const fc_pool2d_geometry *g, int num_threads)
 {
     const ptrdiff_t H = g->h, W = g->w, C = g->c, OH = g->out_h, OW = g->out_w;
     const fc_band_plan plan = fc_plan_bands(g);
@@ -954,7 +960,7 @@ void SFX(fc_max_pool2d_backward)(const T *dy, const T *x, T *dx, const fc_pool2d
         const ptrdiff_t n = item / plan.bands;
         const ptrdiff_t o_lo = (item % plan.bands) * plan.rows_per_band;
         const ptrdiff_t o_hi = fc_min_pd(o_lo + plan.rows_per_band, OH);
-        const T *xn = x + n * H * W * C;
+        const T *xn = x != NULL ? x + n * H * W * C : NULL;
         T *dxn = dx + n * H * W * C;
         T target[FC_POOL_CHANNEL_BLOCK];
         ptrdiff_t b0, b1;
@@ -966,11 +972,38 @@ void SFX(fc_max_pool2d_backward)(const T *dy, const T *x, T *dx, const fc_pool2d
             const ptrdiff_t s0 = fc_max_pd(r0, b0), s1 = fc_min_pd(r1, b1); /* rows written */
             if (s1 <= s0) continue; /* window does not reach into this band */
             SFX(fc_prepare_rows)(dxn, g, disjoint, &ready, s0, s1);
+            const ptrdiff_t top = o * g->stride_h - g->pad_top;
             for (ptrdiff_t ow = 0; ow < OW; ow++) {
                 ptrdiff_t c0, c1;
                 fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, W, &c0, &c1);
-                const T *dy_px = dy + ((n * OH + o) * OW + ow) * C;
+                const ptrdiff_t at = ((n * OH + o) * OW + ow) * C;
+                const T *dy_px = dy + at;
                 ptrdiff_t i = 0;
+                if (xn == NULL) {
+                    const ptrdiff_t left = ow * g->stride_w - g->pad_left;
+#if FC_POOL_VECTORS
+                    for (; i + LANES <= C; i += LANES)
+                        SFX(argmax_scatter_window_v)(argmax + at + i, dy_px + i, dxn + i, W, C, s0,
+                                                     s1, c0, c1, top, left, g->pool_w, disjoint,
+                                                     LANES);
+                    if (i < C)
+                        SFX(argmax_scatter_window_v)(argmax + at + i, dy_px + i, dxn + i, W, C, s0,
+                                                     s1, c0, c1, top, left, g->pool_w, disjoint,
+                                                     C - i);
+                    i = C;
+#endif
+                    if (i == C) continue;
+                    for (ptrdiff_t r = s0; r < s1; r++)
+                        for (ptrdiff_t col = c0; col < c1; col++) {
+                            T *d = dxn + (r * W + col) * C + i;
+                            const int tap = (int)((r - top) * g->pool_w + (col - left));
+                            if (disjoint)
+                                SFX(fc_argmax_assign)(d, argmax + at + i, dy_px + i, tap, C - i);
+                            else
+                                SFX(fc_argmax_accumulate)(d, argmax + at + i, dy_px + i, tap, C - i);
+                        }
+                    continue;
+                }
 #if FC_POOL_VECTORS
                 /* The same two passes as below, the window maximum held in a register. */
                 for (; i + LANES <= C; i += LANES)
@@ -1006,6 +1039,12 @@ void SFX(fc_max_pool2d_backward)(const T *dy, const T *x, T *dx, const fc_pool2d
         }
         SFX(fc_zero_rows)(dxn, g, ready, b1); /* rows below the last window (or empty band) */
     }
+}
+
+void SFX(fc_max_pool2d_backward)(const T *dy, const T *x, T *dx, const fc_pool2d_geometry *g,
+                                 int num_threads)
+{
+    SFX(max_backward_bands)(dy, x, NULL, dx, g, num_threads);
 }
 
 /* ---- max pooling with a recorded argmax, and its backward ---------------------------------- */
@@ -1114,20 +1153,6 @@ void SFX(fc_max_pool2d_forward_argmax_bn_relu)(const T *x, const T *shift, const
     SFX(max_pool_argmax)(x, shift, scale, bias, out, argmax, g, num_threads);
 }
 
-/* First and last (inclusive) window along an axis that covers position p; empty if lo > hi. */
-static inline void SFX(fc_covering_windows)(ptrdiff_t p, ptrdiff_t stride, ptrdiff_t pad,
-                                            ptrdiff_t pool, ptrdiff_t out, ptrdiff_t *lo,
-                                            ptrdiff_t *hi)
-{
-    const ptrdiff_t first = p + pad - pool + 1; /* window o covers p iff first <= o*stride <= p + pad */
-    *lo = first <= 0 ? 0 : (first + stride - 1) / stride;
-    *hi = fc_min_pd((p + pad) / stride, out - 1);
-}
-
-/* Gather form: each item owns one row of dx and sums, for each pixel, the dy of the windows
- * whose recorded argmax is that pixel, in ascending window order (output row, then column) --
- * the order in which fc_max_pool2d_backward adds them, so both give the same bits. No two
- * threads write the same dx element and nothing depends on the thread count. */
 /* Windows that do not overlap: each item owns the dx rows of one output row's windows (and
  * the uncovered rows down to the next window) and assigns every pixel once, dy or 0, reading
  * each window's dy and argmax once. */
@@ -1169,11 +1194,11 @@ static void SFX(fc_max_pool2d_backward_argmax_disjoint)(const T *dy, const unsig
             ptrdiff_t i = 0;
 #if FC_POOL_VECTORS
             for (; i + LANES <= C; i += LANES)
-                SFX(argmax_assign_window_v)(argmax + o + i, dy + o + i, dxn + i, W, C, r0, r1, c0,
-                                            c1, top, left, g->pool_w, LANES);
+                SFX(argmax_scatter_window_v)(argmax + o + i, dy + o + i, dxn + i, W, C, r0, r1,
+                                             c0, c1, top, left, g->pool_w, 1, LANES);
             if (i < C)
-                SFX(argmax_assign_window_v)(argmax + o + i, dy + o + i, dxn + i, W, C, r0, r1, c0,
-                                            c1, top, left, g->pool_w, C - i);
+                SFX(argmax_scatter_window_v)(argmax + o + i, dy + o + i, dxn + i, W, C, r0, r1,
+                                             c0, c1, top, left, g->pool_w, 1, C - i);
             i = C;
 #endif
             if (i == C) continue;
@@ -1188,69 +1213,11 @@ static void SFX(fc_max_pool2d_backward_argmax_disjoint)(const T *dy, const unsig
 void SFX(fc_max_pool2d_backward_argmax)(const T *dy, const unsigned char *argmax, T *dx,
                                         const fc_pool2d_geometry *g, int num_threads)
 {
-    const ptrdiff_t H = g->h, W = g->w, C = g->c, OH = g->out_h, OW = g->out_w;
-    const ptrdiff_t items = g->n * H;
-    const int disjoint = g->pool_h <= g->stride_h && g->pool_w <= g->stride_w;
-    if (disjoint) {
-        SFX(fc_max_pool2d_backward_argmax_disjoint)(dy, argmax, dx, g,
-                                                    fc_threads_for(g->n * H * W * C, num_threads));
-        return;
-    }
-    num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
-    const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
-    (void)num_threads;
-    (void)chunk;
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(dynamic, chunk) num_threads(num_threads)
-#endif
-    for (ptrdiff_t item = 0; item < items; item++) {
-        const ptrdiff_t n = item / H, r = item % H;
-        ptrdiff_t oh_lo, oh_hi;
-        SFX(fc_covering_windows)(r, g->stride_h, g->pad_top, g->pool_h, OH, &oh_lo, &oh_hi);
-        ptrdiff_t ow_lo = 0, ow_hi = -1; /* windows covering `col`: both ends only move right */
-        for (ptrdiff_t col = 0; col < W; col++) {
-            T *d = dx + (item * W + col) * C;
-            while (ow_hi + 1 < OW && (ow_hi + 1) * g->stride_w - g->pad_left <= col) ow_hi++;
-            while (ow_lo < OW && ow_lo * g->stride_w - g->pad_left + g->pool_w <= col) ow_lo++;
-            if (oh_lo > oh_hi || ow_lo > ow_hi) {
-                memset(d, 0, (size_t)C * sizeof(T)); /* in no window */
-                continue;
-            }
-            ptrdiff_t i = 0;
-#if FC_POOL_VECTORS
-            for (; i < C; i += LANES) {
-                const ptrdiff_t nl = fc_min_pd(LANES, C - i); /* a pixel's gather: few taps */
-                VT acc = SFX(vsplat)((T)0);
-                for (ptrdiff_t oh = oh_lo; oh <= oh_hi; oh++) {
-                    const int row_tap = (int)((r - (oh * g->stride_h - g->pad_top)) * g->pool_w);
-                    for (ptrdiff_t ow = ow_lo; ow <= ow_hi; ow++) {
-                        const int tap = row_tap + (int)(col - (ow * g->stride_w - g->pad_left));
-                        const ptrdiff_t o = ((n * OH + oh) * OW + ow) * C + i;
-                        const VM hit = (VM)(SFX(vld_bytes_n)(argmax + o, nl) == tap);
-                        const VT add = SFX(vkeep)(hit, SFX(vld_n)(dy + o, nl));
-                        acc = disjoint ? add : acc + add; /* assigned as in the scalar loops */
-                    }
-                }
-                SFX(vst_n)(d + i, acc, nl);
-            }
-            i = C;
-#endif
-            if (i == C) continue;
-            d += i;
-            if (!disjoint) memset(d, 0, (size_t)(C - i) * sizeof(T));
-            for (ptrdiff_t oh = oh_lo; oh <= oh_hi; oh++) {
-                const int row_tap = (int)((r - (oh * g->stride_h - g->pad_top)) * g->pool_w);
-                for (ptrdiff_t ow = ow_lo; ow <= ow_hi; ow++) {
-                    const int tap = row_tap + (int)(col - (ow * g->stride_w - g->pad_left));
-                    const ptrdiff_t o = ((n * OH + oh) * OW + ow) * C + i;
-                    if (disjoint)
-                        SFX(fc_argmax_assign)(d, argmax + o, dy + o, tap, C - i);
-                    else
-                        SFX(fc_argmax_accumulate)(d, argmax + o, dy + o, tap, C - i);
-                }
-            }
-        }
-    }
+    if (g->pool_h <= g->stride_h && g->pool_w <= g->stride_w)
+        SFX(fc_max_pool2d_backward_argmax_disjoint)(
+            dy, argmax, dx, g, fc_threads_for(g->n * g->h * g->w * g->c, num_threads));
+    else
+        SFX(max_backward_bands)(dy, NULL, argmax, dx, g, num_threads);
 }
 
 /* ---- average pooling ----------------------------------------------------------------------- */
