@@ -772,14 +772,47 @@ FC_POOL_BODY void SFX(argmax_scatter_window_v)(const unsigned char *am, const T 
                                                ptrdiff_t top, ptrdiff_t left, ptrdiff_t pool_w,
                                                int disjoint, ptrdiff_t nl)
 {
-    T *dp = dxc + (s0 * W + c0) * C;
-    const ptrdiff_t rows = s1 - s0, cols = c1 - c0, tap0 = (s0 - top) * pool_w + (c0 - left);
-    if (rows == 2 && cols == 2 && pool_w == 2 && tap0 == 0)
-        SFX(argmax_scatter_rc)(am, dyc, dp, W * C, C, 2, 2, 0, 2, disjoint, nl);
-    else if (rows == 3 && cols == 3 && pool_w == 3 && tap0 == 0)
-        SFX(argmax_scatter_rc)(am, dyc, dp, W * C, C, 3, 3, 0, 3, disjoint, nl);
-    else
-        SFX(argmax_scatter_rc)(am, dyc, dp, W * C, C, rows, cols, tap0, pool_w, disjoint, nl);
+    SFX(argmax_scatter_rc)(am, dyc, dxc + (s0 * W + c0) * C, W * C, C, s1 - s0, c1 - c0,
+                           (s0 - top) * pool_w + (c0 - left), pool_w, disjoint, nl);
+}
+
+/* argmax_scatter_rc for `count` whole windows of one output row, `rows` x `cols` taps each,
+ * the first at dp (channel 0 of its top-left dx pixel), the next stride_w pixels on; am and
+ * dyc at the first window's output. As argmax_row, one out-of-line function per shape. */
+FC_POOL_BODY void SFX(argmax_scatter_row)(const unsigned char *am, const T *dyc, T *dp,
+                                          ptrdiff_t W, ptrdiff_t C, ptrdiff_t stride_w,
+                                          ptrdiff_t count, ptrdiff_t rows, ptrdiff_t cols,
+                                          int disjoint)
+{
+    for (ptrdiff_t w = 0; w < count; w++, dp += stride_w * C, am += C, dyc += C)
+        for (ptrdiff_t i = 0; i < C; i += LANES)
+            SFX(argmax_scatter_rc)(am + i, dyc + i, dp + i, W * C, C, rows, cols, 0, cols, disjoint,
+                                   fc_min_pd(LANES, C - i));
+}
+
+#define FC_POOL_SCATTER_ROW(R, K)                                                               \
+    static __attribute__((noinline)) void SFX(argmax_scatter_row_##R##x##K)(                  \
+        const unsigned char *am, const T *dyc, T *dp, ptrdiff_t W, ptrdiff_t C,                 \
+        ptrdiff_t stride_w, ptrdiff_t count, int disjoint)                                      \
+    {                                                                                           \
+        if (disjoint)                                                                           \
+            SFX(argmax_scatter_row)(am, dyc, dp, W, C, stride_w, count, R, K, 1);               \
+        else                                                                                    \
+            SFX(argmax_scatter_row)(am, dyc, dp, W, C, stride_w, count, R, K, 0);               \
+    }
+FC_POOL_SCATTER_ROW(2, 2)
+FC_POOL_SCATTER_ROW(3, 3)
+#undef FC_POOL_SCATTER_ROW
+
+typedef void (*SFX(fc_scatter_row_fn))(const unsigned char *, const T *, T *, ptrdiff_t,
+                                        ptrdiff_t, ptrdiff_t, ptrdiff_t, int);
+
+/* The row kernel for g's windows, or NULL. */
+static SFX(fc_scatter_row_fn) SFX(fc_pick_scatter_row)(const fc_pool2d_geometry *g)
+{
+    if (g->pool_h == 2 && g->pool_w == 2) return SFX(argmax_scatter_row_2x2);
+    if (g->pool_h == 3 && g->pool_w == 3) return SFX(argmax_scatter_row_3x3);
+    return NULL;
 }
 
 /* The window sum in row-major order, divided by the number of real pixels. */
@@ -1054,6 +1087,11 @@ static void SFX(max_backward_bands)(const T *dy, const T *x, const unsigned char
     const int disjoint = g->pool_h <= g->stride_h && g->pool_w <= g->stride_w;
     /* Windows up to this many output rows above a band can still reach into it. */
     const ptrdiff_t reach = disjoint ? 0 : (g->pool_h + g->stride_h - 1) / g->stride_h;
+#if FC_POOL_VECTORS
+    SFX(fc_scatter_row_fn) row_kernel = x == NULL ? SFX(fc_pick_scatter_row)(g) : NULL;
+    const fc_span inside = fc_inside_windows(W, g->pad_left, g->pool_w, g->stride_w, OW);
+    if (inside.hi <= inside.lo) row_kernel = NULL;
+#endif
     num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
     const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
     (void)num_threads;
@@ -1086,6 +1124,15 @@ static void SFX(max_backward_bands)(const T *dy, const T *x, const unsigned char
                 ptrdiff_t i = 0;
                 if (xn == NULL) {
                     const ptrdiff_t left = ow * g->stride_w - g->pad_left;
+#if FC_POOL_VECTORS
+                    if (row_kernel != NULL && ow == inside.lo && s0 == top &&
+                        s1 == top + g->pool_h) {
+                        row_kernel(argmax + at, dy_px, dxn + (s0 * W + left) * C, W, C,
+                                   g->stride_w, inside.hi - inside.lo, disjoint);
+                        ow = inside.hi - 1;
+                        continue;
+                    }
+#endif
 #if FC_POOL_VECTORS
                     for (; i + LANES <= C; i += LANES)
                         SFX(argmax_scatter_window_v)(argmax + at + i, dy_px + i, dxn + i, W, C, s0,
@@ -1293,6 +1340,14 @@ static void SFX(fc_max_pool2d_backward_argmax_disjoint)(const T *dy, const unsig
 #if FC_POOL_MULTI
     const SFX(fc_multi_plan) multi = SFX(fc_plan_multi)(g);
 #endif
+#if FC_POOL_VECTORS
+    SFX(fc_scatter_row_fn) row_kernel = SFX(fc_pick_scatter_row)(g);
+    const fc_span inside = fc_inside_windows(W, g->pad_left, g->pool_w, g->stride_w, OW);
+#if FC_POOL_MULTI
+    if (multi.bwd_windows) row_kernel = NULL; /* several windows per vector instead */
+#endif
+    if (inside.hi <= inside.lo) row_kernel = NULL;
+#endif
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(dynamic, chunk) num_threads(num_threads)
 #endif
@@ -1307,6 +1362,14 @@ static void SFX(fc_max_pool2d_backward_argmax_disjoint)(const T *dy, const unsig
         for (ptrdiff_t r = r0; r < r1; r++) SFX(fc_zero_column_gaps)(dxn + r * W * C, g);
         for (ptrdiff_t ow = 0; ow < OW; ow++) {
             const ptrdiff_t left = ow * g->stride_w - g->pad_left, o = (item * OW + ow) * C;
+#if FC_POOL_VECTORS
+            if (row_kernel != NULL && ow == inside.lo && r1 - r0 == g->pool_h) {
+                row_kernel(argmax + o, dy + o, dxn + (r0 * W + left) * C, W, C, g->stride_w,
+                           inside.hi - inside.lo, 1);
+                ow = inside.hi - 1;
+                continue;
+            }
+#endif
 #if FC_POOL_MULTI
             if (multi.bwd_windows && ow >= multi.w_lo && ow + multi.bwd_windows <= multi.w_hi) {
                 SFX(argmax_assign_windows_multi)(argmax + o, dy + o, dxn + (r0 * W + left) * C, W, C,
