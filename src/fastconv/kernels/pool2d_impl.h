@@ -587,11 +587,7 @@ FC_POOL_BODY VT SFX(window_max_rc)(const T *p, ptrdiff_t rs, ptrdiff_t C, ptrdif
 FC_POOL_BODY VT SFX(window_max_v)(const T *xc, ptrdiff_t W, ptrdiff_t C, ptrdiff_t r0,
                                   ptrdiff_t r1, ptrdiff_t c0, ptrdiff_t c1, ptrdiff_t nl)
 {
-    const T *p = xc + (r0 * W + c0) * C;
-    const ptrdiff_t rows = r1 - r0, cols = c1 - c0;
-    if (rows == 2 && cols == 2) return SFX(window_max_rc)(p, W * C, C, 2, 2, nl);
-    if (rows == 3 && cols == 3) return SFX(window_max_rc)(p, W * C, C, 3, 3, nl);
-    return SFX(window_max_rc)(p, W * C, C, rows, cols, nl);
+    return SFX(window_max_rc)(xc + (r0 * W + c0) * C, W * C, C, r1 - r0, c1 - c0, nl);
 }
 
 /* Max-pooling backward of one window: its maximum (over all its rows), then a walk in
@@ -708,6 +704,22 @@ FC_POOL_BODY void SFX(argmax_window_v)(const T *xc, T *o, unsigned char *am, ptr
                    (r0 - top) * pool_w + (c0 - left), pool_w, nl, bn);
 }
 
+/* Run `stmt` over a pixel's channels LANES at a time, with nl (channels in the vector) the
+ * constant LANES for the whole vectors -- vld_n / vst_n then fold to plain loads and stores --
+ * and C - i for the partial vector left over. */
+#define FC_POOL_FOR_VECTORS(C, i, nl, stmt)                                                     \
+    do {                                                                                        \
+        ptrdiff_t i = 0;                                                                        \
+        for (; i + LANES <= (C); i += LANES) {                                                  \
+            const ptrdiff_t nl = LANES;                                                         \
+            stmt;                                                                               \
+        }                                                                                       \
+        if (i < (C)) {                                                                          \
+            const ptrdiff_t nl = (C) - i;                                                       \
+            stmt;                                                                               \
+        }                                                                                       \
+    } while (0)
+
 /* The argmax of `count` whole windows of one output row, `rows` x `cols` taps each, the first
  * at xw (channel 0 of its top-left pixel), the next stride_w pixels on; with shift != NULL of
  * the batch norm + ReLU of x (vld_bn_relu). max_pool_argmax sends the 2x2 and 3x3 windows
@@ -718,8 +730,7 @@ FC_POOL_BODY void SFX(argmax_row)(const T *xw, T *o, unsigned char *am, ptrdiff_
                                   ptrdiff_t cols, const T *shift, const T *scale, const T *bias)
 {
     for (ptrdiff_t w = 0; w < count; w++, xw += stride_w * C, o += C, am += C)
-        for (ptrdiff_t i = 0; i < C; i += LANES) {
-            const ptrdiff_t nl = fc_min_pd(LANES, C - i);
+        FC_POOL_FOR_VECTORS(C, i, nl, {
             VT coef[3];
             if (shift != NULL) {
                 coef[0] = SFX(vld_n)(shift + i, nl);
@@ -731,7 +742,7 @@ FC_POOL_BODY void SFX(argmax_row)(const T *xw, T *o, unsigned char *am, ptrdiff_
                 SFX(argmax_full)(xw + i, o + i, am + i, W * C, C, rows, cols, nl, bn);
             else
                 SFX(argmax_rc)(xw + i, o + i, am + i, W * C, C, rows, cols, 0, cols, nl, bn);
-        }
+        });
 }
 
 #define FC_POOL_ARGMAX_ROW(R, K)                                                                \
@@ -785,9 +796,8 @@ FC_POOL_BODY void SFX(argmax_scatter_row)(const unsigned char *am, const T *dyc,
                                           int disjoint)
 {
     for (ptrdiff_t w = 0; w < count; w++, dp += stride_w * C, am += C, dyc += C)
-        for (ptrdiff_t i = 0; i < C; i += LANES)
-            SFX(argmax_scatter_rc)(am + i, dyc + i, dp + i, W * C, C, rows, cols, 0, cols, disjoint,
-                                   fc_min_pd(LANES, C - i));
+        FC_POOL_FOR_VECTORS(C, i, nl, SFX(argmax_scatter_rc)(am + i, dyc + i, dp + i, W * C, C, rows,
+                                                             cols, 0, cols, disjoint, nl));
 }
 
 #define FC_POOL_SCATTER_ROW(R, K)                                                               \
@@ -828,11 +838,7 @@ FC_POOL_BODY void SFX(avg_rc)(const T *p, T *o, ptrdiff_t rs, ptrdiff_t C, ptrdi
 FC_POOL_BODY void SFX(avg_window_v)(const T *xc, T *o, ptrdiff_t W, ptrdiff_t C, ptrdiff_t r0,
                                     ptrdiff_t r1, ptrdiff_t c0, ptrdiff_t c1, ptrdiff_t nl)
 {
-    const T *p = xc + (r0 * W + c0) * C;
-    const ptrdiff_t rows = r1 - r0, cols = c1 - c0;
-    if (rows == 2 && cols == 2) SFX(avg_rc)(p, o, W * C, C, 2, 2, nl);
-    else if (rows == 3 && cols == 3) SFX(avg_rc)(p, o, W * C, C, 3, 3, nl);
-    else SFX(avg_rc)(p, o, W * C, C, rows, cols, nl);
+    SFX(avg_rc)(xc + (r0 * W + c0) * C, o, W * C, C, r1 - r0, c1 - c0, nl);
 }
 
 /* Average-pooling backward of one window's rows [s0, s1): each pixel gets (or, with
@@ -854,15 +860,55 @@ FC_POOL_BODY void SFX(avg_backward_window_v)(const T *dyc, T *dxc, ptrdiff_t W, 
                                              ptrdiff_t c1, ptrdiff_t count, int disjoint,
                                              ptrdiff_t nl)
 {
-    T *dp = dxc + (s0 * W + c0) * C;
-    const ptrdiff_t rows = s1 - s0, cols = c1 - c0;
-    if (rows == 2 && cols == 2 && count == 4)
-        SFX(avg_backward_rc)(dyc, dp, W * C, C, 2, 2, 4, disjoint, nl);
-    else if (rows == 3 && cols == 3 && count == 9)
-        SFX(avg_backward_rc)(dyc, dp, W * C, C, 3, 3, 9, disjoint, nl);
-    else
-        SFX(avg_backward_rc)(dyc, dp, W * C, C, rows, cols, count, disjoint, nl);
+    SFX(avg_backward_rc)(dyc, dxc + (s0 * W + c0) * C, W * C, C, s1 - s0, c1 - c0, count,
+                         disjoint, nl);
 }
+/* Out-of-line copies of a row body (its last two parameters the window's rows and columns)
+ * for the 2x2 and 3x3 shapes, and the one for g's windows (NULL for other shapes). */
+#define FC_POOL_ROW_SHAPES(body, PARAMS, ...)                                                  \
+    static __attribute__((noinline)) void SFX(body##_2x2) PARAMS { SFX(body)(__VA_ARGS__, 2, 2); } \
+    static __attribute__((noinline)) void SFX(body##_3x3) PARAMS { SFX(body)(__VA_ARGS__, 3, 3); }
+#define FC_POOL_PICK_ROW(body, g)                                                               \
+    ((g)->pool_h == 2 && (g)->pool_w == 2   ? SFX(body##_2x2)                                   \
+     : (g)->pool_h == 3 && (g)->pool_w == 3 ? SFX(body##_3x3)                                   \
+                                            : NULL)
+
+/* Row bodies of the plain max and average forwards and the average backward: `count` whole
+ * windows of one output row, the first at src (forwards: x at its top-left pixel; backward:
+ * dy at its output) and dst (forwards: its output; backward: dx at its top-left pixel), the
+ * next stride_w pixels on. */
+FC_POOL_BODY void SFX(max_row)(const T *xw, T *o, ptrdiff_t W, ptrdiff_t C, ptrdiff_t stride_w,
+                               ptrdiff_t count, ptrdiff_t rows, ptrdiff_t cols)
+{
+    for (ptrdiff_t w = 0; w < count; w++, xw += stride_w * C, o += C)
+        FC_POOL_FOR_VECTORS(C, i, nl,
+                            SFX(vst_n)(o + i, SFX(window_max_rc)(xw + i, W * C, C, rows, cols, nl),
+                                       nl));
+}
+FC_POOL_ROW_SHAPES(max_row, (const T *xw, T *o, ptrdiff_t W, ptrdiff_t C, ptrdiff_t stride_w,
+                             ptrdiff_t count), xw, o, W, C, stride_w, count)
+
+FC_POOL_BODY void SFX(avg_row)(const T *xw, T *o, ptrdiff_t W, ptrdiff_t C, ptrdiff_t stride_w,
+                               ptrdiff_t count, ptrdiff_t rows, ptrdiff_t cols)
+{
+    for (ptrdiff_t w = 0; w < count; w++, xw += stride_w * C, o += C)
+        FC_POOL_FOR_VECTORS(C, i, nl, SFX(avg_rc)(xw + i, o + i, W * C, C, rows, cols, nl));
+}
+FC_POOL_ROW_SHAPES(avg_row, (const T *xw, T *o, ptrdiff_t W, ptrdiff_t C, ptrdiff_t stride_w,
+                             ptrdiff_t count), xw, o, W, C, stride_w, count)
+
+FC_POOL_BODY void SFX(avg_backward_row)(const T *dyc, T *dp, ptrdiff_t W, ptrdiff_t C,
+                                        ptrdiff_t stride_w, ptrdiff_t count, int disjoint,
+                                        ptrdiff_t rows, ptrdiff_t cols)
+{
+    for (ptrdiff_t w = 0; w < count; w++, dyc += C, dp += stride_w * C)
+        FC_POOL_FOR_VECTORS(C, i, nl, SFX(avg_backward_rc)(dyc + i, dp + i, W * C, C, rows, cols,
+                                                           rows * cols, disjoint, nl));
+}
+FC_POOL_ROW_SHAPES(avg_backward_row, (const T *dyc, T *dp, ptrdiff_t W, ptrdiff_t C,
+                                      ptrdiff_t stride_w, ptrdiff_t count, int disjoint),
+                   dyc, dp, W, C, stride_w, count, disjoint)
+
 #endif
 
 #if FC_POOL_MULTI
@@ -1032,6 +1078,15 @@ void SFX(fc_max_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
     const SFX(fc_multi_plan) multi = SFX(fc_plan_multi)(g);
     const T *const x_end = x + g->n * H * W * C;
 #endif
+#if FC_POOL_VECTORS
+    void (*row_kernel)(const T *, T *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t) =
+        FC_POOL_PICK_ROW(max_row, g);
+    const fc_span inside = fc_inside_windows(W, g->pad_left, g->pool_w, g->stride_w, OW);
+#if FC_POOL_MULTI
+    if (multi.windows) row_kernel = NULL; /* several windows per vector instead */
+#endif
+    if (inside.hi <= inside.lo) row_kernel = NULL;
+#endif
     num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
     const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
     (void)num_threads;
@@ -1047,6 +1102,13 @@ void SFX(fc_max_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
             fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, W, &c0, &c1);
             T *o = out + (item * OW + ow) * C;
             const T *xn = x + n * H * W * C;
+#if FC_POOL_VECTORS
+            if (row_kernel != NULL && ow == inside.lo && r1 - r0 == g->pool_h) {
+                row_kernel(xn + (r0 * W + c0) * C, o, W, C, g->stride_w, inside.hi - inside.lo);
+                ow = inside.hi - 1;
+                continue;
+            }
+#endif
 #if FC_POOL_MULTI
             if (multi.windows && ow >= multi.w_lo && ow + multi.windows <= multi.w_hi) {
                 const T *px = xn + (r0 * W + ow * g->stride_w - g->pad_left) * C;
@@ -1419,6 +1481,15 @@ void SFX(fc_avg_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
     const SFX(fc_multi_plan) multi = SFX(fc_plan_multi)(g);
     const T *const x_end = x + g->n * H * W * C;
 #endif
+#if FC_POOL_VECTORS
+    void (*row_kernel)(const T *, T *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t) =
+        FC_POOL_PICK_ROW(avg_row, g);
+    const fc_span inside = fc_inside_windows(W, g->pad_left, g->pool_w, g->stride_w, OW);
+#if FC_POOL_MULTI
+    if (multi.windows) row_kernel = NULL; /* several windows per vector instead */
+#endif
+    if (inside.hi <= inside.lo) row_kernel = NULL;
+#endif
     num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
     const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
     (void)num_threads;
@@ -1438,6 +1509,14 @@ void SFX(fc_avg_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
                 ptrdiff_t c0, c1;
                 T *o = out + (item * OW + ow) * C;
                 const T *xn = x + n * H * W * C;
+#if FC_POOL_VECTORS
+                if (row_kernel != NULL && ow == inside.lo && r1 - r0 == g->pool_h) {
+                    row_kernel(xn + (r0 * W + ow * g->stride_w - g->pad_left) * C, o, W, C,
+                               g->stride_w, inside.hi - inside.lo);
+                    ow = inside.hi - 1;
+                    continue;
+                }
+#endif
 #if FC_POOL_MULTI
                 if (multi.windows && ow >= multi.w_lo && ow + multi.windows <= multi.w_hi) {
                     const T *px = xn + (r0 * W + ow * g->stride_w - g->pad_left) * C;
@@ -1480,6 +1559,15 @@ void SFX(fc_avg_pool2d_backward)(const T *dy, T *dx, const fc_pool2d_geometry *g
 #if FC_POOL_MULTI
     const SFX(fc_multi_plan) multi = SFX(fc_plan_multi)(g);
 #endif
+#if FC_POOL_VECTORS
+    void (*row_kernel)(const T *, T *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, int) =
+        FC_POOL_PICK_ROW(avg_backward_row, g);
+    const fc_span inside = fc_inside_windows(W, g->pad_left, g->pool_w, g->stride_w, OW);
+#if FC_POOL_MULTI
+    if (multi.bwd_windows) row_kernel = NULL; /* several windows per vector instead */
+#endif
+    if (inside.hi <= inside.lo) row_kernel = NULL;
+#endif
     num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
     const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
     (void)num_threads;
@@ -1510,6 +1598,15 @@ void SFX(fc_avg_pool2d_backward)(const T *dy, T *dx, const fc_pool2d_geometry *g
                 for (ptrdiff_t ow = 0; ow < OW; ow++) {
                     ptrdiff_t c0, c1;
                     const T *dy_px = dy + ((n * OH + o) * OW + ow) * C;
+#if FC_POOL_VECTORS
+                    if (row_kernel != NULL && ow == inside.lo && s0 == r0 && s1 == r1 &&
+                        r1 - r0 == g->pool_h) {
+                        row_kernel(dy_px, dxn + (s0 * W + ow * g->stride_w - g->pad_left) * C, W,
+                                   C, g->stride_w, inside.hi - inside.lo, disjoint);
+                        ow = inside.hi - 1;
+                        continue;
+                    }
+#endif
 #if FC_POOL_MULTI
                     if (multi.bwd_windows && ow >= multi.w_lo &&
                         ow + multi.bwd_windows <= multi.w_hi) {
