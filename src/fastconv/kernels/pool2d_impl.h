@@ -155,6 +155,22 @@ static inline fc_span fc_inside_windows(ptrdiff_t size, ptrdiff_t pad, ptrdiff_t
     return s;
 }
 
+/* The output columns whose windows a row kernel takes (those wholly inside the image), none
+ * unless `usable`. */
+static inline fc_span fc_row_columns(const fc_pool2d_geometry *g, int usable)
+{
+    fc_span s = fc_inside_windows(g->w, g->pad_left, g->pool_w, g->stride_w, g->out_w);
+    if (!usable) s.hi = s.lo;
+    return s;
+}
+
+/* `e` where several windows per vector exist (AVX-512, see "few channels"), else 0. */
+#if FC_POOL_MULTI
+#define FC_POOL_IF_MULTI(e) (e)
+#else
+#define FC_POOL_IF_MULTI(e) 0
+#endif
+
 #define FC_POOL2D_TEMPLATE
 #define T float
 #define SFX(name) FC_POOL_NAME(name, f32, FC_POOL_ISA)
@@ -704,6 +720,16 @@ FC_POOL_BODY void SFX(argmax_window_v)(const T *xc, T *o, unsigned char *am, ptr
                    (r0 - top) * pool_w + (c0 - left), pool_w, nl, bn);
 }
 
+/* Out-of-line copies of a row body (its last two parameters the window's rows and columns)
+ * for the 2x2 and 3x3 shapes, and the one for g's windows (NULL for other shapes). */
+#define FC_POOL_ROW_SHAPES(body, PARAMS, ...)                                                  \
+    static __attribute__((noinline)) void SFX(body##_2x2) PARAMS { SFX(body)(__VA_ARGS__, 2, 2); } \
+    static __attribute__((noinline)) void SFX(body##_3x3) PARAMS { SFX(body)(__VA_ARGS__, 3, 3); }
+#define FC_POOL_PICK_ROW(body, g)                                                               \
+    ((g)->pool_h == 2 && (g)->pool_w == 2   ? SFX(body##_2x2)                                   \
+     : (g)->pool_h == 3 && (g)->pool_w == 3 ? SFX(body##_3x3)                                   \
+                                            : NULL)
+
 /* Run `stmt` over a pixel's channels LANES at a time, with nl (channels in the vector) the
  * constant LANES for the whole vectors -- vld_n / vst_n then fold to plain loads and stores --
  * and C - i for the partial vector left over. */
@@ -745,19 +771,20 @@ FC_POOL_BODY void SFX(argmax_row)(const T *xw, T *o, unsigned char *am, ptrdiff_
         });
 }
 
-#define FC_POOL_ARGMAX_ROW(R, K)                                                                \
-    static __attribute__((noinline)) void SFX(argmax_row_##R##x##K)(                          \
-        const T *xw, T *o, unsigned char *am, ptrdiff_t W, ptrdiff_t C, ptrdiff_t stride_w,      \
-        ptrdiff_t count, const T *shift, const T *scale, const T *bias)                          \
-    {                                                                                           \
-        if (shift != NULL)                                                                      \
-            SFX(argmax_row)(xw, o, am, W, C, stride_w, count, R, K, shift, scale, bias);        \
-        else                                                                                    \
-            SFX(argmax_row)(xw, o, am, W, C, stride_w, count, R, K, NULL, NULL, NULL);          \
-    }
-FC_POOL_ARGMAX_ROW(2, 2)
-FC_POOL_ARGMAX_ROW(3, 3)
-#undef FC_POOL_ARGMAX_ROW
+/* argmax_row with the batch norm's coefficients or without (shift NULL), each compiled apart */
+FC_POOL_BODY void SFX(argmax_row_bn)(const T *xw, T *o, unsigned char *am, ptrdiff_t W, ptrdiff_t C,
+                                     ptrdiff_t stride_w, ptrdiff_t count, const T *shift,
+                                     const T *scale, const T *bias, ptrdiff_t rows, ptrdiff_t cols)
+{
+    if (shift != NULL)
+        SFX(argmax_row)(xw, o, am, W, C, stride_w, count, rows, cols, shift, scale, bias);
+    else
+        SFX(argmax_row)(xw, o, am, W, C, stride_w, count, rows, cols, NULL, NULL, NULL);
+}
+FC_POOL_ROW_SHAPES(argmax_row_bn, (const T *xw, T *o, unsigned char *am, ptrdiff_t W, ptrdiff_t C,
+                                   ptrdiff_t stride_w, ptrdiff_t count, const T *shift,
+                                   const T *scale, const T *bias),
+                   xw, o, am, W, C, stride_w, count, shift, scale, bias)
 
 /* Backward from the argmax: each window pixel gets dy where the argmax names it, else 0 --
  * assigned when windows do not overlap, added otherwise (taps numbered as in argmax_rc). */
@@ -800,30 +827,24 @@ FC_POOL_BODY void SFX(argmax_scatter_row)(const unsigned char *am, const T *dyc,
                                                              cols, 0, cols, disjoint, nl));
 }
 
-#define FC_POOL_SCATTER_ROW(R, K)                                                               \
-    static __attribute__((noinline)) void SFX(argmax_scatter_row_##R##x##K)(                  \
-        const unsigned char *am, const T *dyc, T *dp, ptrdiff_t W, ptrdiff_t C,                 \
-        ptrdiff_t stride_w, ptrdiff_t count, int disjoint)                                      \
-    {                                                                                           \
-        if (disjoint)                                                                           \
-            SFX(argmax_scatter_row)(am, dyc, dp, W, C, stride_w, count, R, K, 1);               \
-        else                                                                                    \
-            SFX(argmax_scatter_row)(am, dyc, dp, W, C, stride_w, count, R, K, 0);               \
-    }
-FC_POOL_SCATTER_ROW(2, 2)
-FC_POOL_SCATTER_ROW(3, 3)
-#undef FC_POOL_SCATTER_ROW
+/* argmax_scatter_row with windows that do not overlap or do, each compiled apart */
+FC_POOL_BODY void SFX(argmax_scatter_row_any)(const unsigned char *am, const T *dyc, T *dp,
+                                              ptrdiff_t W, ptrdiff_t C, ptrdiff_t stride_w,
+                                              ptrdiff_t count, int disjoint, ptrdiff_t rows,
+                                              ptrdiff_t cols)
+{
+    if (disjoint)
+        SFX(argmax_scatter_row)(am, dyc, dp, W, C, stride_w, count, rows, cols, 1);
+    else
+        SFX(argmax_scatter_row)(am, dyc, dp, W, C, stride_w, count, rows, cols, 0);
+}
+FC_POOL_ROW_SHAPES(argmax_scatter_row_any, (const unsigned char *am, const T *dyc, T *dp,
+                                            ptrdiff_t W, ptrdiff_t C, ptrdiff_t stride_w,
+                                            ptrdiff_t count, int disjoint),
+                   am, dyc, dp, W, C, stride_w, count, disjoint)
 
 typedef void (*SFX(fc_scatter_row_fn))(const unsigned char *, const T *, T *, ptrdiff_t,
                                         ptrdiff_t, ptrdiff_t, ptrdiff_t, int);
-
-/* The row kernel for g's windows, or NULL. */
-static SFX(fc_scatter_row_fn) SFX(fc_pick_scatter_row)(const fc_pool2d_geometry *g)
-{
-    if (g->pool_h == 2 && g->pool_w == 2) return SFX(argmax_scatter_row_2x2);
-    if (g->pool_h == 3 && g->pool_w == 3) return SFX(argmax_scatter_row_3x3);
-    return NULL;
-}
 
 /* The window sum in row-major order, divided by the number of real pixels. */
 FC_POOL_BODY void SFX(avg_rc)(const T *p, T *o, ptrdiff_t rs, ptrdiff_t C, ptrdiff_t rows,
@@ -863,16 +884,6 @@ FC_POOL_BODY void SFX(avg_backward_window_v)(const T *dyc, T *dxc, ptrdiff_t W, 
     SFX(avg_backward_rc)(dyc, dxc + (s0 * W + c0) * C, W * C, C, s1 - s0, c1 - c0, count,
                          disjoint, nl);
 }
-/* Out-of-line copies of a row body (its last two parameters the window's rows and columns)
- * for the 2x2 and 3x3 shapes, and the one for g's windows (NULL for other shapes). */
-#define FC_POOL_ROW_SHAPES(body, PARAMS, ...)                                                  \
-    static __attribute__((noinline)) void SFX(body##_2x2) PARAMS { SFX(body)(__VA_ARGS__, 2, 2); } \
-    static __attribute__((noinline)) void SFX(body##_3x3) PARAMS { SFX(body)(__VA_ARGS__, 3, 3); }
-#define FC_POOL_PICK_ROW(body, g)                                                               \
-    ((g)->pool_h == 2 && (g)->pool_w == 2   ? SFX(body##_2x2)                                   \
-     : (g)->pool_h == 3 && (g)->pool_w == 3 ? SFX(body##_3x3)                                   \
-                                            : NULL)
-
 /* Row bodies of the plain max and average forwards and the average backward: `count` whole
  * windows of one output row, the first at src (forwards: x at its top-left pixel; backward:
  * dy at its output) and dst (forwards: its output; backward: dx at its top-left pixel), the
@@ -1081,11 +1092,7 @@ void SFX(fc_max_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
 #if FC_POOL_VECTORS
     void (*row_kernel)(const T *, T *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t) =
         FC_POOL_PICK_ROW(max_row, g);
-    const fc_span inside = fc_inside_windows(W, g->pad_left, g->pool_w, g->stride_w, OW);
-#if FC_POOL_MULTI
-    if (multi.windows) row_kernel = NULL; /* several windows per vector instead */
-#endif
-    if (inside.hi <= inside.lo) row_kernel = NULL;
+    const fc_span inside = fc_row_columns(g, row_kernel != NULL && !FC_POOL_IF_MULTI(multi.windows));
 #endif
     num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
     const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
@@ -1103,7 +1110,7 @@ void SFX(fc_max_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
             T *o = out + (item * OW + ow) * C;
             const T *xn = x + n * H * W * C;
 #if FC_POOL_VECTORS
-            if (row_kernel != NULL && ow == inside.lo && r1 - r0 == g->pool_h) {
+            if (ow == inside.lo && inside.hi > inside.lo && r1 - r0 == g->pool_h) {
                 row_kernel(xn + (r0 * W + c0) * C, o, W, C, g->stride_w, inside.hi - inside.lo);
                 ow = inside.hi - 1;
                 continue;
@@ -1150,9 +1157,8 @@ static void SFX(max_backward_bands)(const T *dy, const T *x, const unsigned char
     /* Windows up to this many output rows above a band can still reach into it. */
     const ptrdiff_t reach = disjoint ? 0 : (g->pool_h + g->stride_h - 1) / g->stride_h;
 #if FC_POOL_VECTORS
-    SFX(fc_scatter_row_fn) row_kernel = x == NULL ? SFX(fc_pick_scatter_row)(g) : NULL;
-    const fc_span inside = fc_inside_windows(W, g->pad_left, g->pool_w, g->stride_w, OW);
-    if (inside.hi <= inside.lo) row_kernel = NULL;
+    SFX(fc_scatter_row_fn) row_kernel = FC_POOL_PICK_ROW(argmax_scatter_row_any, g);
+    const fc_span inside = fc_row_columns(g, row_kernel != NULL && x == NULL);
 #endif
     num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
     const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
@@ -1187,7 +1193,7 @@ static void SFX(max_backward_bands)(const T *dy, const T *x, const unsigned char
                 if (xn == NULL) {
                     const ptrdiff_t left = ow * g->stride_w - g->pad_left;
 #if FC_POOL_VECTORS
-                    if (row_kernel != NULL && ow == inside.lo && s0 == top &&
+                    if (ow == inside.lo && inside.hi > inside.lo && s0 == top &&
                         s1 == top + g->pool_h) {
                         row_kernel(argmax + at, dy_px, dxn + (s0 * W + left) * C, W, C,
                                    g->stride_w, inside.hi - inside.lo, disjoint);
@@ -1291,14 +1297,9 @@ static void SFX(max_pool_argmax)(const T *x, const T *shift, const T *scale, con
     /* 2x2 and 3x3 windows wholly inside the image, columns [inside.lo, inside.hi) of rows
      * whose windows have all their rows, go to a row kernel (argmax_row) */
     void (*row_kernel)(const T *, T *, unsigned char *, ptrdiff_t, ptrdiff_t, ptrdiff_t,
-                       ptrdiff_t, const T *, const T *, const T *) = NULL;
-    const fc_span inside = fc_inside_windows(g->w, g->pad_left, g->pool_w, g->stride_w, OW);
-    if (g->pool_h == 2 && g->pool_w == 2) row_kernel = SFX(argmax_row_2x2);
-    if (g->pool_h == 3 && g->pool_w == 3) row_kernel = SFX(argmax_row_3x3);
-#if FC_POOL_MULTI
-    if (!bn && multi.windows) row_kernel = NULL; /* several windows per vector instead */
-#endif
-    if (inside.hi <= inside.lo) row_kernel = NULL;
+                       ptrdiff_t, const T *, const T *, const T *) = FC_POOL_PICK_ROW(argmax_row_bn, g);
+    const fc_span inside =
+        fc_row_columns(g, row_kernel != NULL && !FC_POOL_IF_MULTI(!bn && multi.windows));
 #endif
     num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
     const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
@@ -1319,7 +1320,7 @@ static void SFX(max_pool_argmax)(const T *x, const T *shift, const T *scale, con
             const ptrdiff_t o = (item * OW + ow) * C;
             ptrdiff_t i = 0;
 #if FC_POOL_VECTORS
-            if (row_kernel != NULL && ow == inside.lo && r1 - r0 == g->pool_h) {
+            if (ow == inside.lo && inside.hi > inside.lo && r1 - r0 == g->pool_h) {
                 row_kernel(x + ((n * H + r0) * W + left) * C, out + o, argmax + o, W, C,
                            g->stride_w, inside.hi - inside.lo, shift, scale, bias);
                 ow = inside.hi - 1;
@@ -1403,12 +1404,9 @@ static void SFX(fc_max_pool2d_backward_argmax_disjoint)(const T *dy, const unsig
     const SFX(fc_multi_plan) multi = SFX(fc_plan_multi)(g);
 #endif
 #if FC_POOL_VECTORS
-    SFX(fc_scatter_row_fn) row_kernel = SFX(fc_pick_scatter_row)(g);
-    const fc_span inside = fc_inside_windows(W, g->pad_left, g->pool_w, g->stride_w, OW);
-#if FC_POOL_MULTI
-    if (multi.bwd_windows) row_kernel = NULL; /* several windows per vector instead */
-#endif
-    if (inside.hi <= inside.lo) row_kernel = NULL;
+    SFX(fc_scatter_row_fn) row_kernel = FC_POOL_PICK_ROW(argmax_scatter_row_any, g);
+    const fc_span inside =
+        fc_row_columns(g, row_kernel != NULL && !FC_POOL_IF_MULTI(multi.bwd_windows));
 #endif
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(dynamic, chunk) num_threads(num_threads)
@@ -1425,7 +1423,7 @@ static void SFX(fc_max_pool2d_backward_argmax_disjoint)(const T *dy, const unsig
         for (ptrdiff_t ow = 0; ow < OW; ow++) {
             const ptrdiff_t left = ow * g->stride_w - g->pad_left, o = (item * OW + ow) * C;
 #if FC_POOL_VECTORS
-            if (row_kernel != NULL && ow == inside.lo && r1 - r0 == g->pool_h) {
+            if (ow == inside.lo && inside.hi > inside.lo && r1 - r0 == g->pool_h) {
                 row_kernel(argmax + o, dy + o, dxn + (r0 * W + left) * C, W, C, g->stride_w,
                            inside.hi - inside.lo, 1);
                 ow = inside.hi - 1;
@@ -1484,11 +1482,7 @@ void SFX(fc_avg_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
 #if FC_POOL_VECTORS
     void (*row_kernel)(const T *, T *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t) =
         FC_POOL_PICK_ROW(avg_row, g);
-    const fc_span inside = fc_inside_windows(W, g->pad_left, g->pool_w, g->stride_w, OW);
-#if FC_POOL_MULTI
-    if (multi.windows) row_kernel = NULL; /* several windows per vector instead */
-#endif
-    if (inside.hi <= inside.lo) row_kernel = NULL;
+    const fc_span inside = fc_row_columns(g, row_kernel != NULL && !FC_POOL_IF_MULTI(multi.windows));
 #endif
     num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
     const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
@@ -1510,7 +1504,7 @@ void SFX(fc_avg_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
                 T *o = out + (item * OW + ow) * C;
                 const T *xn = x + n * H * W * C;
 #if FC_POOL_VECTORS
-                if (row_kernel != NULL && ow == inside.lo && r1 - r0 == g->pool_h) {
+                if (ow == inside.lo && inside.hi > inside.lo && r1 - r0 == g->pool_h) {
                     row_kernel(xn + (r0 * W + ow * g->stride_w - g->pad_left) * C, o, W, C,
                                g->stride_w, inside.hi - inside.lo);
                     ow = inside.hi - 1;
@@ -1562,11 +1556,8 @@ void SFX(fc_avg_pool2d_backward)(const T *dy, T *dx, const fc_pool2d_geometry *g
 #if FC_POOL_VECTORS
     void (*row_kernel)(const T *, T *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, int) =
         FC_POOL_PICK_ROW(avg_backward_row, g);
-    const fc_span inside = fc_inside_windows(W, g->pad_left, g->pool_w, g->stride_w, OW);
-#if FC_POOL_MULTI
-    if (multi.bwd_windows) row_kernel = NULL; /* several windows per vector instead */
-#endif
-    if (inside.hi <= inside.lo) row_kernel = NULL;
+    const fc_span inside =
+        fc_row_columns(g, row_kernel != NULL && !FC_POOL_IF_MULTI(multi.bwd_windows));
 #endif
     num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
     const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
@@ -1599,7 +1590,7 @@ void SFX(fc_avg_pool2d_backward)(const T *dy, T *dx, const fc_pool2d_geometry *g
                     ptrdiff_t c0, c1;
                     const T *dy_px = dy + ((n * OH + o) * OW + ow) * C;
 #if FC_POOL_VECTORS
-                    if (row_kernel != NULL && ow == inside.lo && s0 == r0 && s1 == r1 &&
+                    if (ow == inside.lo && inside.hi > inside.lo && s0 == r0 && s1 == r1 &&
                         r1 - r0 == g->pool_h) {
                         row_kernel(dy_px, dxn + (s0 * W + ow * g->stride_w - g->pad_left) * C, W,
                                    C, g->stride_w, inside.hi - inside.lo, disjoint);
