@@ -888,12 +888,29 @@ FC_POOL_BODY void SFX(avg_backward_window_v)(const T *dyc, T *dxc, ptrdiff_t W, 
  * windows of one output row, the first at src (forwards: x at its top-left pixel; backward:
  * dy at its output) and dst (forwards: its output; backward: dx at its top-left pixel), the
  * next stride_w pixels on. */
+/* window_max_rc of a whole window of at most 9 taps as argmax_full finds it: the ISA's max
+ * alone and one NaN test for the window (window_max_rc where there is a NaN). */
+FC_POOL_BODY VT SFX(window_max_full)(const T *p, ptrdiff_t rs, ptrdiff_t C, ptrdiff_t rows,
+                                     ptrdiff_t cols, ptrdiff_t nl)
+{
+    VT v[9];
+    const ptrdiff_t taps = rows * cols;
+    for (ptrdiff_t r = 0; r < rows; r++)
+        for (ptrdiff_t k = 0; k < cols; k++) v[r * cols + k] = SFX(vld_n)(p + r * rs + k * C, nl);
+    VM nan = SFX(vunord)(v[0], v[taps - 1]);
+    for (ptrdiff_t t = 1; t + 1 < taps; t += 2) nan |= SFX(vunord)(v[t], v[t + 1]);
+    if (SFX(vany)(nan)) return SFX(window_max_rc)(p, rs, C, rows, cols, nl);
+    VT best = v[0];
+    for (ptrdiff_t t = 1; t < taps; t++) best = SFX(vmax_ordered)(best, v[t]);
+    return best;
+}
+
 FC_POOL_BODY void SFX(max_row)(const T *xw, T *o, ptrdiff_t W, ptrdiff_t C, ptrdiff_t stride_w,
                                ptrdiff_t count, ptrdiff_t rows, ptrdiff_t cols)
 {
     for (ptrdiff_t w = 0; w < count; w++, xw += stride_w * C, o += C)
         FC_POOL_FOR_VECTORS(C, i, nl,
-                            SFX(vst_n)(o + i, SFX(window_max_rc)(xw + i, W * C, C, rows, cols, nl),
+                            SFX(vst_n)(o + i, SFX(window_max_full)(xw + i, W * C, C, rows, cols, nl),
                                        nl));
 }
 FC_POOL_ROW_SHAPES(max_row, (const T *xw, T *o, ptrdiff_t W, ptrdiff_t C, ptrdiff_t stride_w,
