@@ -27,7 +27,7 @@ BatchNormalization followed by a plain ReLU (`layers.ReLU()` with its defaults, 
   folded layer's fresh output instead of a separate pass allocating another array.
 
 In training, a MaxPooling2D right after such a pair (channels-last, of the same dtype, windows
-that do not overlap, so that it records argmaxes) joins it: the pooling kernel normalises and
+of up to 255 taps, so that it records argmaxes) joins it: the pooling kernel normalises and
 rectifies each value as it reads it (`ops.batch_norm_relu_max_pool_forward_training`), so the
 batch norm's output is never written nor read back; the pool is left with the argmax its own
 forward would have recorded and runs its own backward. Same bits as the three layers.
