@@ -886,10 +886,7 @@ FC_POOL_BODY void SFX(avg_backward_window_v)(const T *dyc, T *dxc, ptrdiff_t W, 
     SFX(avg_backward_rc)(dyc, dxc + (s0 * W + c0) * C, W * C, C, s1 - s0, c1 - c0, count,
                          disjoint, nl);
 }
-/* Row bodies of the plain max and average forwards and the average backward: `count` whole
- * windows of one output row, the first at src (forwards: x at its top-left pixel; backward:
- * dy at its output) and dst (forwards: its output; backward: dx at its top-left pixel), the
- * next stride_w pixels on. */
+
 /* window_max_rc of a whole window of at most 9 taps as argmax_full finds it: the ISA's max
  * alone and one NaN test for the window (window_max_rc where there is a NaN). */
 FC_POOL_BODY VT SFX(window_max_full)(const T *p, ptrdiff_t rs, ptrdiff_t C, ptrdiff_t rows,
@@ -907,6 +904,9 @@ FC_POOL_BODY VT SFX(window_max_full)(const T *p, ptrdiff_t rs, ptrdiff_t C, ptrd
     return best;
 }
 
+/* Row bodies of the plain max and average forwards and the average backward: `count` whole
+ * windows of one output row, the first at xw / dp (x, dx at its top-left pixel) and o / dyc
+ * (its output), the next stride_w pixels on. */
 FC_POOL_BODY void SFX(max_row)(const T *xw, T *o, ptrdiff_t W, ptrdiff_t C, ptrdiff_t stride_w,
                                ptrdiff_t count, ptrdiff_t rows, ptrdiff_t cols)
 {
@@ -1219,8 +1219,6 @@ static void SFX(max_backward_bands)(const T *dy, const T *x, const unsigned char
                         ow = inside.hi - 1;
                         continue;
                     }
-#endif
-#if FC_POOL_VECTORS
                     for (; i + LANES <= C; i += LANES)
                         SFX(argmax_scatter_window_v)(argmax + at + i, dy_px + i, dxn + i, W, C, s0,
                                                      s1, c0, c1, top, left, g->pool_w, disjoint,
