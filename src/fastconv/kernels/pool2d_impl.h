@@ -242,7 +242,7 @@ static inline VM SFX(vunord)(VT a, VT b)
 #if FC_POOL_VBYTES == 32 && defined(__AVX__)
     return sizeof(T) == 4 ? (VM)_mm256_cmp_ps((__m256)a, (__m256)b, _CMP_UNORD_Q)
                           : (VM)_mm256_cmp_pd((__m256d)a, (__m256d)b, _CMP_UNORD_Q);
-#elif FC_POOL_VBYTES == 16 && defined(__SSE2__) && !defined(__AVX512F__)
+#elif FC_POOL_VBYTES == 16 && defined(__SSE2__)
     return sizeof(T) == 4 ? (VM)_mm_cmpunord_ps((__m128)a, (__m128)b)
                           : (VM)_mm_cmpunord_pd((__m128d)a, (__m128d)b);
 #else
@@ -660,7 +660,7 @@ FC_POOL_BODY VT SFX(vld_bn_relu)(const T *p, ptrdiff_t nl, const VT *bn)
     VT v = SFX(vld_n)(p, nl);
     if (bn == NULL) return v;
     v = (v - bn[0]) * bn[1] + bn[2];
-    return SFX(vsel)((VM)(v > SFX(vsplat)((T)0)) | (VM)(v != v), v, SFX(vsplat)((T)0));
+    return SFX(vmax)(SFX(vsplat)((T)0), v); /* v where v > 0 or NaN, else +0 */
 }
 
 /* The window maximum and its first maximum's tap index, FC_POOL_NO_ARGMAX where the maximum
