@@ -213,7 +213,7 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
  * dL/dg = G^T [ sum_tiles (A dy_t A^T) .* (B^T d_t B) ] G: the input blocks transform as in
  * the forward, the output-gradient blocks by the transpose of the output transform, and the
  * a^2 sums over tiles are GEMMs Q_xi (C x F) = V_xi^T @ D_xi with the tiles as the
- * reduction (up to 256 per GEMM call, so each Q tile is loaded and stored rarely). Tiles are
+ * reduction (up to 64 per GEMM call, so each Q tile is loaded and stored rarely). Tiles are
  * summed in fixed chunks (shape only) whose partial Q (and bias sums) are added in chunk
  * order before the one output transform: the same bits for any thread count. */
 static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2d_params *p,
@@ -237,8 +237,12 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
     /* Chunks of >= 256 tiles, at most 16, partial sums within 64 MiB. */
     ptrdiff_t chunks = min_pd(16, max_pd(1, tiles / 256));
     while (chunks > 1 && (double)chunks * (double)stride * sizeof(FC_T) > 64.0 * 1024 * 1024) chunks--;
-    /* Tiles per GEMM block: V and D of a block within about 8 MiB (L3). */
-    const ptrdiff_t tb = max_pd(16, min_pd(256, (ptrdiff_t)(8 * 1024 * 1024 / sizeof(FC_T)) / (a2 * (C + fp))));
+    /* Tiles per GEMM block: 64, or fewer to keep V and D of a block within about 8 MiB (L3).
+     * 256 (V and D 3.5 MB for mnist_c2) made the two threads' blocks compete for L3: weight
+     * gradient, 2 threads, calls alternated in one process, p10 2.27 -> 1.98 ms (mnist_c2),
+     * 3.58 -> 2.98 ms (64x16x16x64 -> 64), 6.30 -> 5.90 ms (64x8x8x128 -> 128); 32 and 16
+     * tiles were slower again (each Q tile then loaded and stored too often). */
+    const ptrdiff_t tb = max_pd(16, min_pd(64, (ptrdiff_t)(8 * 1024 * 1024 / sizeof(FC_T)) / (a2 * (C + fp))));
     if (num_threads > chunks) num_threads = (int)chunks;
     /* (each part a whole number of 64-byte lines: D holds the packed GEMM panels) */
     /* V and D blocks padded by a cache line each, as in winograd_conv (here tb * C and
