@@ -58,7 +58,9 @@ static inline double hsum4(__m256d v)
 #define FC_VLOAD_N(p, n) _mm256_maskload_ps(p, lanes32(n))
 #define FC_VSTORE_N(p, v, n) store_n32(p, v, n)
 #define FC_VHSUM(v) hsum8(v)
-#define FC_VMAX_NAN(m, a) _mm256_blendv_ps(m, a, _mm256_or_ps(_mm256_cmp_ps(a, m, _CMP_GT_OQ), _mm256_cmp_ps(a, a, _CMP_UNORD_Q)))
+/* the later value where greater or NaN: max(a, m) is a where a > m, else m (m on ties and
+ * NaNs), then a where a is NaN (3 instructions; pool2d_impl.h's vmax) */
+#define FC_VMAX_NAN(m, a) _mm256_blendv_ps(_mm256_max_ps(a, m), a, _mm256_cmp_ps(a, a, _CMP_UNORD_Q))
 #define FC_TILE_SFX f32
 #define FC_TILE_MR 6
 #define FC_TILE_NARROW_SFX f32n
@@ -79,7 +81,7 @@ static inline double hsum4(__m256d v)
 #define FC_VLOAD_N(p, n) _mm256_maskload_pd(p, lanes64(n))
 #define FC_VSTORE_N(p, v, n) store_n64(p, v, n)
 #define FC_VHSUM(v) hsum4(v)
-#define FC_VMAX_NAN(m, a) _mm256_blendv_pd(m, a, _mm256_or_pd(_mm256_cmp_pd(a, m, _CMP_GT_OQ), _mm256_cmp_pd(a, a, _CMP_UNORD_Q)))
+#define FC_VMAX_NAN(m, a) _mm256_blendv_pd(_mm256_max_pd(a, m), a, _mm256_cmp_pd(a, a, _CMP_UNORD_Q))
 #define FC_TILE_SFX f64
 #define FC_TILE_MR 6
 #define FC_TILE_NARROW_SFX f64n

@@ -25,7 +25,8 @@
 #define FC_VLOAD_N(p, n) _mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1u), p)
 #define FC_VSTORE_N(p, v, n) _mm512_mask_storeu_ps(p, (__mmask16)((1u << (n)) - 1u), v)
 #define FC_VHSUM(v) _mm512_reduce_add_ps(v)
-#define FC_VMAX_NAN(m, a) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), m, a)
+/* max(a, m): a where a > m, else m (ties, NaNs); then a where a is NaN (gemm_avx2.c) */
+#define FC_VMAX_NAN(m, a) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), _mm512_max_ps(a, m), a)
 #define FC_TILE_SFX f32
 #define FC_TILE_MR 12
 #define FC_TILE_NARROW_SFX f32n
@@ -48,7 +49,7 @@
 #define FC_VLOAD_N(p, n) _mm512_maskz_loadu_pd((__mmask8)((1u << (n)) - 1u), p)
 #define FC_VSTORE_N(p, v, n) _mm512_mask_storeu_pd(p, (__mmask8)((1u << (n)) - 1u), v)
 #define FC_VHSUM(v) _mm512_reduce_add_pd(v)
-#define FC_VMAX_NAN(m, a) _mm512_mask_blend_pd(_mm512_cmp_pd_mask(a, m, _CMP_GT_OQ) | _mm512_cmp_pd_mask(a, a, _CMP_UNORD_Q), m, a)
+#define FC_VMAX_NAN(m, a) _mm512_mask_blend_pd(_mm512_cmp_pd_mask(a, a, _CMP_UNORD_Q), _mm512_max_pd(a, m), a)
 #define FC_TILE_SFX f64
 #define FC_TILE_MR 12
 #define FC_TILE_NARROW_SFX f64n

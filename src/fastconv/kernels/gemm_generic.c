@@ -28,15 +28,16 @@ static inline void sse_store_n_pd(double *p, __m128d v, int n)
     fc_store_low_ps((float *)p, _mm_castpd_ps(v), 2 * n);
 }
 
+/* max(a, m) is a where a > m, else m (ties, NaNs); a NaN a is then taken by mask */
 static inline __m128 sse_max_nan_ps(__m128 m, __m128 a)
 {
-    const __m128 take = _mm_or_ps(_mm_cmpgt_ps(a, m), _mm_cmpunord_ps(a, a));
-    return _mm_or_ps(_mm_and_ps(take, a), _mm_andnot_ps(take, m));
+    const __m128 nan = _mm_cmpunord_ps(a, a);
+    return _mm_or_ps(_mm_and_ps(nan, a), _mm_andnot_ps(nan, _mm_max_ps(a, m)));
 }
 static inline __m128d sse_max_nan_pd(__m128d m, __m128d a)
 {
-    const __m128d take = _mm_or_pd(_mm_cmpgt_pd(a, m), _mm_cmpunord_pd(a, a));
-    return _mm_or_pd(_mm_and_pd(take, a), _mm_andnot_pd(take, m));
+    const __m128d nan = _mm_cmpunord_pd(a, a);
+    return _mm_or_pd(_mm_and_pd(nan, a), _mm_andnot_pd(nan, _mm_max_pd(a, m)));
 }
 
 #define FC_T float
