@@ -274,6 +274,78 @@ static void FC_FL_NAME(add_rows)(FC_T *dst, const FC_T *src, ptrdiff_t rows, ptr
     }
 }
 
+/* Weight gradient of a one-channel, stride-1, undilated convolution with F a multiple of the
+ * vector length (a first layer of grey images, e.g. 1 -> 32 3x3): see gemm.h's fc_c1_dw_fn.
+ * A pass takes a run of up to three taps of one kernel row and up to C1_NV vectors of
+ * filters over one output row: the sums stay in registers (loaded from and stored to dw,
+ * L1-resident, once per pass), each pixel costs its dy vectors and one broadcast per tap
+ * from the framed row, and the passes of one output row re-read its dy from L1. The GEMM
+ * path copied each pixel's 3-value runs into patch rows and padded the 9 taps to 12 rows. */
+#if FC_FLAT_REGS >= 32
+#define FC_FL_C1_NV 4
+#else
+#define FC_FL_C1_NV 2
+#endif
+FC_FL_INLINE void FC_FL_NAME(c1_dw_pass)(const FC_T *xr, const FC_T *g, ptrdiff_t F, ptrdiff_t ow_n,
+                                         FC_T *dwp, const int TG, const int NV)
+{
+    FC_VT acc[3][FC_FL_C1_NV];
+    FC_FL_UNROLL
+    for (int t = 0; t < TG; t++) {
+        FC_FL_UNROLL
+        for (int v = 0; v < NV; v++) acc[t][v] = FC_VLOAD(dwp + t * F + v * FC_VLEN);
+    }
+    for (ptrdiff_t ow = 0; ow < ow_n; ow++, g += F) {
+        FC_VT gv[FC_FL_C1_NV];
+        FC_FL_UNROLL
+        for (int v = 0; v < NV; v++) gv[v] = FC_VLOAD(g + v * FC_VLEN);
+        FC_FL_UNROLL
+        for (int t = 0; t < TG; t++) {
+            const FC_VT a = FC_VSET1(xr[ow + t]);
+            FC_FL_UNROLL
+            for (int v = 0; v < NV; v++) acc[t][v] = FC_VFMA(a, gv[v], acc[t][v]);
+        }
+    }
+    FC_FL_UNROLL
+    for (int t = 0; t < TG; t++) {
+        FC_FL_UNROLL
+        for (int v = 0; v < NV; v++) FC_VSTORE(dwp + t * F + v * FC_VLEN, acc[t][v]);
+    }
+}
+
+static void FC_FL_NAME(c1_dw)(const FC_T *xf, ptrdiff_t wpc, ptrdiff_t hf, ptrdiff_t oh_n,
+                              ptrdiff_t ow_n, ptrdiff_t kh, ptrdiff_t kw, const FC_T *dy,
+                              ptrdiff_t F, ptrdiff_t r0, ptrdiff_t r1, FC_T *dw)
+{
+    const ptrdiff_t nvec = F / FC_VLEN;
+    for (ptrdiff_t e = 0; e < kh * kw * F; e++) dw[e] = (FC_T)0;
+    for (ptrdiff_t r = r0; r < r1; r++) {
+        const FC_T *xrow = xf + ((r / oh_n) * hf + r % oh_n) * wpc; /* framed row of kernel row 0 */
+        const FC_T *grow = dy + r * ow_n * F;
+        for (ptrdiff_t v0 = 0; v0 < nvec; v0 += FC_FL_C1_NV) {
+            const int nv = nvec - v0 < FC_FL_C1_NV ? (int)(nvec - v0) : FC_FL_C1_NV;
+            for (ptrdiff_t i = 0; i < kh; i++)
+                for (ptrdiff_t j0 = 0; j0 < kw; j0 += 3) {
+                    const int tg = kw - j0 < 3 ? (int)(kw - j0) : 3;
+                    const FC_T *xr = xrow + i * wpc + j0, *g = grow + v0 * FC_VLEN;
+                    FC_T *dwp = dw + (i * kw + j0) * F + v0 * FC_VLEN;
+#define FC_FL_C1_CASE(TG, NV)                                                                 \
+    case (TG) * 8 + (NV):                                                                     \
+        FC_FL_NAME(c1_dw_pass)(xr, g, F, ow_n, dwp, TG, (NV) <= FC_FL_C1_NV ? (NV) : 1);       \
+        break;
+                    switch (tg * 8 + nv) {
+                        FC_FL_C1_CASE(1, 1) FC_FL_C1_CASE(1, 2) FC_FL_C1_CASE(1, 3) FC_FL_C1_CASE(1, 4)
+                        FC_FL_C1_CASE(2, 1) FC_FL_C1_CASE(2, 2) FC_FL_C1_CASE(2, 3) FC_FL_C1_CASE(2, 4)
+                        FC_FL_C1_CASE(3, 1) FC_FL_C1_CASE(3, 2) FC_FL_C1_CASE(3, 3) FC_FL_C1_CASE(3, 4)
+                    default: break;
+                    }
+#undef FC_FL_C1_CASE
+                }
+        }
+    }
+}
+#undef FC_FL_C1_NV
+
 /* The max pooling of the output rows a convolution fused with a pool just computed (see
  * gemm.h's fc_pool_max): each window's values compared in row-major order with FC_VMAX_NAN
  * (the later value where greater or NaN), so the first maximum wins and NaN propagates, as

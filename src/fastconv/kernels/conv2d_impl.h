@@ -914,6 +914,56 @@ static int FC_FN(depthwise_backward)(const fc_kernel_table *kt, const fc_conv2d_
     return FC_CONV_OK;
 }
 
+/* Whether the one-channel weight gradient (c1_weight_grad) computes p's: one input channel,
+ * one group, stride 1, no dilation, and whole vectors of filters. */
+static int FC_FN(c1_dw_applies)(const fc_kernel_table *kt, const fc_conv2d_params *p)
+{
+    return p->c == 1 && p->groups == 1 && p->stride_h == 1 && p->stride_w == 1 && p->dil_h == 1 &&
+           p->dil_w == 1 && p->f % FC_KT(kt, flat_vl) == 0 && p->n > 0 && p->out_h > 0 && p->out_w > 0;
+}
+
+/* Weight (and bias) gradient of such a layer: fixed chunks of output rows (a function of the
+ * shape only), each summed by the ISA's c1_dw kernel over the framed images (framed_fill)
+ * into its own slot, then added in chunk order (reduce_chunks): the same bits for any thread
+ * count. */
+static int FC_FN(c1_weight_grad)(const fc_kernel_table *kt, const fc_conv2d_params *p,
+                                 const FC_T *dy, const FC_T *x, FC_T *dw, FC_T *db, int num_threads)
+{
+    const ptrdiff_t F = p->f, ow_n = p->out_w, rows = p->n * p->out_h;
+    const ptrdiff_t dw_elems = p->kh * p->kw * F, stride = dw_elems + F;
+    const ptrdiff_t chunks = min_pd(rows, weight_grad_chunks(rows * ow_n, stride, sizeof(FC_T)));
+    const ptrdiff_t hf = framed_rows(p), wpc = padded_row_width(p);
+    FC_T *xf = (FC_T *)fc_alloc((size_t)(p->n * hf * wpc) * sizeof(FC_T));
+    FC_T *part = chunks > 1 ? (FC_T *)fc_alloc((size_t)((chunks - 1) * stride) * sizeof(FC_T)) : NULL;
+    if (xf == NULL || (chunks > 1 && part == NULL)) {
+        fc_free(xf);
+        fc_free(part);
+        return FC_CONV_NOMEM;
+    }
+    if (num_threads > chunks) num_threads = (int)chunks;
+    FC_OMP(parallel num_threads(num_threads))
+    {
+        unsigned csr = fc_denormals_off();
+        FC_FN(framed_fill)(p, x, xf);
+        FC_OMP(for schedule(dynamic, 1))
+        for (ptrdiff_t ch = 0; ch < chunks; ch++) {
+            const ptrdiff_t r0 = ch * rows / chunks, r1 = (ch + 1) * rows / chunks;
+            FC_T *cdw = ch == 0 ? dw : part + (ch - 1) * stride;
+            FC_KT(kt, c1_dw)(xf, wpc, hf, p->out_h, ow_n, p->kh, p->kw, dy, F, r0, r1, cdw);
+            if (db != NULL) {
+                FC_T *cdb = ch == 0 ? db : cdw + dw_elems;
+                memset(cdb, 0, (size_t)F * sizeof(FC_T));
+                FC_KT(kt, add_rows)(cdb, dy + r0 * ow_n * F, (r1 - r0) * ow_n, F);
+            }
+        }
+        FC_FN(reduce_chunks)(part, chunks, dw_elems, dw, db, F);
+        fc_denormals_restore(csr);
+    }
+    fc_free(xf);
+    fc_free(part);
+    return FC_CONV_OK;
+}
+
 int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const FC_T *x,
                               const FC_T *w, FC_T *dx, FC_T *dw, FC_T *db, int num_threads)
 {
@@ -926,6 +976,12 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
         const int status = FC_FN(winograd_weight_grad)(kt, p, dy, x, dw, db, num_threads);
         if (status != FC_CONV_OK || dx == NULL) return status;
         dw = NULL; /* the input gradient below */
+        db = NULL;
+    }
+    if (dw != NULL && (conv_paths & FC_PATH_FLAT) && FC_FN(c1_dw_applies)(kt, p)) {
+        const int status = FC_FN(c1_weight_grad)(kt, p, dy, x, dw, db, num_threads);
+        if (status != FC_CONV_OK || dx == NULL) return status;
+        dw = NULL;
         db = NULL;
     }
     flat_geom flat;

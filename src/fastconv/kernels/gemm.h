@@ -97,6 +97,14 @@
     typedef void (*fc_pool_max_##SFX##_fn)(const T *src, ptrdiff_t lds, ptrdiff_t ph,          \
                                            ptrdiff_t pw, ptrdiff_t windows, ptrdiff_t F,       \
                                            ptrdiff_t cols, T *dst);                            \
+    /* Weight gradient of a one-channel, stride-1, undilated convolution (conv2d_flat_simd_impl.h), \
+     * F a multiple of the vector length: dw[(i * kw + j) * F + f] = the sum, pixel by pixel in  \
+     * order, over output rows r0 <= r < r1 (r = n * oh_n + oh) and columns ow < ow_n of         \
+     * xf[(n * hf + oh + i) * wpc + ow + j] * dy[(r * ow_n + ow) * F + f] (framed images).      */ \
+    typedef void (*fc_c1_dw_##SFX##_fn)(const T *xf, ptrdiff_t wpc, ptrdiff_t hf,               \
+                                        ptrdiff_t oh_n, ptrdiff_t ow_n, ptrdiff_t kh,           \
+                                        ptrdiff_t kw, const T *dy, ptrdiff_t F, ptrdiff_t r0,   \
+                                        ptrdiff_t r1, T *dw);                                   \
     /* dst[c] += sum over r < rows, in order, of src[r * cols + c], for c < cols. */            \
     typedef void (*fc_add_rows_##SFX##_fn)(T *dst, const T *src, ptrdiff_t rows, ptrdiff_t cols);
 
@@ -161,6 +169,8 @@ typedef struct {
     fc_act_tanh_f64_fn act_tanh_f64;
     fc_pool_max_f32_fn pool_max_f32;
     fc_pool_max_f64_fn pool_max_f64;
+    fc_c1_dw_f32_fn c1_dw_f32;
+    fc_c1_dw_f64_fn c1_dw_f64;
 } fc_kernel_table;
 
 /* The table of an ISA file, whose kernels (gemm_simd_impl.h, conv2d_depthwise_impl.h,
@@ -190,6 +200,7 @@ typedef struct {
         vl32, vl64, flat_conv_f32, flat_conv_f64, flat_dw_f32, flat_dw_f64,                     \
         flat_expand_f32, flat_expand_f64, add_into_f32, add_into_f64, add_rows_f32,             \
         add_rows_f64, act_tanh_f32, act_tanh_f64, pool_max_f32, pool_max_f64,                   \
+        c1_dw_f32, c1_dw_f64,                                                                   \
     }
 
 /* Largest MR and NR of any table: drivers size their scratch tiles with these. */
