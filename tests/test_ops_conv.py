@@ -385,7 +385,8 @@ def test_winograd_matches_reference_and_direct(case, dtype, tiles4):
 
 
 # Few filters (fewer than a vector) and few input channels: the flat-row path (forward,
-# weight gradient, and the input gradient where the adjoint qualifies: stride 1, C < VL).
+# weight gradient, and the input gradient where the adjoint qualifies: stride 1, C < VL);
+# and the one-channel weight gradient (below).
 FLAT_CASES = [
     ((3, 32, 32, 1), (5, 5, 1, 6), 1, "valid", 1, 1),          # LeNet-5 C1
     ((2, 28, 28, 1), (5, 5, 1, 6), 1, "same", 1, 1),           # ... padded
@@ -396,6 +397,15 @@ FLAT_CASES = [
     ((2, 9, 9, 4), (3, 3, 4, 3), 1, ((2, 1), (0, 3)), 1, 1),   # asymmetric padding
     ((1, 12, 14, 8), (2, 3, 8, 1), 1, ((0, 2), (3, 1)), (1, 2), 1),  # one filter, width dilation
     ((2, 130, 150, 3), (3, 3, 3, 7), 1, "same", 1, 1),         # several bands per image
+    # One input channel, stride 1, whole vectors of filters: the one-channel weight gradient
+    # (runs of up to three taps of a kernel row times the filters, sums kept in registers over
+    # an output row), under the same switch ("flat" off: the GEMM path).
+    ((3, 28, 28, 1), (3, 3, 1, 32), 1, "same", 1, 1),           # the MNIST CNN's first layer
+    ((2, 12, 10, 1), (5, 5, 1, 16), 1, ((3, 1), (0, 4)), 1, 1),  # runs of 3 + 2 taps, asymmetric
+    ((1, 9, 11, 1), (2, 4, 1, 8), 1, "valid", 1, 1),            # one vector of filters
+    ((2, 7, 7, 1), (3, 3, 1, 40), 1, "same", 1, 1),             # filter groups 2 + 2 + 1 vectors
+    ((3, 6, 5, 1), (1, 1, 1, 24), 1, "valid", 1, 1),            # 1x1
+    ((1, 1, 9, 1), (1, 7, 1, 8), 1, "same", 1, 1),              # one output row
 ]
 
 
@@ -419,34 +429,6 @@ def test_flat_rows_match_reference_and_gemm(case, dtype):
     if k.shape[3] < core._flat_lanes(dtype):
         assert not np.array_equal(results[True][0], results[False][0])
         assert not np.array_equal(results[True][2], results[False][2])
-
-
-# One input channel, stride 1, whole vectors of filters: the one-channel weight gradient
-# (runs of up to three taps of a kernel row times the filters, sums kept in registers over an
-# output row; "flat" off runs the GEMM path instead).
-C1_DW_CASES = [
-    ((3, 28, 28, 1), (3, 3, 1, 32), 1, "same", 1, 1),           # the MNIST CNN's first layer
-    ((2, 12, 10, 1), (5, 5, 1, 16), 1, ((3, 1), (0, 4)), 1, 1),  # runs of 3 + 2 taps, asymmetric
-    ((1, 9, 11, 1), (2, 4, 1, 8), 1, "valid", 1, 1),            # one vector of filters
-    ((2, 7, 7, 1), (3, 3, 1, 40), 1, "same", 1, 1),             # filter groups 2 + 2 + 1 vectors
-    ((3, 6, 5, 1), (1, 1, 1, 24), 1, "valid", 1, 1),            # 1x1
-    ((1, 1, 9, 1), (1, 7, 1, 8), 1, "same", 1, 1),              # one output row
-]
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", C1_DW_CASES, ids=[f"x{c[0]}-k{c[1]}" for c in C1_DW_CASES])
-def test_one_channel_weight_gradient_matches_reference_and_gemm(case, dtype):
-    x, k, b = _data(case, dtype, seed=10)
-    kw = _kwargs(case)
-    y_ref = ref.conv2d_forward(x, k, b, **kw)
-    dy = np.random.default_rng(11).standard_normal(y_ref.shape).astype(dtype)
-    want = (y_ref,) + ref.conv2d_backward(dy, x, k, **kw)
-    results = _path_on_and_off("flat", x, k, b, dy, kw)
-    for name, got, gemm, exp in zip(("y", "dx", "dkernel", "dbias"), results[True],
-                                    results[False], want):
-        _close(got, exp, dtype, name)
-        _close(got, gemm, dtype, name + " vs GEMM")
 
 
 # One filter and more input channels than the flat rows take (forward), or one input
