@@ -329,6 +329,8 @@ static void FC_FL_NAME(c1_dw)(const FC_T *xf, ptrdiff_t wpc, ptrdiff_t hf, ptrdi
                     const int tg = kw - j0 < 3 ? (int)(kw - j0) : 3;
                     const FC_T *xr = xrow + i * wpc + j0, *g = grow + v0 * FC_VLEN;
                     FC_T *dwp = dw + (i * kw + j0) * F + v0 * FC_VLEN;
+/* one body per (taps, vectors) pair, both constants; nv never exceeds C1_NV (cases past it
+ * compile with one vector and are never taken) */
 #define FC_FL_C1_CASE(TG, NV)                                                                 \
     case (TG) * 8 + (NV):                                                                     \
         FC_FL_NAME(c1_dw_pass)(xr, g, F, ow_n, dwp, TG, (NV) <= FC_FL_C1_NV ? (NV) : 1);       \

@@ -978,6 +978,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
         dw = NULL; /* the input gradient below */
         db = NULL;
     }
+    /* (the one-channel weight gradient shares the flat rows' switch: FC_PATH_FLAT off, the GEMM) */
     if (dw != NULL && (conv_paths & FC_PATH_FLAT) && FC_FN(c1_dw_applies)(kt, p)) {
         const int status = FC_FN(c1_weight_grad)(kt, p, dy, x, dw, db, num_threads);
         if (status != FC_CONV_OK || dx == NULL) return status;
