@@ -279,26 +279,33 @@ static void FC_FL_NAME(add_rows)(FC_T *dst, const FC_T *src, ptrdiff_t rows, ptr
  * A pass takes a run of up to three taps of one kernel row and up to C1_NV vectors of
  * filters over one output row: the sums stay in registers (loaded from and stored to dw,
  * L1-resident, once per pass), each pixel costs its dy vectors and one broadcast per tap
- * from the framed row, and the passes of one output row re-read its dy from L1. The GEMM
- * path copied each pixel's 3-value runs into patch rows and padded the 9 taps to 12 rows. */
+ * from the framed row, and the passes of one output row re-read its dy from L1. The pass of
+ * a filter group's first taps (WB) also sums dy itself into the bias gradient, which a pass
+ * over the chunk's dy of its own (add_rows) took a quarter of the time to do. The GEMM path
+ * copied each pixel's 3-value runs into patch rows and padded the 9 taps to 12 rows. */
 #if FC_FLAT_REGS >= 32
 #define FC_FL_C1_NV 4
 #else
 #define FC_FL_C1_NV 2
 #endif
 FC_FL_INLINE void FC_FL_NAME(c1_dw_pass)(const FC_T *xr, const FC_T *g, ptrdiff_t F, ptrdiff_t ow_n,
-                                         FC_T *dwp, const int TG, const int NV)
+                                         FC_T *dwp, FC_T *dbp, const int TG, const int NV,
+                                         const int WB)
 {
-    FC_VT acc[3][FC_FL_C1_NV];
+    FC_VT acc[3][FC_FL_C1_NV], bacc[FC_FL_C1_NV];
     FC_FL_UNROLL
-    for (int t = 0; t < TG; t++) {
+    for (int v = 0; v < NV; v++) {
         FC_FL_UNROLL
-        for (int v = 0; v < NV; v++) acc[t][v] = FC_VLOAD(dwp + t * F + v * FC_VLEN);
+        for (int t = 0; t < TG; t++) acc[t][v] = FC_VLOAD(dwp + t * F + v * FC_VLEN);
+        if (WB) bacc[v] = FC_VLOAD(dbp + v * FC_VLEN);
     }
     for (ptrdiff_t ow = 0; ow < ow_n; ow++, g += F) {
         FC_VT gv[FC_FL_C1_NV];
         FC_FL_UNROLL
-        for (int v = 0; v < NV; v++) gv[v] = FC_VLOAD(g + v * FC_VLEN);
+        for (int v = 0; v < NV; v++) {
+            gv[v] = FC_VLOAD(g + v * FC_VLEN);
+            if (WB) bacc[v] = FC_VADD(bacc[v], gv[v]);
+        }
         FC_FL_UNROLL
         for (int t = 0; t < TG; t++) {
             const FC_VT a = FC_VSET1(xr[ow + t]);
@@ -307,18 +314,21 @@ FC_FL_INLINE void FC_FL_NAME(c1_dw_pass)(const FC_T *xr, const FC_T *g, ptrdiff_
         }
     }
     FC_FL_UNROLL
-    for (int t = 0; t < TG; t++) {
+    for (int v = 0; v < NV; v++) {
         FC_FL_UNROLL
-        for (int v = 0; v < NV; v++) FC_VSTORE(dwp + t * F + v * FC_VLEN, acc[t][v]);
+        for (int t = 0; t < TG; t++) FC_VSTORE(dwp + t * F + v * FC_VLEN, acc[t][v]);
+        if (WB) FC_VSTORE(dbp + v * FC_VLEN, bacc[v]);
     }
 }
 
 static void FC_FL_NAME(c1_dw)(const FC_T *xf, ptrdiff_t wpc, ptrdiff_t hf, ptrdiff_t oh_n,
                               ptrdiff_t ow_n, ptrdiff_t kh, ptrdiff_t kw, const FC_T *dy,
-                              ptrdiff_t F, ptrdiff_t r0, ptrdiff_t r1, FC_T *dw)
+                              ptrdiff_t F, ptrdiff_t r0, ptrdiff_t r1, FC_T *dw, FC_T *db)
 {
     const ptrdiff_t nvec = F / FC_VLEN;
     for (ptrdiff_t e = 0; e < kh * kw * F; e++) dw[e] = (FC_T)0;
+    if (db != NULL)
+        for (ptrdiff_t f = 0; f < F; f++) db[f] = (FC_T)0;
     for (ptrdiff_t r = r0; r < r1; r++) {
         const FC_T *xrow = xf + ((r / oh_n) * hf + r % oh_n) * wpc; /* framed row of kernel row 0 */
         const FC_T *grow = dy + r * ow_n * F;
@@ -327,20 +337,26 @@ static void FC_FL_NAME(c1_dw)(const FC_T *xf, ptrdiff_t wpc, ptrdiff_t hf, ptrdi
             for (ptrdiff_t i = 0; i < kh; i++)
                 for (ptrdiff_t j0 = 0; j0 < kw; j0 += 3) {
                     const int tg = kw - j0 < 3 ? (int)(kw - j0) : 3;
+                    const int wb = db != NULL && i == 0 && j0 == 0;
                     const FC_T *xr = xrow + i * wpc + j0, *g = grow + v0 * FC_VLEN;
                     FC_T *dwp = dw + (i * kw + j0) * F + v0 * FC_VLEN;
-/* one body per (taps, vectors) pair, both constants; nv never exceeds C1_NV (cases past it
- * compile with one vector and are never taken) */
-#define FC_FL_C1_CASE(TG, NV)                                                                 \
-    case (TG) * 8 + (NV):                                                                     \
-        FC_FL_NAME(c1_dw_pass)(xr, g, F, ow_n, dwp, TG, (NV) <= FC_FL_C1_NV ? (NV) : 1);       \
+                    FC_T *dbp = wb ? db + v0 * FC_VLEN : NULL;
+/* one body per (bias sums, taps, vectors), all constants; nv never exceeds C1_NV (cases past
+ * it compile with one vector and are never taken) */
+#define FC_FL_C1_CASE(WB, TG, NV)                                                             \
+    case ((WB) * 4 + (TG)) * 8 + (NV):                                                        \
+        FC_FL_NAME(c1_dw_pass)(xr, g, F, ow_n, dwp, dbp, TG, (NV) <= FC_FL_C1_NV ? (NV) : 1, WB); \
         break;
-                    switch (tg * 8 + nv) {
-                        FC_FL_C1_CASE(1, 1) FC_FL_C1_CASE(1, 2) FC_FL_C1_CASE(1, 3) FC_FL_C1_CASE(1, 4)
-                        FC_FL_C1_CASE(2, 1) FC_FL_C1_CASE(2, 2) FC_FL_C1_CASE(2, 3) FC_FL_C1_CASE(2, 4)
-                        FC_FL_C1_CASE(3, 1) FC_FL_C1_CASE(3, 2) FC_FL_C1_CASE(3, 3) FC_FL_C1_CASE(3, 4)
+#define FC_FL_C1_CASES(WB)                                                                    \
+    FC_FL_C1_CASE(WB, 1, 1) FC_FL_C1_CASE(WB, 1, 2) FC_FL_C1_CASE(WB, 1, 3) FC_FL_C1_CASE(WB, 1, 4) \
+    FC_FL_C1_CASE(WB, 2, 1) FC_FL_C1_CASE(WB, 2, 2) FC_FL_C1_CASE(WB, 2, 3) FC_FL_C1_CASE(WB, 2, 4) \
+    FC_FL_C1_CASE(WB, 3, 1) FC_FL_C1_CASE(WB, 3, 2) FC_FL_C1_CASE(WB, 3, 3) FC_FL_C1_CASE(WB, 3, 4)
+                    switch ((wb * 4 + tg) * 8 + nv) {
+                        FC_FL_C1_CASES(0)
+                        FC_FL_C1_CASES(1)
                     default: break;
                     }
+#undef FC_FL_C1_CASES
 #undef FC_FL_C1_CASE
                 }
         }

@@ -923,8 +923,8 @@ static int FC_FN(c1_dw_applies)(const fc_kernel_table *kt, const fc_conv2d_param
 }
 
 /* Weight (and bias) gradient of such a layer: fixed chunks of output rows (a function of the
- * shape only), each summed by the ISA's c1_dw kernel over the framed images (framed_fill)
- * into its own slot, then added in chunk order (reduce_chunks): the same bits for any thread
+ * shape only), each summed by the ISA's c1_dw kernel (the bias sums too) over the framed
+ * images (framed_fill) into its own slot, then added in chunk order (reduce_chunks): the same bits for any thread
  * count. */
 static int FC_FN(c1_weight_grad)(const fc_kernel_table *kt, const fc_conv2d_params *p,
                                  const FC_T *dy, const FC_T *x, FC_T *dw, FC_T *db, int num_threads)
@@ -949,12 +949,8 @@ static int FC_FN(c1_weight_grad)(const fc_kernel_table *kt, const fc_conv2d_para
         for (ptrdiff_t ch = 0; ch < chunks; ch++) {
             const ptrdiff_t r0 = ch * rows / chunks, r1 = (ch + 1) * rows / chunks;
             FC_T *cdw = ch == 0 ? dw : part + (ch - 1) * stride;
-            FC_KT(kt, c1_dw)(xf, wpc, hf, p->out_h, ow_n, p->kh, p->kw, dy, F, r0, r1, cdw);
-            if (db != NULL) {
-                FC_T *cdb = ch == 0 ? db : cdw + dw_elems;
-                memset(cdb, 0, (size_t)F * sizeof(FC_T));
-                FC_KT(kt, add_rows)(cdb, dy + r0 * ow_n * F, (r1 - r0) * ow_n, F);
-            }
+            FC_T *cdb = db == NULL ? NULL : ch == 0 ? db : cdw + dw_elems;
+            FC_KT(kt, c1_dw)(xf, wpc, hf, p->out_h, ow_n, p->kh, p->kw, dy, F, r0, r1, cdw, cdb);
         }
         FC_FN(reduce_chunks)(part, chunks, dw_elems, dw, db, F);
         fc_denormals_restore(csr);

@@ -100,11 +100,12 @@
     /* Weight gradient of a one-channel, stride-1, undilated convolution (conv2d_flat_simd_impl.h), \
      * F a multiple of the vector length: dw[(i * kw + j) * F + f] = the sum, pixel by pixel in  \
      * order, over output rows r0 <= r < r1 (r = n * oh_n + oh) and columns ow < ow_n of         \
-     * xf[(n * hf + oh + i) * wpc + ow + j] * dy[(r * ow_n + ow) * F + f] (framed images).      */ \
+     * xf[(n * hf + oh + i) * wpc + ow + j] * dy[(r * ow_n + ow) * F + f] (framed images), and \
+     * if db is not NULL db[f] = the same pixels' sum of dy[(r * ow_n + ow) * F + f], in order. */ \
     typedef void (*fc_c1_dw_##SFX##_fn)(const T *xf, ptrdiff_t wpc, ptrdiff_t hf,               \
                                         ptrdiff_t oh_n, ptrdiff_t ow_n, ptrdiff_t kh,           \
                                         ptrdiff_t kw, const T *dy, ptrdiff_t F, ptrdiff_t r0,   \
-                                        ptrdiff_t r1, T *dw);                                   \
+                                        ptrdiff_t r1, T *dw, T *db);                            \
     /* dst[c] += sum over r < rows, in order, of src[r * cols + c], for c < cols. */            \
     typedef void (*fc_add_rows_##SFX##_fn)(T *dst, const T *src, ptrdiff_t rows, ptrdiff_t cols);
 
