@@ -124,6 +124,22 @@ def test_kernel_applied_relu_matches_numpy_maximum(backend, dtype):
             plain = ops.conv2d_forward(x, k, b, **kw)
             np.testing.assert_array_equal(ops.conv2d_forward(x, k, b, activation="relu", **kw),
                                           np.maximum(plain, 0))
+        # the compiled kernels rectify as they store a tile's last reduction block: one case
+        # per way the implicit GEMM reads its input, with several reduction blocks where the
+        # path has them, whole and partial tiles and column panels
+        for xs, ks, kw in [((3, 11, 9, 1), (3, 3, 1, 19), dict(padding="same")),   # row-indirect
+                           ((2, 9, 10, 6), (3, 3, 2, 15), dict(groups=3)),         # patch rows
+                           ((2, 7, 8, 40), (3, 3, 40, 21), dict(padding="same")),  # taps in 2 blocks
+                           ((2, 5, 7, 700), (1, 1, 700, 35), dict())]:             # 1x1, 3 blocks
+            xc = rng.standard_normal(xs).astype(dtype)
+            xc[0, 1, 1, 0] = np.nan
+            kc = rng.standard_normal(ks).astype(dtype)
+            bc = rng.standard_normal(ks[3]).astype(dtype)
+            plain = ops.conv2d_forward(xc, kc, bc, **kw)
+            got = ops.conv2d_forward(xc, kc, bc, activation="relu", **kw)
+            want = np.where((plain > 0) | np.isnan(plain), plain, dtype(0))
+            assert np.isnan(want).any() and (want == 0).any() and (want > 0).any()
+            np.testing.assert_array_equal(got.view(f"u{got.itemsize}"), want.view(f"u{want.itemsize}"))
         xd = x.reshape(2, -1)
         kd = rng.standard_normal((xd.shape[1], 33)).astype(dtype)
         plain = ops.dense_forward(xd, kd, None)

@@ -371,6 +371,21 @@ static void FC_FL_NAME(c1_dw)(const FC_T *xf, ptrdiff_t wpc, ptrdiff_t hf, ptrdi
 static void FC_FL_NAME(pool_max)(const FC_T *src, ptrdiff_t lds, ptrdiff_t ph, ptrdiff_t pw,
                                  ptrdiff_t windows, ptrdiff_t F, ptrdiff_t cols, FC_T *dst)
 {
+    if (ph == 2 && pw == 2 && cols % FC_VLEN == 0) { /* the common case: constant extents, whole
+                                                      * vectors (the general loop below took a
+                                                      * third of a 1 -> 32 forward with its pool) */
+        for (ptrdiff_t q = 0; q < windows; q++) {
+            const FC_T *first = src + q * 2 * F;
+            for (ptrdiff_t f = 0; f < cols; f += FC_VLEN) {
+                FC_VT m = FC_VLOAD(first + f);
+                m = FC_VMAX_NAN(m, FC_VLOAD(first + F + f));
+                m = FC_VMAX_NAN(m, FC_VLOAD(first + lds + f));
+                m = FC_VMAX_NAN(m, FC_VLOAD(first + lds + F + f));
+                FC_VSTORE(dst + q * F + f, m);
+            }
+        }
+        return;
+    }
     for (ptrdiff_t q = 0; q < windows; q++) {
         const FC_T *first = src + q * pw * F;
         FC_T *o = dst + q * F;

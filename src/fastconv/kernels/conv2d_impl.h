@@ -493,7 +493,11 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                                   : (ptrdiff_t)mr * (few_channels ? FC_FN(few_channel_tiles)(M, K, F, mr, num_threads)
                                                                    : FC_MB_TILES);
     const ptrdiff_t mblocks = pool ? p->n * pool_oh : ceil_div(M, mb_max);
-    const int relu_after_pool = pool && act == FC_ACT_RELU; /* (see max_pool_rows) */
+    /* A ReLU is applied by the microkernels as they store a tile's last reduction block
+     * (FC_GEMM_RELU); other activations in a pass over each finished unit. A pool then takes
+     * the rectified values (the bits of pooling them, see max_pool_rows). */
+    const int relu_flag = act == FC_ACT_RELU ? FC_GEMM_RELU : 0;
+    const int post_act = act == FC_ACT_RELU ? FC_ACT_NONE : act;
     /* Dense layers (1x1 over few pixel blocks) read the full column panels of the weights in
      * place (rows F apart): packing them would cost more than the few blocks that read them
      * (64 x 400 -> 120: 0.107 -> 0.087 ms; batch 1: 0.041 -> 0.019 ms). A last, partial panel
@@ -622,6 +626,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                                                         : wpack + ((g * panels + pj) * K + t0 * cg + c0) * nr;
                             const ptrdiff_t ldb = b_in_place ? F : nr;
                             const FC_T *bias_p = (last && bias != NULL) ? bias + f0 : NULL;
+                            const int acc_flags = (first ? 0 : FC_GEMM_ACCUMULATE) | (last ? relu_flag : 0);
                             if (row_ind) { /* runs of tiles; KH runs of KW * C, rpb per call */
                                 const ptrdiff_t kc = p->kw * cg, step = framed_tile_step(p, mr);
                                 for (ptrdiff_t tile = 0; tile * mr < mb; tile += ftiles_own[tile].run) {
@@ -631,7 +636,9 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                                         const ptrdiff_t rn = min_pd(rpb, p->kh - r0);
                                         gs.ind(rn, kc, ft->tab + r0 * mr, ft->off, step, ft->run,
                                                bp + r0 * kc * nr, kc * nr, yb + tile * mr * F + f0, F,
-                                               rows, cols, r0 > 0, r0 + rn == p->kh ? bias_p : NULL);
+                                               rows, cols, (r0 > 0 ? FC_GEMM_ACCUMULATE : 0) |
+                                               (r0 + rn == p->kh && last ? relu_flag : 0),
+                                               r0 + rn == p->kh ? bias_p : NULL);
                                     }
                                 }
                                 continue;
@@ -641,28 +648,30 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                                 const int rows = (int)min_pd(mr, mb - ir);
                                 if (direct)
                                     gs.rowa(kn, x + (m0 + ir) * p->c + g * cg + c0, p->c,
-                                            bp, ldb, c, F, rows, cols, !first, bias_p);
+                                            bp, ldb, c, F, rows, cols, acc_flags, bias_p);
                                 else if (patches_own != NULL) /* one block: K = taps * cg */
                                     gs.rowa(K, patches_own + ir * K, K, bp, nr, c, F, rows,
-                                                         cols, 0, bias_p);
+                                                         cols, last ? relu_flag : 0, bias_p);
                                 else
                                     gs.ind(tn, kn, ind_own + (tile * taps + t0) * mr, g * cg + c0, 0, 1,
-                                           bp, cg * nr, c, F, rows, cols, !first, bias_p);
+                                           bp, cg * nr, c, F, rows, cols, acc_flags, bias_p);
                             }
                         }
                     }
                 }
             }
-            if (act || pool) /* the unit's rows, its panels' columns */
-                for (ptrdiff_t gp = gp0; gp < gp1; gp++) {
-                    const ptrdiff_t g = gp / panels, pj = gp % panels;
-                    const ptrdiff_t f0 = g * fg + pj * nr, cols = min_pd(nr, fg - pj * nr);
-                    if (act && !relu_after_pool)
-                        for (ptrdiff_t r = 0; r < mb; r++) FC_FN(activate)(kt, act, yb + r * F + f0, cols);
-                    if (pool)
-                        FC_FN(max_pool_rows)(kt, yb, p->out_w * F, pool->h, pool->w, pool_ow, F, f0, cols,
-                                             relu_after_pool, y + blk * pool_ow * F);
+            if (post_act || pool) { /* the unit's rows, its panels' columns: one span [f0, f1) */
+                const ptrdiff_t f0 = (gp0 / panels) * fg + (gp0 % panels) * nr;
+                const ptrdiff_t f1 = ((gp1 - 1) / panels) * fg + min_pd(fg, ((gp1 - 1) % panels + 1) * nr);
+                if (post_act) {
+                    if (f0 == 0 && f1 == F) FC_FN(activate)(kt, post_act, yb, mb * F); /* contiguous rows */
+                    else
+                        for (ptrdiff_t r = 0; r < mb; r++) FC_FN(activate)(kt, post_act, yb + r * F + f0, f1 - f0);
                 }
+                if (pool)
+                    FC_FN(max_pool_rows)(kt, yb, p->out_w * F, pool->h, pool->w, pool_ow, F, f0, f1 - f0, 0,
+                                         y + blk * pool_ow * F);
+            }
         }
         fc_denormals_restore(csr);
     }

@@ -7,6 +7,9 @@
  *   acc[i][j] = sum_{kk < k} A(i, kk) * B[kk * ldb + j]     for i < MR, j < NR
  *   c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0) + acc[i][j] + (bias ? bias[j] : 0)
  *                                                            for i < m <= MR, j < n <= NR
+ * with accumulate = flags & FC_GEMM_ACCUMULATE; with flags & FC_GEMM_RELU, that value is then
+ * rectified before it is stored: +0 where it is not greater than 0, NaN kept (the bits of
+ * fc_relu_forward), so that a fused ReLU costs no pass over the output.
  * B holds k rows of NR readable values, ldb apart: a packed panel (ldb = NR, zero-padded past
  * the real columns, aligned to 64 bytes), or NR whole columns of a row-major matrix read in
  * place (ldb = its row length; no copy). (gemm_ind reads packed panels only.) The two
@@ -31,15 +34,18 @@
 
 #include "conv2d_params.h"
 
+/* The microkernels' `flags` (contract above). */
+enum { FC_GEMM_ACCUMULATE = 1, FC_GEMM_RELU = 2 };
+
 #define FC_DECLARE_KERNEL_TYPES(T, SFX)                                                        \
     typedef void (*fc_gemm_##SFX##_fn)(ptrdiff_t k, const T *a, ptrdiff_t lda, const T *b,     \
                                        ptrdiff_t ldb, T *c, ptrdiff_t ldc, int m, int n,       \
-                                       int accumulate, const T *bias);                         \
+                                       int flags, const T *bias);                              \
     typedef void (*fc_gemm_ind_##SFX##_fn)(ptrdiff_t taps, ptrdiff_t kc, const T *const *ind,  \
                                            ptrdiff_t a_offset, ptrdiff_t a_step,               \
                                            ptrdiff_t tiles, const T *b,                        \
                                            ptrdiff_t b_tap_stride, T *c, ptrdiff_t ldc, int m, \
-                                           int n, int accumulate, const T *bias);              \
+                                           int n, int flags, const T *bias);                   \
     /* Depthwise (groups == C) forward: writes output row `row` = n * OH + oh (OW x F). */     \
     typedef void (*fc_dw_forward_##SFX##_fn)(const fc_conv2d_params *p, const T *x,            \
                                              const T *w, const T *bias, T *y, ptrdiff_t row);  \

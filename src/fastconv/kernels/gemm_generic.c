@@ -102,21 +102,22 @@ static inline __m128d sse_max_nan_pd(__m128d m, __m128d a)
 
 #define FC_DEFINE_GENERIC_GEMM(T, SFX, NR)                                                     \
     static void store_tile_##SFX(T acc[GENERIC_MR][NR], T *c, ptrdiff_t ldc, int m, int n,     \
-                                 int accumulate, const T *bias)                                \
+                                 int flags, const T *bias)                                     \
     {                                                                                          \
         for (int i = 0; i < m; i++) {                                                          \
             T *row = c + (ptrdiff_t)i * ldc;                                                   \
             for (int j = 0; j < n; j++) {                                                      \
                 T r = acc[i][j];                                                               \
-                if (accumulate) r = row[j] + r;                                                \
+                if (flags & FC_GEMM_ACCUMULATE) r = row[j] + r;                                \
                 if (bias != NULL) r = r + bias[j];                                             \
+                if ((flags & FC_GEMM_RELU) && !(r > 0 || r != r)) r = 0; /* relu's bits */    \
                 row[j] = r;                                                                    \
             }                                                                                  \
         }                                                                                      \
     }                                                                                          \
     static void gemm_rowa_##SFX(ptrdiff_t k, const T *a, ptrdiff_t lda, const T *b,             \
                                 ptrdiff_t ldb, T *c, ptrdiff_t ldc, int m, int n,              \
-                                int accumulate, const T *bias)                                 \
+                                int flags, const T *bias)                                      \
     {                                                                                          \
         T acc[GENERIC_MR][NR] = {{0}};                                                         \
         const T *rows[GENERIC_MR];                                                             \
@@ -128,11 +129,11 @@ static inline __m128d sse_max_nan_pd(__m128d m, __m128d a)
                 for (int j = 0; j < NR; j++) acc[i][j] += av * bk[j];                          \
             }                                                                                  \
         }                                                                                      \
-        store_tile_##SFX(acc, c, ldc, m, n, accumulate, bias);                                 \
+        store_tile_##SFX(acc, c, ldc, m, n, flags, bias);                                      \
     }                                                                                          \
     static void gemm_cola_##SFX(ptrdiff_t k, const T *a, ptrdiff_t lda, const T *b,             \
                                 ptrdiff_t ldb, T *c, ptrdiff_t ldc, int m, int n,              \
-                                int accumulate, const T *bias)                                 \
+                                int flags, const T *bias)                                      \
     {                                                                                          \
         T acc[GENERIC_MR][NR] = {{0}};                                                         \
         for (ptrdiff_t kk = 0; kk < k; kk++) {                                                 \
@@ -142,12 +143,12 @@ static inline __m128d sse_max_nan_pd(__m128d m, __m128d a)
                 for (int j = 0; j < NR; j++) acc[i][j] += av * bk[j];                          \
             }                                                                                  \
         }                                                                                      \
-        store_tile_##SFX(acc, c, ldc, m, n, accumulate, bias);                                 \
+        store_tile_##SFX(acc, c, ldc, m, n, flags, bias);                                      \
     }                                                                                          \
     static void gemm_ind_##SFX(ptrdiff_t taps, ptrdiff_t kc, const T *const *ind,              \
                                ptrdiff_t a_offset, ptrdiff_t a_step, ptrdiff_t tiles,          \
                                const T *b, ptrdiff_t b_tap_stride, T *c, ptrdiff_t ldc, int m, \
-                               int n, int accumulate, const T *bias)                           \
+                               int n, int flags, const T *bias)                                \
     {                                                                                          \
         for (ptrdiff_t q = 0; q < tiles; q++, a_offset += a_step, c += GENERIC_MR * ldc) {     \
             T acc[GENERIC_MR][NR] = {{0}};                                                     \
@@ -163,7 +164,7 @@ static inline __m128d sse_max_nan_pd(__m128d m, __m128d a)
                     }                                                                          \
                 }                                                                              \
             }                                                                                  \
-            store_tile_##SFX(acc, c, ldc, m, n, accumulate, bias);                             \
+            store_tile_##SFX(acc, c, ldc, m, n, flags, bias);                                  \
         }                                                                                      \
     }
 

@@ -30,10 +30,12 @@
 #define FC_TILE_FN static
 #endif
 
-/* Write the accumulators to C: (accumulate ? C : 0) + acc + bias, rows < m, columns < n. */
+/* Write the accumulators to C: (accumulate ? C : 0) + acc + bias, rectified with FC_GEMM_RELU
+ * (gemm.h), rows < m, columns < n. */
 static inline void FC_NAME(store_tile)(FC_VT acc[FC_MR][FC_NV], FC_T *c, ptrdiff_t ldc, int m,
-                                       int n, int accumulate, const FC_T *bias)
+                                       int n, int flags, const FC_T *bias)
 {
+    const int accumulate = flags & FC_GEMM_ACCUMULATE, relu = flags & FC_GEMM_RELU;
     if (m == FC_MR && n == FC_NR && !accumulate) { /* a whole tile (most calls): no branches */
         if (bias != NULL) { /* (no bias: acc itself, not acc + 0, which would turn -0 into +0) */
             FC_VT bias_v[FC_NV];
@@ -43,6 +45,13 @@ static inline void FC_NAME(store_tile)(FC_VT acc[FC_MR][FC_NV], FC_T *c, ptrdiff
             for (int i = 0; i < FC_MR; i++) {
                 FC_UNROLL
                 for (int v = 0; v < FC_NV; v++) acc[i][v] = FC_VADD(acc[i][v], bias_v[v]);
+            }
+        }
+        if (relu) { /* the later of +0 and the value where greater or NaN: relu's bits */
+            FC_UNROLL
+            for (int i = 0; i < FC_MR; i++) {
+                FC_UNROLL
+                for (int v = 0; v < FC_NV; v++) acc[i][v] = FC_VMAX_NAN(FC_VZERO(), acc[i][v]);
             }
         }
         FC_UNROLL
@@ -73,10 +82,12 @@ static inline void FC_NAME(store_tile)(FC_VT acc[FC_MR][FC_NV], FC_T *c, ptrdiff
             if (count[v] == FC_VLEN) {
                 if (accumulate) r = FC_VADD(FC_VLOAD(dst), r);
                 if (bias != NULL) r = FC_VADD(r, bias_v[v]);
+                if (relu) r = FC_VMAX_NAN(FC_VZERO(), r);
                 FC_VSTORE(dst, r);
             } else if (count[v] > 0) {
                 if (accumulate) r = FC_VADD(FC_VLOAD_N(dst, count[v]), r);
                 if (bias != NULL) r = FC_VADD(r, bias_v[v]);
+                if (relu) r = FC_VMAX_NAN(FC_VZERO(), r);
                 FC_VSTORE_N(dst, r, count[v]);
             }
         }
@@ -86,7 +97,7 @@ static inline void FC_NAME(store_tile)(FC_VT acc[FC_MR][FC_NV], FC_T *c, ptrdiff
 /* A(i, kk) = a[i * lda + kk]. */
 static void FC_NAME(gemm_rowa)(ptrdiff_t k, const FC_T *a, ptrdiff_t lda, const FC_T *b,
                                ptrdiff_t ldb, FC_T *c, ptrdiff_t ldc, int m, int n,
-                               int accumulate, const FC_T *bias)
+                               int flags, const FC_T *bias)
 {
     const FC_T *rows[FC_MR];
     FC_VT acc[FC_MR][FC_NV];
@@ -107,13 +118,13 @@ static void FC_NAME(gemm_rowa)(ptrdiff_t k, const FC_T *a, ptrdiff_t lda, const 
             for (int v = 0; v < FC_NV; v++) acc[i][v] = FC_VFMA(av, bv[v], acc[i][v]);
         }
     }
-    FC_NAME(store_tile)(acc, c, ldc, m, n, accumulate, bias);
+    FC_NAME(store_tile)(acc, c, ldc, m, n, flags, bias);
 }
 
 /* Indirect: A(i, t * kc + kk) = ind[t * MR + i][a_offset + kk]; B of tap t at b + t * b_tap_stride. */
 FC_TILE_FN void FC_NAME(gemm_ind_tile)(ptrdiff_t taps, ptrdiff_t kc, const FC_T *const *ind,
                                           ptrdiff_t a_offset, const FC_T *b, ptrdiff_t b_tap_stride,
-                                          FC_T *c, ptrdiff_t ldc, int m, int n, int accumulate,
+                                          FC_T *c, ptrdiff_t ldc, int m, int n, int flags,
                                           const FC_T *bias)
 {
     FC_VT acc[FC_MR][FC_NV];
@@ -139,7 +150,7 @@ FC_TILE_FN void FC_NAME(gemm_ind_tile)(ptrdiff_t taps, ptrdiff_t kc, const FC_T 
             }
         }
     }
-    FC_NAME(store_tile)(acc, c, ldc, m, n, accumulate, bias);
+    FC_NAME(store_tile)(acc, c, ldc, m, n, flags, bias);
 }
 
 /* `tiles` indirect tiles, tile q reading at a_offset + q * a_step, its C rows from
@@ -147,17 +158,17 @@ FC_TILE_FN void FC_NAME(gemm_ind_tile)(ptrdiff_t taps, ptrdiff_t kc, const FC_T 
 static void FC_NAME(gemm_ind)(ptrdiff_t taps, ptrdiff_t kc, const FC_T *const *ind,
                               ptrdiff_t a_offset, ptrdiff_t a_step, ptrdiff_t tiles,
                               const FC_T *b, ptrdiff_t b_tap_stride, FC_T *c, ptrdiff_t ldc, int m,
-                              int n, int accumulate, const FC_T *bias)
+                              int n, int flags, const FC_T *bias)
 {
     for (ptrdiff_t q = 0; q < tiles; q++)
         FC_NAME(gemm_ind_tile)(taps, kc, ind, a_offset + q * a_step, b, b_tap_stride,
-                               c + q * FC_MR * ldc, ldc, m, n, accumulate, bias);
+                               c + q * FC_MR * ldc, ldc, m, n, flags, bias);
 }
 
 /* A(i, kk) = a[kk * lda + i]. */
 static void FC_NAME(gemm_cola)(ptrdiff_t k, const FC_T *a, ptrdiff_t lda, const FC_T *b,
                                ptrdiff_t ldb, FC_T *c, ptrdiff_t ldc, int m, int n,
-                               int accumulate, const FC_T *bias)
+                               int flags, const FC_T *bias)
 {
     FC_VT acc[FC_MR][FC_NV];
     FC_UNROLL
@@ -177,7 +188,7 @@ static void FC_NAME(gemm_cola)(ptrdiff_t k, const FC_T *a, ptrdiff_t lda, const 
             for (int v = 0; v < FC_NV; v++) acc[i][v] = FC_VFMA(av, bv[v], acc[i][v]);
         }
     }
-    FC_NAME(store_tile)(acc, c, ldc, m, n, accumulate, bias);
+    FC_NAME(store_tile)(acc, c, ldc, m, n, flags, bias);
 }
 
 #undef FC_NR
