@@ -686,6 +686,17 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     return FC_CONV_OK;
 }
 
+/* Where chunk `ch` of a weight gradient sums: chunk 0 into dw and db themselves, chunk ch > 0
+ * into part's slot ch - 1 (`dw_elems` weights then `nb` biases, the layout reduce_chunks
+ * reads). Returns the weights' start; *cdb gets the biases' (NULL without db). */
+static FC_T *FC_FN(chunk_slot)(FC_T *dw, FC_T *db, FC_T *part, ptrdiff_t ch, ptrdiff_t dw_elems,
+                               ptrdiff_t nb, FC_T **cdb)
+{
+    FC_T *cdw = ch == 0 ? dw : part + (ch - 1) * (dw_elems + nb);
+    *cdb = db == NULL ? NULL : ch == 0 ? db : cdw + dw_elems;
+    return cdw;
+}
+
 /* dw += chunk partials 1..chunks-1 (each `dw_elems` weights then `nb` biases), and db likewise,
  * in chunk order for every element; called by every thread of the team, which splits the
  * elements into contiguous ranges (vectorisable; the order per element is the same for any
@@ -903,8 +914,7 @@ static int FC_FN(depthwise_backward)(const fc_kernel_table *kt, const fc_conv2d_
         unsigned csr = fc_denormals_off();
         FC_OMP(for schedule(dynamic, 1) nowait)
         for (ptrdiff_t ch = 0; ch < chunks; ch++) {
-            FC_T *cdw = ch == 0 ? dw : part + (ch - 1) * (dw_elems + F);
-            FC_T *cdb = db == NULL ? NULL : (ch == 0 ? db : part + (ch - 1) * (dw_elems + F) + dw_elems);
+            FC_T *cdb, *cdw = FC_FN(chunk_slot)(dw, db, part, ch, dw_elems, F, &cdb);
             memset(cdw, 0, (size_t)dw_elems * sizeof(FC_T));
             if (cdb != NULL) memset(cdb, 0, (size_t)F * sizeof(FC_T));
             FC_KT(kt, dw_backward_weights)(p, x, dy, cdw, cdb, ch * M / chunks, (ch + 1) * M / chunks);
@@ -957,8 +967,7 @@ static int FC_FN(c1_weight_grad)(const fc_kernel_table *kt, const fc_conv2d_para
         FC_OMP(for schedule(dynamic, 1))
         for (ptrdiff_t ch = 0; ch < chunks; ch++) {
             const ptrdiff_t r0 = ch * rows / chunks, r1 = (ch + 1) * rows / chunks;
-            FC_T *cdw = ch == 0 ? dw : part + (ch - 1) * stride;
-            FC_T *cdb = db == NULL ? NULL : ch == 0 ? db : cdw + dw_elems;
+            FC_T *cdb, *cdw = FC_FN(chunk_slot)(dw, db, part, ch, dw_elems, F, &cdb);
             FC_KT(kt, c1_dw)(xf, wpc, hf, p->out_h, ow_n, p->kh, p->kw, dy, F, r0, r1, cdw, cdb);
         }
         FC_FN(reduce_chunks)(part, chunks, dw_elems, dw, db, F);
@@ -1109,12 +1118,11 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
             /* a unit runs start to end on one thread: buffers per thread */
             FC_T *p_own = pbuf + tid * pstride;
             FC_T *y_own = ybuf + tid * ystride;
-            FC_T *cdw = db_in_gemm ? part + ch * (dw_elems + F)
-                        : ch == 0 ? dw : part + (ch - 1) * (dw_elems + F);
+            FC_T *cdb, *cdw = db_in_gemm ? part + ch * (dw_elems + F)
+                                         : FC_FN(chunk_slot)(dw, db, part, ch, dw_elems, F, &cdb);
             /* the bias gradient belongs to the chunk's first unit (summed here unless the
              * GEMM sums it) */
-            FC_T *cdb = db == NULL || kp > 0 || db_in_gemm ? NULL
-                        : (ch == 0 ? db : part + (ch - 1) * (dw_elems + F) + dw_elems);
+            if (kp > 0 || db_in_gemm) cdb = NULL;
             const ptrdiff_t c0 = ch * M / chunks, c1 = (ch + 1) * M / chunks;
             if (cdb != NULL) memset(cdb, 0, (size_t)F * sizeof(FC_T));
             for (ptrdiff_t m0 = c0; m0 < c1; m0 += wb) {
