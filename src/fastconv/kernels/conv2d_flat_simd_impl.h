@@ -367,30 +367,17 @@ static void FC_FL_NAME(c1_dw)(const FC_T *xf, ptrdiff_t wpc, ptrdiff_t hf, ptrdi
 /* The max pooling of the output rows a convolution fused with a pool just computed (see
  * gemm.h's fc_pool_max): each window's values compared in row-major order with FC_VMAX_NAN
  * (the later value where greater or NaN), so the first maximum wins and NaN propagates, as
- * in the pooling kernels; whole vectors of channels, then a partial one. */
-static void FC_FL_NAME(pool_max)(const FC_T *src, ptrdiff_t lds, ptrdiff_t ph, ptrdiff_t pw,
-                                 ptrdiff_t windows, ptrdiff_t F, ptrdiff_t cols, FC_T *dst)
+ * in the pooling kernels; whole vectors of channels, then a partial one unless WHOLE (cols a
+ * multiple of the vector length). */
+FC_FL_INLINE void FC_FL_NAME(pool_max_windows)(const FC_T *src, ptrdiff_t lds, ptrdiff_t ph,
+                                               ptrdiff_t pw, ptrdiff_t windows, ptrdiff_t F,
+                                               ptrdiff_t cols, FC_T *dst, const int WHOLE)
 {
-    if (ph == 2 && pw == 2 && cols % FC_VLEN == 0) { /* the common case: constant extents, whole
-                                                      * vectors (the general loop below took a
-                                                      * third of a 1 -> 32 forward with its pool) */
-        for (ptrdiff_t q = 0; q < windows; q++) {
-            const FC_T *first = src + q * 2 * F;
-            for (ptrdiff_t f = 0; f < cols; f += FC_VLEN) {
-                FC_VT m = FC_VLOAD(first + f);
-                m = FC_VMAX_NAN(m, FC_VLOAD(first + F + f));
-                m = FC_VMAX_NAN(m, FC_VLOAD(first + lds + f));
-                m = FC_VMAX_NAN(m, FC_VLOAD(first + lds + F + f));
-                FC_VSTORE(dst + q * F + f, m);
-            }
-        }
-        return;
-    }
     for (ptrdiff_t q = 0; q < windows; q++) {
         const FC_T *first = src + q * pw * F;
         FC_T *o = dst + q * F;
         for (ptrdiff_t f = 0; f < cols; f += FC_VLEN) {
-            const int n = cols - f < FC_VLEN ? (int)(cols - f) : FC_VLEN;
+            const int n = WHOLE || cols - f >= FC_VLEN ? FC_VLEN : (int)(cols - f);
             FC_VT m = n == FC_VLEN ? FC_VLOAD(first + f) : FC_VLOAD_N(first + f, n);
             for (ptrdiff_t r = 0; r < ph; r++)
                 for (ptrdiff_t j = r == 0 ? 1 : 0; j < pw; j++) {
@@ -401,6 +388,17 @@ static void FC_FL_NAME(pool_max)(const FC_T *src, ptrdiff_t lds, ptrdiff_t ph, p
             else FC_VSTORE_N(o + f, m, n);
         }
     }
+}
+
+static void FC_FL_NAME(pool_max)(const FC_T *src, ptrdiff_t lds, ptrdiff_t ph, ptrdiff_t pw,
+                                 ptrdiff_t windows, ptrdiff_t F, ptrdiff_t cols, FC_T *dst)
+{
+    /* 2 x 2 windows of whole vectors (the common case) with constant extents: the loop with
+     * run-time ones took a third of a 1 -> 32 forward with its pool */
+    if (ph == 2 && pw == 2 && cols % FC_VLEN == 0)
+        FC_FL_NAME(pool_max_windows)(src, lds, 2, 2, windows, F, cols, dst, 1);
+    else
+        FC_FL_NAME(pool_max_windows)(src, lds, ph, pw, windows, F, cols, dst, 0);
 }
 
 #undef FC_FL_BY_PERIOD
