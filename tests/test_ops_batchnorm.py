@@ -38,6 +38,11 @@ SHAPES = [
     (64, 300),         # more than one block of 256 channels
     (3000, 5),         # several reduction chunks (uneven last chunk)
     (7, 3, 5, 40),
+    # Rows of whole vectors (the elementwise passes hold coefficients in registers, in
+    # strips of up to 4 vectors): one strip, one vector, strips plus single vectors.
+    (3, 4, 5, 32),
+    (9, 16),
+    (2, 3, 3, 72),
 ]
 
 
@@ -443,22 +448,25 @@ def test_fused_relu_matches_reference_composition(shape, dtype):
         want[3], ref.batch_norm_backward(dy * (z >= 0), x, gamma, want[1], want[2], 1e-3)[0])
 
 
-def test_fused_relu_special_values():
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("copies", [1, 4, 8])  # 4, 16 and 32 channels: odd, whole vectors, a strip
+def test_fused_relu_special_values(copies, dtype):
     # Exact zeros (both signs), NaN/inf gradients and a NaN input: the fused kernels must treat
     # them as relu_forward / relu_backward do (z >= 0 passes, -0.0 -> +0.0, dy * 0 keeps NaN).
-    x = np.array([[1.0, 2.0, 0.5, 3.0], [1.0, -2.0, 0.5, np.nan], [1.0, 4.0, 0.5, 1.0]],
-                 dtype=np.float32)
-    gamma = np.array([1.0, 1.0, -1.0, 1.0], dtype=np.float32)
-    beta = np.array([0.0, -5.0, -0.0, 0.0], dtype=np.float32)
-    dy = np.array([[-1.0, np.inf, -2.0, 1.0], [np.nan, -3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 1.0]],
-                  dtype=np.float32)
-    mm, mv = np.zeros(4, np.float32), np.ones(4, np.float32)
+    def channels(rows):
+        return np.tile(np.array(rows, dtype=dtype), copies)
+    x = channels([[1.0, 2.0, 0.5, 3.0], [1.0, -2.0, 0.5, np.nan], [1.0, 4.0, 0.5, 1.0]])
+    gamma = channels([1.0, 1.0, -1.0, 1.0])
+    beta = channels([0.0, -5.0, -0.0, 0.0])
+    dy = channels([[-1.0, np.inf, -2.0, 1.0], [np.nan, -3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 1.0]])
+    mm, mv = np.zeros(4 * copies, dtype), np.ones(4 * copies, dtype)
     with np.errstate(invalid="ignore"):
         got, want = _fused(x, gamma, beta, dy, mm, mv), _unfused(x, gamma, beta, dy, mm, mv)
     for a, b in zip(got, want):
         assert a.tobytes() == b.tobytes()
-    assert np.signbit(got[0][:, 2]).sum() == 0  # -0.0 became +0.0
-    assert np.isnan(got[3][:, 1]).all()  # inf * 0 (masked) is NaN and spreads through the sums
+    assert np.signbit(got[0][:, 2::4]).sum() == 0  # -0.0 became +0.0
+    assert np.isnan(got[3][:, 1::4]).all()  # inf * 0 (masked) is NaN and spreads through the sums
+    assert np.isnan(got[0][1, 3::4]).all() and np.isnan(got[6][1, 3::4]).all()  # NaN x: NaN out
 
 
 def test_fused_relu_non_contiguous_input():
