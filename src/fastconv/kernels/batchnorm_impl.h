@@ -54,11 +54,10 @@
  * time of 64x32x32x64 in the first load of a strip). */
 #define FC_BN_STRIP 8
 #define FC_BN_GRAD_STRIP 4
-#define FC_BN_RELU_GRAD_STRIP 2
 
-/* Rows per segment of the elementwise passes (y = affine(x), dx = ...). Their per-channel
- * coefficients are laid out repeated over a segment, so each segment is one long unit-stride
- * loop instead of a short loop per row (32 channels are only 2 AVX-512 vectors). */
+/* Rows per segment of the elementwise passes (y = affine(x), dx = ...) when the rows are not
+ * whole vectors (see fc_bn_affine). Their per-channel coefficients are laid out repeated over
+ * a segment, so each segment is one long unit-stride loop instead of a short loop per row. */
 static ptrdiff_t fc_bn_segment_rows(ptrdiff_t cols)
 {
     ptrdiff_t r = FC_BN_SEGMENT_ELEMS / cols;
@@ -330,14 +329,9 @@ static inline void SFX(fc_bn_grad_sums)(const T *dy, const T *x, const T *mean, 
         const ptrdiff_t re = fc_bn_min(rb + FC_BN_BLOCK_ROWS, r0 + nr);
         ptrdiff_t v = 0;
 #if FC_BN_VECTORS
-        if (!relu)
-            for (; v + FC_BN_GRAD_STRIP * LANES <= nc; v += FC_BN_GRAD_STRIP * LANES)
-                SFX(fc_bn_grad_strip)(dy + c0 + v, x + c0 + v, cols, rb, re, mu + v, NULL, NULL,
-                                      block_dy + v, block_dyxc + v, 0, FC_BN_GRAD_STRIP);
-        for (; v + FC_BN_RELU_GRAD_STRIP * LANES <= nc; v += FC_BN_RELU_GRAD_STRIP * LANES)
+        for (; v + FC_BN_GRAD_STRIP * LANES <= nc; v += FC_BN_GRAD_STRIP * LANES)
             SFX(fc_bn_grad_strip)(dy + c0 + v, x + c0 + v, cols, rb, re, mu + v, relu ? sc + v : NULL,
-                                  relu ? be + v : NULL, block_dy + v, block_dyxc + v, relu,
-                                  FC_BN_RELU_GRAD_STRIP);
+                                  relu ? be + v : NULL, block_dy + v, block_dyxc + v, relu, FC_BN_GRAD_STRIP);
         for (; v + LANES <= nc; v += LANES)
             SFX(fc_bn_grad_strip)(dy + c0 + v, x + c0 + v, cols, rb, re, mu + v, relu ? sc + v : NULL,
                                   relu ? be + v : NULL, block_dy + v, block_dyxc + v, relu, 1);
