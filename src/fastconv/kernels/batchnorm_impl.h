@@ -574,9 +574,11 @@ static int SFX(fc_bn_forward_training)(const T *x, const T *gamma, const T *beta
                 mean[c0 + i] = (T)mu[i];
                 var[c0 + i] = (T)v;
                 scale[c0 + i] = SFX(fc_bn_scale)(gamma[c0 + i], var[c0 + i], epsilon);
-                SFX(fc_bn_repeat_column)(mean_rep, mean[c0 + i], c0 + i, cols, seg_len);
-                SFX(fc_bn_repeat_column)(scale_rep, scale[c0 + i], c0 + i, cols, seg_len);
-                SFX(fc_bn_repeat_column)(beta_rep, beta[c0 + i], c0 + i, cols, seg_len);
+                if (!SFX(fc_bn_in_registers)(cols)) {
+                    SFX(fc_bn_repeat_column)(mean_rep, mean[c0 + i], c0 + i, cols, seg_len);
+                    SFX(fc_bn_repeat_column)(scale_rep, scale[c0 + i], c0 + i, cols, seg_len);
+                    SFX(fc_bn_repeat_column)(beta_rep, beta[c0 + i], c0 + i, cols, seg_len);
+                }
             }
         }
         /* 3. y = (x - mean) * scale + beta (subtracting first keeps offsets exact), and with
@@ -627,9 +629,11 @@ static int SFX(fc_bn_forward_inference)(const T *x, const T *gamma, const T *bet
 #endif
         for (ptrdiff_t c = 0; c < cols; c++) {
             scale[c] = SFX(fc_bn_scale)(gamma[c], var[c], epsilon);
-            SFX(fc_bn_repeat_column)(mean_rep, mean[c], c, cols, seg_len);
-            SFX(fc_bn_repeat_column)(scale_rep, scale[c], c, cols, seg_len);
-            SFX(fc_bn_repeat_column)(beta_rep, beta[c], c, cols, seg_len);
+            if (!SFX(fc_bn_in_registers)(cols)) {
+                SFX(fc_bn_repeat_column)(mean_rep, mean[c], c, cols, seg_len);
+                SFX(fc_bn_repeat_column)(scale_rep, scale[c], c, cols, seg_len);
+                SFX(fc_bn_repeat_column)(beta_rep, beta[c], c, cols, seg_len);
+            }
         }
         SFX(fc_bn_affine)(x, y, mean, scale, beta, mean_rep, scale_rep, beta_rep, rows, cols, relu);
         FC_FTZ_END();
@@ -778,6 +782,7 @@ static int SFX(fc_bn_backward)(const T *dy, const T *x, const T *gamma, const T 
             coef_dy[c] = (T)a;
             coef_xc[c] = (T)(-a * inv_std * inv_std * s_dyxc / (double)rows);
             coef_0[c] = (T)(-a * s_dy / (double)rows);
+            if (in_registers) continue; /* (the dx pass then reads the per-channel arrays) */
             SFX(fc_bn_repeat_column)(dy_rep, coef_dy[c], c, cols, seg_len);
             SFX(fc_bn_repeat_column)(xc_rep, coef_xc[c], c, cols, seg_len);
             SFX(fc_bn_repeat_column)(c0_rep, coef_0[c], c, cols, seg_len);
