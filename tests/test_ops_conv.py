@@ -334,6 +334,53 @@ def test_tile_sets_give_identical_results(case, dtype):
         _close(got, exp, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_streamed_outputs_hold_the_stored_values(case, dtype):
+    """Outputs past the non-temporal-store threshold (FC_GEMM_STREAM, conv2d.h) are the same
+    bits: threshold 0 streams every output the implicit GEMM writes directly (whole tiles on
+    vector boundaries; the others are stored as usual), against the default (none here)."""
+    x, k, b = _data(case, dtype, seed=11)
+    kw = _kwargs(case)
+    dy = np.random.default_rng(12).standard_normal(ref.conv2d_forward(x, k, **kw).shape).astype(dtype)
+    results = []
+    previous = core._set_stream_min_bytes()
+    try:
+        core._set_paths(winograd=False)  # 3x3 layers through the implicit GEMM too
+        for threshold in (0, None):
+            core._set_stream_min_bytes(threshold)
+            results.append((ops.conv2d_forward(x, k, b, **kw),
+                            ops.conv2d_forward(x, k, b, **kw, activation="relu"))
+                           + ops.conv2d_backward(dy, x, k, **kw))
+    finally:
+        core._set_stream_min_bytes(previous)
+        core._set_paths()
+    for name, streamed, stored in zip(("y", "relu(y)", "dx", "dkernel", "dbias"), *results):
+        assert streamed.tobytes() == stored.tobytes(), name
+    _close(results[0][0], ref.conv2d_forward(x, k, b, **kw), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shift", [0, 1, 2, 5])  # elements past a 64-byte line
+@pytest.mark.parametrize("filters", [32, 20])  # rows a whole number of vectors apart, or not
+def test_streamed_outputs_at_any_alignment(shift, filters, dtype):
+    """Non-temporal stores need vector-aligned addresses: an output that starts anywhere
+    (a caller's view) is streamed where its tiles are aligned and stored otherwise."""
+    case = ((2, 5, 7, 16), (1, 1, 16, filters), 1, "valid", 1, 1)
+    x, k, b = _data(case, dtype, seed=13)
+    geo, args = _core_args(case)
+    size = geo.n * geo.out_h * geo.out_w * filters
+    buf = cpu.empty_aligned(size + 8, dtype)
+    y = buf[shift:shift + size].reshape(geo.n, geo.out_h, geo.out_w, filters)
+    y[...] = np.nan
+    previous = core._set_stream_min_bytes(0)
+    try:
+        core.conv2d_forward(x, k, b, y, *args, 2)
+    finally:
+        core._set_stream_min_bytes(previous)
+    assert y.tobytes() == ops.conv2d_forward(x, k, b, **_kwargs(case)).tobytes()
+
+
 def _path_on_and_off(path, x, k, b, dy, kw, activation=None, **other_paths):
     """{True: results, False: results} with the optional kernel path `path` (a keyword of
     core._set_paths) allowed, then not; results = (y, dx, dkernel, dbias), plus y with the

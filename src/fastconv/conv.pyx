@@ -49,7 +49,9 @@ cdef extern from "conv2d.h":
     int FC_PATH_FLAT
     int FC_PATH_DOT
     int fc_conv2d_set_paths(int mask)
+    ptrdiff_t FC_STREAM_MIN_BYTES
     int fc_conv2d_flat_lanes(int double_precision)
+    ptrdiff_t fc_conv2d_set_stream_min_bytes(ptrdiff_t nbytes)
 
 cdef extern from "dispatch.h":
     int FC_DISPATCH_OK
@@ -84,6 +86,13 @@ def _set_paths(narrow=True, broad=True, winograd=True, winograd4=True, flat=True
                 winograd=bool(previous & FC_PATH_WINOGRAD),
                 winograd4=bool(previous & FC_PATH_WINOGRAD4),
                 flat=bool(previous & FC_PATH_FLAT), dot=bool(previous & FC_PATH_DOT))
+
+def _set_stream_min_bytes(nbytes=None):
+    """Outputs of at least `nbytes` bytes (None: the default, 16 MiB) that the implicit GEMM
+    writes directly are stored with non-temporal stores (the same values; see conv2d.h).
+    For tests (0: every such output) and benchmarks; returns the previous threshold."""
+    return fc_conv2d_set_stream_min_bytes(FC_STREAM_MIN_BYTES if nbytes is None else nbytes)
+
 
 def _flat_lanes(dtype):
     """Vector length of the flat-row kernels for `dtype` on the selected ISA (for tests: the

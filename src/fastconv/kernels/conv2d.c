@@ -50,9 +50,13 @@ static unsigned fc_denormals_off(void)
     return old;
 }
 static void fc_denormals_restore(unsigned old) { _mm_setcsr(old); }
+/* Orders this thread's non-temporal stores (FC_GEMM_STREAM) before what follows: run by
+ * each thread that may have streamed, before the barrier after which others read. */
+static void fc_store_fence(void) { _mm_sfence(); }
 #else
 static unsigned fc_denormals_off(void) { return 0; }
 static void fc_denormals_restore(unsigned old) { (void)old; }
+static void fc_store_fence(void) {}
 #endif
 
 /* 64-byte aligned allocation; the offset to the malloc'ed pointer is kept just before. */
@@ -77,6 +81,15 @@ int fc_conv2d_set_paths(int mask)
 {
     const int previous = conv_paths;
     conv_paths = mask & FC_PATH_ALL;
+    return previous;
+}
+
+static ptrdiff_t stream_min_bytes = FC_STREAM_MIN_BYTES;
+
+ptrdiff_t fc_conv2d_set_stream_min_bytes(ptrdiff_t bytes)
+{
+    const ptrdiff_t previous = stream_min_bytes;
+    stream_min_bytes = bytes < 0 ? 0 : bytes;
     return previous;
 }
 

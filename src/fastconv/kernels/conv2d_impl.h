@@ -496,8 +496,11 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     /* A ReLU is applied by the microkernels as they store a tile's last reduction block
      * (FC_GEMM_RELU); other activations in a pass over each finished unit. A pool then takes
      * the rectified values (the bits of pooling them, see max_pool_rows). */
-    const int relu_flag = act == FC_ACT_RELU ? FC_GEMM_RELU : 0;
     const int post_act = act == FC_ACT_RELU ? FC_ACT_NONE : act;
+    /* Flags of a tile's last reduction block: the ReLU, and non-temporal stores for a large
+     * output written once (FC_STREAM_MIN_BYTES; not when a pass or a pool reads it back). */
+    const int stream = !pool && !post_act && M * F * (ptrdiff_t)sizeof(FC_T) >= stream_min_bytes;
+    const int last_flags = (act == FC_ACT_RELU ? FC_GEMM_RELU : 0) | (stream ? FC_GEMM_STREAM : 0);
     /* Dense layers (1x1 over few pixel blocks) read the full column panels of the weights in
      * place (rows F apart): packing them would cost more than the few blocks that read them
      * (64 x 400 -> 120: 0.107 -> 0.087 ms; batch 1: 0.041 -> 0.019 ms). A last, partial panel
@@ -626,7 +629,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                                                         : wpack + ((g * panels + pj) * K + t0 * cg + c0) * nr;
                             const ptrdiff_t ldb = b_in_place ? F : nr;
                             const FC_T *bias_p = (last && bias != NULL) ? bias + f0 : NULL;
-                            const int acc_flags = (first ? 0 : FC_GEMM_ACCUMULATE) | (last ? relu_flag : 0);
+                            const int acc_flags = (first ? 0 : FC_GEMM_ACCUMULATE) | (last ? last_flags : 0);
                             if (row_ind) { /* runs of tiles; KH runs of KW * C, rpb per call */
                                 const ptrdiff_t kc = p->kw * cg, step = framed_tile_step(p, mr);
                                 for (ptrdiff_t tile = 0; tile * mr < mb; tile += ftiles_own[tile].run) {
@@ -637,7 +640,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                                         gs.ind(rn, kc, ft->tab + r0 * mr, ft->off, step, ft->run,
                                                bp + r0 * kc * nr, kc * nr, yb + tile * mr * F + f0, F,
                                                rows, cols, (r0 > 0 ? FC_GEMM_ACCUMULATE : 0) |
-                                               (r0 + rn == p->kh && last ? relu_flag : 0),
+                                               (r0 + rn == p->kh && last ? last_flags : 0),
                                                r0 + rn == p->kh ? bias_p : NULL);
                                     }
                                 }
@@ -651,7 +654,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                                             bp, ldb, c, F, rows, cols, acc_flags, bias_p);
                                 else if (patches_own != NULL) /* one block: K = taps * cg */
                                     gs.rowa(K, patches_own + ir * K, K, bp, nr, c, F, rows,
-                                                         cols, last ? relu_flag : 0, bias_p);
+                                                         cols, last ? last_flags : 0, bias_p);
                                 else
                                     gs.ind(tn, kn, ind_own + (tile * taps + t0) * mr, g * cg + c0, 0, 1,
                                            bp, cg * nr, c, F, rows, cols, acc_flags, bias_p);
@@ -673,6 +676,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                                          y + blk * pool_ow * F);
             }
         }
+        if (stream) fc_store_fence(); /* (before the region's end: y is read after it) */
         fc_denormals_restore(csr);
     }
     fc_free(wpack);

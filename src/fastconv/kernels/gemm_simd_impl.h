@@ -11,6 +11,9 @@
  * constants only after full unrolling, so the compiler keeps it in registers.
  */
 #define FC_NR (FC_NV * FC_VLEN)
+#ifndef FC_VSTREAM /* a non-temporal store of an aligned vector (FC_GEMM_STREAM); else a store */
+#define FC_VSTREAM(p, v) FC_VSTORE(p, v)
+#endif
 #define FC_CAT_(a, b) a##_##b
 #define FC_CAT(a, b) FC_CAT_(a, b)
 #define FC_NAME(base) FC_CAT(base, FC_SFX)
@@ -53,6 +56,14 @@ static inline void FC_NAME(store_tile)(FC_VT acc[FC_MR][FC_NV], FC_T *c, ptrdiff
                 FC_UNROLL
                 for (int v = 0; v < FC_NV; v++) acc[i][v] = FC_VMAX_NAN(FC_VZERO(), acc[i][v]);
             }
+        }
+        if ((flags & FC_GEMM_STREAM) && (uintptr_t)c % sizeof(FC_VT) == 0 && ldc % FC_VLEN == 0) {
+            FC_UNROLL
+            for (int i = 0; i < FC_MR; i++) {
+                FC_UNROLL
+                for (int v = 0; v < FC_NV; v++) FC_VSTREAM(c + (ptrdiff_t)i * ldc + v * FC_VLEN, acc[i][v]);
+            }
+            return;
         }
         FC_UNROLL
         for (int i = 0; i < FC_MR; i++) {

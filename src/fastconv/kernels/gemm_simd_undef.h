@@ -13,6 +13,7 @@
 #undef FC_VADD
 #undef FC_VSUB
 #undef FC_VSTORE
+#undef FC_VSTREAM
 #undef FC_VLOAD_N
 #undef FC_VSTORE_N
 #undef FC_VHSUM
