@@ -361,16 +361,18 @@ def test_streamed_outputs_hold_the_stored_values(case, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shift", [0, 1, 2, 5])  # elements past a 64-byte line
-@pytest.mark.parametrize("filters", [32, 20])  # rows a whole number of vectors apart, or not
-def test_streamed_outputs_at_any_alignment(shift, filters, dtype):
-    """Non-temporal stores need vector-aligned addresses: an output that starts anywhere
-    (a caller's view) is streamed where its tiles are aligned and stored otherwise."""
+@pytest.mark.parametrize("offset", [0, 8, 16, 32, 40])  # bytes past a 64-byte line
+@pytest.mark.parametrize("filters", [32, 20])  # rows whole 64-byte lines apart, or not
+def test_streamed_outputs_at_any_alignment(offset, filters, dtype):
+    """Non-temporal stores need aligned addresses (and are used for whole lines only): an
+    output that starts anywhere (a caller's view) is streamed where its tiles are whole lines
+    and stored otherwise."""
     case = ((2, 5, 7, 16), (1, 1, 16, filters), 1, "valid", 1, 1)
     x, k, b = _data(case, dtype, seed=13)
     geo, args = _core_args(case)
     size = geo.n * geo.out_h * geo.out_w * filters
-    buf = cpu.empty_aligned(size + 8, dtype)
+    shift = offset // np.dtype(dtype).itemsize
+    buf = cpu.empty_aligned(size + 16, dtype)
     y = buf[shift:shift + size].reshape(geo.n, geo.out_h, geo.out_w, filters)
     y[...] = np.nan
     previous = core._set_stream_min_bytes(0)

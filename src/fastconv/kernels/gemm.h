@@ -10,11 +10,11 @@
  * with accumulate = flags & FC_GEMM_ACCUMULATE; with flags & FC_GEMM_RELU, that value is then
  * rectified before it is stored: +0 where it is not greater than 0, NaN kept (the bits of
  * fc_relu_forward), so that a fused ReLU costs no pass over the output. With
- * flags & FC_GEMM_STREAM, whole tiles whose rows start on a vector boundary (c and ldc) are
- * written with non-temporal stores (the values are the same): for outputs too large to stay
- * in cache, the store then skips reading each line first. Only with a tile's last values
- * (never with a later ACCUMULATE on the same c), and the caller runs an sfence
- * (fc_store_fence) before any other thread reads C.
+ * flags & FC_GEMM_STREAM, whole tiles whose rows are whole 64-byte lines (c, ldc and the
+ * tile's width) are written with non-temporal stores (the values are the same): for outputs
+ * too large to stay in cache, the store then skips reading each line first. Only with a
+ * tile's last values (never with a later ACCUMULATE on the same c), and the caller runs an
+ * sfence (fc_store_fence) before any other thread reads C.
  * B holds k rows of NR readable values, ldb apart: a packed panel (ldb = NR, zero-padded past
  * the real columns, aligned to 64 bytes), or NR whole columns of a row-major matrix read in
  * place (ldb = its row length; no copy). (gemm_ind reads packed panels only.) The two

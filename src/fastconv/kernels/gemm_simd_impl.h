@@ -57,7 +57,11 @@ static inline void FC_NAME(store_tile)(FC_VT acc[FC_MR][FC_NV], FC_T *c, ptrdiff
                 for (int v = 0; v < FC_NV; v++) acc[i][v] = FC_VMAX_NAN(FC_VZERO(), acc[i][v]);
             }
         }
-        if ((flags & FC_GEMM_STREAM) && (uintptr_t)c % sizeof(FC_VT) == 0 && ldc % FC_VLEN == 0) {
+        /* Streamed only where each tile row is whole 64-byte lines: a non-temporal store of
+         * part of a line, the rest written later by another tile, is a partial write to
+         * memory. (Then every vector is aligned too, as the instruction requires.) */
+        if ((flags & FC_GEMM_STREAM) && (uintptr_t)c % 64 == 0 && (ldc * sizeof(FC_T)) % 64 == 0 &&
+            (FC_NR * sizeof(FC_T)) % 64 == 0) {
             FC_UNROLL
             for (int i = 0; i < FC_MR; i++) {
                 FC_UNROLL
