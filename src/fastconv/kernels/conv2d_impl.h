@@ -654,7 +654,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                                             bp, ldb, c, F, rows, cols, acc_flags, bias_p);
                                 else if (patches_own != NULL) /* one block: K = taps * cg */
                                     gs.rowa(K, patches_own + ir * K, K, bp, nr, c, F, rows,
-                                                         cols, last ? last_flags : 0, bias_p);
+                                                         cols, acc_flags, bias_p);
                                 else
                                     gs.ind(tn, kn, ind_own + (tile * taps + t0) * mr, g * cg + c0, 0, 1,
                                            bp, cg * nr, c, F, rows, cols, acc_flags, bias_p);

@@ -11,7 +11,9 @@
  * constants only after full unrolling, so the compiler keeps it in registers.
  */
 #define FC_NR (FC_NV * FC_VLEN)
-#ifndef FC_VSTREAM /* a non-temporal store of an aligned vector (FC_GEMM_STREAM); else a store */
+/* A non-temporal store of an aligned vector (FC_GEMM_STREAM); a plain store where the ISA file
+ * defines none (SSE2: its 32-byte tiles are never whole lines, so never streamed). */
+#ifndef FC_VSTREAM
 #define FC_VSTREAM(p, v) FC_VSTORE(p, v)
 #endif
 #define FC_CAT_(a, b) a##_##b
