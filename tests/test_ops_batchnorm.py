@@ -39,10 +39,12 @@ SHAPES = [
     (3000, 5),         # several reduction chunks (uneven last chunk)
     (7, 3, 5, 40),
     # Rows of whole vectors (the elementwise passes hold coefficients in registers, in
-    # strips of up to 4 vectors): one strip, one vector, strips plus single vectors.
+    # strips of 4, then 2, then 1 vector): one strip, one vector, strips plus single vectors,
+    # a 2-vector strip then one (48 float32 channels with AVX-512).
     (3, 4, 5, 32),
     (9, 16),
     (2, 3, 3, 72),
+    (3, 5, 48),
 ]
 
 

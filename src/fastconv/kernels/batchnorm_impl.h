@@ -217,6 +217,8 @@ static inline void SFX(fc_bn_deviation_sums)(const T *x, ptrdiff_t cols, ptrdiff
             SFX(fc_bn_deviation_strip)(x + c0 + v, cols, rb, re, center + v, block + v, squared, FC_BN_STRIP);
         for (; v + 4 * LANES <= nc; v += 4 * LANES)
             SFX(fc_bn_deviation_strip)(x + c0 + v, cols, rb, re, center + v, block + v, squared, 4);
+        for (; v + 2 * LANES <= nc; v += 2 * LANES)
+            SFX(fc_bn_deviation_strip)(x + c0 + v, cols, rb, re, center + v, block + v, squared, 2);
         for (; v + LANES <= nc; v += LANES)
             SFX(fc_bn_deviation_strip)(x + c0 + v, cols, rb, re, center + v, block + v, squared, 1);
 #endif
@@ -332,6 +334,9 @@ static inline void SFX(fc_bn_grad_sums)(const T *dy, const T *x, const T *mean, 
         for (; v + FC_BN_GRAD_STRIP * LANES <= nc; v += FC_BN_GRAD_STRIP * LANES)
             SFX(fc_bn_grad_strip)(dy + c0 + v, x + c0 + v, cols, rb, re, mu + v, relu ? sc + v : NULL,
                                   relu ? be + v : NULL, block_dy + v, block_dyxc + v, relu, FC_BN_GRAD_STRIP);
+        for (; v + 2 * LANES <= nc; v += 2 * LANES)
+            SFX(fc_bn_grad_strip)(dy + c0 + v, x + c0 + v, cols, rb, re, mu + v, relu ? sc + v : NULL,
+                                  relu ? be + v : NULL, block_dy + v, block_dyxc + v, relu, 2);
         for (; v + LANES <= nc; v += LANES)
             SFX(fc_bn_grad_strip)(dy + c0 + v, x + c0 + v, cols, rb, re, mu + v, relu ? sc + v : NULL,
                                   relu ? be + v : NULL, block_dy + v, block_dyxc + v, relu, 1);
@@ -448,6 +453,8 @@ static void SFX(fc_bn_affine_rows)(const T *xs, T *ys, ptrdiff_t cols, ptrdiff_t
     for (; v + FC_BN_AFFINE_STRIP * LANES <= cols; v += FC_BN_AFFINE_STRIP * LANES)
         SFX(fc_bn_affine_strip)(xs + v, ys + v, cols, nrows, shift + v, scale + v, bias + v, relu,
                                 FC_BN_AFFINE_STRIP);
+    for (; v + 2 * LANES <= cols; v += 2 * LANES)
+        SFX(fc_bn_affine_strip)(xs + v, ys + v, cols, nrows, shift + v, scale + v, bias + v, relu, 2);
     for (; v < cols; v += LANES)
         SFX(fc_bn_affine_strip)(xs + v, ys + v, cols, nrows, shift + v, scale + v, bias + v, relu, 1);
 }
@@ -699,6 +706,10 @@ static void SFX(fc_bn_dx_rows)(const T *gs, const T *xs, T *ds, ptrdiff_t cols, 
         SFX(fc_bn_dx_strip)(gs + v, xs + v, ds + v, cols, nrows, coef_dy + v, coef_xc + v,
                             coef_0 + v, mean + v, relu ? scale + v : NULL, relu ? beta + v : NULL,
                             relu, FC_BN_DX_STRIP);
+    for (; v + 2 * LANES <= cols; v += 2 * LANES)
+        SFX(fc_bn_dx_strip)(gs + v, xs + v, ds + v, cols, nrows, coef_dy + v, coef_xc + v,
+                            coef_0 + v, mean + v, relu ? scale + v : NULL, relu ? beta + v : NULL,
+                            relu, 2);
     for (; v < cols; v += LANES)
         SFX(fc_bn_dx_strip)(gs + v, xs + v, ds + v, cols, nrows, coef_dy + v, coef_xc + v,
                             coef_0 + v, mean + v, relu ? scale + v : NULL, relu ? beta + v : NULL,
