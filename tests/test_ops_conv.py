@@ -712,9 +712,9 @@ def test_winograd_4x4_tiles_run_where_they_pay():
     np.testing.assert_array_equal(forward(*large, True), forward(*large, False))
 
 
-def test_winograd_weight_gradient_tiles_by_isa():
-    """The weight gradient of a layer with 14x14 outputs takes partial 4x4 tiles, except with
-    AVX-512 (2x2 tiles measured faster there): the two roundings show which ran."""
+def test_winograd_weight_gradient_takes_partial_4x4_tiles():
+    """The weight gradient of a layer with 14x14 outputs takes partial 4x4 tiles on every ISA
+    path, as the forward does: the two roundings show which ran."""
     x, k = _data(((2, 14, 14, 16), (3, 3, 16, 32)), np.float32, seed=9)[:2]
     dy = np.random.default_rng(9).standard_normal((2, 14, 14, 32)).astype(np.float32)
 
@@ -727,7 +727,7 @@ def test_winograd_weight_gradient_tiles_by_isa():
             core._set_paths()
     auto, two = dkernel(True), dkernel(False)
     _close(auto, ref.conv2d_backward(dy, x, k, padding="same")[1], np.float32, "dkernel")
-    assert np.array_equal(auto, two) == (cpu.isa_name() == "avx512")
+    assert not np.array_equal(auto, two)
 
 
 def test_winograd_can_be_turned_off_by_environment():

@@ -221,12 +221,12 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
                                        int num_threads)
 {
     const ptrdiff_t C = p->c, F = p->f;
-    /* 4x4 tiles where the forward takes them; with AVX-512 only without partial tiles (there
-     * partial 4x4 tiles measured slower than 2x2 tiles on 14x14 outputs: its GEMM is cheap next
-     * to the larger transforms). AVX2 and portable C gain from the fewer multiplies: 64x14x14x32
-     * -> 64 (mnist_c2), 2 threads, AVX2 host: 3.0-4.3 -> 2.5-3.1 ms; generic 7.2 -> 6.4-6.6 ms. */
-    const int whole4 = p->out_h % 4 == 0 && p->out_w % 4 == 0;
-    const int m = FC_FN(winograd_tile)(p) == 4 && (whole4 || strcmp(kt->name, "avx512") != 0) ? 4 : 2;
+    /* 4x4 tiles where the forward takes them, partial tiles included: the fewer multiplies pay
+     * on every path. 64x14x14x32 -> 64 (mnist_c2), 2 threads: AVX2 host 3.0-4.3 -> 2.5-3.1 ms,
+     * generic 7.2 -> 6.4-6.6 ms; AVX-512 on Zen 4 (two builds' calls alternated in one process,
+     * p10) 1.31 -> 1.08, 1.36 -> 1.11 and 2.50 -> 2.12 ms, 1 thread 2.79 -> 2.49 ms. (An earlier
+     * session had measured 2x2 tiles faster with AVX-512 on another host.) */
+    const int m = FC_FN(winograd_tile)(p);
     const int a = m + 2, a2 = a * a;
     const FC_FN(gemm_set) gs = FC_FN(pick_gemm)(kt, F, C <= 128);
     const int mr = gs.mr, nr = gs.nr;
