@@ -515,6 +515,54 @@ def test_fused_relu_kernels_write_every_element(shape, dtype):
         assert a.tobytes() == b.tobytes()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_streamed_outputs_hold_the_stored_values(shape, dtype):
+    """Outputs past the non-temporal-store threshold (batchnorm.h) are the same bits: threshold
+    0 streams every output whose rows are whole 64-byte lines (32, 16, 48 float32 channels;
+    the others are stored as usual), against the default (none here): plain and fused kernels,
+    training and inference forwards, backwards."""
+    case = _fused_case(shape, dtype, 25)
+    results = []
+    previous = core._set_stream_min_bytes()
+    try:
+        for threshold in (0, None):
+            core._set_stream_min_bytes(threshold)
+            results.append(_fused(*case) + _unfused(*case))
+    finally:
+        core._set_stream_min_bytes(previous)
+    for i, (streamed, stored) in enumerate(zip(*results)):
+        assert streamed.tobytes() == stored.tobytes(), i
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("offset", [0, 8, 16, 32, 40])  # bytes past a 64-byte line
+@pytest.mark.parametrize("channels", [32, 24])  # rows whole 64-byte lines apart, or not
+def test_streamed_outputs_at_any_alignment(offset, channels, dtype):
+    """Non-temporal stores need aligned addresses (and are used for whole lines only): outputs
+    that start anywhere (a caller's views) are streamed where their rows are whole lines from
+    a line and stored otherwise; every element is written."""
+    x, gamma, beta, dy, _, _ = _fused_case((37, channels), dtype, 26)
+    size, shift = x.size, offset // np.dtype(dtype).itemsize
+
+    def view():
+        out = cpu.empty_aligned(size + 16, dtype)[shift:shift + size].reshape(x.shape)
+        out[...] = np.nan
+        return out
+    y, dx = view(), view()
+    mean, var = np.empty(channels, dtype), np.empty(channels, dtype)
+    dgamma, dbeta = np.empty(channels, dtype), np.empty(channels, dtype)
+    previous = core._set_stream_min_bytes(0)
+    try:
+        core.batch_norm_relu_forward_training(x, gamma, beta, 1e-3, y, mean, var, 2)
+        core.batch_norm_relu_backward(dy, x, gamma, beta, mean, var, 1e-3, dx, dgamma, dbeta, 2)
+    finally:
+        core._set_stream_min_bytes(previous)
+    want_y, want_mean, want_var = ops.batch_norm_relu_forward_training(x, gamma, beta, 1e-3)
+    want_dx = ops.batch_norm_relu_backward(dy, x, gamma, beta, want_mean, want_var, 1e-3)[0]
+    assert y.tobytes() == want_y.tobytes() and dx.tobytes() == want_dx.tobytes()
+
+
 def test_fused_relu_backward_matches_finite_differences():
     # L = sum(w * relu(bn(x))) with batch statistics, float64; no output near the kink.
     rng = np.random.default_rng(25)

@@ -78,6 +78,10 @@ cdef extern from "batchnorm.h" nogil:
                                                   double *dx, ptrdiff_t rows, ptrdiff_t cols,
                                                   int nt)
 
+cdef extern from "batchnorm.h":
+    ptrdiff_t FC_STREAM_MIN_BYTES
+    ptrdiff_t fc_batch_norm_set_stream_min_bytes(ptrdiff_t nbytes)
+
 cdef extern from "dispatch.h":
     int FC_DISPATCH_OK
     int fc_dispatch_init()
@@ -92,6 +96,13 @@ def _check_dispatch():
 
 
 _check_dispatch()
+
+
+def _set_stream_min_bytes(nbytes=None):
+    """Outputs of at least `nbytes` bytes (None: the default, 16 MiB) whose rows are whole
+    64-byte lines are written with non-temporal stores (the same values; see batchnorm.h).
+    For tests (0: every such output) and benchmarks; returns the previous threshold."""
+    return fc_batch_norm_set_stream_min_bytes(FC_STREAM_MIN_BYTES if nbytes is None else nbytes)
 
 _FLOAT32 = np.dtype(np.float32)
 _FLOAT64 = np.dtype(np.float64)

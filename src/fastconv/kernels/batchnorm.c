@@ -3,6 +3,16 @@
  * The kernels themselves are in batchnorm_impl.h, compiled once per ISA. */
 #include "batchnorm_isa.h"
 #include "dispatch.h"
+#include "kernel_common.h"
+
+ptrdiff_t fc_bn_stream_min_bytes = FC_STREAM_MIN_BYTES;
+
+ptrdiff_t fc_batch_norm_set_stream_min_bytes(ptrdiff_t bytes)
+{
+    const ptrdiff_t previous = fc_bn_stream_min_bytes;
+    fc_bn_stream_min_bytes = bytes < 0 ? 0 : bytes;
+    return previous;
+}
 
 /* Return name_<type>_<isa>(args...) for the selected ISA. */
 #define FC_BN_CALL(name, type, ...)                                                \

@@ -17,6 +17,15 @@
 
 #include <stddef.h>
 
+#include "kernel_common.h" /* FC_STREAM_MIN_BYTES */
+
+/* Outputs of at least this many bytes (FC_STREAM_MIN_BYTES, kernel_common.h, by default) are
+ * written with non-temporal stores by the elementwise passes where their rows are whole
+ * 64-byte lines (the same values). Sets the threshold (0: every such output; for tests and
+ * benchmarks) and returns the previous one; set it only while no batch norm runs. */
+ptrdiff_t fc_batch_norm_set_stream_min_bytes(ptrdiff_t bytes);
+extern ptrdiff_t fc_bn_stream_min_bytes; /* (read by the kernels) */
+
 #define FC_DECLARE_BATCHNORM(T, SFX)                                                            \
     /* y = (x - mean) / sqrt(var + eps) * gamma + beta with the batch mean and biased var. */  \
     int fc_batch_norm_forward_training_##SFX(const T *x, const T *gamma, const T *beta,       \

@@ -40,8 +40,12 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 #define FC_BN_COL_BLOCK 256      /* columns per tile (per-column accumulators live on the stack) */
 #define FC_BN_TILE_ELEMS 8192    /* target elements per tile: 32 KiB of float32, fits L1 */
@@ -174,6 +178,23 @@ static inline VT SFX(fc_bn_vld)(const T *p)
     return v;
 }
 static inline void SFX(fc_bn_vst)(T *p, VT v) { memcpy(p, &v, sizeof v); }
+
+/* A non-temporal store of one vector at p, a vector boundary (see fc_bn_streams). */
+static inline void SFX(fc_bn_vstream)(T *p, VT v)
+{
+#if FC_BN_VBYTES == 64
+    if (sizeof(T) == 4) _mm512_stream_ps((float *)p, (__m512)v);
+    else _mm512_stream_pd((double *)p, (__m512d)v);
+#elif FC_BN_VBYTES == 32
+    if (sizeof(T) == 4) _mm256_stream_ps((float *)p, (__m256)v);
+    else _mm256_stream_pd((double *)p, (__m256d)v);
+#elif defined(__SSE2__)
+    if (sizeof(T) == 4) _mm_stream_ps((float *)p, (__m128)v);
+    else _mm_stream_pd((double *)p, (__m128d)v);
+#else
+    SFX(fc_bn_vst)(p, v);
+#endif
+}
 #endif
 
 #if FC_BN_VECTORS
@@ -409,6 +430,30 @@ static inline int SFX(fc_bn_in_registers)(ptrdiff_t cols)
 #endif
 }
 
+/* Whether the register passes write an output of rows x cols at `out` with non-temporal
+ * stores (fc_batch_norm_set_stream_min_bytes): at least the threshold, and rows of whole
+ * 64-byte lines starting on a line. Every strip (4, 2 or 1 vectors: 64 bytes or more here,
+ * as cols * sizeof(T) is a multiple of 64 and the vectors are 16-64 bytes) then writes whole
+ * lines, none of them shared with another strip or item: a line written partly by one
+ * non-temporal store and partly later would be a partial write to memory. Nothing in the
+ * kernel reads the output; each thread fences its stores before the barrier that ends the
+ * pass. 64x32x32x64 float32, 2 threads, calls of the two builds alternated in one process,
+ * p10: forward + backward 2.29 -> 1.96 and 2.46 -> 2.05 ms; a pool reading y after the
+ * forward 0.703 -> 0.715 ms, one reading dx after the backward 0.644 -> 0.679. */
+static inline int SFX(fc_bn_streams)(const T *out, ptrdiff_t rows, ptrdiff_t cols)
+{
+#if FC_BN_VECTORS && defined(__SSE2__)
+    return SFX(fc_bn_in_registers)(cols) && (uintptr_t)out % 64 == 0 &&
+           (cols * (ptrdiff_t)sizeof(T)) % 64 == 0 &&
+           rows * cols * (ptrdiff_t)sizeof(T) >= fc_bn_stream_min_bytes;
+#else
+    (void)out;
+    (void)rows;
+    (void)cols;
+    return 0;
+#endif
+}
+
 /* Rows per item of the elementwise passes (see above). */
 static inline ptrdiff_t SFX(fc_bn_item_rows)(ptrdiff_t cols)
 {
@@ -427,7 +472,7 @@ static inline VT SFX(fc_bn_vrelu)(VT v)
  * y = (x - shift) * scale + bias, with relu max(y, 0). */
 static inline __attribute__((always_inline)) void SFX(fc_bn_affine_strip)(
     const T *xs, T *ys, ptrdiff_t cols, ptrdiff_t nrows, const T *shift, const T *scale,
-    const T *bias, const int relu, const int U)
+    const T *bias, const int relu, const int stream, const int U)
 {
     VT m[FC_BN_AFFINE_STRIP], s[FC_BN_AFFINE_STRIP], b[FC_BN_AFFINE_STRIP];
     FC_BN_UNROLL
@@ -441,22 +486,36 @@ static inline __attribute__((always_inline)) void SFX(fc_bn_affine_strip)(
         for (int u = 0; u < U; u++) {
             VT v = (SFX(fc_bn_vld)(xs + r * cols + u * LANES) - m[u]) * s[u] + b[u];
             if (relu) v = SFX(fc_bn_vrelu)(v);
-            SFX(fc_bn_vst)(ys + r * cols + u * LANES, v);
+            if (stream) SFX(fc_bn_vstream)(ys + r * cols + u * LANES, v);
+            else SFX(fc_bn_vst)(ys + r * cols + u * LANES, v);
         }
     }
 }
 
-static void SFX(fc_bn_affine_rows)(const T *xs, T *ys, ptrdiff_t cols, ptrdiff_t nrows,
-                                   const T *shift, const T *scale, const T *bias, const int relu)
+static inline __attribute__((always_inline)) void SFX(fc_bn_affine_rows_any)(
+    const T *xs, T *ys, ptrdiff_t cols, ptrdiff_t nrows, const T *shift, const T *scale,
+    const T *bias, const int relu, const int stream)
 {
     ptrdiff_t v = 0;
     for (; v + FC_BN_AFFINE_STRIP * LANES <= cols; v += FC_BN_AFFINE_STRIP * LANES)
         SFX(fc_bn_affine_strip)(xs + v, ys + v, cols, nrows, shift + v, scale + v, bias + v, relu,
-                                FC_BN_AFFINE_STRIP);
+                                stream, FC_BN_AFFINE_STRIP);
     for (; v + 2 * LANES <= cols; v += 2 * LANES)
-        SFX(fc_bn_affine_strip)(xs + v, ys + v, cols, nrows, shift + v, scale + v, bias + v, relu, 2);
+        SFX(fc_bn_affine_strip)(xs + v, ys + v, cols, nrows, shift + v, scale + v, bias + v, relu,
+                                stream, 2);
     for (; v < cols; v += LANES)
-        SFX(fc_bn_affine_strip)(xs + v, ys + v, cols, nrows, shift + v, scale + v, bias + v, relu, 1);
+        SFX(fc_bn_affine_strip)(xs + v, ys + v, cols, nrows, shift + v, scale + v, bias + v, relu,
+                                stream, 1);
+}
+
+static void SFX(fc_bn_affine_rows)(const T *xs, T *ys, ptrdiff_t cols, ptrdiff_t nrows,
+                                   const T *shift, const T *scale, const T *bias, const int relu,
+                                   const int stream)
+{
+    if (relu && stream) SFX(fc_bn_affine_rows_any)(xs, ys, cols, nrows, shift, scale, bias, 1, 1);
+    else if (relu) SFX(fc_bn_affine_rows_any)(xs, ys, cols, nrows, shift, scale, bias, 1, 0);
+    else if (stream) SFX(fc_bn_affine_rows_any)(xs, ys, cols, nrows, shift, scale, bias, 0, 1);
+    else SFX(fc_bn_affine_rows_any)(xs, ys, cols, nrows, shift, scale, bias, 0, 0);
 }
 #endif
 
@@ -471,16 +530,18 @@ static void SFX(fc_bn_affine)(const T *x, T *out, const T *restrict shift,
                               int relu)
 {
     const int in_registers = SFX(fc_bn_in_registers)(cols);
+    const int stream = SFX(fc_bn_streams)(out, rows, cols);
     const ptrdiff_t seg_rows = SFX(fc_bn_item_rows)(cols);
     const ptrdiff_t segments = (rows + seg_rows - 1) / seg_rows;
     const ptrdiff_t chunk = fc_dynamic_chunk(segments, fc_bn_team_size());
     (void)chunk;
     (void)in_registers;
+    (void)stream;
     (void)shift;
     (void)scale;
     (void)bias;
 #if defined(_OPENMP)
-#pragma omp for schedule(dynamic, chunk)
+#pragma omp for schedule(dynamic, chunk) nowait
 #endif
     for (ptrdiff_t seg = 0; seg < segments; seg++) {
         const ptrdiff_t r0 = seg * seg_rows, nrows = fc_bn_min(seg_rows, rows - r0);
@@ -489,8 +550,7 @@ static void SFX(fc_bn_affine)(const T *x, T *out, const T *restrict shift,
         T *restrict ys = out + r0 * cols;
 #if FC_BN_VECTORS
         if (in_registers) {
-            if (relu) SFX(fc_bn_affine_rows)(xs, ys, cols, nrows, shift, scale, bias, 1);
-            else SFX(fc_bn_affine_rows)(xs, ys, cols, nrows, shift, scale, bias, 0);
+            SFX(fc_bn_affine_rows)(xs, ys, cols, nrows, shift, scale, bias, relu, stream);
             continue;
         }
 #endif
@@ -504,6 +564,10 @@ static void SFX(fc_bn_affine)(const T *x, T *out, const T *restrict shift,
                 ys[j] = (xs[j] - shift_rep[j]) * scale_rep[j] + bias_rep[j];
         }
     }
+    if (stream) fc_store_fence();
+#if defined(_OPENMP)
+#pragma omp barrier
+#endif
 }
 
 /* The per-channel factor of the normalisation, gamma / sqrt(var + epsilon) rounded to T, from
@@ -672,7 +736,7 @@ int SFX(fc_batch_norm_relu_forward_inference)(const T *x, const T *gamma, const 
 static inline __attribute__((always_inline)) void SFX(fc_bn_dx_strip)(
     const T *gs, const T *xs, T *ds, ptrdiff_t cols, ptrdiff_t nrows, const T *coef_dy,
     const T *coef_xc, const T *coef_0, const T *mean, const T *scale, const T *beta,
-    const int relu, const int U)
+    const int relu, const int stream, const int U)
 {
     const VT zero = {0};
     VT a[FC_BN_DX_STRIP], b[FC_BN_DX_STRIP], c[FC_BN_DX_STRIP], m[FC_BN_DX_STRIP];
@@ -692,28 +756,46 @@ static inline __attribute__((always_inline)) void SFX(fc_bn_dx_strip)(
             const VT xc = SFX(fc_bn_vld)(xs + r * cols + u * LANES) - m[u];
             VT g = SFX(fc_bn_vld)(gs + r * cols + u * LANES);
             if (relu) g = g * __builtin_convertvector(-(xc * s[u] + be[u] >= zero), VT);
-            SFX(fc_bn_vst)(ds + r * cols + u * LANES, a[u] * g + b[u] * xc + c[u]);
+            const VT d = a[u] * g + b[u] * xc + c[u];
+            if (stream) SFX(fc_bn_vstream)(ds + r * cols + u * LANES, d);
+            else SFX(fc_bn_vst)(ds + r * cols + u * LANES, d);
         }
     }
 }
 
-static void SFX(fc_bn_dx_rows)(const T *gs, const T *xs, T *ds, ptrdiff_t cols, ptrdiff_t nrows,
-                               const T *coef_dy, const T *coef_xc, const T *coef_0,
-                               const T *mean, const T *scale, const T *beta, const int relu)
+static inline __attribute__((always_inline)) void SFX(fc_bn_dx_rows_any)(
+    const T *gs, const T *xs, T *ds, ptrdiff_t cols, ptrdiff_t nrows, const T *coef_dy,
+    const T *coef_xc, const T *coef_0, const T *mean, const T *scale, const T *beta,
+    const int relu, const int stream)
 {
     ptrdiff_t v = 0;
     for (; v + FC_BN_DX_STRIP * LANES <= cols; v += FC_BN_DX_STRIP * LANES)
         SFX(fc_bn_dx_strip)(gs + v, xs + v, ds + v, cols, nrows, coef_dy + v, coef_xc + v,
                             coef_0 + v, mean + v, relu ? scale + v : NULL, relu ? beta + v : NULL,
-                            relu, FC_BN_DX_STRIP);
+                            relu, stream, FC_BN_DX_STRIP);
     for (; v + 2 * LANES <= cols; v += 2 * LANES)
         SFX(fc_bn_dx_strip)(gs + v, xs + v, ds + v, cols, nrows, coef_dy + v, coef_xc + v,
                             coef_0 + v, mean + v, relu ? scale + v : NULL, relu ? beta + v : NULL,
-                            relu, 2);
+                            relu, stream, 2);
     for (; v < cols; v += LANES)
         SFX(fc_bn_dx_strip)(gs + v, xs + v, ds + v, cols, nrows, coef_dy + v, coef_xc + v,
                             coef_0 + v, mean + v, relu ? scale + v : NULL, relu ? beta + v : NULL,
-                            relu, 1);
+                            relu, stream, 1);
+}
+
+static void SFX(fc_bn_dx_rows)(const T *gs, const T *xs, T *ds, ptrdiff_t cols, ptrdiff_t nrows,
+                               const T *coef_dy, const T *coef_xc, const T *coef_0,
+                               const T *mean, const T *scale, const T *beta, const int relu,
+                               const int stream)
+{
+    if (relu && stream)
+        SFX(fc_bn_dx_rows_any)(gs, xs, ds, cols, nrows, coef_dy, coef_xc, coef_0, mean, scale, beta, 1, 1);
+    else if (relu)
+        SFX(fc_bn_dx_rows_any)(gs, xs, ds, cols, nrows, coef_dy, coef_xc, coef_0, mean, scale, beta, 1, 0);
+    else if (stream)
+        SFX(fc_bn_dx_rows_any)(gs, xs, ds, cols, nrows, coef_dy, coef_xc, coef_0, mean, NULL, NULL, 0, 1);
+    else
+        SFX(fc_bn_dx_rows_any)(gs, xs, ds, cols, nrows, coef_dy, coef_xc, coef_0, mean, NULL, NULL, 0, 0);
 }
 #endif
 
@@ -729,6 +811,7 @@ static int SFX(fc_bn_backward)(const T *dy, const T *x, const T *gamma, const T 
     const ptrdiff_t tiles = t.chunks * t.col_blocks;
     const ptrdiff_t seg_len = fc_bn_segment_rows(cols) * cols;
     const int in_registers = SFX(fc_bn_in_registers)(cols);
+    const int stream = SFX(fc_bn_streams)(dx, rows, cols);
     const ptrdiff_t seg_rows = SFX(fc_bn_item_rows)(cols);
     const ptrdiff_t segments = (rows + seg_rows - 1) / seg_rows;
     const int relu = beta != NULL;
@@ -756,6 +839,7 @@ static int SFX(fc_bn_backward)(const T *dy, const T *x, const T *gamma, const T 
     (void)tile_chunk;
     (void)seg_chunk;
     (void)in_registers;
+    (void)stream;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)
 #endif
@@ -814,12 +898,8 @@ static int SFX(fc_bn_backward)(const T *dy, const T *x, const T *gamma, const T 
             T *restrict ds = dx + r0 * cols;
 #if FC_BN_VECTORS
             if (in_registers) {
-                if (relu)
-                    SFX(fc_bn_dx_rows)(gs, xs, ds, cols, nrows, coef_dy, coef_xc, coef_0, mean,
-                                       scale, beta, 1);
-                else
-                    SFX(fc_bn_dx_rows)(gs, xs, ds, cols, nrows, coef_dy, coef_xc, coef_0, mean,
-                                       NULL, NULL, 0);
+                SFX(fc_bn_dx_rows)(gs, xs, ds, cols, nrows, coef_dy, coef_xc, coef_0, mean,
+                                   relu ? scale : NULL, relu ? beta : NULL, relu, stream);
                 continue;
             }
 #endif
@@ -836,6 +916,7 @@ static int SFX(fc_bn_backward)(const T *dy, const T *x, const T *gamma, const T 
                     ds[j] = a[j] * gs[j] + b[j] * (xs[j] - mu[j]) + c0[j];
             }
         }
+        if (stream) fc_store_fence(); /* (before the region's end: dx is read after it) */
         FC_FTZ_END();
     }
     free(part_dy);

@@ -50,13 +50,9 @@ static unsigned fc_denormals_off(void)
     return old;
 }
 static void fc_denormals_restore(unsigned old) { _mm_setcsr(old); }
-/* Orders this thread's non-temporal stores (FC_GEMM_STREAM) before what follows: run by
- * each thread that may have streamed, before the barrier after which others read. */
-static void fc_store_fence(void) { _mm_sfence(); }
 #else
 static unsigned fc_denormals_off(void) { return 0; }
 static void fc_denormals_restore(unsigned old) { (void)old; }
-static void fc_store_fence(void) {}
 #endif
 
 /* 64-byte aligned allocation; the offset to the malloc'ed pointer is kept just before. */

@@ -12,6 +12,7 @@
 #define FASTCONV_CONV2D_H
 
 #include "conv2d_params.h"
+#include "kernel_common.h" /* FC_STREAM_MIN_BYTES */
 
 enum { FC_CONV_OK = 0, FC_CONV_NOMEM = 1 };
 
@@ -54,14 +55,11 @@ int fc_conv2d_set_paths(int mask);
 /* Vector length (elements) of the selected ISA's flat-row kernels: the flat path serves
  * layers with fewer filters than this (and at most 8 input channels; conv2d_flat_impl.h). */
 int fc_conv2d_flat_lanes(int double_precision);
-/* Outputs of at least this many bytes that the implicit GEMM writes directly (no activation
- * pass or pool reading them back) are stored with non-temporal stores (FC_GEMM_STREAM in
- * gemm.h; the same values): larger than half a typical L3, they would not stay in cache for
- * the next layer, and the store skips reading each line first (64x28x28x64 -> 128 1x1
- * forward, 25.7 MB, 2 threads: 5.4 -> 4.8 ms). fc_conv2d_set_stream_min_bytes changes the
- * threshold (0: every such output; for tests) and returns the previous one; set it only while
- * no convolution runs. */
-#define FC_STREAM_MIN_BYTES ((ptrdiff_t)16 << 20)
+/* Outputs of at least FC_STREAM_MIN_BYTES (kernel_common.h) that the implicit GEMM writes
+ * directly (no activation pass or pool reading them back) are stored with non-temporal stores
+ * (FC_GEMM_STREAM in gemm.h). fc_conv2d_set_stream_min_bytes changes the threshold (0: every
+ * such output; for tests) and returns the previous one; set it only while no convolution
+ * runs. */
 ptrdiff_t fc_conv2d_set_stream_min_bytes(ptrdiff_t bytes);
 
 #endif /* FASTCONV_CONV2D_H */
