@@ -418,6 +418,76 @@ def test_kernels_write_every_element(shape, pool, strides, padding, dtype):
     np.testing.assert_allclose(dx, ref.max_pool2d_backward(dy, x, pool, strides, padding), **_tol(dtype))
 
 
+# Windows that do not overlap, channels whole 64-byte lines or not (16, 32, 48 float32; 20).
+STREAM_CASES = [
+    ((2, 7, 9, 32), 2, None, "valid"),   # odd sizes: the last row and column in no window
+    ((2, 8, 6, 16), 2, None, "same"),
+    ((2, 9, 7, 48), 2, 3, "valid"),      # stride > pool: pixels in no window
+    ((1, 7, 8, 16), 3, 3, "same"),       # 3x3/3, padded
+    ((2, 6, 8, 20), 2, None, "valid"),   # rows of channels not whole lines (float32)
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,pool,strides,padding", STREAM_CASES)
+def test_streamed_dx_holds_the_stored_values(shape, pool, strides, padding, dtype):
+    """A dx past the non-temporal-store threshold (pool2d.h; AVX-512 only) is the same bits:
+    threshold 0 streams every backward of disjoint windows whose pixels' channels are whole
+    64-byte lines, against the default (none here): max from the argmax, and average."""
+    rng = np.random.default_rng(31)
+    x = _random(shape, dtype, rng)
+    dy = _random(_out_shape(shape, pool, strides, padding), dtype, rng)
+    results = []
+    previous = core._set_stream_min_bytes()
+    try:
+        for threshold in (0, None):
+            core._set_stream_min_bytes(threshold)
+            _, argmax = ops.max_pool2d_forward_with_argmax(x, pool, strides, padding)
+            results.append((ops.max_pool2d_backward_from_argmax(dy, argmax, shape, pool, strides, padding),
+                            ops.avg_pool2d_backward(dy, shape, pool, strides, padding)))
+    finally:
+        core._set_stream_min_bytes(previous)
+    for name, streamed, stored in zip(("max", "avg"), *results):
+        assert streamed.tobytes() == stored.tobytes(), name
+    np.testing.assert_allclose(results[0][0], ref.max_pool2d_backward(dy, x, pool, strides, padding),
+                               **_tol(dtype))
+    np.testing.assert_allclose(results[0][1], ref.avg_pool2d_backward(dy, shape, pool, strides, padding),
+                               **_tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("offset", [0, 8, 16, 32, 40])  # bytes past a 64-byte line
+@pytest.mark.parametrize("channels", [32, 24])  # pixels whole 64-byte lines apart, or not
+def test_streamed_dx_at_any_alignment(offset, channels, dtype):
+    """Non-temporal stores need aligned addresses (and are used for whole lines only): a dx
+    that starts anywhere (a caller's view) is streamed where its pixels are whole lines from a
+    line and stored otherwise; every element is written."""
+    shape = (2, 5, 6, channels)
+    rng = np.random.default_rng(32)
+    x = _random(shape, dtype, rng)
+    args = _core_args(shape, 2, None, "valid")
+    out_shape = _out_shape(shape, 2, None, "valid")
+    dy = _random(out_shape, dtype, rng)
+    y, argmax = np.empty(out_shape, dtype), np.empty(out_shape, np.uint8)
+    core.max_pool2d_forward_argmax(x, y, argmax, *args, 2)
+    size, shift = x.size, offset // np.dtype(dtype).itemsize
+
+    def view():
+        dx = cpu.empty_aligned(size + 16, dtype)[shift:shift + size].reshape(shape)
+        dx[...] = np.nan
+        return dx
+    dx_max, dx_avg = view(), view()
+    previous = core._set_stream_min_bytes(0)
+    try:
+        core.max_pool2d_backward_argmax(dy, argmax, dx_max, *args, 2)
+        core.avg_pool2d_backward(dy, dx_avg, *args, 2)
+    finally:
+        core._set_stream_min_bytes(previous)
+    want_max = ops.max_pool2d_backward_from_argmax(dy, argmax, shape, 2, None, "valid")
+    assert dx_max.tobytes() == want_max.tobytes()
+    assert dx_avg.tobytes() == ops.avg_pool2d_backward(dy, shape, 2, None, "valid").tobytes()
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", GLOBAL_SHAPES)
 def test_global_kernels_write_every_element(shape, dtype):

@@ -65,6 +65,10 @@ cdef extern from "pool2d.h" nogil:
     void fc_global_max_pool2d_backward_f64(const double *dy, const double *x, double *dx,
                                            ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, int nt)
 
+cdef extern from "pool2d.h":
+    ptrdiff_t FC_STREAM_MIN_BYTES
+    ptrdiff_t fc_pool2d_set_stream_min_bytes(ptrdiff_t nbytes)
+
 cdef extern from "dispatch.h":
     int FC_DISPATCH_OK
     int fc_dispatch_init()
@@ -79,6 +83,14 @@ def _check_dispatch():
 
 
 _check_dispatch()
+
+
+def _set_stream_min_bytes(nbytes=None):
+    """With AVX-512, backwards of windows that do not overlap write a dx of at least `nbytes`
+    bytes (None: the default, 16 MiB) with non-temporal stores where each pixel's channels are
+    whole 64-byte lines (the same values; see pool2d.h). For tests (0: every such dx) and
+    benchmarks; returns the previous threshold."""
+    return fc_pool2d_set_stream_min_bytes(FC_STREAM_MIN_BYTES if nbytes is None else nbytes)
 
 _FLOAT32 = np.dtype(np.float32)
 _UINT8 = np.dtype(np.uint8)

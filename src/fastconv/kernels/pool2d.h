@@ -25,6 +25,16 @@
 
 #include <stddef.h>
 
+#include "kernel_common.h" /* FC_STREAM_MIN_BYTES */
+
+/* With AVX-512, the backwards whose windows do not overlap (2x2/2: max from the argmax,
+ * average) write a dx of at least this many bytes (FC_STREAM_MIN_BYTES by default) with
+ * non-temporal stores where every pixel's channels are whole 64-byte lines from a line (the
+ * same values). Sets the threshold (0: every such dx; for tests and benchmarks) and returns
+ * the previous one; set it only while no pooling runs. */
+ptrdiff_t fc_pool2d_set_stream_min_bytes(ptrdiff_t bytes);
+extern ptrdiff_t fc_pool_stream_min_bytes; /* (read by the kernels) */
+
 typedef struct {
     ptrdiff_t n, h, w, c;         /* input shape (N, H, W, C) */
     ptrdiff_t out_h, out_w;       /* output spatial shape */
