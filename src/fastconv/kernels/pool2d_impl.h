@@ -1491,53 +1491,53 @@ static void SFX(fc_max_pool2d_backward_argmax_disjoint)(const T *dy, const unsig
 #if defined(_OPENMP)
 #pragma omp for schedule(dynamic, chunk) nowait
 #endif
-    for (ptrdiff_t item = 0; item < items; item++) {
-        const ptrdiff_t n = item / OH, oh = item % OH, top = oh * g->stride_h - g->pad_top;
-        T *dxn = dx + n * H * W * C;
-        ptrdiff_t b0, b1, r0, r1;
-        fc_band_rows(g, oh, oh + 1, &b0, &b1);
-        fc_window_span(oh, g->stride_h, g->pad_top, g->pool_h, H, &r0, &r1);
-        SFX(fc_zero_rows)(dxn, g, b0, r0);
-        SFX(fc_zero_rows)(dxn, g, r1, b1);
-        for (ptrdiff_t r = r0; r < r1; r++) SFX(fc_zero_column_gaps)(dxn + r * W * C, g);
-        for (ptrdiff_t ow = 0; ow < OW; ow++) {
-            const ptrdiff_t left = ow * g->stride_w - g->pad_left, o = (item * OW + ow) * C;
+        for (ptrdiff_t item = 0; item < items; item++) {
+            const ptrdiff_t n = item / OH, oh = item % OH, top = oh * g->stride_h - g->pad_top;
+            T *dxn = dx + n * H * W * C;
+            ptrdiff_t b0, b1, r0, r1;
+            fc_band_rows(g, oh, oh + 1, &b0, &b1);
+            fc_window_span(oh, g->stride_h, g->pad_top, g->pool_h, H, &r0, &r1);
+            SFX(fc_zero_rows)(dxn, g, b0, r0);
+            SFX(fc_zero_rows)(dxn, g, r1, b1);
+            for (ptrdiff_t r = r0; r < r1; r++) SFX(fc_zero_column_gaps)(dxn + r * W * C, g);
+            for (ptrdiff_t ow = 0; ow < OW; ow++) {
+                const ptrdiff_t left = ow * g->stride_w - g->pad_left, o = (item * OW + ow) * C;
 #if FC_POOL_VECTORS
-            if (ow == inside.lo && inside.hi > inside.lo && r1 - r0 == g->pool_h) {
-                row_kernel(argmax + o, dy + o, dxn + (r0 * W + left) * C, W, C, g->stride_w,
-                           inside.hi - inside.lo, assign);
-                ow = inside.hi - 1;
-                continue;
-            }
+                if (ow == inside.lo && inside.hi > inside.lo && r1 - r0 == g->pool_h) {
+                    row_kernel(argmax + o, dy + o, dxn + (r0 * W + left) * C, W, C, g->stride_w,
+                               inside.hi - inside.lo, assign);
+                    ow = inside.hi - 1;
+                    continue;
+                }
 #endif
 #if FC_POOL_MULTI
-            if (multi.bwd_windows && ow >= multi.w_lo && ow + multi.bwd_windows <= multi.w_hi) {
-                SFX(argmax_assign_windows_multi)(argmax + o, dy + o, dxn + (r0 * W + left) * C, W, C,
-                                                 r1 - r0, r0 - top, g->pool_w, &multi);
-                ow += multi.bwd_windows - 1;
-                continue;
-            }
+                if (multi.bwd_windows && ow >= multi.w_lo && ow + multi.bwd_windows <= multi.w_hi) {
+                    SFX(argmax_assign_windows_multi)(argmax + o, dy + o, dxn + (r0 * W + left) * C, W, C,
+                                                     r1 - r0, r0 - top, g->pool_w, &multi);
+                    ow += multi.bwd_windows - 1;
+                    continue;
+                }
 #endif
-            ptrdiff_t c0, c1;
-            fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, W, &c0, &c1);
-            ptrdiff_t i = 0;
+                ptrdiff_t c0, c1;
+                fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, W, &c0, &c1);
+                ptrdiff_t i = 0;
 #if FC_POOL_VECTORS
-            for (; i + LANES <= C; i += LANES)
-                SFX(argmax_scatter_window_v)(argmax + o + i, dy + o + i, dxn + i, W, C, r0, r1,
-                                             c0, c1, top, left, g->pool_w, assign, LANES);
-            if (i < C)
-                SFX(argmax_scatter_window_v)(argmax + o + i, dy + o + i, dxn + i, W, C, r0, r1,
-                                             c0, c1, top, left, g->pool_w, 1, C - i);
-            i = C;
+                for (; i + LANES <= C; i += LANES)
+                    SFX(argmax_scatter_window_v)(argmax + o + i, dy + o + i, dxn + i, W, C, r0, r1,
+                                                 c0, c1, top, left, g->pool_w, assign, LANES);
+                if (i < C)
+                    SFX(argmax_scatter_window_v)(argmax + o + i, dy + o + i, dxn + i, W, C, r0, r1,
+                                                 c0, c1, top, left, g->pool_w, 1, C - i);
+                i = C;
 #endif
-            if (i == C) continue;
-            for (ptrdiff_t r = r0; r < r1; r++)
-                for (ptrdiff_t col = c0; col < c1; col++)
-                    SFX(fc_argmax_assign)(dxn + (r * W + col) * C + i, argmax + o + i, dy + o + i,
-                                          (int)((r - top) * g->pool_w + (col - left)), C - i);
+                if (i == C) continue;
+                for (ptrdiff_t r = r0; r < r1; r++)
+                    for (ptrdiff_t col = c0; col < c1; col++)
+                        SFX(fc_argmax_assign)(dxn + (r * W + col) * C + i, argmax + o + i, dy + o + i,
+                                              (int)((r - top) * g->pool_w + (col - left)), C - i);
+            }
         }
-    }
-    if (assign == FC_POOL_STREAM) fc_store_fence(); /* (dx is read after the region) */
+        if (assign == FC_POOL_STREAM) fc_store_fence(); /* (dx is read after the region) */
     }
 }
 
