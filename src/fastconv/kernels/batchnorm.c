@@ -9,9 +9,7 @@ ptrdiff_t fc_bn_stream_min_bytes = FC_STREAM_MIN_BYTES;
 
 ptrdiff_t fc_batch_norm_set_stream_min_bytes(ptrdiff_t bytes)
 {
-    const ptrdiff_t previous = fc_bn_stream_min_bytes;
-    fc_bn_stream_min_bytes = bytes < 0 ? 0 : bytes;
-    return previous;
+    return fc_swap_stream_min_bytes(&fc_bn_stream_min_bytes, bytes);
 }
 
 /* Return name_<type>_<isa>(args...) for the selected ISA. */

@@ -84,9 +84,7 @@ static ptrdiff_t stream_min_bytes = FC_STREAM_MIN_BYTES;
 
 ptrdiff_t fc_conv2d_set_stream_min_bytes(ptrdiff_t bytes)
 {
-    const ptrdiff_t previous = stream_min_bytes;
-    stream_min_bytes = bytes < 0 ? 0 : bytes;
-    return previous;
+    return fc_swap_stream_min_bytes(&stream_min_bytes, bytes);
 }
 
 int fc_conv2d_flat_lanes(int double_precision)

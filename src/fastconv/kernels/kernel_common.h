@@ -1,10 +1,12 @@
 /* What the kernels share: the `restrict` spelling, denormal flushing around a kernel, the
- * small-problem thread policy (pool2d.c, batchnorm.c) and the non-temporal-store threshold and
- * fence (conv2d.c, batchnorm.c). */
+ * small-problem thread policy (pool2d.c, batchnorm.c) and the non-temporal stores: threshold,
+ * whole-line test, vector store and fence (conv2d.c, batchnorm.c, pool2d.c). */
 #ifndef FASTCONV_KERNEL_COMMON_H
 #define FASTCONV_KERNEL_COMMON_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #if defined(_MSC_VER) && !defined(__cplusplus)
 #define restrict __restrict /* MSVC's C mode spells C99's restrict this way */
@@ -15,7 +17,7 @@
 #endif
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__SSE2__)
-#include <xmmintrin.h>
+#include <immintrin.h>
 /* Flush denormals to zero (MXCSR FTZ|DAZ) in the calling thread while a kernel runs, and put
  * the caller's mode back afterwards: tiny values near zero would otherwise take the slow
  * microcode path. */
@@ -34,10 +36,61 @@ static inline void fc_store_fence(void) {}
  * back), are stored with non-temporal stores where whole 64-byte lines are written (the same
  * values): larger than half a typical L3, they would not stay in cache for the next layer
  * anyway, and such a store skips reading each line before writing it. The convolutions'
- * implicit GEMM (64x28x28x64 -> 128 1x1 forward, 25.7 MB, 2 threads: 5.4 -> 4.8 ms) and batch
+ * implicit GEMM (64x28x28x64 -> 128 1x1 forward, 25.7 MB, 2 threads: 5.4 -> 4.8 ms), batch
  * norm's elementwise passes (64x32x32x64 forward + backward, 16.8 MB arrays: 2.29 -> 1.96 ms)
- * use it; each module has a setter for tests and benchmarks. */
+ * and the AVX-512 pooling backward of disjoint windows use it; each module keeps its own
+ * threshold (fc_swap_stream_min_bytes), with a setter for tests and benchmarks. */
 #define FC_STREAM_MIN_BYTES ((ptrdiff_t)16 << 20)
+
+/* *slot = bytes (negative: 0); returns the previous value. The modules' threshold setters. */
+static inline ptrdiff_t fc_swap_stream_min_bytes(ptrdiff_t *slot, ptrdiff_t bytes)
+{
+    const ptrdiff_t previous = *slot;
+    *slot = bytes < 0 ? 0 : bytes;
+    return previous;
+}
+
+/* Whether an output of `bytes` bytes at `out`, in rows `row_bytes` apart, may be written with
+ * non-temporal stores: at least min_bytes, and rows of whole 64-byte lines starting on a line.
+ * The kernel must then store each line whole, by one thread: a line streamed in part and
+ * written in part later would be a partial write to memory. */
+static inline int fc_streams_whole_lines(const void *out, ptrdiff_t row_bytes, ptrdiff_t bytes,
+                                         ptrdiff_t min_bytes)
+{
+    return (uintptr_t)out % 64 == 0 && row_bytes % 64 == 0 && bytes >= min_bytes;
+}
+
+/* A non-temporal store of the `bytes`-byte vector at v (16, 32 or 64: a constant at every call,
+ * so this folds to one instruction) to p, aligned to `bytes`; a plain store where the compiler
+ * flags give no such instruction. The bits are stored as they are (an integer store). */
+static inline void fc_stream_vector(void *p, const void *v, size_t bytes)
+{
+#if defined(__AVX512F__)
+    if (bytes == 64) {
+        __m512i t;
+        memcpy(&t, v, 64);
+        _mm512_stream_si512((__m512i *)p, t);
+        return;
+    }
+#endif
+#if defined(__AVX__)
+    if (bytes == 32) {
+        __m256i t;
+        memcpy(&t, v, 32);
+        _mm256_stream_si256((__m256i *)p, t);
+        return;
+    }
+#endif
+#if defined(__SSE2__)
+    if (bytes == 16) {
+        __m128i t;
+        memcpy(&t, v, 16);
+        _mm_stream_si128((__m128i *)p, t);
+        return;
+    }
+#endif
+    memcpy(p, v, bytes);
+}
 
 /* Below this many elements per thread, extra threads cost more to wake than they save. */
 #define FC_MIN_ELEMS_PER_THREAD 32768

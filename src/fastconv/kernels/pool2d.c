@@ -8,9 +8,7 @@ ptrdiff_t fc_pool_stream_min_bytes = FC_STREAM_MIN_BYTES;
 
 ptrdiff_t fc_pool2d_set_stream_min_bytes(ptrdiff_t bytes)
 {
-    const ptrdiff_t previous = fc_pool_stream_min_bytes;
-    fc_pool_stream_min_bytes = bytes < 0 ? 0 : bytes;
-    return previous;
+    return fc_swap_stream_min_bytes(&fc_pool_stream_min_bytes, bytes);
 }
 
 /* Call name_<type>_<isa>(args...) for the selected ISA. */
