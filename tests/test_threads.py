@@ -17,6 +17,7 @@ import pytest
 import fastconv
 from fastconv import layers as L
 from fastconv import ops
+from fastconv._core import cpu as _cpu
 from fastconv.utils import set_random_seed
 
 
@@ -258,3 +259,33 @@ def test_kernels_are_bit_identical_for_any_thread_count(threads):
         for g, w in zip(got if isinstance(got, tuple) else (got,), want[i] if isinstance(want[i], tuple) else (want[i],)):
             if w is not None:
                 np.testing.assert_array_equal(g, w, err_msg=f"call {i} with {threads} threads")
+
+
+# -- shared loops (kernel_common.h's fc_share) ---------------------------------------------------
+@pytest.mark.parametrize("items,threads,chunk", [
+    (0, 2, 1), (1, 2, 1), (7, 3, 1), (100, 2, 6), (101, 5, 3), (1000, 2, 1), (5, 8, 2),
+    (300, 70, 1),  # more threads than blocks (64): threads share blocks
+])
+def test_shared_loops_take_every_item_exactly_once(items, threads, chunk):
+    for stalled in (-1, threads - 1):
+        owner, claims = _cpu._share_claims(items, threads, chunk, stalled)
+        np.testing.assert_array_equal(claims, np.ones(items, np.intc))
+        assert ((owner >= 0) & (owner < threads)).all()
+
+
+@pytest.mark.skipif(not _cpu.openmp_enabled(), reason="a build without OpenMP runs one thread")
+@pytest.mark.parametrize("threads,stalled", [(2, 1), (2, 0), (3, 1)])
+def test_a_stalled_threads_items_are_taken_by_the_others(threads, stalled):
+    """The stalled thread starts once the others found nothing left: they took its block."""
+    items = 240
+    owner, claims = _cpu._share_claims(items, threads, 4, stalled)
+    np.testing.assert_array_equal(claims, np.ones(items, np.intc))
+    assert stalled not in set(owner.tolist())
+    block = owner[items * stalled // threads: items * (stalled + 1) // threads]
+    assert set(block.tolist()) <= set(range(threads)) - {stalled}
+
+
+def test_one_thread_takes_every_item_in_order():
+    owner, claims = _cpu._share_claims(50, 1, 3)
+    np.testing.assert_array_equal(owner, np.zeros(50, np.intc))
+    np.testing.assert_array_equal(claims, np.ones(50, np.intc))

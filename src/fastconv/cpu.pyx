@@ -72,6 +72,51 @@ cdef extern from *:
     int fc_cpu_keep_freed_memory(int trim_bytes, int mmap_bytes)
 
 
+cdef extern from *:
+    """
+    #include "kernel_common.h"
+    /* Test hook of the kernels' shared loops (fc_share): a team of `threads` takes the items
+     * [0, items) `chunk` at a time; owner[i] gets the number of the thread that took item i and
+     * claims[i] counts the takes. Thread `stalled` (if any: -1 none) starts only once every
+     * other thread has found nothing left, so the others must have drained its block. */
+    static void fc_cpu_share_claims(ptrdiff_t items, int threads, ptrdiff_t chunk, int stalled,
+                                    int *owner, int *claims)
+    {
+        fc_share share;
+        int finished = 0;
+        fc_share_init(&share, items, threads, chunk);
+    #ifdef _OPENMP
+    #pragma omp parallel num_threads(threads)
+    #endif
+        {
+    #ifdef _OPENMP
+            const int me = omp_get_thread_num(), team = omp_get_num_threads();
+    #else
+            const int me = 0, team = 1;
+    #endif
+    #if defined(__GNUC__) || defined(__clang__)
+            if (me == stalled)
+                while (__atomic_load_n(&finished, __ATOMIC_ACQUIRE) < team - 1) {}
+    #else
+            (void)team; /* (no stall without GCC's atomics) */
+    #endif
+            FC_SHARE_FOR(&share, item) {
+                owner[item] = me;
+    #ifdef _OPENMP
+    #pragma omp atomic
+    #endif
+                claims[item]++;
+            }
+    #if defined(__GNUC__) || defined(__clang__)
+            if (me != stalled) __atomic_fetch_add(&finished, 1, __ATOMIC_RELEASE);
+    #endif
+        }
+    }
+    """
+    void fc_cpu_share_claims(Py_ssize_t items, int threads, Py_ssize_t chunk, int stalled,
+                             int *owner, int *claims) nogil
+
+
 def _names():
     return [fc_isa_name(i).decode() for i in range(FC_ISA_COUNT)]
 
@@ -90,6 +135,18 @@ def _check_dispatch():
         f"FASTCONV_ISA={requested!r} forces an instruction set this CPU, OS or build does not "
         f"support; available here: {isa_available()}. Unset FASTCONV_ISA to use the best one."
     )
+
+
+def _share_claims(Py_ssize_t items, int threads, Py_ssize_t chunk, int stalled=-1):
+    """(owner, claims) of a shared loop's items (a test hook: see fc_cpu_share_claims)."""
+    if items < 0 or threads < 1 or chunk < 1 or stalled >= threads:
+        raise ValueError("items >= 0, threads >= 1, chunk >= 1 and stalled < threads expected.")
+    cdef int[::1] owner = np.full(items, -1, np.intc)
+    cdef int[::1] claims = np.zeros(items, np.intc)
+    with nogil:
+        fc_cpu_share_claims(items, threads, chunk, stalled, &owner[0] if items else NULL,
+                            &claims[0] if items else NULL)
+    return np.asarray(owner), np.asarray(claims)
 
 
 def omp_max_threads():

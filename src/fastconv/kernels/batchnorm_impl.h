@@ -23,8 +23,9 @@
  * in float32 is as accurate as the data.
  *
  * One OpenMP parallel region per call: tiles, then columns (merge, coefficients), then row
- * segments (output): two barriers inside, items handed out dynamically so that a thread the
- * OS deschedules does not hold the others back.
+ * segments (output): two barriers inside, items shared out as fc_share does (each thread's own
+ * rows first, the same in every pass, then the others') so that a thread the OS deschedules
+ * does not hold the others back.
  *
  * This file is a template: it includes itself twice, once for float and once for double,
  * with T the element type and SFX(name) adding the type and ISA suffixes to a function name.
@@ -62,16 +63,6 @@ static ptrdiff_t fc_bn_segment_rows(ptrdiff_t cols)
 {
     ptrdiff_t r = FC_BN_SEGMENT_ELEMS / cols;
     return r < 1 ? 1 : r;
-}
-
-/* Threads of the current team (1 outside a parallel region or without OpenMP). */
-static inline int fc_bn_team_size(void)
-{
-#if defined(_OPENMP)
-    return omp_get_num_threads();
-#else
-    return 1;
-#endif
 }
 
 static inline ptrdiff_t fc_bn_min(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
@@ -439,6 +430,16 @@ static inline ptrdiff_t SFX(fc_bn_item_rows)(ptrdiff_t cols)
     return SFX(fc_bn_in_registers)(cols) ? FC_BN_ITEM_ROWS : fc_bn_segment_rows(cols);
 }
 
+/* The team's share of an elementwise pass (fc_bn_affine, the dx pass): items of
+ * fc_bn_item_rows rows. */
+static inline void SFX(fc_bn_share_items)(fc_share *s, ptrdiff_t rows, ptrdiff_t cols,
+                                          int threads)
+{
+    const ptrdiff_t item_rows = SFX(fc_bn_item_rows)(cols);
+    const ptrdiff_t items = (rows + item_rows - 1) / item_rows;
+    fc_share_init(s, items, threads, fc_dynamic_chunk(items, threads));
+}
+
 #if FC_BN_VECTORS
 /* max(v, 0) as fc_relu_forward: v where v > 0 or NaN, else +0.0 (all bits clear). */
 static inline VT SFX(fc_bn_vrelu)(VT v)
@@ -501,28 +502,22 @@ static void SFX(fc_bn_affine_rows)(const T *xs, T *ys, ptrdiff_t cols, ptrdiff_t
 /* out[r, c] = (x[r, c] - shift[c]) * scale[c] + bias[c]; with relu, max(that, 0) as
  * fc_relu_forward (numpy.maximum: NaN kept, -0.0 -> +0.0) in the same pass. The
  * coefficients per channel, and repeated over a segment (used when the rows are not whole
- * vectors). Work shared by the team. */
+ * vectors). Work shared by the team, as `share` (fc_bn_share_items) hands it out. */
 static void SFX(fc_bn_affine)(const T *x, T *out, const T *restrict shift,
                               const T *restrict scale, const T *restrict bias,
                               const T *restrict shift_rep, const T *restrict scale_rep,
                               const T *restrict bias_rep, ptrdiff_t rows, ptrdiff_t cols,
-                              int relu)
+                              int relu, fc_share *share)
 {
     const int in_registers = SFX(fc_bn_in_registers)(cols);
     const int stream = SFX(fc_bn_streams)(out, rows, cols);
     const ptrdiff_t seg_rows = SFX(fc_bn_item_rows)(cols);
-    const ptrdiff_t segments = (rows + seg_rows - 1) / seg_rows;
-    const ptrdiff_t chunk = fc_dynamic_chunk(segments, fc_bn_team_size());
-    (void)chunk;
     (void)in_registers;
     (void)stream;
     (void)shift;
     (void)scale;
     (void)bias;
-#if defined(_OPENMP)
-#pragma omp for schedule(dynamic, chunk) nowait
-#endif
-    for (ptrdiff_t seg = 0; seg < segments; seg++) {
+    FC_SHARE_FOR(share, seg) {
         const ptrdiff_t r0 = seg * seg_rows, nrows = fc_bn_min(seg_rows, rows - r0);
         const ptrdiff_t len = nrows * cols;
         const T *restrict xs = x + r0 * cols;
@@ -574,24 +569,24 @@ static int SFX(fc_bn_forward_training)(const T *x, const T *gamma, const T *beta
     T *scale = (T *)(part_m2 + t.chunks * cols);
     T *mean_rep = scale + cols, *scale_rep = mean_rep + seg_len, *beta_rep = scale_rep + seg_len;
     num_threads = fc_threads_for(rows * cols, num_threads);
-    const ptrdiff_t chunk = fc_dynamic_chunk(tiles, num_threads);
-    (void)num_threads;
-    (void)chunk;
+    fc_share tile_share, item_share;
+    fc_share_init(&tile_share, tiles, num_threads, fc_dynamic_chunk(tiles, num_threads));
+    SFX(fc_bn_share_items)(&item_share, rows, cols, num_threads);
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)
 #endif
     {
         FC_FTZ_BEGIN();
         /* 1. Mean and M2 of each tile, into the tile's own slot. */
-#if defined(_OPENMP)
-#pragma omp for schedule(dynamic, chunk)
-#endif
-        for (ptrdiff_t tile = 0; tile < tiles; tile++) {
+        FC_SHARE_FOR(&tile_share, tile) {
             ptrdiff_t k, r0, nr, c0, nc;
             fc_bn_tile(&t, tile, &k, &r0, &nr, &c0, &nc);
             SFX(fc_bn_tile_moments)(x, cols, r0, nr, c0, nc, part_mean + k * cols + c0,
                                     part_m2 + k * cols + c0);
         }
+#if defined(_OPENMP)
+#pragma omp barrier
+#endif
         /* 2. Merge the chunks of each column in chunk order (Chan et al.), then the outputs. */
 #if defined(_OPENMP)
 #pragma omp for schedule(static)
@@ -636,7 +631,7 @@ static int SFX(fc_bn_forward_training)(const T *x, const T *gamma, const T *beta
          * applies that formula itself). */
         if (y != NULL)
             SFX(fc_bn_affine)(x, y, mean, scale, beta, mean_rep, scale_rep, beta_rep, rows, cols,
-                              relu);
+                              relu, &item_share);
         FC_FTZ_END();
     }
     free(part_mean);
@@ -668,7 +663,8 @@ static int SFX(fc_bn_forward_inference)(const T *x, const T *gamma, const T *bet
     if (scale == NULL) return -1;
     T *mean_rep = scale + cols, *scale_rep = mean_rep + seg_len, *beta_rep = scale_rep + seg_len;
     num_threads = fc_threads_for(rows * cols, num_threads);
-    (void)num_threads;
+    fc_share item_share;
+    SFX(fc_bn_share_items)(&item_share, rows, cols, num_threads);
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)
 #endif
@@ -685,7 +681,8 @@ static int SFX(fc_bn_forward_inference)(const T *x, const T *gamma, const T *bet
                 SFX(fc_bn_repeat_column)(beta_rep, beta[c], c, cols, seg_len);
             }
         }
-        SFX(fc_bn_affine)(x, y, mean, scale, beta, mean_rep, scale_rep, beta_rep, rows, cols, relu);
+        SFX(fc_bn_affine)(x, y, mean, scale, beta, mean_rep, scale_rep, beta_rep, rows, cols, relu,
+                          &item_share);
         FC_FTZ_END();
     }
     free(scale);
@@ -792,7 +789,6 @@ static int SFX(fc_bn_backward)(const T *dy, const T *x, const T *gamma, const T 
     const int in_registers = SFX(fc_bn_in_registers)(cols);
     const int stream = SFX(fc_bn_streams)(dx, rows, cols);
     const ptrdiff_t seg_rows = SFX(fc_bn_item_rows)(cols);
-    const ptrdiff_t segments = (rows + seg_rows - 1) / seg_rows;
     const int relu = beta != NULL;
     /* Scratch: per-chunk sums of dy and of dy * (x - mean), dx's coefficients, and those and
      * the mean repeated over a segment; with relu also the forward's scale (per channel and
@@ -812,11 +808,9 @@ static int SFX(fc_bn_backward)(const T *dy, const T *x, const T *gamma, const T 
     if (relu)
         for (ptrdiff_t c = 0; c < cols; c++) scale[c] = SFX(fc_bn_scale)(gamma[c], var[c], epsilon);
     num_threads = fc_threads_for(rows * cols, num_threads);
-    const ptrdiff_t tile_chunk = fc_dynamic_chunk(tiles, num_threads);
-    const ptrdiff_t seg_chunk = fc_dynamic_chunk(segments, num_threads);
-    (void)num_threads;
-    (void)tile_chunk;
-    (void)seg_chunk;
+    fc_share tile_share, item_share;
+    fc_share_init(&tile_share, tiles, num_threads, fc_dynamic_chunk(tiles, num_threads));
+    SFX(fc_bn_share_items)(&item_share, rows, cols, num_threads);
     (void)in_registers;
     (void)stream;
 #if defined(_OPENMP)
@@ -824,10 +818,7 @@ static int SFX(fc_bn_backward)(const T *dy, const T *x, const T *gamma, const T 
 #endif
     {
         FC_FTZ_BEGIN();
-#if defined(_OPENMP)
-#pragma omp for schedule(dynamic, tile_chunk)
-#endif
-        for (ptrdiff_t tile = 0; tile < tiles; tile++) {
+        FC_SHARE_FOR(&tile_share, tile) {
             ptrdiff_t k, r0, nr, c0, nc;
             fc_bn_tile(&t, tile, &k, &r0, &nr, &c0, &nc);
             if (relu)
@@ -837,6 +828,9 @@ static int SFX(fc_bn_backward)(const T *dy, const T *x, const T *gamma, const T 
                 SFX(fc_bn_tile_grad_sums)(dy, x, mean, cols, r0, nr, c0, nc,
                                           part_dy + k * cols + c0, part_dyxc + k * cols + c0);
         }
+#if defined(_OPENMP)
+#pragma omp barrier
+#endif
         /* Merge in chunk order; dx = a * dy + b * (x - mean) + c0 with, per channel,
          * a = gamma * inv_std, b = -a * inv_std^2 * sum(dy * (x - mean)) / M,
          * c0 = -a * sum(dy) / M  (the reference's formula, expanded). */
@@ -866,10 +860,7 @@ static int SFX(fc_bn_backward)(const T *dy, const T *x, const T *gamma, const T 
                 SFX(fc_bn_repeat_column)(beta_rep, beta[c], c, cols, seg_len);
             }
         }
-#if defined(_OPENMP)
-#pragma omp for schedule(dynamic, seg_chunk)
-#endif
-        for (ptrdiff_t seg = 0; seg < segments; seg++) {
+        FC_SHARE_FOR(&item_share, seg) {
             const ptrdiff_t r0 = seg * seg_rows, nrows = fc_bn_min(seg_rows, rows - r0);
             const ptrdiff_t len = nrows * cols;
             const T *restrict xs = x + r0 * cols;
@@ -940,8 +931,8 @@ int SFX(fc_batch_norm_relu_backward_inference)(const T *dy, const T *x, const T 
     if (scale_rep == NULL) return -1;
     T *mean_rep = scale_rep + seg_len, *beta_rep = mean_rep + seg_len;
     T *factor_rep = beta_rep + seg_len, *masks = factor_rep + seg_len;
-    const ptrdiff_t seg_chunk = fc_dynamic_chunk(segments, num_threads);
-    (void)seg_chunk;
+    fc_share seg_share;
+    fc_share_init(&seg_share, segments, num_threads, fc_dynamic_chunk(segments, num_threads));
     for (ptrdiff_t c = 0; c < cols; c++) {
         SFX(fc_bn_repeat_column)(scale_rep, SFX(fc_bn_scale)(gamma[c], var[c], epsilon), c, cols,
                                  seg_len);
@@ -955,11 +946,10 @@ int SFX(fc_batch_norm_relu_backward_inference)(const T *dy, const T *x, const T 
     {
 #if defined(_OPENMP)
         T *restrict mask = masks + (ptrdiff_t)omp_get_thread_num() * seg_len;
-#pragma omp for schedule(dynamic, seg_chunk)
 #else
         T *restrict mask = masks;
 #endif
-        for (ptrdiff_t seg = 0; seg < segments; seg++) {
+        FC_SHARE_FOR(&seg_share, seg) {
             const ptrdiff_t r0 = seg * seg_rows, len = fc_bn_min(seg_rows, rows - r0) * cols;
             const T *restrict xs = x + r0 * cols;
             const T *restrict gs = dy + r0 * cols;

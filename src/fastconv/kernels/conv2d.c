@@ -17,10 +17,13 @@
  * are added in a fixed order: bit-identical results for any thread count.
  * Depthwise convolutions (groups == C) use the direct kernels of the table instead.
  *
- * Threads: one OpenMP team per call (num_threads(n)). The big loops hand out their units
- * (pixel blocks, chunks, bands, rows) dynamically, so a thread that the OS preempts does not
- * hold the others up; results do not depend on it, because every unit is computed by one
- * thread in a fixed order and partial sums are combined in a fixed order.
+ * Threads: one OpenMP team per call (num_threads(n)). The big loops share out their units
+ * (pixel blocks, chunks, bands, rows) as fc_share does (kernel_common.h): each thread first
+ * takes the contiguous block of units its number owns (the images the neighbouring layers'
+ * thread of that number handles, so they stay in its core's caches), then helps with the
+ * others, so a thread that the OS preempts does not hold the others up; results do not depend
+ * on it, because every unit is computed by one thread in a fixed order and partial sums are
+ * combined in a fixed order.
  */
 #include "conv2d.h"
 

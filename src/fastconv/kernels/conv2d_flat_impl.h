@@ -197,14 +197,15 @@ static int FC_FN(flat_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p
         }
     for (ptrdiff_t e = 0; e < pv; e++) bpat[e] = bias != NULL ? bias[e % F] : 0;
 
+    fc_share u_share;
+    fc_share_init(&u_share, units, num_threads, 1);
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
         FC_T *buf = bufs + (ptrdiff_t)fc_thread_id() * buf_values;
         FC_T *wide = buf + flat_band_values(p, g, g->band); /* the band's wide output rows */
         const FC_T **src = ptrs + (ptrdiff_t)fc_thread_id() * taps;
-        FC_OMP(for schedule(dynamic, 1))
-        for (ptrdiff_t u = 0; u < units; u++) {
+        FC_SHARE_FOR(&u_share, u) {
             const ptrdiff_t n = u / bands, oh0 = (u % bands) * g->band;
             const ptrdiff_t rows = min_pd(p->out_h - oh0, g->band);
             FC_FN(flat_expand_band)(kt, p, g, x, n, oh0, oh0 + rows, buf);
@@ -217,6 +218,7 @@ static int FC_FN(flat_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p
                 if (act) FC_FN(activate)(kt, act, out, row_len);
             }
         }
+        FC_OMP(barrier)
         fc_denormals_restore(csr);
     }
     fc_free(wpat); fc_free(bufs); fc_free((void *)ptrs);
@@ -244,13 +246,14 @@ static int FC_FN(flat_weight_grad)(const fc_kernel_table *kt, const fc_conv2d_pa
     }
     memset(acc, 0, (size_t)(chunks * acc_len) * sizeof(FC_T));
 
+    fc_share ch_share;
+    fc_share_init(&ch_share, chunks, num_threads, 1);
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
         FC_T *buf = bufs + (ptrdiff_t)fc_thread_id() * buf_values;
         const FC_T **src = ptrs + (ptrdiff_t)fc_thread_id() * taps;
-        FC_OMP(for schedule(dynamic, 1))
-        for (ptrdiff_t ch = 0; ch < chunks; ch++) {
+        FC_SHARE_FOR(&ch_share, ch) {
             FC_T *cacc = acc + ch * acc_len;
             const ptrdiff_t r1 = (ch + 1) * rows_total / chunks;
             for (ptrdiff_t r0 = ch * rows_total / chunks; r0 < r1;) {
@@ -265,6 +268,7 @@ static int FC_FN(flat_weight_grad)(const fc_kernel_table *kt, const fc_conv2d_pa
                 r0 += rows;
             }
         }
+        FC_OMP(barrier)
         /* fold: dW[t, f] = sum over chunks, then over the lanes k * F + f of the pattern */
         FC_OMP(for schedule(static))
         for (ptrdiff_t t = 0; t <= taps; t++) { /* t == taps: the bias */

@@ -9,8 +9,9 @@
 /* Output pixels per block of the forward / backward-data GEMMs, in microtiles. */
 #define FC_MB_TILES 8
 /* Few-channel forwards (K = KH * KW * C_g small) take more tiles per block, up to this many:
- * at least FC_BLOCK_MACS multiply-adds per block, so that handing out a block (a shared
- * counter both cores write) and setting up its tables stay small next to its work. */
+ * at least FC_BLOCK_MACS multiply-adds per block, so that handing out a block (a counter, which
+ * both cores wrote when this was chosen, before fc_share) and setting up its tables stay small
+ * next to its work. */
 #define FC_MB_TILES_MAX 64
 #ifndef FC_BLOCK_MACS
 #define FC_BLOCK_MACS ((ptrdiff_t)65536)
@@ -111,12 +112,14 @@ static int FC_FN(depthwise_forward)(const fc_kernel_table *kt, const fc_conv2d_p
     const ptrdiff_t rows = p->n * p->out_h;
     if (num_threads > rows) num_threads = (int)rows;
     (void)num_threads;
+    fc_share row_share;
+    fc_share_init(&row_share, rows, num_threads, 8);
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
         /* Rows are small: hand them out 8 at a time (fewer grabs, contiguous memory). */
-        FC_OMP(for schedule(dynamic, 8))
-        for (ptrdiff_t row = 0; row < rows; row++) FC_KT(kt, dw_forward)(p, x, w, bias, y, row);
+        FC_SHARE_FOR(&row_share, row) FC_KT(kt, dw_forward)(p, x, w, bias, y, row);
+        FC_OMP(barrier)
         fc_denormals_restore(csr);
     }
     return FC_CONV_OK;
@@ -563,6 +566,8 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     if (zeros != NULL) memset(zeros, 0, (size_t)p->c * sizeof(FC_T));
     if (shapes != NULL) FC_FN(framed_shapes)(p, xframed, mr, shapes);
 
+    fc_share unit_share;
+    fc_share_init(&unit_share, units, num_threads, 1);
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
@@ -602,8 +607,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
         FC_T *patches_own = patches == NULL ? NULL : patches + (ptrdiff_t)fc_thread_id() * mb_max * K;
         FC_T *yblk_own = yblk == NULL ? NULL : yblk + (ptrdiff_t)fc_thread_id() * mb_max * F;
         FC_FN(framed_tile) *ftiles_own = ftiles == NULL ? NULL : ftiles + (ptrdiff_t)fc_thread_id() * tiles_max;
-        FC_OMP(for schedule(dynamic, 1))
-        for (ptrdiff_t unit = 0; unit < units; unit++) {
+        FC_SHARE_FOR(&unit_share, unit) {
             const ptrdiff_t blk = unit / splits, part = unit % splits;
             const ptrdiff_t gp0 = part * gpanels / splits, gp1 = (part + 1) * gpanels / splits;
             const ptrdiff_t m0 = pool ? pooled_row_pixel(p, pool, blk) : blk * mb_max;
@@ -676,6 +680,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                                          y + blk * pool_ow * F);
             }
         }
+        FC_OMP(barrier)
         if (stream) fc_store_fence(); /* (before the region's end: y is read after it) */
         fc_denormals_restore(csr);
     }
@@ -803,11 +808,12 @@ static int FC_FN(dot_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p,
     const ptrdiff_t hi = span < 0 ? lo : max_pd(lo, min_pd(OW, span / sw + 1));
     if (num_threads > rows) num_threads = (int)rows;
     (void)num_threads;
+    fc_share row_share;
+    fc_share_init(&row_share, rows, num_threads, 4);
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
-        FC_OMP(for schedule(dynamic, 4))
-        for (ptrdiff_t row = 0; row < rows; row++) {
+        FC_SHARE_FOR(&row_share, row) {
             const ptrdiff_t n = row / p->out_h, oh = row % p->out_h;
             const FC_T *in_rows[FC_DOT_MAX_KH];
             ptrdiff_t runs = 0, ki[FC_DOT_MAX_KH];
@@ -834,6 +840,7 @@ static int FC_FN(dot_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p,
                 for (ptrdiff_t ow = 0; ow < OW; ow++) yr[ow] += bias[0];
             if (act) FC_FN(activate)(kt, act, yr, OW);
         }
+        FC_OMP(barrier)
         fc_denormals_restore(csr);
     }
     fc_free(flipped);
@@ -913,23 +920,21 @@ static int FC_FN(depthwise_backward)(const fc_kernel_table *kt, const fc_conv2d_
         part = (FC_T *)fc_alloc((size_t)((chunks - 1) * (dw_elems + F)) * sizeof(FC_T));
         if (part == NULL) return FC_CONV_NOMEM;
     }
+    fc_share ch_share;
+    fc_share_init(&ch_share, chunks, num_threads, 1);
+    fc_share row_share; /* (dx's rows) */
+    fc_share_init(&row_share, p->n * p->h, num_threads, 8);
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
-        FC_OMP(for schedule(dynamic, 1) nowait)
-        for (ptrdiff_t ch = 0; ch < chunks; ch++) {
+        FC_SHARE_FOR(&ch_share, ch) {
             FC_T *cdb, *cdw = FC_FN(chunk_slot)(dw, db, part, ch, dw_elems, F, &cdb);
             memset(cdw, 0, (size_t)dw_elems * sizeof(FC_T));
             if (cdb != NULL) memset(cdb, 0, (size_t)F * sizeof(FC_T));
             FC_KT(kt, dw_backward_weights)(p, x, dy, cdw, cdb, ch * M / chunks, (ch + 1) * M / chunks);
         }
-        if (dx != NULL) {
-            const ptrdiff_t rows = p->n * p->h;
-            FC_OMP(for schedule(dynamic, 8))
-            for (ptrdiff_t row = 0; row < rows; row++) FC_KT(kt, dw_backward_data)(p, dy, w, dx, row);
-        } else {
-            FC_OMP(barrier)
-        }
+        if (dx != NULL) FC_SHARE_FOR(&row_share, row) FC_KT(kt, dw_backward_data)(p, dy, w, dx, row);
+        FC_OMP(barrier)
         FC_FN(reduce_chunks)(part, chunks, dw_elems, dw, db, F);
         fc_denormals_restore(csr);
     }
@@ -964,16 +969,18 @@ static int FC_FN(c1_weight_grad)(const fc_kernel_table *kt, const fc_conv2d_para
         return FC_CONV_NOMEM;
     }
     if (num_threads > chunks) num_threads = (int)chunks;
+    fc_share ch_share;
+    fc_share_init(&ch_share, chunks, num_threads, 1);
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
         FC_FN(framed_fill)(p, x, xf);
-        FC_OMP(for schedule(dynamic, 1))
-        for (ptrdiff_t ch = 0; ch < chunks; ch++) {
+        FC_SHARE_FOR(&ch_share, ch) {
             const ptrdiff_t r0 = ch * rows / chunks, r1 = (ch + 1) * rows / chunks;
             FC_T *cdb, *cdw = FC_FN(chunk_slot)(dw, db, part, ch, dw_elems, F, &cdb);
             FC_KT(kt, c1_dw)(xf, wpc, hf, p->out_h, ow_n, p->kh, p->kw, dy, F, r0, r1, cdw, cdb);
         }
+        FC_OMP(barrier)
         FC_FN(reduce_chunks)(part, chunks, dw_elems, dw, db, F);
         fc_denormals_restore(csr);
     }
@@ -1108,6 +1115,11 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
         return FC_CONV_NOMEM;
     }
 
+    fc_share wu_share;
+    fc_share_init(&wu_share, wunits, num_threads, 1);
+    fc_share q_share[2]; /* the scatter's two phases: even bands, then odd ones */
+    for (int phase = 0; phase < 2; phase++)
+        fc_share_init(&q_share[phase], p->n * ((bands + 1 - phase) / 2), num_threads, 1);
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
@@ -1115,8 +1127,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
         if (xpad != NULL) FC_FN(padded_rows_fill)(p, x, xpad);
 
         /* ---- dW, db: chunk ch sums pixels [ch*M/chunks, (ch+1)*M/chunks) ---- */
-        FC_OMP(for schedule(dynamic, 1))
-        for (ptrdiff_t wu = 0; wu < wunits; wu++) {
+        FC_SHARE_FOR(&wu_share, wu) {
             const ptrdiff_t ch = wu / kparts, kp = wu % kparts;
             const ptrdiff_t kb0 = kp * kwblocks / kparts, kb1 = (kp + 1) * kwblocks / kparts;
             /* a unit runs start to end on one thread: buffers per thread */
@@ -1184,7 +1195,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                 for (ptrdiff_t k = 0; k < K; k++)
                     for (ptrdiff_t f = 0; f < F; f++) cdw[k * F + f] = y_own[f * nr + k];
         }
-        /* (after the implicit barrier) */
+        FC_OMP(barrier)
         if (db_in_gemm && chunks > 0) { /* the first chunk's [dW | db] -> dw, db */
             FC_OMP(for schedule(static))
             for (ptrdiff_t e = 0; e < dw_elems + F; e++) {
@@ -1212,8 +1223,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                 for (ptrdiff_t e = 0; e < total; e++) dsum[e] = 0;
                 for (int phase = 0; phase < 2; phase++) {
                     const ptrdiff_t per_image = (bands + 1 - phase) / 2;
-                    FC_OMP(for schedule(dynamic, 1))
-                    for (ptrdiff_t q = 0; q < p->n * per_image; q++) {
+                    FC_SHARE_FOR(&q_share[phase], q) {
                         const ptrdiff_t n = q / per_image, band = 2 * (q % per_image) + phase;
                         const ptrdiff_t oh0 = band * band_rows, oh1 = min_pd(p->out_h, oh0 + band_rows);
                         const ptrdiff_t b0 = (n * p->out_h + oh0) * p->out_w, b1 = (n * p->out_h + oh1) * p->out_w;
@@ -1236,6 +1246,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                             }
                         }
                     }
+                    FC_OMP(barrier)
                 }
                 if (dxpad != NULL) {
                     FC_OMP(for schedule(static))

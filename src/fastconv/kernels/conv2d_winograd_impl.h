@@ -155,6 +155,8 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
     FC_T *zeros = work + num_threads * (vsize + msize);
     memset(zeros, 0, (size_t)C * sizeof(FC_T));
 
+    fc_share blk_share;
+    fc_share_init(&blk_share, blocks, num_threads, 1);
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
@@ -163,8 +165,7 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
             FC_FN(winograd_pack_kernel)(w, transposed, C, F, a, nr, panels, cp / panels, cp % panels, upack);
         FC_T *v = work + (ptrdiff_t)fc_thread_id() * (vsize + msize);
         FC_T *mbuf = v + vsize;
-        FC_OMP(for schedule(dynamic, 1))
-        for (ptrdiff_t blk = 0; blk < blocks; blk++) {
+        FC_SHARE_FOR(&blk_share, blk) {
             const ptrdiff_t t0 = blk * tb, tn = min_pd(tb, tiles - t0);
             /* inputs -> V: v[xi * vxs + t * C + c] */
             for (ptrdiff_t t = 0; t < tn; t++) {
@@ -202,6 +203,7 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
                                                   tx * (m / pool->w)) * F);
             }
         }
+        FC_OMP(barrier)
         fc_denormals_restore(csr);
     }
     fc_free(upack);
@@ -266,6 +268,8 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
     FC_T *zeros = work + num_threads * per_thread;
     memset(zeros, 0, (size_t)max_pd(C, F) * sizeof(FC_T));
 
+    fc_share ch_share;
+    fc_share_init(&ch_share, chunks, num_threads, 1);
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
@@ -285,8 +289,7 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
         }
         memset(v + a2 * vxs, 0, (size_t)(vsize - a2 * vxs) * sizeof(FC_T));
         memset(d + a2 * dxs, 0, (size_t)(dsize - a2 * dxs) * sizeof(FC_T));
-        FC_OMP(for schedule(dynamic, 1))
-        for (ptrdiff_t ch = 0; ch < chunks; ch++) {
+        FC_SHARE_FOR(&ch_share, ch) {
             FC_T *q = qall + ch * stride, *cdb = q + q_elems;
             const ptrdiff_t c0 = ch * tiles / chunks, c1 = (ch + 1) * tiles / chunks;
             memset(cdb, 0, (size_t)fp * sizeof(FC_T));
@@ -326,6 +329,7 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
                     }
             }
         }
+        FC_OMP(barrier)
         /* chunk 0 += chunks 1.. (Q and bias sums), in chunk order */
         FC_FN(reduce_chunks)(qall + stride, chunks, q_elems, qall, qall + q_elems, fp);
         /* dW[i][j][c][f] = (G^T Q_cf G)[i][j], in double; vectorised over runs of consecutive

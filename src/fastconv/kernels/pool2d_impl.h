@@ -31,8 +31,10 @@
  * The backward from a recorded argmax (fc_max_pool2d_backward_argmax) takes the same bands
  * with overlapping windows, reading each window's argmax byte instead of its pixels; with
  * disjoint windows each item owns one output row's windows and assigns every dx pixel once.
- * Items are handed out dynamically (schedule(dynamic)), so a thread the OS deschedules on a
- * shared host does not hold the others back.
+ * Items are handed out as fc_share does: each thread takes the contiguous block of items its
+ * number owns first (the rows the neighbouring layers' thread of that number handles), then
+ * helps with the others, so a thread the OS deschedules on a shared host does not hold the
+ * others back.
  *
  * This file is a template: it includes itself twice, once for float and once for double,
  * with T the element type and SFX(name) adding the type and ISA suffixes to a function name.
@@ -1170,13 +1172,13 @@ void SFX(fc_max_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
     const fc_span inside = fc_row_columns(g, row_kernel != NULL && !FC_POOL_IF_MULTI(multi.windows));
 #endif
     num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
-    const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
+    fc_share item_share;
+    fc_share_init(&item_share, items, num_threads, fc_dynamic_chunk(items, num_threads));
     (void)num_threads;
-    (void)chunk;
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(dynamic, chunk) num_threads(num_threads)
+#pragma omp parallel num_threads(num_threads)
 #endif
-    for (ptrdiff_t item = 0; item < items; item++) {
+    FC_SHARE_FOR(&item_share, item) {
         ptrdiff_t n = item / OH, oh = item % OH, r0, r1;
         fc_window_span(oh, g->stride_h, g->pad_top, g->pool_h, H, &r0, &r1);
         for (ptrdiff_t ow = 0; ow < OW; ow++) {
@@ -1236,13 +1238,13 @@ static void SFX(max_backward_bands)(const T *dy, const T *x, const unsigned char
     const fc_span inside = fc_row_columns(g, row_kernel != NULL && x == NULL);
 #endif
     num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
-    const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
+    fc_share item_share;
+    fc_share_init(&item_share, items, num_threads, fc_dynamic_chunk(items, num_threads));
     (void)num_threads;
-    (void)chunk;
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(dynamic, chunk) num_threads(num_threads)
+#pragma omp parallel num_threads(num_threads)
 #endif
-    for (ptrdiff_t item = 0; item < items; item++) {
+    FC_SHARE_FOR(&item_share, item) {
         const ptrdiff_t n = item / plan.bands;
         const ptrdiff_t o_lo = (item % plan.bands) * plan.rows_per_band;
         const ptrdiff_t o_hi = fc_min_pd(o_lo + plan.rows_per_band, OH);
@@ -1375,13 +1377,13 @@ static void SFX(max_pool_argmax)(const T *x, const T *shift, const T *scale, con
         fc_row_columns(g, row_kernel != NULL && !FC_POOL_IF_MULTI(!bn && multi.windows));
 #endif
     num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
-    const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
+    fc_share item_share;
+    fc_share_init(&item_share, items, num_threads, fc_dynamic_chunk(items, num_threads));
     (void)num_threads;
-    (void)chunk;
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(dynamic, chunk) num_threads(num_threads)
+#pragma omp parallel num_threads(num_threads)
 #endif
-    for (ptrdiff_t item = 0; item < items; item++) {
+    FC_SHARE_FOR(&item_share, item) {
         const ptrdiff_t n = item / OH, oh = item % OH, top = oh * g->stride_h - g->pad_top;
         T best[FC_POOL_CHANNEL_BLOCK], where[FC_POOL_CHANNEL_BLOCK], px[FC_POOL_CHANNEL_BLOCK];
         ptrdiff_t r0, r1;
@@ -1471,9 +1473,9 @@ static void SFX(fc_max_pool2d_backward_argmax_disjoint)(const T *dy, const unsig
 {
     const ptrdiff_t H = g->h, W = g->w, C = g->c, OH = g->out_h, OW = g->out_w;
     const ptrdiff_t items = g->n * OH;
-    const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
+    fc_share item_share;
+    fc_share_init(&item_share, items, num_threads, fc_dynamic_chunk(items, num_threads));
     const int assign = SFX(fc_pool_streams)(dx, g) ? FC_POOL_STREAM : FC_POOL_ASSIGN;
-    (void)chunk;
 #if FC_POOL_MULTI
     const SFX(fc_multi_plan) multi = SFX(fc_plan_multi)(g);
 #endif
@@ -1486,10 +1488,7 @@ static void SFX(fc_max_pool2d_backward_argmax_disjoint)(const T *dy, const unsig
 #pragma omp parallel num_threads(num_threads)
 #endif
     {
-#if defined(_OPENMP)
-#pragma omp for schedule(dynamic, chunk) nowait
-#endif
-        for (ptrdiff_t item = 0; item < items; item++) {
+        FC_SHARE_FOR(&item_share, item) {
             const ptrdiff_t n = item / OH, oh = item % OH, top = oh * g->stride_h - g->pad_top;
             T *dxn = dx + n * H * W * C;
             ptrdiff_t b0, b1, r0, r1;
@@ -1565,18 +1564,15 @@ void SFX(fc_avg_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
     const fc_span inside = fc_row_columns(g, row_kernel != NULL && !FC_POOL_IF_MULTI(multi.windows));
 #endif
     num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
-    const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
+    fc_share item_share;
+    fc_share_init(&item_share, items, num_threads, fc_dynamic_chunk(items, num_threads));
     (void)num_threads;
-    (void)chunk;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)
 #endif
     {
         FC_FTZ_BEGIN();
-#if defined(_OPENMP)
-#pragma omp for schedule(dynamic, chunk)
-#endif
-        for (ptrdiff_t item = 0; item < items; item++) {
+        FC_SHARE_FOR(&item_share, item) {
             ptrdiff_t n = item / OH, oh = item % OH, r0, r1;
             fc_window_span(oh, g->stride_h, g->pad_top, g->pool_h, H, &r0, &r1);
             for (ptrdiff_t ow = 0; ow < OW; ow++) {
@@ -1643,18 +1639,15 @@ void SFX(fc_avg_pool2d_backward)(const T *dy, T *dx, const fc_pool2d_geometry *g
         fc_row_columns(g, row_kernel != NULL && !FC_POOL_IF_MULTI(multi.bwd_windows));
 #endif
     num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
-    const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
+    fc_share item_share;
+    fc_share_init(&item_share, items, num_threads, fc_dynamic_chunk(items, num_threads));
     (void)num_threads;
-    (void)chunk;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)
 #endif
     {
         FC_FTZ_BEGIN();
-#if defined(_OPENMP)
-#pragma omp for schedule(dynamic, chunk)
-#endif
-        for (ptrdiff_t item = 0; item < items; item++) {
+        FC_SHARE_FOR(&item_share, item) {
             const ptrdiff_t n = item / plan.bands;
             const ptrdiff_t o_lo = (item % plan.bands) * plan.rows_per_band;
             const ptrdiff_t o_hi = fc_min_pd(o_lo + plan.rows_per_band, OH);
@@ -1735,13 +1728,13 @@ void SFX(fc_global_avg_pool2d_forward)(const T *x, T *out, ptrdiff_t n, ptrdiff_
     const ptrdiff_t blocks = (c + FC_POOL_CHANNEL_BLOCK - 1) / FC_POOL_CHANNEL_BLOCK;
     const ptrdiff_t items = n * blocks;
     num_threads = fc_threads_for(n * h * w * c, num_threads);
-    const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
+    fc_share item_share;
+    fc_share_init(&item_share, items, num_threads, fc_dynamic_chunk(items, num_threads));
     (void)num_threads;
-    (void)chunk;
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(dynamic, chunk) num_threads(num_threads)
+#pragma omp parallel num_threads(num_threads)
 #endif
-    for (ptrdiff_t item = 0; item < items; item++) {
+    FC_SHARE_FOR(&item_share, item) {
         ptrdiff_t s = item / blocks, cb = (item % blocks) * FC_POOL_CHANNEL_BLOCK;
         ptrdiff_t nc = fc_min_pd(FC_POOL_CHANNEL_BLOCK, c - cb);
         double acc[FC_POOL_CHANNEL_BLOCK]; /* double accumulators: no drift over many pixels */
@@ -1760,13 +1753,13 @@ void SFX(fc_global_avg_pool2d_backward)(const T *dy, T *dx, ptrdiff_t n, ptrdiff
     const ptrdiff_t items = n * h; /* one image row of dx per item */
     const T pixels = (T)(h * w);
     num_threads = fc_threads_for(n * h * w * c, num_threads);
-    const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
+    fc_share item_share;
+    fc_share_init(&item_share, items, num_threads, fc_dynamic_chunk(items, num_threads));
     (void)num_threads;
-    (void)chunk;
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(dynamic, chunk) num_threads(num_threads)
+#pragma omp parallel num_threads(num_threads)
 #endif
-    for (ptrdiff_t item = 0; item < items; item++) {
+    FC_SHARE_FOR(&item_share, item) {
         ptrdiff_t s = item / h;
         T share[FC_POOL_CHANNEL_BLOCK];
         for (ptrdiff_t cb = 0; cb < c; cb += FC_POOL_CHANNEL_BLOCK) {
@@ -1786,13 +1779,13 @@ void SFX(fc_global_max_pool2d_forward)(const T *x, T *out, ptrdiff_t n, ptrdiff_
     const ptrdiff_t blocks = (c + FC_POOL_CHANNEL_BLOCK - 1) / FC_POOL_CHANNEL_BLOCK;
     const ptrdiff_t items = n * blocks;
     num_threads = fc_threads_for(n * h * w * c, num_threads);
-    const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
+    fc_share item_share;
+    fc_share_init(&item_share, items, num_threads, fc_dynamic_chunk(items, num_threads));
     (void)num_threads;
-    (void)chunk;
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(dynamic, chunk) num_threads(num_threads)
+#pragma omp parallel num_threads(num_threads)
 #endif
-    for (ptrdiff_t item = 0; item < items; item++) {
+    FC_SHARE_FOR(&item_share, item) {
         ptrdiff_t s = item / blocks, cb = (item % blocks) * FC_POOL_CHANNEL_BLOCK;
         ptrdiff_t nc = fc_min_pd(FC_POOL_CHANNEL_BLOCK, c - cb);
         T *o = out + s * c + cb;
@@ -1808,13 +1801,13 @@ void SFX(fc_global_max_pool2d_backward)(const T *dy, const T *x, T *dx, ptrdiff_
     const ptrdiff_t blocks = (c + FC_POOL_CHANNEL_BLOCK - 1) / FC_POOL_CHANNEL_BLOCK;
     const ptrdiff_t items = n * blocks;
     num_threads = fc_threads_for(n * h * w * c, num_threads);
-    const ptrdiff_t chunk = fc_dynamic_chunk(items, num_threads);
+    fc_share item_share;
+    fc_share_init(&item_share, items, num_threads, fc_dynamic_chunk(items, num_threads));
     (void)num_threads;
-    (void)chunk;
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(dynamic, chunk) num_threads(num_threads)
+#pragma omp parallel num_threads(num_threads)
 #endif
-    for (ptrdiff_t item = 0; item < items; item++) {
+    FC_SHARE_FOR(&item_share, item) {
         ptrdiff_t s = item / blocks, cb = (item % blocks) * FC_POOL_CHANNEL_BLOCK;
         ptrdiff_t nc = fc_min_pd(FC_POOL_CHANNEL_BLOCK, c - cb);
         T best[FC_POOL_CHANNEL_BLOCK], taken[FC_POOL_CHANNEL_BLOCK];
