@@ -266,19 +266,22 @@ def test_kernels_are_bit_identical_for_any_thread_count(threads):
     (0, 2, 1), (1, 2, 1), (7, 3, 1), (100, 2, 6), (101, 5, 3), (1000, 2, 1), (5, 8, 2),
     (300, 70, 1),  # more threads than blocks (64): threads share blocks
 ])
-def test_shared_loops_take_every_item_exactly_once(items, threads, chunk):
+@pytest.mark.parametrize("patience", [0.0, 2.0])  # FC_SHARE_EAGER, FC_SHARE_PATIENT
+def test_shared_loops_take_every_item_exactly_once(items, threads, chunk, patience):
     for stalled in (-1, threads - 1):
-        owner, claims = _cpu._share_claims(items, threads, chunk, stalled)
+        owner, claims = _cpu._share_claims(items, threads, chunk, patience, stalled)
         np.testing.assert_array_equal(claims, np.ones(items, np.intc))
         assert ((owner >= 0) & (owner < threads)).all()
 
 
 @pytest.mark.skipif(not _cpu.openmp_enabled(), reason="a build without OpenMP runs one thread")
 @pytest.mark.parametrize("threads,stalled", [(2, 1), (2, 0), (3, 1)])
-def test_a_stalled_threads_items_are_taken_by_the_others(threads, stalled):
-    """The stalled thread starts once the others found nothing left: they took its block."""
+@pytest.mark.parametrize("patience", [0.0, 2.0])
+def test_a_stalled_threads_items_are_taken_by_the_others(threads, stalled, patience):
+    """The stalled thread starts once the others found nothing left: they took its block
+    (patient threads once its owner had taken nothing for a while)."""
     items = 240
-    owner, claims = _cpu._share_claims(items, threads, 4, stalled)
+    owner, claims = _cpu._share_claims(items, threads, 4, patience, stalled)
     np.testing.assert_array_equal(claims, np.ones(items, np.intc))
     assert stalled not in set(owner.tolist())
     block = owner[items * stalled // threads: items * (stalled + 1) // threads]

@@ -76,15 +76,15 @@ cdef extern from *:
     """
     #include "kernel_common.h"
     /* Test hook of the kernels' shared loops (fc_share): a team of `threads` takes the items
-     * [0, items) `chunk` at a time; owner[i] gets the number of the thread that took item i and
+     * [0, items) `chunk` at a time, with the given patience (FC_SHARE_EAGER / _PATIENT); owner[i] gets the number of the thread that took item i and
      * claims[i] counts the takes. Thread `stalled` (if any: -1 none) starts only once every
      * other thread has found nothing left, so the others must have drained its block. */
-    static void fc_cpu_share_claims(ptrdiff_t items, int threads, ptrdiff_t chunk, int stalled,
-                                    int *owner, int *claims)
+    static void fc_cpu_share_claims(ptrdiff_t items, int threads, ptrdiff_t chunk, double patience,
+                                    int stalled, int *owner, int *claims)
     {
         fc_share share;
         int finished = 0;
-        fc_share_init(&share, items, threads, chunk);
+        fc_share_init(&share, items, threads, chunk, patience);
     #ifdef _OPENMP
     #pragma omp parallel num_threads(threads)
     #endif
@@ -113,8 +113,8 @@ cdef extern from *:
         }
     }
     """
-    void fc_cpu_share_claims(Py_ssize_t items, int threads, Py_ssize_t chunk, int stalled,
-                             int *owner, int *claims) nogil
+    void fc_cpu_share_claims(Py_ssize_t items, int threads, Py_ssize_t chunk, double patience,
+                             int stalled, int *owner, int *claims) nogil
 
 
 def _names():
@@ -137,14 +137,16 @@ def _check_dispatch():
     )
 
 
-def _share_claims(Py_ssize_t items, int threads, Py_ssize_t chunk, int stalled=-1):
+def _share_claims(Py_ssize_t items, int threads, Py_ssize_t chunk, double patience=0.0,
+                  int stalled=-1):
     """(owner, claims) of a shared loop's items (a test hook: see fc_cpu_share_claims)."""
-    if items < 0 or threads < 1 or chunk < 1 or stalled >= threads:
-        raise ValueError("items >= 0, threads >= 1, chunk >= 1 and stalled < threads expected.")
+    if items < 0 or threads < 1 or chunk < 1 or patience < 0 or stalled >= threads:
+        raise ValueError("items >= 0, threads >= 1, chunk >= 1, patience >= 0 and stalled < threads "
+                         "expected.")
     cdef int[::1] owner = np.full(items, -1, np.intc)
     cdef int[::1] claims = np.zeros(items, np.intc)
     with nogil:
-        fc_cpu_share_claims(items, threads, chunk, stalled, &owner[0] if items else NULL,
+        fc_cpu_share_claims(items, threads, chunk, patience, stalled, &owner[0] if items else NULL,
                             &claims[0] if items else NULL)
     return np.asarray(owner), np.asarray(claims)
 

@@ -437,7 +437,7 @@ static inline void SFX(fc_bn_share_items)(fc_share *s, ptrdiff_t rows, ptrdiff_t
 {
     const ptrdiff_t item_rows = SFX(fc_bn_item_rows)(cols);
     const ptrdiff_t items = (rows + item_rows - 1) / item_rows;
-    fc_share_init(s, items, threads, fc_dynamic_chunk(items, threads));
+    fc_share_pass_init(s, items, threads);
 }
 
 #if FC_BN_VECTORS
@@ -570,7 +570,7 @@ static int SFX(fc_bn_forward_training)(const T *x, const T *gamma, const T *beta
     T *mean_rep = scale + cols, *scale_rep = mean_rep + seg_len, *beta_rep = scale_rep + seg_len;
     num_threads = fc_threads_for(rows * cols, num_threads);
     fc_share tile_share, item_share;
-    fc_share_init(&tile_share, tiles, num_threads, fc_dynamic_chunk(tiles, num_threads));
+    fc_share_pass_init(&tile_share, tiles, num_threads);
     SFX(fc_bn_share_items)(&item_share, rows, cols, num_threads);
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)
@@ -809,7 +809,7 @@ static int SFX(fc_bn_backward)(const T *dy, const T *x, const T *gamma, const T 
         for (ptrdiff_t c = 0; c < cols; c++) scale[c] = SFX(fc_bn_scale)(gamma[c], var[c], epsilon);
     num_threads = fc_threads_for(rows * cols, num_threads);
     fc_share tile_share, item_share;
-    fc_share_init(&tile_share, tiles, num_threads, fc_dynamic_chunk(tiles, num_threads));
+    fc_share_pass_init(&tile_share, tiles, num_threads);
     SFX(fc_bn_share_items)(&item_share, rows, cols, num_threads);
     (void)in_registers;
     (void)stream;
@@ -932,7 +932,7 @@ int SFX(fc_batch_norm_relu_backward_inference)(const T *dy, const T *x, const T 
     T *mean_rep = scale_rep + seg_len, *beta_rep = mean_rep + seg_len;
     T *factor_rep = beta_rep + seg_len, *masks = factor_rep + seg_len;
     fc_share seg_share;
-    fc_share_init(&seg_share, segments, num_threads, fc_dynamic_chunk(segments, num_threads));
+    fc_share_pass_init(&seg_share, segments, num_threads);
     for (ptrdiff_t c = 0; c < cols; c++) {
         SFX(fc_bn_repeat_column)(scale_rep, SFX(fc_bn_scale)(gamma[c], var[c], epsilon), c, cols,
                                  seg_len);

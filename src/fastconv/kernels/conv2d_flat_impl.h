@@ -198,7 +198,7 @@ static int FC_FN(flat_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p
     for (ptrdiff_t e = 0; e < pv; e++) bpat[e] = bias != NULL ? bias[e % F] : 0;
 
     fc_share u_share;
-    fc_share_init(&u_share, units, num_threads, 1);
+    fc_share_init(&u_share, units, num_threads, 1, FC_SHARE_EAGER);
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
@@ -247,7 +247,7 @@ static int FC_FN(flat_weight_grad)(const fc_kernel_table *kt, const fc_conv2d_pa
     memset(acc, 0, (size_t)(chunks * acc_len) * sizeof(FC_T));
 
     fc_share ch_share;
-    fc_share_init(&ch_share, chunks, num_threads, 1);
+    fc_share_init(&ch_share, chunks, num_threads, 1, FC_SHARE_EAGER);
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();

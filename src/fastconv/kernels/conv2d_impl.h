@@ -113,7 +113,7 @@ static int FC_FN(depthwise_forward)(const fc_kernel_table *kt, const fc_conv2d_p
     if (num_threads > rows) num_threads = (int)rows;
     (void)num_threads;
     fc_share row_share;
-    fc_share_init(&row_share, rows, num_threads, 8);
+    fc_share_init(&row_share, rows, num_threads, 8, FC_SHARE_EAGER);
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
@@ -567,7 +567,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     if (shapes != NULL) FC_FN(framed_shapes)(p, xframed, mr, shapes);
 
     fc_share unit_share;
-    fc_share_init(&unit_share, units, num_threads, 1);
+    fc_share_init(&unit_share, units, num_threads, 1, FC_SHARE_EAGER);
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
@@ -809,7 +809,7 @@ static int FC_FN(dot_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p,
     if (num_threads > rows) num_threads = (int)rows;
     (void)num_threads;
     fc_share row_share;
-    fc_share_init(&row_share, rows, num_threads, 4);
+    fc_share_init(&row_share, rows, num_threads, 4, FC_SHARE_EAGER);
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
@@ -921,9 +921,9 @@ static int FC_FN(depthwise_backward)(const fc_kernel_table *kt, const fc_conv2d_
         if (part == NULL) return FC_CONV_NOMEM;
     }
     fc_share ch_share;
-    fc_share_init(&ch_share, chunks, num_threads, 1);
+    fc_share_init(&ch_share, chunks, num_threads, 1, FC_SHARE_EAGER);
     fc_share row_share; /* (dx's rows) */
-    fc_share_init(&row_share, p->n * p->h, num_threads, 8);
+    fc_share_init(&row_share, p->n * p->h, num_threads, 8, FC_SHARE_EAGER);
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
@@ -970,7 +970,7 @@ static int FC_FN(c1_weight_grad)(const fc_kernel_table *kt, const fc_conv2d_para
     }
     if (num_threads > chunks) num_threads = (int)chunks;
     fc_share ch_share;
-    fc_share_init(&ch_share, chunks, num_threads, 1);
+    fc_share_init(&ch_share, chunks, num_threads, 1, FC_SHARE_EAGER);
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
@@ -1116,10 +1116,10 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     }
 
     fc_share wu_share;
-    fc_share_init(&wu_share, wunits, num_threads, 1);
+    fc_share_init(&wu_share, wunits, num_threads, 1, FC_SHARE_EAGER);
     fc_share q_share[2]; /* the scatter's two phases: even bands, then odd ones */
     for (int phase = 0; phase < 2; phase++)
-        fc_share_init(&q_share[phase], p->n * ((bands + 1 - phase) / 2), num_threads, 1);
+        fc_share_init(&q_share[phase], p->n * ((bands + 1 - phase) / 2), num_threads, 1, FC_SHARE_EAGER);
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();

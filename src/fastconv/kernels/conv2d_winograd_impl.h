@@ -156,7 +156,7 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
     memset(zeros, 0, (size_t)C * sizeof(FC_T));
 
     fc_share blk_share;
-    fc_share_init(&blk_share, blocks, num_threads, 1);
+    fc_share_init(&blk_share, blocks, num_threads, 1, FC_SHARE_EAGER);
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
@@ -269,7 +269,7 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
     memset(zeros, 0, (size_t)max_pd(C, F) * sizeof(FC_T));
 
     fc_share ch_share;
-    fc_share_init(&ch_share, chunks, num_threads, 1);
+    fc_share_init(&ch_share, chunks, num_threads, 1, FC_SHARE_EAGER);
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();

@@ -1173,7 +1173,7 @@ void SFX(fc_max_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
 #endif
     num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
     fc_share item_share;
-    fc_share_init(&item_share, items, num_threads, fc_dynamic_chunk(items, num_threads));
+    fc_share_pass_init(&item_share, items, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)
@@ -1239,7 +1239,7 @@ static void SFX(max_backward_bands)(const T *dy, const T *x, const unsigned char
 #endif
     num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
     fc_share item_share;
-    fc_share_init(&item_share, items, num_threads, fc_dynamic_chunk(items, num_threads));
+    fc_share_pass_init(&item_share, items, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)
@@ -1378,7 +1378,7 @@ static void SFX(max_pool_argmax)(const T *x, const T *shift, const T *scale, con
 #endif
     num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
     fc_share item_share;
-    fc_share_init(&item_share, items, num_threads, fc_dynamic_chunk(items, num_threads));
+    fc_share_pass_init(&item_share, items, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)
@@ -1474,7 +1474,7 @@ static void SFX(fc_max_pool2d_backward_argmax_disjoint)(const T *dy, const unsig
     const ptrdiff_t H = g->h, W = g->w, C = g->c, OH = g->out_h, OW = g->out_w;
     const ptrdiff_t items = g->n * OH;
     fc_share item_share;
-    fc_share_init(&item_share, items, num_threads, fc_dynamic_chunk(items, num_threads));
+    fc_share_pass_init(&item_share, items, num_threads);
     const int assign = SFX(fc_pool_streams)(dx, g) ? FC_POOL_STREAM : FC_POOL_ASSIGN;
 #if FC_POOL_MULTI
     const SFX(fc_multi_plan) multi = SFX(fc_plan_multi)(g);
@@ -1565,7 +1565,7 @@ void SFX(fc_avg_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
 #endif
     num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
     fc_share item_share;
-    fc_share_init(&item_share, items, num_threads, fc_dynamic_chunk(items, num_threads));
+    fc_share_pass_init(&item_share, items, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)
@@ -1640,7 +1640,7 @@ void SFX(fc_avg_pool2d_backward)(const T *dy, T *dx, const fc_pool2d_geometry *g
 #endif
     num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
     fc_share item_share;
-    fc_share_init(&item_share, items, num_threads, fc_dynamic_chunk(items, num_threads));
+    fc_share_pass_init(&item_share, items, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)
@@ -1729,7 +1729,7 @@ void SFX(fc_global_avg_pool2d_forward)(const T *x, T *out, ptrdiff_t n, ptrdiff_
     const ptrdiff_t items = n * blocks;
     num_threads = fc_threads_for(n * h * w * c, num_threads);
     fc_share item_share;
-    fc_share_init(&item_share, items, num_threads, fc_dynamic_chunk(items, num_threads));
+    fc_share_pass_init(&item_share, items, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)
@@ -1754,7 +1754,7 @@ void SFX(fc_global_avg_pool2d_backward)(const T *dy, T *dx, ptrdiff_t n, ptrdiff
     const T pixels = (T)(h * w);
     num_threads = fc_threads_for(n * h * w * c, num_threads);
     fc_share item_share;
-    fc_share_init(&item_share, items, num_threads, fc_dynamic_chunk(items, num_threads));
+    fc_share_pass_init(&item_share, items, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)
@@ -1780,7 +1780,7 @@ void SFX(fc_global_max_pool2d_forward)(const T *x, T *out, ptrdiff_t n, ptrdiff_
     const ptrdiff_t items = n * blocks;
     num_threads = fc_threads_for(n * h * w * c, num_threads);
     fc_share item_share;
-    fc_share_init(&item_share, items, num_threads, fc_dynamic_chunk(items, num_threads));
+    fc_share_pass_init(&item_share, items, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)
@@ -1802,7 +1802,7 @@ void SFX(fc_global_max_pool2d_backward)(const T *dy, const T *x, T *dx, ptrdiff_
     const ptrdiff_t items = n * blocks;
     num_threads = fc_threads_for(n * h * w * c, num_threads);
     fc_share item_share;
-    fc_share_init(&item_share, items, num_threads, fc_dynamic_chunk(items, num_threads));
+    fc_share_pass_init(&item_share, items, num_threads);
     (void)num_threads;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)
