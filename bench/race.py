@@ -25,6 +25,7 @@ sys.path.insert(1, str(HERE.parent))  # a source checkout built in place also wo
 
 import fastconv  # noqa: E402
 from fastconv import ops  # noqa: E402
+from fastconv._core import cpu as _cpu  # noqa: E402
 
 from conftest import CONV_CASES, conv_flops, conv_inputs, torch, torch_padding  # noqa: E402
 
@@ -42,12 +43,32 @@ def _per_call(fn, min_time):
             return elapsed / reps
 
 
+# Core-to-core round trips (ns) probed before each round: whether the host ran the two CPUs
+# on one L3 or on two then (see docs/performance.md, "Measuring").
+L3_PROBES = []
+ACROSS_L3_NS = 150.0
+
+
+def l3_state_line():
+    probes = [p for p in L3_PROBES if p == p]  # (NaN: no OpenMP)
+    if not probes:
+        return "Host state: not probed (one thread or no OpenMP)."
+    across = [p for p in probes if p > ACROSS_L3_NS]
+    within = [p for p in probes if p <= ACROSS_L3_NS]
+    med = lambda v: f"{statistics.median(v):.0f} ns" if v else "-"  # noqa: E731
+    return (f"Host state (a core-to-core round trip probed before each round): {len(across)} of "
+            f"{len(probes)} probes across L3s (> {ACROSS_L3_NS:.0f} ns; medians {med(within)} within "
+            f"an L3, {med(across)} across).")
+
+
 def interleaved(contenders, rounds=5, min_time=0.1):
     """Median seconds per call of each contender, alternating them round by round."""
     times = {name: [] for name in contenders}
     for fn in contenders.values():  # warm up: workspaces, caches, thread pools
         fn()
     for _ in range(rounds):
+        if fastconv.get_num_threads() > 1:
+            L3_PROBES.append(_cpu.core_round_trip_ns())
         for name, fn in contenders.items():
             times[name].append(_per_call(fn, min_time))
     return {name: statistics.median(t) for name, t in times.items()}
@@ -303,6 +324,9 @@ def main(argv=None):
     if "models" in sections:
         out += ["### training step (Adam, batch 64) and inference (batch 64)", ""]
         out += race_models(args.threads, args.rounds, args.keras) + [""]
+    after = next(i for i, line in enumerate(out) if line.startswith("Ceilings measured")) + 1
+    out[after:after] = ["", l3_state_line()]
+    print(out[after + 1], flush=True)
     if not args.no_write:
         previous = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
         head, sep, rest = previous.partition("\n## ")

@@ -187,3 +187,14 @@ def test_ops_outputs_start_on_a_cache_line():
     dx, dk, db = ops.conv2d_backward(y, x, k)
     for a in (y, pooled, dx):
         assert a.ctypes.data % 64 == 0
+
+
+def test_core_round_trip_is_a_positive_time_with_openmp():
+    """bench/race.py's probe of whether the two CPUs share an L3 (docs/performance.md)."""
+    ns = cpu.core_round_trip_ns(20)
+    if cpu.openmp_enabled():
+        assert np.isfinite(ns) and ns > 0
+    else:
+        assert np.isnan(ns)
+    with pytest.raises(ValueError, match="rounds"):
+        cpu.core_round_trip_ns(0)

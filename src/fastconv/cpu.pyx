@@ -117,6 +117,43 @@ cdef extern from *:
                              int stalled, int *owner, int *claims) nogil
 
 
+cdef extern from *:
+    """
+    #include <math.h>
+    #include <stdint.h>
+    /* Mean round trip (seconds) of a cache line bounced `rounds` times between the two threads
+     * of an OpenMP team: ~60 ns when the two CPUs share an L3, several times that across L3s
+     * (a host may move a VM's vCPUs between the two). NAN without two threads or GCC's atomics. */
+    static double fc_cpu_round_trip(long rounds)
+    {
+        double seconds = NAN;
+    #if defined(_OPENMP) && (defined(__GNUC__) || defined(__clang__))
+        long line[24]; /* the flag alone on its 64-byte line */
+        long *flag = (long *)(((uintptr_t)line + 63) & ~(uintptr_t)63);
+        *flag = 0;
+    #pragma omp parallel num_threads(2)
+        {
+            if (omp_get_num_threads() == 2) {
+                const int me = omp_get_thread_num();
+                const long last = 2 * rounds; /* (private: nothing else shares the flag's line) */
+    #pragma omp barrier
+                const double t0 = omp_get_wtime();
+                for (long v = me; v < last; v += 2) { /* thread 0 writes odd values, 1 even */
+                    while (__atomic_load_n(flag, __ATOMIC_ACQUIRE) != v) {}
+                    __atomic_store_n(flag, v + 1, __ATOMIC_RELEASE);
+                }
+                if (me == 0) seconds = (omp_get_wtime() - t0) / (double)rounds;
+            }
+        }
+    #else
+        (void)rounds;
+    #endif
+        return seconds;
+    }
+    """
+    double fc_cpu_round_trip(long rounds) nogil
+
+
 def _names():
     return [fc_isa_name(i).decode() for i in range(FC_ISA_COUNT)]
 
@@ -149,6 +186,17 @@ def _share_claims(Py_ssize_t items, int threads, Py_ssize_t chunk, double patien
         fc_cpu_share_claims(items, threads, chunk, patience, stalled, &owner[0] if items else NULL,
                             &claims[0] if items else NULL)
     return np.asarray(owner), np.asarray(claims)
+
+
+def core_round_trip_ns(long rounds=5000):
+    """Nanoseconds a cache line takes to go to another OpenMP thread and back (mean of `rounds`),
+    NaN without OpenMP. Tells whether the two CPUs share an L3: see docs/performance.md."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1; received {rounds}.")
+    cdef double seconds
+    with nogil:
+        seconds = fc_cpu_round_trip(rounds)
+    return seconds * 1e9
 
 
 def omp_max_threads():
