@@ -153,6 +153,9 @@ typedef struct {
 static inline void fc_share_init(fc_share *s, ptrdiff_t items, int threads, ptrdiff_t chunk,
                                  double patience)
 {
+#if !defined(_OPENMP)
+    threads = 1; /* one thread runs the loop (and could not wait for another block's owner) */
+#endif
     const int blocks = threads < 1 ? 1 : threads > FC_SHARE_MAX_BLOCKS ? FC_SHARE_MAX_BLOCKS
                                                                           : threads;
     s->blocks = blocks;
