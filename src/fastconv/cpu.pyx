@@ -83,7 +83,7 @@ cdef extern from *:
                                     int stalled, int *owner, int *claims)
     {
         fc_share share;
-        int finished = 0;
+        ptrdiff_t finished = 0;
         fc_share_init(&share, items, threads, chunk, patience);
     #ifdef _OPENMP
     #pragma omp parallel num_threads(threads)
@@ -94,12 +94,8 @@ cdef extern from *:
     #else
             const int me = 0, team = 1;
     #endif
-    #if defined(__GNUC__) || defined(__clang__)
             if (me == stalled)
-                while (__atomic_load_n(&finished, __ATOMIC_ACQUIRE) < team - 1) {}
-    #else
-            (void)team; /* (no stall without GCC's atomics) */
-    #endif
+                while (fc_share_load(&finished) < team - 1) fc_spin_pause();
             FC_SHARE_FOR(&share, item) {
                 owner[item] = me;
     #ifdef _OPENMP
@@ -107,9 +103,7 @@ cdef extern from *:
     #endif
                 claims[item]++;
             }
-    #if defined(__GNUC__) || defined(__clang__)
-            if (me != stalled) __atomic_fetch_add(&finished, 1, __ATOMIC_RELEASE);
-    #endif
+            if (me != stalled) fc_share_fetch_add(&finished, 1);
         }
     }
     """
@@ -123,24 +117,24 @@ cdef extern from *:
     #include <stdint.h>
     /* Mean round trip (seconds) of a cache line bounced `rounds` times between the two threads
      * of an OpenMP team: ~60 ns when the two CPUs share an L3, several times that across L3s
-     * (a host may move a VM's vCPUs between the two). NAN without two threads or GCC's atomics. */
+     * (a host may move a VM's vCPUs between the two). NAN without two threads. */
     static double fc_cpu_round_trip(long rounds)
     {
         double seconds = NAN;
-    #if defined(_OPENMP) && (defined(__GNUC__) || defined(__clang__))
-        long line[24]; /* the flag alone on its 64-byte line */
-        long *flag = (long *)(((uintptr_t)line + 63) & ~(uintptr_t)63);
+    #if defined(_OPENMP)
+        ptrdiff_t line[24]; /* the flag alone on its 64-byte line */
+        ptrdiff_t *flag = (ptrdiff_t *)(((uintptr_t)line + 63) & ~(uintptr_t)63);
         *flag = 0;
     #pragma omp parallel num_threads(2)
         {
             if (omp_get_num_threads() == 2) {
                 const int me = omp_get_thread_num();
-                const long last = 2 * rounds; /* (private: nothing else shares the flag's line) */
+                const ptrdiff_t last = 2 * (ptrdiff_t)rounds; /* (private: off the flag's line) */
     #pragma omp barrier
                 const double t0 = omp_get_wtime();
-                for (long v = me; v < last; v += 2) { /* thread 0 writes odd values, 1 even */
-                    while (__atomic_load_n(flag, __ATOMIC_ACQUIRE) != v) {}
-                    __atomic_store_n(flag, v + 1, __ATOMIC_RELEASE);
+                for (ptrdiff_t v = me; v < last; v += 2) { /* thread 0 writes odd values, 1 even */
+                    while (fc_share_load(flag) != v) fc_spin_pause();
+                    fc_share_store(flag, v + 1);
                 }
                 if (me == 0) seconds = (omp_get_wtime() - t0) / (double)rounds;
             }

@@ -15,6 +15,9 @@
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
+#if defined(_MSC_VER)
+#include <intrin.h> /* _InterlockedExchangeAdd64 */
+#endif
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__SSE2__)
 #include <immintrin.h>
@@ -126,7 +129,12 @@ static inline ptrdiff_t fc_dynamic_chunk(ptrdiff_t items, int num_threads)
  * deschedules still has its block finished by the others. Initialised before the parallel
  * region (one per loop); threads beyond FC_SHARE_MAX_BLOCKS share blocks. */
 #define FC_SHARE_MAX_BLOCKS 64
-typedef struct {
+#if defined(_MSC_VER)
+#define FC_LINE_ALIGNED __declspec(align(64))
+#else
+#define FC_LINE_ALIGNED __attribute__((aligned(64)))
+#endif
+typedef struct FC_LINE_ALIGNED {
     struct {
         ptrdiff_t next, end; /* the block's first untaken item; its end */
         char pad[64 - 2 * sizeof(ptrdiff_t)]; /* one line per block: owners do not collide */
@@ -159,7 +167,7 @@ static inline void fc_share_init(fc_share *s, ptrdiff_t items, int threads, ptrd
     const int blocks = threads < 1 ? 1 : threads > FC_SHARE_MAX_BLOCKS ? FC_SHARE_MAX_BLOCKS
                                                                           : threads;
     s->blocks = blocks;
-    s->chunk = chunk < 1 ? 1 : chunk;
+    s->chunk = chunk < 1 ? 1 : chunk > items ? (items < 1 ? 1 : items) : chunk;
     s->patience = patience;
     for (int b = 0; b < blocks; b++) {
         s->block[b].next = items * b / blocks;
@@ -167,30 +175,46 @@ static inline void fc_share_init(fc_share *s, ptrdiff_t items, int threads, ptrd
     }
 }
 
+/* Atomic add returning the old value, load and store of a ptrdiff_t shared by a team (GCC /
+ * Clang builtins; MSVC's interlocked functions, as its OpenMP 2.0 has no atomic capture). */
 static inline ptrdiff_t fc_share_fetch_add(ptrdiff_t *p, ptrdiff_t v)
 {
-    ptrdiff_t old;
 #if defined(__GNUC__) || defined(__clang__)
-    old = __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
-#elif defined(_OPENMP)
-#pragma omp atomic capture
-    {
-        old = *p;
-        *p += v;
-    }
+    return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+#elif defined(_MSC_VER) && defined(_WIN64)
+    return (ptrdiff_t)_InterlockedExchangeAdd64((volatile __int64 *)p, (__int64)v);
+#elif defined(_MSC_VER)
+    return (ptrdiff_t)_InterlockedExchangeAdd((volatile long *)p, (long)v);
 #else
-    old = *p;
+    const ptrdiff_t old = *p; /* (one thread: built without OpenMP) */
     *p += v;
-#endif
     return old;
+#endif
 }
 
 static inline ptrdiff_t fc_share_load(const ptrdiff_t *p)
 {
 #if defined(__GNUC__) || defined(__clang__)
-    return __atomic_load_n(p, __ATOMIC_RELAXED);
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
 #else
-    return *(const volatile ptrdiff_t *)p;
+    return *(const volatile ptrdiff_t *)p; /* (x86 / x64 MSVC: loads are acquires) */
+#endif
+}
+
+static inline void fc_share_store(ptrdiff_t *p, ptrdiff_t v)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    __atomic_store_n(p, v, __ATOMIC_RELEASE);
+#else
+    *(volatile ptrdiff_t *)p = v; /* (x86 / x64 MSVC: stores are releases) */
+#endif
+}
+
+/* A spinning thread's pause (lets the other hyperthread run, saves power). */
+static inline void fc_spin_pause(void)
+{
+#if defined(__x86_64__) || defined(_M_X64) || defined(__SSE2__)
+    _mm_pause();
 #endif
 }
 
@@ -250,9 +274,7 @@ static inline int fc_share_take(fc_share *s, fc_share_cursor *c, ptrdiff_t *lo, 
             double wait = c->taken > 0 ? s->patience * c->started / (double)c->taken : 0.0;
             if (wait < FC_SHARE_MIN_WAIT) wait = FC_SHARE_MIN_WAIT;
             if (now - c->seen_at < wait) {
-#if defined(__x86_64__) || defined(_M_X64) || defined(__SSE2__)
-                _mm_pause();
-#endif
+                fc_spin_pause();
                 continue;
             }
         }
