@@ -76,8 +76,8 @@ cdef extern from *:
     """
     #include "kernel_common.h"
     /* Test hook of the kernels' shared loops (fc_share): a team of `threads` takes the items
-     * [0, items) `chunk` at a time, with the given patience (FC_SHARE_EAGER / _PATIENT); owner[i] gets the number of the thread that took item i and
-     * claims[i] counts the takes. Thread `stalled` (if any: -1 none) starts only once every
+     * [0, items) `chunk` at a time, with the given patience (FC_SHARE_EAGER / _PATIENT);
+     * owner[i] gets the number of the thread that took item i and claims[i] counts the takes. Thread `stalled` (if any: -1 none) starts only once every
      * other thread has found nothing left, so the others must have drained its block. */
     static void fc_cpu_share_claims(ptrdiff_t items, int threads, ptrdiff_t chunk, double patience,
                                     int stalled, int *owner, int *claims)
@@ -114,16 +114,15 @@ cdef extern from *:
 cdef extern from *:
     """
     #include <math.h>
-    #include <stdint.h>
     /* Mean round trip (seconds) of a cache line bounced `rounds` times between the two threads
-     * of an OpenMP team: ~60 ns when the two CPUs share an L3, several times that across L3s
+     * of an OpenMP team: ~60-90 ns when the two CPUs share an L3, ~330 ns across L3s
      * (a host may move a VM's vCPUs between the two). NAN without two threads. */
     static double fc_cpu_round_trip(long rounds)
     {
         double seconds = NAN;
     #if defined(_OPENMP)
-        ptrdiff_t line[24]; /* the flag alone on its 64-byte line */
-        ptrdiff_t *flag = (ptrdiff_t *)(((uintptr_t)line + 63) & ~(uintptr_t)63);
+        FC_LINE_ALIGNED ptrdiff_t line[64 / sizeof(ptrdiff_t)]; /* the flag alone on its line */
+        ptrdiff_t *flag = line;
         *flag = 0;
     #pragma omp parallel num_threads(2)
         {

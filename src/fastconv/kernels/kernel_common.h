@@ -107,16 +107,6 @@ static inline int fc_threads_for(ptrdiff_t work, int num_threads)
     return useful < num_threads ? (int)useful : num_threads;
 }
 
-/* Items per chunk of a shared loop (fc_share): about 8 chunks per thread, so that when the
- * OS deschedules one thread (the host is shared) the others take over its remaining items
- * instead of waiting at the barrier. Every item computes the same thing whichever thread runs
- * it, so results still do not depend on the thread count. */
-static inline ptrdiff_t fc_dynamic_chunk(ptrdiff_t items, int num_threads)
-{
-    ptrdiff_t chunk = items / (8 * (ptrdiff_t)num_threads);
-    return chunk < 1 ? 1 : chunk;
-}
-
 /* A team's loop over items [0, n), shared so that each thread keeps to its own part:
  * the items are cut into one contiguous block per thread, as schedule(static) would, and
  * each thread takes chunks from the front of its own block, then, once it is drained, from
@@ -239,11 +229,15 @@ typedef struct {
 } fc_share_cursor;
 #define FC_SHARE_CURSOR_INIT {1, 0, 0, 0.0, -1, 0.0}
 
-/* The share of a memory-bound pass over `items` (batch norm, pooling): fc_dynamic_chunk's
- * chunks, patient. */
+/* The share of a memory-bound pass over `items` (batch norm, pooling), patient, in chunks of
+ * about an eighth of a thread's block: when the OS deschedules one thread (the host is shared)
+ * the others take over its remaining items instead of waiting at the barrier. Every item
+ * computes the same thing whichever thread runs it, so results do not depend on the thread
+ * count. */
 static inline void fc_share_pass_init(fc_share *s, ptrdiff_t items, int threads)
 {
-    fc_share_init(s, items, threads, fc_dynamic_chunk(items, threads), FC_SHARE_PATIENT);
+    fc_share_init(s, items, threads, items / (8 * (ptrdiff_t)(threads < 1 ? 1 : threads)),
+                  FC_SHARE_PATIENT);
 }
 
 /* The calling thread's next chunk [*lo, *hi) of s; 0 once every block is drained. */
