@@ -418,22 +418,33 @@ def test_kernels_write_every_element(shape, pool, strides, padding, dtype):
     np.testing.assert_allclose(dx, ref.max_pool2d_backward(dy, x, pool, strides, padding), **_tol(dtype))
 
 
-# Windows that do not overlap, channels whole 64-byte lines or not (16, 32, 48 float32; 20).
+# Channels whole 64-byte lines or not (16, 32, 48 float32; 20). Windows that do not overlap
+# (their dx streamed as it is assigned), then overlapping ones (accumulated in a stage of a few
+# rows per thread, streamed out as rows are finished; a batch of 16 has one band per image, so
+# its stage slides down the image).
 STREAM_CASES = [
     ((2, 7, 9, 32), 2, None, "valid"),   # odd sizes: the last row and column in no window
     ((2, 8, 6, 16), 2, None, "same"),
     ((2, 9, 7, 48), 2, 3, "valid"),      # stride > pool: pixels in no window
     ((1, 7, 8, 16), 3, 3, "same"),       # 3x3/3, padded
     ((2, 6, 8, 20), 2, None, "valid"),   # rows of channels not whole lines (float32)
+    ((2, 10, 11, 32), 3, 2, "valid"),    # 3x3/2: the last row and column in no window
+    ((1, 9, 8, 16), 3, 2, "same"),       # batch 1, padded: several bands per image
+    ((16, 13, 5, 16), 3, 2, "valid"),    # one band per image: the stage slides
+    ((16, 9, 4, 48), 3, 1, "same"),      # stride 1: three windows on each row
+    ((16, 11, 6, 16), (5, 3), 2, "same"),  # windows reaching two output rows up
+    ((16, 11, 7, 32), (2, 3), (3, 2), "valid"),  # overlapping columns, rows in no window
+    ((2, 9, 7, 20), 3, 2, "valid"),      # overlapping, rows not whole lines (float32)
 ]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape,pool,strides,padding", STREAM_CASES)
 def test_streamed_dx_holds_the_stored_values(shape, pool, strides, padding, dtype):
-    """A dx past the non-temporal-store threshold (pool2d.h; AVX-512 only) is the same bits:
-    threshold 0 streams every backward of disjoint windows whose pixels' channels are whole
-    64-byte lines, against the default (none here): max from the argmax, and average."""
+    """A dx past the non-temporal-store threshold (pool2d.h) is the same bits: threshold 0
+    streams every backward whose pixels' channels are whole 64-byte lines (disjoint windows
+    with AVX-512, overlapping ones staged on every ISA), against the default (none here): max
+    from the argmax, max from x, and average."""
     rng = np.random.default_rng(31)
     x = _random(shape, dtype, rng)
     dy = _random(_out_shape(shape, pool, strides, padding), dtype, rng)
@@ -444,29 +455,32 @@ def test_streamed_dx_holds_the_stored_values(shape, pool, strides, padding, dtyp
             core._set_stream_min_bytes(threshold)
             _, argmax = ops.max_pool2d_forward_with_argmax(x, pool, strides, padding)
             results.append((ops.max_pool2d_backward_from_argmax(dy, argmax, shape, pool, strides, padding),
+                            ops.max_pool2d_backward(dy, x, pool, strides, padding),
                             ops.avg_pool2d_backward(dy, shape, pool, strides, padding)))
     finally:
         core._set_stream_min_bytes(previous)
-    for name, streamed, stored in zip(("max", "avg"), *results):
+    for name, streamed, stored in zip(("max argmax", "max", "avg"), *results):
         assert streamed.tobytes() == stored.tobytes(), name
-    np.testing.assert_allclose(results[0][0], ref.max_pool2d_backward(dy, x, pool, strides, padding),
-                               **_tol(dtype))
-    np.testing.assert_allclose(results[0][1], ref.avg_pool2d_backward(dy, shape, pool, strides, padding),
+    want_max = ref.max_pool2d_backward(dy, x, pool, strides, padding)
+    np.testing.assert_allclose(results[0][0], want_max, **_tol(dtype))
+    np.testing.assert_allclose(results[0][1], want_max, **_tol(dtype))
+    np.testing.assert_allclose(results[0][2], ref.avg_pool2d_backward(dy, shape, pool, strides, padding),
                                **_tol(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("offset", [0, 8, 16, 32, 40])  # bytes past a 64-byte line
 @pytest.mark.parametrize("channels", [32, 24])  # pixels whole 64-byte lines apart, or not
-def test_streamed_dx_at_any_alignment(offset, channels, dtype):
+@pytest.mark.parametrize("pool,strides", [(2, None), (3, 2)])  # disjoint / overlapping windows
+def test_streamed_dx_at_any_alignment(pool, strides, offset, channels, dtype):
     """Non-temporal stores need aligned addresses (and are used for whole lines only): a dx
     that starts anywhere (a caller's view) is streamed where its pixels are whole lines from a
     line and stored otherwise; every element is written."""
-    shape = (2, 5, 6, channels)
+    shape = (2, 7, 6, channels)
     rng = np.random.default_rng(32)
     x = _random(shape, dtype, rng)
-    args = _core_args(shape, 2, None, "valid")
-    out_shape = _out_shape(shape, 2, None, "valid")
+    args = _core_args(shape, pool, strides, "valid")
+    out_shape = _out_shape(shape, pool, strides, "valid")
     dy = _random(out_shape, dtype, rng)
     y, argmax = np.empty(out_shape, dtype), np.empty(out_shape, np.uint8)
     core.max_pool2d_forward_argmax(x, y, argmax, *args, 2)
@@ -476,16 +490,18 @@ def test_streamed_dx_at_any_alignment(offset, channels, dtype):
         dx = cpu.empty_aligned(size + 16, dtype)[shift:shift + size].reshape(shape)
         dx[...] = np.nan
         return dx
-    dx_max, dx_avg = view(), view()
+    dx_max, dx_max_x, dx_avg = view(), view(), view()
     previous = core._set_stream_min_bytes(0)
     try:
         core.max_pool2d_backward_argmax(dy, argmax, dx_max, *args, 2)
+        core.max_pool2d_backward(dy, x, dx_max_x, *args, 2)
         core.avg_pool2d_backward(dy, dx_avg, *args, 2)
     finally:
         core._set_stream_min_bytes(previous)
-    want_max = ops.max_pool2d_backward_from_argmax(dy, argmax, shape, 2, None, "valid")
+    want_max = ops.max_pool2d_backward_from_argmax(dy, argmax, shape, pool, strides, "valid")
     assert dx_max.tobytes() == want_max.tobytes()
-    assert dx_avg.tobytes() == ops.avg_pool2d_backward(dy, shape, 2, None, "valid").tobytes()
+    assert dx_max_x.tobytes() == ops.max_pool2d_backward(dy, x, pool, strides, "valid").tobytes()
+    assert dx_avg.tobytes() == ops.avg_pool2d_backward(dy, shape, pool, strides, "valid").tobytes()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

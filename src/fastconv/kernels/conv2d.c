@@ -58,22 +58,6 @@ static unsigned fc_denormals_off(void) { return 0; }
 static void fc_denormals_restore(unsigned old) { (void)old; }
 #endif
 
-/* 64-byte aligned allocation; the offset to the malloc'ed pointer is kept just before. */
-static void *fc_alloc(size_t bytes)
-{
-    unsigned char *raw = (unsigned char *)malloc(bytes + 64 + sizeof(void *));
-    if (raw == NULL) return NULL;
-    uintptr_t start = (uintptr_t)(raw + sizeof(void *));
-    unsigned char *aligned = (unsigned char *)((start + 63) & ~(uintptr_t)63);
-    ((void **)aligned)[-1] = raw;
-    return aligned;
-}
-
-static void fc_free(void *p)
-{
-    if (p != NULL) free(((void **)p)[-1]);
-}
-
 static int conv_paths = FC_PATH_ALL;
 
 int fc_conv2d_set_paths(int mask)

@@ -1,11 +1,13 @@
 /* What the kernels share: the `restrict` spelling, denormal flushing around a kernel, the
- * small-problem thread policy (pool2d.c, batchnorm.c) and the non-temporal stores: threshold,
- * whole-line test, vector store and fence (conv2d.c, batchnorm.c, pool2d.c). */
+ * small-problem thread policy (pool2d.c, batchnorm.c), the non-temporal stores: threshold,
+ * whole-line test, vector store, row copy and fence (conv2d.c, batchnorm.c, pool2d.c), and
+ * 64-byte aligned allocation (conv2d.c, pool2d.c). */
 #ifndef FASTCONV_KERNEL_COMMON_H
 #define FASTCONV_KERNEL_COMMON_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(_MSC_VER) && !defined(__cplusplus)
@@ -93,6 +95,39 @@ static inline void fc_stream_vector(void *p, const void *v, size_t bytes)
     }
 #endif
     memcpy(p, v, bytes);
+}
+
+/* Stores `bytes` bytes (a multiple of 64) from src, or zeros where src is NULL, to dst (on a
+ * 64-byte line) with non-temporal stores of the widest vector the compiler flags allow. */
+static inline void fc_stream_copy(void *dst, const void *src, size_t bytes)
+{
+#if defined(__AVX512F__)
+    enum { step = 64 };
+#elif defined(__AVX__)
+    enum { step = 32 };
+#else
+    enum { step = 16 };
+#endif
+    static const unsigned char zeros[64];
+    unsigned char *d = (unsigned char *)dst;
+    const unsigned char *s = (const unsigned char *)src;
+    for (size_t at = 0; at < bytes; at += step) fc_stream_vector(d + at, s ? s + at : zeros, step);
+}
+
+/* 64-byte aligned allocation (NULL on failure); the malloc'ed pointer is kept just before. */
+static inline void *fc_alloc(size_t bytes)
+{
+    unsigned char *raw = (unsigned char *)malloc(bytes + 64 + sizeof(void *));
+    if (raw == NULL) return NULL;
+    uintptr_t start = (uintptr_t)(raw + sizeof(void *));
+    unsigned char *aligned = (unsigned char *)((start + 63) & ~(uintptr_t)63);
+    ((void **)aligned)[-1] = raw;
+    return aligned;
+}
+
+static inline void fc_free(void *p)
+{
+    if (p != NULL) free(((void **)p)[-1]);
 }
 
 /* Below this many elements per thread, extra threads cost more to wake than they save. */

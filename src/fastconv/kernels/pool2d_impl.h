@@ -27,7 +27,9 @@
  * element, each dx element receives its contributions in the same order whoever owns it,
  * and a batch of 1 still splits into several items. When windows do not overlap (stride >=
  * pool), dx is assigned instead of accumulated, and only the pixels outside every window are
- * zeroed; otherwise rows are zeroed just before the first window reaches them (cache-hot).
+ * zeroed; otherwise rows are zeroed just before the first window reaches them (cache-hot),
+ * or, for a dx large enough to stream, accumulated in a few rows of a per-thread stage and
+ * streamed out once finished (fc_band_out).
  * The backward from a recorded argmax (fc_max_pool2d_backward_argmax) takes the same bands
  * with overlapping windows, reading each window's argmax byte instead of its pixels; with
  * disjoint windows each item owns one output row's windows and assigns every dx pixel once.
@@ -606,6 +608,120 @@ static inline void SFX(fc_prepare_rows)(T *img, const fc_pool2d_geometry *g, int
     *ready = s1;
 }
 
+/* Where a backward band writes its dx rows. Overlapping windows accumulate; where dx may be
+ * streamed (fc_stage_rows), a band accumulates instead in a stage: a few rows of the thread's
+ * own buffer, cache-resident, holding dx rows [base, base + cap). A row no later window reaches
+ * (above the next window's first row) is final, and is streamed to dx from the stage: each dx
+ * line is written once, and never read first (the 64x32x32x64 float32 3x3/2 max pooling
+ * backward wrote dx twice and read it once before: zeroed, then accumulated into). The rows'
+ * values, and the order of each one's additions, are the same either way. */
+typedef struct {
+    ptrdiff_t n, o_lo, o_hi, b0, b1; /* the work item: image, output rows, dx rows */
+    T *dxn;          /* the image's dx */
+    T *stage;        /* cap rows, or NULL: dx rows are made ready and written in place */
+    ptrdiff_t cap;   /* rows in the stage */
+    ptrdiff_t base;  /* dx row of the stage's first row */
+    ptrdiff_t ready; /* dx rows up to here are initialised (fc_prepare_rows) */
+    ptrdiff_t done;  /* staged: dx rows up to here are written to dx */
+} SFX(fc_band_out);
+
+/* The stage rows for dx of this geometry (0: none): overlapping windows, dx streamable (whole
+ * lines from a line, at least the threshold, as fc_pool_streams) and two windows' rows within
+ * FC_POOL_STAGE_MAX_BYTES. Any ISA: the rows are copied out with the widest stream store. */
+#define FC_POOL_STAGE_MAX_BYTES ((ptrdiff_t)512 << 10)
+static inline ptrdiff_t SFX(fc_stage_rows)(const T *dx, const fc_pool2d_geometry *g, int disjoint)
+{
+    const ptrdiff_t rows = 2 * g->pool_h, row_bytes = g->w * g->c * (ptrdiff_t)sizeof(T);
+    if (disjoint || rows * row_bytes > FC_POOL_STAGE_MAX_BYTES) return 0;
+    return fc_streams_whole_lines(dx, g->c * (ptrdiff_t)sizeof(T), g->n * g->h * row_bytes,
+                                  fc_pool_stream_min_bytes)
+               ? rows
+               : 0;
+}
+
+/* The thread's band output: a stage of `rows` rows (none if 0 or out of memory). */
+static inline SFX(fc_band_out) SFX(fc_band_out_init)(ptrdiff_t rows, const fc_pool2d_geometry *g)
+{
+    SFX(fc_band_out) b;
+    memset(&b, 0, sizeof b);
+    b.stage = rows ? (T *)fc_alloc((size_t)(rows * g->w * g->c) * sizeof(T)) : NULL;
+    b.cap = rows;
+    return b;
+}
+
+/* Fences the thread's streamed rows (before the barrier after which dx is read), frees. */
+static inline void SFX(fc_band_out_release)(SFX(fc_band_out) *b)
+{
+    if (b->stage == NULL) return;
+    fc_store_fence();
+    fc_free(b->stage);
+    b->stage = NULL;
+}
+
+/* Starts work item `item` of the plan: image n, output rows [o_lo, o_hi), dx rows [b0, b1). */
+static inline void SFX(fc_band_begin)(SFX(fc_band_out) *b, T *dx, const fc_pool2d_geometry *g,
+                                      const fc_band_plan *plan, ptrdiff_t item)
+{
+    b->n = item / plan->bands;
+    b->o_lo = (item % plan->bands) * plan->rows_per_band;
+    b->o_hi = fc_min_pd(b->o_lo + plan->rows_per_band, g->out_h);
+    fc_band_rows(g, b->o_lo, b->o_hi, &b->b0, &b->b1);
+    b->dxn = dx + b->n * g->h * g->w * g->c;
+    b->base = b->ready = b->done = b->b0;
+}
+
+/* Staged: streams dx rows [done, to) from the stage (zeros for rows no window reached). */
+static void SFX(fc_band_flush)(SFX(fc_band_out) *b, const fc_pool2d_geometry *g, ptrdiff_t to)
+{
+    const ptrdiff_t row = g->w * g->c;
+    for (ptrdiff_t r = b->done; r < to; r++) {
+        const T *src = r >= b->base && r < b->ready ? b->stage + (r - b->base) * row : NULL;
+        fc_stream_copy(b->dxn + r * row, src, (size_t)row * sizeof(T));
+    }
+    if (to > b->done) b->done = to;
+}
+
+/* Window row o: its real rows [*r0, *r1) and those in the band, [*s0, *s1), made ready
+ * (windows come in order: none reaches above s0 later). Returns where the window writes
+ * column 0 of dx row s0, or NULL if it does not reach into the band. */
+static inline T *SFX(fc_band_window)(SFX(fc_band_out) *b, const fc_pool2d_geometry *g,
+                                     int disjoint, ptrdiff_t o, ptrdiff_t *r0, ptrdiff_t *r1,
+                                     ptrdiff_t *s0_out, ptrdiff_t *s1_out)
+{
+    const ptrdiff_t row = g->w * g->c;
+    fc_window_span(o, g->stride_h, g->pad_top, g->pool_h, g->h, r0, r1);
+    const ptrdiff_t s0 = fc_max_pd(*r0, b->b0), s1 = fc_min_pd(*r1, b->b1);
+    *s0_out = s0;
+    *s1_out = s1;
+    if (s1 <= s0) return NULL;
+    if (b->stage == NULL) {
+        SFX(fc_prepare_rows)(b->dxn, g, disjoint, &b->ready, s0, s1);
+        return b->dxn + s0 * row;
+    }
+    SFX(fc_band_flush)(b, g, s0);
+    if (b->ready < s0) b->ready = s0; /* the rows between were streamed as zeros */
+    if (s1 > b->base + b->cap) { /* slide the stage down to row s0 */
+        if (b->ready > s0)
+            memmove(b->stage, b->stage + (s0 - b->base) * row,
+                    (size_t)((b->ready - s0) * row) * sizeof(T));
+        b->base = s0;
+    }
+    if (s1 > b->ready) {
+        memset(b->stage + (b->ready - b->base) * row, 0,
+               (size_t)((s1 - b->ready) * row) * sizeof(T));
+        b->ready = s1;
+    }
+    return b->stage + (s0 - b->base) * row;
+}
+
+/* Ends the band: the rows below its last window (all, in an empty band) are zeroed, or the
+ * stage's rows streamed out. */
+static inline void SFX(fc_band_end)(SFX(fc_band_out) *b, const fc_pool2d_geometry *g)
+{
+    if (b->stage == NULL) SFX(fc_zero_rows)(b->dxn, g, b->ready, b->b1);
+    else SFX(fc_band_flush)(b, g, b->b1);
+}
+
 #if FC_POOL_VECTORS
 /* ---- one window, nl <= LANES channels at a time: the kernels' vector bodies ----------------
  * Each kernel calls these with nl == LANES for its whole vectors of channels, then once with
@@ -652,7 +768,8 @@ FC_POOL_BODY VT SFX(window_max_v)(const T *xc, ptrdiff_t W, ptrdiff_t C, ptrdiff
 
 /* Max-pooling backward of one window: its maximum (over all its rows), then a walk in
  * row-major order over its first `walk` rows in which the first pixel equal to it takes dy
- * (the first `skip` rows, outside the caller's band, only retire the channels they take). */
+ * (the first `skip` rows, outside the caller's band, only retire the channels they take).
+ * p is the window's first pixel, dp the dx pixel under window row `skip`. */
 FC_POOL_BODY void SFX(max_backward_rc)(const T *p, T *dp, const T *dyc, ptrdiff_t rs, ptrdiff_t C,
                                        ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t skip,
                                        ptrdiff_t walk, int disjoint, ptrdiff_t nl)
@@ -661,19 +778,22 @@ FC_POOL_BODY void SFX(max_backward_rc)(const T *p, T *dp, const T *dyc, ptrdiff_
     const VT grad = SFX(vld_n)(dyc, nl), retired = SFX(vsplat)((T)NAN);
     for (ptrdiff_t r = 0; r < walk; r++) {
         for (ptrdiff_t k = 0; k < cols; k++) {
-            const ptrdiff_t off = r * rs + k * C;
-            const VM hit = (VM)(SFX(vld_n)(p + off, nl) == target);
+            const VM hit = (VM)(SFX(vld_n)(p + r * rs + k * C, nl) == target);
             target = SFX(vsel)(hit, retired, target);
             if (r < skip) continue;
+            T *d = dp + k * C;
             if (disjoint)
-                SFX(vst_n)(dp + off, SFX(vkeep)(hit, grad), nl);
+                SFX(vst_n)(d, SFX(vkeep)(hit, grad), nl);
             else
-                SFX(vst_n)(dp + off, SFX(vld_n)(dp + off, nl) + SFX(vkeep)(hit, grad), nl);
+                SFX(vst_n)(d, SFX(vld_n)(d, nl) + SFX(vkeep)(hit, grad), nl);
         }
+        /* (dp steps row by row: GCC 12 -fwrapv ICEs on dp + (r - skip) * rs at SSE2, f64) */
+        if (r >= skip) dp += rs;
     }
 }
 
-/* The window of rows [r0, r1) x columns [c0, c1), written in dx from row s0 to s1. */
+/* The window of rows [r0, r1) x columns [c0, c1), written in dx from row s0 to s1; dxc is
+ * column 0 of dx row s0 (as in every window body below: a band may stage its rows). */
 FC_POOL_BODY void SFX(max_backward_window_v)(const T *xc, T *dxc, const T *dyc, ptrdiff_t W,
                                              ptrdiff_t C, ptrdiff_t r0, ptrdiff_t r1,
                                              ptrdiff_t c0, ptrdiff_t c1, ptrdiff_t s0,
@@ -683,15 +803,16 @@ FC_POOL_BODY void SFX(max_backward_window_v)(const T *xc, T *dxc, const T *dyc, 
     const ptrdiff_t skip = s0 - r0, walk = s1 - r0;
     if (skip == 0 && walk == rows) {
         if (rows == 2 && cols == 2) {
-            SFX(max_backward_rc)(xc + at, dxc + at, dyc, W * C, C, 2, 2, 0, 2, disjoint, nl);
+            SFX(max_backward_rc)(xc + at, dxc + c0 * C, dyc, W * C, C, 2, 2, 0, 2, disjoint, nl);
             return;
         }
         if (rows == 3 && cols == 3) {
-            SFX(max_backward_rc)(xc + at, dxc + at, dyc, W * C, C, 3, 3, 0, 3, disjoint, nl);
+            SFX(max_backward_rc)(xc + at, dxc + c0 * C, dyc, W * C, C, 3, 3, 0, 3, disjoint, nl);
             return;
         }
     }
-    SFX(max_backward_rc)(xc + at, dxc + at, dyc, W * C, C, rows, cols, skip, walk, disjoint, nl);
+    SFX(max_backward_rc)(xc + at, dxc + c0 * C, dyc, W * C, C, rows, cols, skip, walk, disjoint,
+                         nl);
 }
 
 /* max((x - bn[0]) * bn[1] + bn[2], 0) for bn != NULL (else x): batch norm and ReLU as
@@ -848,14 +969,15 @@ FC_POOL_BODY void SFX(argmax_scatter_rc)(const unsigned char *am, const T *dyc, 
         }
 }
 
-/* Rows [s0, s1) x columns [c0, c1) of the window whose padded corner is (top, left). */
+/* Rows [s0, s1) x columns [c0, c1) of the window whose padded corner is (top, left); dxc is
+ * column 0 of dx row s0. */
 FC_POOL_BODY void SFX(argmax_scatter_window_v)(const unsigned char *am, const T *dyc, T *dxc,
                                                ptrdiff_t W, ptrdiff_t C, ptrdiff_t s0,
                                                ptrdiff_t s1, ptrdiff_t c0, ptrdiff_t c1,
                                                ptrdiff_t top, ptrdiff_t left, ptrdiff_t pool_w,
                                                int disjoint, ptrdiff_t nl)
 {
-    SFX(argmax_scatter_rc)(am, dyc, dxc + (s0 * W + c0) * C, W * C, C, s1 - s0, c1 - c0,
+    SFX(argmax_scatter_rc)(am, dyc, dxc + c0 * C, W * C, C, s1 - s0, c1 - c0,
                            (s0 - top) * pool_w + (c0 - left), pool_w, disjoint, nl);
 }
 
@@ -924,12 +1046,13 @@ FC_POOL_BODY void SFX(avg_backward_rc)(const T *dyc, T *dp, ptrdiff_t rs, ptrdif
         }
 }
 
+/* The window's rows [s0, s1) x columns [c0, c1); dxc is column 0 of dx row s0. */
 FC_POOL_BODY void SFX(avg_backward_window_v)(const T *dyc, T *dxc, ptrdiff_t W, ptrdiff_t C,
                                              ptrdiff_t s0, ptrdiff_t s1, ptrdiff_t c0,
                                              ptrdiff_t c1, ptrdiff_t count, int disjoint,
                                              ptrdiff_t nl)
 {
-    SFX(avg_backward_rc)(dyc, dxc + (s0 * W + c0) * C, W * C, C, s1 - s0, c1 - c0, count,
+    SFX(avg_backward_rc)(dyc, dxc + c0 * C, W * C, C, s1 - s0, c1 - c0, count,
                          disjoint, nl);
 }
 
@@ -1237,6 +1360,7 @@ static void SFX(max_backward_bands)(const T *dy, const T *x, const unsigned char
     SFX(fc_scatter_row_fn) row_kernel = FC_POOL_PICK_ROW(argmax_scatter_row_any, g);
     const fc_span inside = fc_row_columns(g, row_kernel != NULL && x == NULL);
 #endif
+    const ptrdiff_t stage_rows = SFX(fc_stage_rows)(dx, g, disjoint);
     num_threads = fc_threads_for(g->n * g->h * g->w * g->c, num_threads);
     fc_share item_share;
     fc_share_pass_init(&item_share, items, num_threads);
@@ -1244,95 +1368,95 @@ static void SFX(max_backward_bands)(const T *dy, const T *x, const unsigned char
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(num_threads)
 #endif
-    FC_SHARE_FOR(&item_share, item) {
-        const ptrdiff_t n = item / plan.bands;
-        const ptrdiff_t o_lo = (item % plan.bands) * plan.rows_per_band;
-        const ptrdiff_t o_hi = fc_min_pd(o_lo + plan.rows_per_band, OH);
-        const T *xn = x != NULL ? x + n * H * W * C : NULL;
-        T *dxn = dx + n * H * W * C;
-        T target[FC_POOL_CHANNEL_BLOCK];
-        ptrdiff_t b0, b1;
-        fc_band_rows(g, o_lo, o_hi, &b0, &b1);
-        ptrdiff_t ready = b0; /* dx rows [b0, ready) are initialised */
-        for (ptrdiff_t o = fc_max_pd(o_lo - reach, 0); o < o_hi; o++) {
-            ptrdiff_t r0, r1;
-            fc_window_span(o, g->stride_h, g->pad_top, g->pool_h, H, &r0, &r1);
-            const ptrdiff_t s0 = fc_max_pd(r0, b0), s1 = fc_min_pd(r1, b1); /* rows written */
-            if (s1 <= s0) continue; /* window does not reach into this band */
-            SFX(fc_prepare_rows)(dxn, g, disjoint, &ready, s0, s1);
-            const ptrdiff_t top = o * g->stride_h - g->pad_top;
-            for (ptrdiff_t ow = 0; ow < OW; ow++) {
-                ptrdiff_t c0, c1;
-                fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, W, &c0, &c1);
-                const ptrdiff_t at = ((n * OH + o) * OW + ow) * C;
-                const T *dy_px = dy + at;
-                ptrdiff_t i = 0;
-                if (xn == NULL) {
-                    const ptrdiff_t left = ow * g->stride_w - g->pad_left;
+    {
+        SFX(fc_band_out) out = SFX(fc_band_out_init)(stage_rows, g);
+        FC_SHARE_FOR(&item_share, item) {
+            T target[FC_POOL_CHANNEL_BLOCK];
+            SFX(fc_band_begin)(&out, dx, g, &plan, item);
+            const ptrdiff_t n = out.n;
+            const T *xn = x != NULL ? x + n * H * W * C : NULL;
+            for (ptrdiff_t o = fc_max_pd(out.o_lo - reach, 0); o < out.o_hi; o++) {
+                ptrdiff_t r0, r1, s0, s1; /* the window's rows; those it writes, in the band */
+                T *const rows = SFX(fc_band_window)(&out, g, disjoint, o, &r0, &r1, &s0, &s1);
+                if (rows == NULL) continue; /* (at dx row s0) */
+                const ptrdiff_t top = o * g->stride_h - g->pad_top;
+                for (ptrdiff_t ow = 0; ow < OW; ow++) {
+                    ptrdiff_t c0, c1;
+                    fc_window_span(ow, g->stride_w, g->pad_left, g->pool_w, W, &c0, &c1);
+                    const ptrdiff_t at = ((n * OH + o) * OW + ow) * C;
+                    const T *dy_px = dy + at;
+                    ptrdiff_t i = 0;
+                    if (xn == NULL) {
+                        const ptrdiff_t left = ow * g->stride_w - g->pad_left;
 #if FC_POOL_VECTORS
-                    if (ow == inside.lo && inside.hi > inside.lo && s0 == top &&
-                        s1 == top + g->pool_h) {
-                        row_kernel(argmax + at, dy_px, dxn + (s0 * W + left) * C, W, C,
-                                   g->stride_w, inside.hi - inside.lo, disjoint);
-                        ow = inside.hi - 1;
+                        if (ow == inside.lo && inside.hi > inside.lo && s0 == top &&
+                            s1 == top + g->pool_h) {
+                            row_kernel(argmax + at, dy_px, rows + left * C, W, C, g->stride_w,
+                                       inside.hi - inside.lo, disjoint);
+                            ow = inside.hi - 1;
+                            continue;
+                        }
+                        for (; i + LANES <= C; i += LANES)
+                            SFX(argmax_scatter_window_v)(argmax + at + i, dy_px + i, rows + i, W,
+                                                         C, s0, s1, c0, c1, top, left, g->pool_w,
+                                                         disjoint, LANES);
+                        if (i < C)
+                            SFX(argmax_scatter_window_v)(argmax + at + i, dy_px + i, rows + i, W,
+                                                         C, s0, s1, c0, c1, top, left, g->pool_w,
+                                                         disjoint, C - i);
+                        i = C;
+#endif
+                        if (i == C) continue;
+                        for (ptrdiff_t r = s0; r < s1; r++)
+                            for (ptrdiff_t col = c0; col < c1; col++) {
+                                T *d = rows + ((r - s0) * W + col) * C + i;
+                                const int tap = (int)((r - top) * g->pool_w + (col - left));
+                                if (disjoint)
+                                    SFX(fc_argmax_assign)(d, argmax + at + i, dy_px + i, tap,
+                                                          C - i);
+                                else
+                                    SFX(fc_argmax_accumulate)(d, argmax + at + i, dy_px + i, tap,
+                                                              C - i);
+                            }
                         continue;
                     }
+#if FC_POOL_VECTORS
+                    /* The same two passes as below, the window maximum held in a register. */
                     for (; i + LANES <= C; i += LANES)
-                        SFX(argmax_scatter_window_v)(argmax + at + i, dy_px + i, dxn + i, W, C, s0,
-                                                     s1, c0, c1, top, left, g->pool_w, disjoint,
-                                                     LANES);
+                        SFX(max_backward_window_v)(xn + i, rows + i, dy_px + i, W, C, r0, r1, c0,
+                                                   c1, s0, s1, disjoint, LANES);
                     if (i < C)
-                        SFX(argmax_scatter_window_v)(argmax + at + i, dy_px + i, dxn + i, W, C, s0,
-                                                     s1, c0, c1, top, left, g->pool_w, disjoint,
-                                                     C - i);
+                        SFX(max_backward_window_v)(xn + i, rows + i, dy_px + i, W, C, r0, r1, c0,
+                                                   c1, s0, s1, disjoint, C - i);
                     i = C;
 #endif
-                    if (i == C) continue;
-                    for (ptrdiff_t r = s0; r < s1; r++)
-                        for (ptrdiff_t col = c0; col < c1; col++) {
-                            T *d = dxn + (r * W + col) * C + i;
-                            const int tap = (int)((r - top) * g->pool_w + (col - left));
-                            if (disjoint)
-                                SFX(fc_argmax_assign)(d, argmax + at + i, dy_px + i, tap, C - i);
-                            else
-                                SFX(fc_argmax_accumulate)(d, argmax + at + i, dy_px + i, tap, C - i);
-                        }
-                    continue;
-                }
-#if FC_POOL_VECTORS
-                /* The same two passes as below, the window maximum held in a register. */
-                for (; i + LANES <= C; i += LANES)
-                    SFX(max_backward_window_v)(xn + i, dxn + i, dy_px + i, W, C, r0, r1, c0, c1,
-                                               s0, s1, disjoint, LANES);
-                if (i < C)
-                    SFX(max_backward_window_v)(xn + i, dxn + i, dy_px + i, W, C, r0, r1, c0, c1,
-                                               s0, s1, disjoint, C - i);
-                i = C;
-#endif
-                for (ptrdiff_t cb = i; cb < C; cb += FC_POOL_CHANNEL_BLOCK) {
-                    const ptrdiff_t nc = fc_min_pd(FC_POOL_CHANNEL_BLOCK, C - cb);
-                    /* Pass 1: the window maximum (over all its rows, also outside the band). */
-                    SFX(fc_copy)(target, xn + (r0 * W + c0) * C + cb, nc);
-                    for (ptrdiff_t r = r0; r < r1; r++)
-                        for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++)
-                            SFX(fc_max_into)(target, xn + (r * W + col) * C + cb, nc);
-                    /* Pass 2: walk the window in row-major order up to the band's end; rows
-                     * above the band only retire channels whose first maximum lies there. */
-                    for (ptrdiff_t r = r0; r < s1; r++) {
-                        for (ptrdiff_t col = c0; col < c1; col++) {
-                            const ptrdiff_t off = (r * W + col) * C + cb;
-                            if (r < s0)
-                                SFX(fc_first_max_skip)(xn + off, target, nc);
-                            else if (disjoint)
-                                SFX(fc_first_max_assign)(dxn + off, xn + off, target, dy_px + cb, nc);
-                            else
-                                SFX(fc_first_max_scatter)(dxn + off, xn + off, target, dy_px + cb, nc);
+                    for (ptrdiff_t cb = i; cb < C; cb += FC_POOL_CHANNEL_BLOCK) {
+                        const ptrdiff_t nc = fc_min_pd(FC_POOL_CHANNEL_BLOCK, C - cb);
+                        /* Pass 1: the window maximum (over all its rows, also outside the band). */
+                        SFX(fc_copy)(target, xn + (r0 * W + c0) * C + cb, nc);
+                        for (ptrdiff_t r = r0; r < r1; r++)
+                            for (ptrdiff_t col = (r == r0 ? c0 + 1 : c0); col < c1; col++)
+                                SFX(fc_max_into)(target, xn + (r * W + col) * C + cb, nc);
+                        /* Pass 2: walk the window in row-major order up to the band's end; rows
+                         * above the band only retire channels whose first maximum lies there. */
+                        for (ptrdiff_t r = r0; r < s1; r++) {
+                            for (ptrdiff_t col = c0; col < c1; col++) {
+                                const ptrdiff_t off = (r * W + col) * C + cb;
+                                T *d = rows + ((r - s0) * W + col) * C + cb; /* (r >= s0) */
+                                if (r < s0)
+                                    SFX(fc_first_max_skip)(xn + off, target, nc);
+                                else if (disjoint)
+                                    SFX(fc_first_max_assign)(d, xn + off, target, dy_px + cb, nc);
+                                else
+                                    SFX(fc_first_max_scatter)(d, xn + off, target, dy_px + cb, nc);
+                            }
                         }
                     }
                 }
             }
+            SFX(fc_band_end)(&out, g);
         }
-        SFX(fc_zero_rows)(dxn, g, ready, b1); /* rows below the last window (or empty band) */
+        SFX(fc_band_out_release)(&out);
     }
 }
 
@@ -1497,11 +1621,12 @@ static void SFX(fc_max_pool2d_backward_argmax_disjoint)(const T *dy, const unsig
             SFX(fc_zero_rows)(dxn, g, b0, r0);
             SFX(fc_zero_rows)(dxn, g, r1, b1);
             for (ptrdiff_t r = r0; r < r1; r++) SFX(fc_zero_column_gaps)(dxn + r * W * C, g);
+            T *const dxr = dxn + r0 * W * C; /* dx row r0, where the windows' rows start */
             for (ptrdiff_t ow = 0; ow < OW; ow++) {
                 const ptrdiff_t left = ow * g->stride_w - g->pad_left, o = (item * OW + ow) * C;
 #if FC_POOL_VECTORS
                 if (ow == inside.lo && inside.hi > inside.lo && r1 - r0 == g->pool_h) {
-                    row_kernel(argmax + o, dy + o, dxn + (r0 * W + left) * C, W, C, g->stride_w,
+                    row_kernel(argmax + o, dy + o, dxr + left * C, W, C, g->stride_w,
                                inside.hi - inside.lo, assign);
                     ow = inside.hi - 1;
                     continue;
@@ -1509,7 +1634,7 @@ static void SFX(fc_max_pool2d_backward_argmax_disjoint)(const T *dy, const unsig
 #endif
 #if FC_POOL_MULTI
                 if (multi.bwd_windows && ow >= multi.w_lo && ow + multi.bwd_windows <= multi.w_hi) {
-                    SFX(argmax_assign_windows_multi)(argmax + o, dy + o, dxn + (r0 * W + left) * C, W, C,
+                    SFX(argmax_assign_windows_multi)(argmax + o, dy + o, dxr + left * C, W, C,
                                                      r1 - r0, r0 - top, g->pool_w, &multi);
                     ow += multi.bwd_windows - 1;
                     continue;
@@ -1520,10 +1645,10 @@ static void SFX(fc_max_pool2d_backward_argmax_disjoint)(const T *dy, const unsig
                 ptrdiff_t i = 0;
 #if FC_POOL_VECTORS
                 for (; i + LANES <= C; i += LANES)
-                    SFX(argmax_scatter_window_v)(argmax + o + i, dy + o + i, dxn + i, W, C, r0, r1,
+                    SFX(argmax_scatter_window_v)(argmax + o + i, dy + o + i, dxr + i, W, C, r0, r1,
                                                  c0, c1, top, left, g->pool_w, assign, LANES);
                 if (i < C)
-                    SFX(argmax_scatter_window_v)(argmax + o + i, dy + o + i, dxn + i, W, C, r0, r1,
+                    SFX(argmax_scatter_window_v)(argmax + o + i, dy + o + i, dxr + i, W, C, r0, r1,
                                                  c0, c1, top, left, g->pool_w, 1, C - i);
                 i = C;
 #endif
@@ -1621,7 +1746,7 @@ void SFX(fc_avg_pool2d_forward)(const T *x, T *out, const fc_pool2d_geometry *g,
 
 void SFX(fc_avg_pool2d_backward)(const T *dy, T *dx, const fc_pool2d_geometry *g, int num_threads)
 {
-    const ptrdiff_t H = g->h, W = g->w, C = g->c, OH = g->out_h, OW = g->out_w;
+    const ptrdiff_t W = g->w, C = g->c, OH = g->out_h, OW = g->out_w;
     const fc_band_plan plan = fc_plan_bands(g);
     const ptrdiff_t items = g->n * plan.bands;
     const int stream = SFX(fc_pool_streams)(dx, g);
@@ -1629,6 +1754,7 @@ void SFX(fc_avg_pool2d_backward)(const T *dy, T *dx, const fc_pool2d_geometry *g
     const int disjoint = g->pool_h <= g->stride_h && g->pool_w <= g->stride_w
                              ? (stream ? FC_POOL_STREAM : FC_POOL_ASSIGN) : 0;
     const ptrdiff_t reach = disjoint ? 0 : (g->pool_h + g->stride_h - 1) / g->stride_h;
+    const ptrdiff_t stage_rows = SFX(fc_stage_rows)(dx, g, disjoint);
 #if FC_POOL_MULTI
     const SFX(fc_multi_plan) multi = SFX(fc_plan_multi)(g);
 #endif
@@ -1647,29 +1773,22 @@ void SFX(fc_avg_pool2d_backward)(const T *dy, T *dx, const fc_pool2d_geometry *g
 #endif
     {
         FC_FTZ_BEGIN();
+        SFX(fc_band_out) out = SFX(fc_band_out_init)(stage_rows, g);
         FC_SHARE_FOR(&item_share, item) {
-            const ptrdiff_t n = item / plan.bands;
-            const ptrdiff_t o_lo = (item % plan.bands) * plan.rows_per_band;
-            const ptrdiff_t o_hi = fc_min_pd(o_lo + plan.rows_per_band, OH);
-            T *dxn = dx + n * H * W * C;
             T share[FC_POOL_CHANNEL_BLOCK];
-            ptrdiff_t b0, b1;
-            fc_band_rows(g, o_lo, o_hi, &b0, &b1);
-            ptrdiff_t ready = b0;
-            for (ptrdiff_t o = fc_max_pd(o_lo - reach, 0); o < o_hi; o++) {
-                ptrdiff_t r0, r1;
-                fc_window_span(o, g->stride_h, g->pad_top, g->pool_h, H, &r0, &r1);
-                const ptrdiff_t s0 = fc_max_pd(r0, b0), s1 = fc_min_pd(r1, b1);
-                if (s1 <= s0) continue;
-                SFX(fc_prepare_rows)(dxn, g, disjoint, &ready, s0, s1);
+            SFX(fc_band_begin)(&out, dx, g, &plan, item);
+            for (ptrdiff_t o = fc_max_pd(out.o_lo - reach, 0); o < out.o_hi; o++) {
+                ptrdiff_t r0, r1, s0, s1;
+                T *const rows = SFX(fc_band_window)(&out, g, disjoint, o, &r0, &r1, &s0, &s1);
+                if (rows == NULL) continue;
                 for (ptrdiff_t ow = 0; ow < OW; ow++) {
                     ptrdiff_t c0, c1;
-                    const T *dy_px = dy + ((n * OH + o) * OW + ow) * C;
+                    const T *dy_px = dy + ((out.n * OH + o) * OW + ow) * C;
 #if FC_POOL_VECTORS
                     if (ow == inside.lo && inside.hi > inside.lo && s0 == r0 && s1 == r1 &&
                         r1 - r0 == g->pool_h) {
-                        row_kernel(dy_px, dxn + (s0 * W + ow * g->stride_w - g->pad_left) * C, W,
-                                   C, g->stride_w, inside.hi - inside.lo, disjoint);
+                        row_kernel(dy_px, rows + (ow * g->stride_w - g->pad_left) * C, W, C,
+                                   g->stride_w, inside.hi - inside.lo, disjoint);
                         ow = inside.hi - 1;
                         continue;
                     }
@@ -1677,7 +1796,7 @@ void SFX(fc_avg_pool2d_backward)(const T *dy, T *dx, const fc_pool2d_geometry *g
 #if FC_POOL_MULTI
                     if (multi.bwd_windows && ow >= multi.w_lo &&
                         ow + multi.bwd_windows <= multi.w_hi) {
-                        T *dxp = dxn + (s0 * W + ow * g->stride_w - g->pad_left) * C;
+                        T *dxp = rows + (ow * g->stride_w - g->pad_left) * C;
                         SFX(avg_backward_windows_multi)(dy_px, dxp, W, C, s1 - s0,
                                                         (r1 - r0) * g->pool_w, &multi);
                         ow += multi.bwd_windows - 1;
@@ -1689,10 +1808,10 @@ void SFX(fc_avg_pool2d_backward)(const T *dy, T *dx, const fc_pool2d_geometry *g
                     ptrdiff_t i = 0;
 #if FC_POOL_VECTORS
                     for (; i + LANES <= C; i += LANES)
-                        SFX(avg_backward_window_v)(dy_px + i, dxn + i, W, C, s0, s1, c0, c1,
+                        SFX(avg_backward_window_v)(dy_px + i, rows + i, W, C, s0, s1, c0, c1,
                                                    (r1 - r0) * (c1 - c0), disjoint, LANES);
                     if (i < C)
-                        SFX(avg_backward_window_v)(dy_px + i, dxn + i, W, C, s0, s1, c0, c1,
+                        SFX(avg_backward_window_v)(dy_px + i, rows + i, W, C, s0, s1, c0, c1,
                                                    (r1 - r0) * (c1 - c0), disjoint, C - i);
                     i = C;
 #endif
@@ -1702,7 +1821,7 @@ void SFX(fc_avg_pool2d_backward)(const T *dy, T *dx, const fc_pool2d_geometry *g
                         for (ptrdiff_t i = 0; i < nc; i++) share[i] = dy_px[cb + i] / count;
                         for (ptrdiff_t r = s0; r < s1; r++)
                             for (ptrdiff_t col = c0; col < c1; col++) {
-                                T *d = dxn + (r * W + col) * C + cb;
+                                T *d = rows + ((r - s0) * W + col) * C + cb;
                                 if (disjoint)
                                     SFX(fc_copy)(d, share, nc);
                                 else
@@ -1711,8 +1830,9 @@ void SFX(fc_avg_pool2d_backward)(const T *dy, T *dx, const fc_pool2d_geometry *g
                     }
                 }
             }
-            SFX(fc_zero_rows)(dxn, g, ready, b1);
+            SFX(fc_band_end)(&out, g);
         }
+        SFX(fc_band_out_release)(&out); /* (fences its streamed rows) */
         if (disjoint == FC_POOL_STREAM) fc_store_fence(); /* (dx is read after the region) */
         FC_FTZ_END();
     }
