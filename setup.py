@@ -74,7 +74,10 @@ def _openmp_flags(compiler_type):
 
 
 def _compiles_with_openmp(compiler, flags):
-    """Try to compile and link a tiny OpenMP program with the build's compiler."""
+    """Try to compile a tiny OpenMP program with the build's compiler and link it the way the
+    extensions are linked: as a shared object, by the linker command that carries LDFLAGS (an
+    executable is linked by the bare compiler without them, so a build with sanitizer CFLAGS
+    and LDFLAGS failed this check and lost OpenMP)."""
     code = textwrap.dedent(
         """
         #include <omp.h>
@@ -92,7 +95,11 @@ def _compiles_with_openmp(compiler, flags):
         with open(src, "w") as f:
             f.write(code)
         objs = compiler.compile([src], output_dir=tmp, extra_postargs=flags[0])
-        compiler.link_executable(objs, "check_openmp", output_dir=tmp, extra_postargs=flags[1])
+        if compiler.compiler_type == "msvc":  # (no LDFLAGS there; as it always was)
+            compiler.link_executable(objs, "check_openmp", output_dir=tmp, extra_postargs=flags[1])
+        else:
+            compiler.link_shared_object(objs, os.path.join(tmp, "check_openmp.so"),
+                                        extra_postargs=flags[1])
         return True
     except Exception:  # any compile or link failure means: no OpenMP
         return False

@@ -5,7 +5,7 @@
 #
 # Usage: tools/sanitize.sh [pytest arguments...]
 #   default tests: the kernel suites (tests/test_ops_*.py tests/test_elementwise.py
-#   tests/test_reference.py) plus the
+#   tests/test_reference.py), the thread tests (tests/test_threads.py: 2 OpenMP threads) and the
 #   fuzzers (tests/test_fuzz.py tests/test_invalid_inputs.py), once per instruction-set path
 #   in $FASTCONV_SANITIZE_ISAS (default "avx512 avx2 generic"; paths the CPU lacks are skipped).
 #   The build's generic path is the portable C (FASTCONV_PORTABLE_GENERIC=1: the kernels
@@ -54,6 +54,12 @@ CC=gcc CFLAGS="$san" LDFLAGS="-fsanitize=address,undefined" \
     FASTCONV_PORTABLE_GENERIC=1 \
     "$python" setup.py build_ext --inplace --build-temp "$work/build" > "$work/logs/build.log" 2>&1 \
     || { tail -50 "$work/logs/build.log"; echo "sanitize.sh: build failed" >&2; exit 2; }
+# The threads are part of what is checked (the shared loops, the per-thread buffers): a build
+# that lost OpenMP (setup.py's check failing under these flags) would test one thread only.
+if [[ "${FASTCONV_NO_OPENMP:-0}" =~ ^0?$ ]] && ! grep -q "^openmp = True" fastconv/_core/_build_info.py; then
+    echo "sanitize.sh: the sanitized build has no OpenMP (see $work/logs/build.log)" >&2
+    exit 2
+fi
 fi
 built=$(date +%s)
 
@@ -71,7 +77,8 @@ export PYTHONFAULTHANDLER=1
 if [ "$#" -gt 0 ]; then
     tests=("$@")
 else
-    tests=(tests/test_ops_*.py tests/test_elementwise.py tests/test_reference.py tests/test_fuzz.py tests/test_invalid_inputs.py)
+    tests=(tests/test_ops_*.py tests/test_elementwise.py tests/test_reference.py tests/test_threads.py
+           tests/test_fuzz.py tests/test_invalid_inputs.py)
 fi
 
 status=0
