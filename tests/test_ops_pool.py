@@ -435,6 +435,9 @@ STREAM_CASES = [
     ((16, 11, 6, 16), (5, 3), 2, "same"),  # windows reaching two output rows up
     ((16, 11, 7, 32), (2, 3), (3, 2), "valid"),  # overlapping columns, rows in no window
     ((2, 9, 7, 20), 3, 2, "valid"),      # overlapping, rows not whole lines (float32)
+    ((4, 33, 5, 16), 3, 2, "valid"),     # bands of 4 output rows from mid-image: slides there
+    ((2, 9, 8, 32), (2, 3), 2, "valid"),  # rows of windows meet, columns overlap
+    ((1, 9, 9, 16), 5, 1, "same"),       # batch 1, 5x5/1 padded: empty bands at the top
 ]
 
 
@@ -468,6 +471,44 @@ def test_streamed_dx_holds_the_stored_values(shape, pool, strides, padding, dtyp
                                **_tol(dtype))
 
 
+def _argmax_problem(shape, pool, strides, dtype, seed):
+    """x, the kernels' geometry arguments, dy and the argmax of a "valid" pooling."""
+    rng = np.random.default_rng(seed)
+    x = _random(shape, dtype, rng)
+    args = _core_args(shape, pool, strides, "valid")
+    out_shape = _out_shape(shape, pool, strides, "valid")
+    dy = _random(out_shape, dtype, rng)
+    y, argmax = np.empty(out_shape, dtype), np.empty(out_shape, np.uint8)
+    core.max_pool2d_forward_argmax(x, y, argmax, *args, 1)
+    return x, args, dy, argmax
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("pool,strides", [(3, 2), (3, 1), (2, None)])
+def test_streamed_dx_is_the_same_on_any_thread_count(pool, strides, dtype):
+    """Each thread stages (or streams) its own bands: large enough for 3 threads, every
+    backward streamed (threshold 0) gives the stored bits on 1, 2 and 3 threads."""
+    shape = (8, 33, 17, 32)
+    x, args, dy, argmax = _argmax_problem(shape, pool, strides, dtype, 33)
+
+    def backwards(threads):
+        dxs = [cpu.empty_aligned(shape, dtype) for _ in range(3)]
+        for dx in dxs:
+            dx[...] = np.nan
+        core.max_pool2d_backward_argmax(dy, argmax, dxs[0], *args, threads)
+        core.max_pool2d_backward(dy, x, dxs[1], *args, threads)
+        core.avg_pool2d_backward(dy, dxs[2], *args, threads)
+        return [dx.tobytes() for dx in dxs]
+    stored = backwards(1)
+    previous = core._set_stream_min_bytes(0)
+    try:
+        streamed = {threads: backwards(threads) for threads in (1, 2, 3)}
+    finally:
+        core._set_stream_min_bytes(previous)
+    for threads, got in streamed.items():
+        assert got == stored, threads
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("offset", [0, 8, 16, 32, 40])  # bytes past a 64-byte line
 @pytest.mark.parametrize("channels", [32, 24])  # pixels whole 64-byte lines apart, or not
@@ -477,13 +518,7 @@ def test_streamed_dx_at_any_alignment(pool, strides, offset, channels, dtype):
     that starts anywhere (a caller's view) is streamed where its pixels are whole lines from a
     line and stored otherwise; every element is written."""
     shape = (2, 7, 6, channels)
-    rng = np.random.default_rng(32)
-    x = _random(shape, dtype, rng)
-    args = _core_args(shape, pool, strides, "valid")
-    out_shape = _out_shape(shape, pool, strides, "valid")
-    dy = _random(out_shape, dtype, rng)
-    y, argmax = np.empty(out_shape, dtype), np.empty(out_shape, np.uint8)
-    core.max_pool2d_forward_argmax(x, y, argmax, *args, 2)
+    x, args, dy, argmax = _argmax_problem(shape, pool, strides, dtype, 32)
     size, shift = x.size, offset // np.dtype(dtype).itemsize
 
     def view():
@@ -597,6 +632,33 @@ def test_property_pooling_matches_reference(problem):
     np.testing.assert_array_equal(argmax, ref.max_pool2d_forward_with_argmax(x, pool, strides, padding)[1])
     np.testing.assert_allclose(ops.max_pool2d_backward_from_argmax(dy, argmax, shape, pool, strides, padding),
                                ref.max_pool2d_backward(dy, x, pool, strides, padding), **tol)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(pool_problems(), st.sampled_from([1, 2]))
+def test_property_streamed_backwards_hold_the_stored_bits(problem, lines):
+    """Any geometry, channels of `lines` whole 64-byte lines: every backward with the stream
+    threshold at 0 (disjoint windows streamed, overlapping ones staged) gives the bits of the
+    stored one."""
+    shape, pool, strides, padding, dtype, ties, seed = problem
+    shape = shape[:3] + (lines * 64 // np.dtype(dtype).itemsize,)
+    rng = np.random.default_rng(seed)
+    x = _small_ints(shape, dtype, rng) if ties else _random(shape, dtype, rng)
+    dy = _random(_out_shape(shape, pool, strides, padding), dtype, rng)
+    _, argmax = ops.max_pool2d_forward_with_argmax(x, pool, strides, padding)
+
+    def backwards():
+        return [ops.max_pool2d_backward(dy, x, pool, strides, padding).tobytes(),
+                ops.avg_pool2d_backward(dy, shape, pool, strides, padding).tobytes(),
+                ops.max_pool2d_backward_from_argmax(dy, argmax, shape, pool, strides, padding).tobytes()]
+    stored = backwards()
+    previous = core._set_stream_min_bytes(0)
+    try:
+        streamed = backwards()
+    finally:
+        core._set_stream_min_bytes(previous)
+    assert streamed == stored
 
 
 # ---- bad arguments ---------------------------------------------------------------------------------

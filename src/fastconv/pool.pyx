@@ -88,7 +88,7 @@ _check_dispatch()
 def _set_stream_min_bytes(nbytes=None):
     """Pooling backwards write a dx of at least `nbytes` bytes (None: the default, 16 MiB)
     with non-temporal stores where each pixel's channels are whole 64-byte lines: with
-    AVX-512 those of windows that do not overlap, on every ISA those of overlapping windows
+    AVX-512 those of windows that do not overlap, on every x86 ISA those of overlapping windows
     (staged a few rows at a time; the same values; see pool2d.h). For tests (0: every such
     dx) and benchmarks; returns the previous threshold."""
     return fc_pool2d_set_stream_min_bytes(FC_STREAM_MIN_BYTES if nbytes is None else nbytes)

@@ -65,6 +65,14 @@ static inline int fc_streams_whole_lines(const void *out, ptrdiff_t row_bytes, p
     return (uintptr_t)out % 64 == 0 && row_bytes % 64 == 0 && bytes >= min_bytes;
 }
 
+/* Whether fc_stream_vector has a non-temporal store (x86 with SSE2; MSVC x64 does not define
+ * __SSE2__). Elsewhere it is a plain store, and a kernel gains nothing by staging for it. */
+#if defined(__SSE2__) || defined(_M_X64)
+#define FC_STREAM_STORES 1
+#else
+#define FC_STREAM_STORES 0
+#endif
+
 /* A non-temporal store of the `bytes`-byte vector at v (16, 32 or 64: a constant at every call,
  * so this folds to one instruction) to p, aligned to `bytes`; a plain store where the compiler
  * flags give no such instruction. The bits are stored as they are (an integer store). */
@@ -86,7 +94,7 @@ static inline void fc_stream_vector(void *p, const void *v, size_t bytes)
         return;
     }
 #endif
-#if defined(__SSE2__)
+#if defined(__SSE2__) || defined(_M_X64)
     if (bytes == 16) {
         __m128i t;
         memcpy(&t, v, 16);

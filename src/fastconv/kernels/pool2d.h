@@ -30,9 +30,10 @@
 /* The backwards write a dx of at least this many bytes (FC_STREAM_MIN_BYTES by default) with
  * non-temporal stores where every pixel's channels are whole 64-byte lines from a line (the
  * same values): with AVX-512 those of windows that do not overlap (2x2/2: max from the
- * argmax, average), on every ISA those of overlapping windows (3x3/2), which accumulate a few
- * rows at a time in a per-thread stage and stream the finished rows. Sets the threshold (0: every such dx; for tests and benchmarks) and returns
- * the previous one; set it only while no pooling runs. */
+ * argmax, average), on every x86 ISA those of overlapping windows (3x3/2), which accumulate a
+ * few rows at a time in a per-thread stage and stream the finished rows. Sets the threshold
+ * (0: every such dx; for tests and benchmarks) and returns the previous one; set it only
+ * while no pooling runs. */
 ptrdiff_t fc_pool2d_set_stream_min_bytes(ptrdiff_t bytes);
 extern ptrdiff_t fc_pool_stream_min_bytes; /* (read by the kernels) */
 

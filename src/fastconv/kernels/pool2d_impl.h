@@ -627,12 +627,12 @@ typedef struct {
 
 /* The stage rows for dx of this geometry (0: none): overlapping windows, dx streamable (whole
  * lines from a line, at least the threshold, as fc_pool_streams) and two windows' rows within
- * FC_POOL_STAGE_MAX_BYTES. Any ISA: the rows are copied out with the widest stream store. */
+ * FC_POOL_STAGE_MAX_BYTES. Any x86 ISA: the rows are copied out with the widest stream store. */
 #define FC_POOL_STAGE_MAX_BYTES ((ptrdiff_t)512 << 10)
 static inline ptrdiff_t SFX(fc_stage_rows)(const T *dx, const fc_pool2d_geometry *g, int disjoint)
 {
     const ptrdiff_t rows = 2 * g->pool_h, row_bytes = g->w * g->c * (ptrdiff_t)sizeof(T);
-    if (disjoint || rows * row_bytes > FC_POOL_STAGE_MAX_BYTES) return 0;
+    if (!FC_STREAM_STORES || disjoint || rows * row_bytes > FC_POOL_STAGE_MAX_BYTES) return 0;
     return fc_streams_whole_lines(dx, g->c * (ptrdiff_t)sizeof(T), g->n * g->h * row_bytes,
                                   fc_pool_stream_min_bytes)
                ? rows
@@ -787,8 +787,9 @@ FC_POOL_BODY void SFX(max_backward_rc)(const T *p, T *dp, const T *dyc, ptrdiff_
             else
                 SFX(vst_n)(d, SFX(vld_n)(d, nl) + SFX(vkeep)(hit, grad), nl);
         }
-        /* (dp steps row by row: GCC 12 -fwrapv ICEs on dp + (r - skip) * rs at SSE2, f64) */
-        if (r >= skip) dp += rs;
+        /* (dp steps row by row, never past the last walked row: GCC 12 with -fwrapv ICEs on
+         * dp + (r - skip) * rs in the SSE2 float64 unit) */
+        if (r >= skip && r + 1 < walk) dp += rs;
     }
 }
 
@@ -1442,10 +1443,12 @@ static void SFX(max_backward_bands)(const T *dy, const T *x, const unsigned char
                         for (ptrdiff_t r = r0; r < s1; r++) {
                             for (ptrdiff_t col = c0; col < c1; col++) {
                                 const ptrdiff_t off = (r * W + col) * C + cb;
-                                T *d = rows + ((r - s0) * W + col) * C + cb; /* (r >= s0) */
-                                if (r < s0)
+                                if (r < s0) {
                                     SFX(fc_first_max_skip)(xn + off, target, nc);
-                                else if (disjoint)
+                                    continue;
+                                }
+                                T *d = rows + ((r - s0) * W + col) * C + cb;
+                                if (disjoint)
                                     SFX(fc_first_max_assign)(d, xn + off, target, dy_px + cb, nc);
                                 else
                                     SFX(fc_first_max_scatter)(d, xn + off, target, dy_px + cb, nc);
