@@ -258,17 +258,37 @@ static void FC_FN(framed_fill)(const fc_conv2d_params *p, const FC_T *x, FC_T *x
     }
 }
 
-/* The shared run tables of tiles within one output row, for 1..mr rows: table rows - 1 at
- * shapes + (rows - 1) * KH * mr holds, for kernel row i and tile row r, xf plus the offset of
- * that run from the tile's first pixel (rows past `rows` repeat the last). A tile passes its
- * first pixel's framed_offset as the indirect kernel's a_offset. */
+/* The shared run tables (KH * mr pointers each: for kernel row i and tile row r, xf plus the
+ * offset of that run from the tile's first pixel; a tile passes its first pixel's
+ * framed_offset as the indirect kernel's a_offset):
+ *   table rows - 1 (1 <= rows <= mr): tiles of `rows` pixels within one output row (rows past
+ *     `rows` repeat the last);
+ *   table mr + a - 1 (1 <= a < mr): whole tiles whose first `a` pixels end an output row and
+ *     the others start the next row of the same image;
+ *   table 2 * mr - 1 + a - 1: the same where the next row is the next image's first.
+ * Whole tiles straddling a row (most of them when mr does not divide OW: mnist's 28-pixel rows
+ * in 12-pixel tiles) then need no table of their own. */
+#define FC_FRAMED_TABLES(mr) (3 * (ptrdiff_t)(mr) - 2)
 static void FC_FN(framed_shapes)(const fc_conv2d_params *p, const FC_T *xf, int mr, const FC_T **shapes)
 {
-    const ptrdiff_t kh = p->kh, step = p->stride_w * p->c, row_step = p->dil_h * padded_row_width(p) * p->c;
-    for (ptrdiff_t rows = 1; rows <= mr; rows++)
+    const ptrdiff_t kh = p->kh, step = p->stride_w * p->c, pw = padded_row_width(p) * p->c;
+    const ptrdiff_t row_step = p->dil_h * pw;
+    /* From a row's pixel OW - a to pixel 0 of the next row: a positive offset, as the padded
+     * row holds (OW - 1) * stride_w + KW >= the skipped pixels' span. */
+    const ptrdiff_t next_row = p->stride_h * pw - p->out_w * step;
+    const ptrdiff_t next_image = (framed_rows(p) - (p->out_h - 1) * p->stride_h) * pw - p->out_w * step;
+    for (ptrdiff_t t = 0; t < FC_FRAMED_TABLES(mr); t++)
         for (ptrdiff_t i = 0; i < kh; i++)
-            for (ptrdiff_t r = 0; r < mr; r++)
-                shapes[((rows - 1) * kh + i) * mr + r] = xf + i * row_step + min_pd(r, rows - 1) * step;
+            for (ptrdiff_t r = 0; r < mr; r++) {
+                ptrdiff_t off = 0; /* (a table no tile takes: no next row / image to reach) */
+                if (t < mr) {
+                    off = min_pd(r, t) * step;
+                } else if (t < 2 * mr - 1 ? p->out_h > 1 : p->n > 1) {
+                    const ptrdiff_t a = t < 2 * mr - 1 ? t - mr + 1 : t - 2 * mr + 2;
+                    off = r * step + (r < a ? 0 : t < 2 * mr - 1 ? next_row : next_image);
+                }
+                shapes[(t * kh + i) * mr + r] = xf + i * row_step + off;
+            }
 }
 
 /* How the indirect kernel reads a tile of a framed image: through `tab` (KH * mr pointers)
@@ -280,8 +300,9 @@ typedef struct {
 } FC_FN(framed_tile);
 
 /* The tiles of output pixels [m0, m0 + mb) (tile t: pixels from m0 + t * mr). A tile within
- * one output row (most of them) takes a shared shape; one that spans two rows gets its own
- * table in own + t * KH * mr (offset 0). */
+ * one output row, or a whole one across the end of a row, takes a shared table; any other
+ * (a partial tile across rows, or one spanning three rows) gets its own in own + t * KH * mr
+ * (offset 0). */
 static void FC_FN(framed_tiles)(const fc_conv2d_params *p, const FC_T *xf, const FC_T *const *shapes,
                                 ptrdiff_t m0, ptrdiff_t mb, int mr, const FC_T **own,
                                 FC_FN(framed_tile) *tiles)
@@ -293,10 +314,18 @@ static void FC_FN(framed_tiles)(const fc_conv2d_params *p, const FC_T *xf, const
     pixel_at(p, m0, &n, &oh, &ow);
     for (ptrdiff_t t = 0; t < count; t++) {
         const ptrdiff_t rows = min_pd(mr, mb - t * mr);
-        if (ow + rows <= p->out_w) {
-            tiles[t].tab = shapes + (rows - 1) * kh * mr;
+        const ptrdiff_t a = p->out_w - ow; /* pixels left in this output row */
+        if (rows <= a || (rows == mr && rows - a <= p->out_w)) {
+            const ptrdiff_t table = rows <= a ? rows - 1
+                                    : (oh + 1 < p->out_h ? mr : 2 * mr - 1) + a - 1;
+            tiles[t].tab = shapes + table * kh * mr;
             tiles[t].off = framed_offset(p, n, oh, ow);
-            ow += rows - 1; /* to the tile's last pixel, then on to the next one */
+            if (rows <= a) {
+                ow += rows - 1; /* to the tile's last pixel, then on to the next one */
+            } else { /* into the next row (or image), to the tile's last pixel */
+                ow = rows - a - 1;
+                if (++oh == p->out_h) { oh = 0; ++n; }
+            }
             next_pixel(p, &n, &oh, &ow);
             continue;
         }
@@ -552,7 +581,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     if (row_ind) { /* framed images; shared run tables; per thread, tables of its tiles */
         const size_t framed = (size_t)(p->n * framed_rows(p) * padded_row_width(p) * p->c);
         failed |= (xframed = (FC_T *)fc_alloc(framed * sizeof(FC_T))) == NULL;
-        failed |= (shapes = (const FC_T **)fc_alloc((size_t)(mr * p->kh * mr) * sizeof(FC_T *))) == NULL;
+        failed |= (shapes = (const FC_T **)fc_alloc((size_t)(FC_FRAMED_TABLES(mr) * p->kh * mr) * sizeof(FC_T *))) == NULL;
         failed |= (ind = (const FC_T **)fc_alloc((size_t)(num_threads * mb_max * p->kh) * sizeof(FC_T *))) == NULL;
         failed |= (ftiles = (FC_FN(framed_tile) *)fc_alloc((size_t)(num_threads * tiles_max) * sizeof(*ftiles))) == NULL;
     } else if (patch_rows) {
