@@ -94,7 +94,7 @@ static inline void fc_stream_vector(void *p, const void *v, size_t bytes)
         return;
     }
 #endif
-#if defined(__SSE2__) || defined(_M_X64)
+#if FC_STREAM_STORES
     if (bytes == 16) {
         __m128i t;
         memcpy(&t, v, 16);

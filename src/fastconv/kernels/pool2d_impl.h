@@ -206,6 +206,15 @@ static inline fc_span fc_row_columns(const fc_pool2d_geometry *g, int usable)
 
 #else /* FC_POOL2D_TEMPLATE: the body below is compiled once per element type T. */
 
+/* Whether dx may be written with non-temporal stores: each pixel's channels whole 64-byte
+ * lines from a line, the whole of dx at least the threshold (fc_streams_whole_lines). */
+static inline int SFX(fc_dx_streamable)(const T *dx, const fc_pool2d_geometry *g)
+{
+    return fc_streams_whole_lines(dx, g->c * (ptrdiff_t)sizeof(T),
+                                  g->n * g->h * g->w * g->c * (ptrdiff_t)sizeof(T),
+                                  fc_pool_stream_min_bytes);
+}
+
 /* Whether a backward of disjoint windows writes dx with non-temporal stores (FC_POOL_STREAM,
  * see pool2d.h): AVX-512, whose whole vectors are 64-byte lines, and each pixel's channels
  * whole lines from a line, at least the threshold (fc_streams_whole_lines): every line is then
@@ -216,9 +225,7 @@ static inline fc_span fc_row_columns(const fc_pool2d_geometry *g, int usable)
 static inline int SFX(fc_pool_streams)(const T *dx, const fc_pool2d_geometry *g)
 {
 #if FC_POOL_VECTORS && FC_POOL_VBYTES == 64 && defined(__AVX512F__)
-    return fc_streams_whole_lines(dx, g->c * (ptrdiff_t)sizeof(T),
-                                  g->n * g->h * g->w * g->c * (ptrdiff_t)sizeof(T),
-                                  fc_pool_stream_min_bytes);
+    return SFX(fc_dx_streamable)(dx, g);
 #else
     (void)dx;
     (void)g;
@@ -625,18 +632,15 @@ typedef struct {
     ptrdiff_t done;  /* staged: dx rows up to here are written to dx */
 } SFX(fc_band_out);
 
-/* The stage rows for dx of this geometry (0: none): overlapping windows, dx streamable (whole
- * lines from a line, at least the threshold, as fc_pool_streams) and two windows' rows within
- * FC_POOL_STAGE_MAX_BYTES. Any x86 ISA: the rows are copied out with the widest stream store. */
+/* The stage rows for dx of this geometry (0: none): overlapping windows, dx streamable
+ * (fc_dx_streamable) and two windows' rows within FC_POOL_STAGE_MAX_BYTES. Any x86 ISA: the
+ * rows are copied out with the widest stream store. */
 #define FC_POOL_STAGE_MAX_BYTES ((ptrdiff_t)512 << 10)
 static inline ptrdiff_t SFX(fc_stage_rows)(const T *dx, const fc_pool2d_geometry *g, int disjoint)
 {
     const ptrdiff_t rows = 2 * g->pool_h, row_bytes = g->w * g->c * (ptrdiff_t)sizeof(T);
     if (!FC_STREAM_STORES || disjoint || rows * row_bytes > FC_POOL_STAGE_MAX_BYTES) return 0;
-    return fc_streams_whole_lines(dx, g->c * (ptrdiff_t)sizeof(T), g->n * g->h * row_bytes,
-                                  fc_pool_stream_min_bytes)
-               ? rows
-               : 0;
+    return SFX(fc_dx_streamable)(dx, g) ? rows : 0;
 }
 
 /* The thread's band output: a stage of `rows` rows (none if 0 or out of memory). */
