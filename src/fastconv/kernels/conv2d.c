@@ -164,6 +164,15 @@ static ptrdiff_t framed_offset(const fc_conv2d_params *p, ptrdiff_t n, ptrdiff_t
     return ((n * framed_rows(p) + oh * p->stride_h) * padded_row_width(p) + ow * p->stride_w) * p->c;
 }
 
+/* The shared run tables of framed tiles (framed_shapes in conv2d_impl.h), and the one a tile
+ * of `rows` pixels takes, `a` of them left in its output row (the rest in the next row, or in
+ * the next image's first row if next_image). */
+#define FC_FRAMED_TABLES(mr) (3 * (ptrdiff_t)(mr) - 2)
+static ptrdiff_t framed_table(int mr, ptrdiff_t rows, ptrdiff_t a, int next_image)
+{
+    return rows <= a ? rows - 1 : (next_image ? 2 * (ptrdiff_t)mr - 1 : mr) + a - 1;
+}
+
 /* The offset from a tile of mr pixels of an output row to the next one in that row. */
 static ptrdiff_t framed_tile_step(const fc_conv2d_params *p, ptrdiff_t mr)
 {

@@ -268,27 +268,35 @@ static void FC_FN(framed_fill)(const fc_conv2d_params *p, const FC_T *x, FC_T *x
  *   table 2 * mr - 1 + a - 1: the same where the next row is the next image's first.
  * Whole tiles straddling a row (most of them when mr does not divide OW: mnist's 28-pixel rows
  * in 12-pixel tiles) then need no table of their own. */
-#define FC_FRAMED_TABLES(mr) (3 * (ptrdiff_t)(mr) - 2)
+/* Fills table t: tile row r's runs at min(r, rows - 1) pixels from the first, plus `jump` for
+ * the rows from `a` on (those in the next row or image). */
+static void FC_FN(framed_fill_table)(const fc_conv2d_params *p, const FC_T *xf, int mr,
+                                     const FC_T **shapes, ptrdiff_t t, ptrdiff_t rows,
+                                     ptrdiff_t a, ptrdiff_t jump)
+{
+    const ptrdiff_t kh = p->kh, step = p->stride_w * p->c;
+    const ptrdiff_t row_step = p->dil_h * padded_row_width(p) * p->c;
+    for (ptrdiff_t i = 0; i < kh; i++)
+        for (ptrdiff_t r = 0; r < mr; r++)
+            shapes[(t * kh + i) * mr + r] =
+                xf + i * row_step + min_pd(r, rows - 1) * step + (r < a ? 0 : jump);
+}
+
 static void FC_FN(framed_shapes)(const fc_conv2d_params *p, const FC_T *xf, int mr, const FC_T **shapes)
 {
-    const ptrdiff_t kh = p->kh, step = p->stride_w * p->c, pw = padded_row_width(p) * p->c;
-    const ptrdiff_t row_step = p->dil_h * pw;
-    /* From a row's pixel OW - a to pixel 0 of the next row: a positive offset, as the padded
-     * row holds (OW - 1) * stride_w + KW >= the skipped pixels' span. */
-    const ptrdiff_t next_row = p->stride_h * pw - p->out_w * step;
-    const ptrdiff_t next_image = (framed_rows(p) - (p->out_h - 1) * p->stride_h) * pw - p->out_w * step;
-    for (ptrdiff_t t = 0; t < FC_FRAMED_TABLES(mr); t++)
-        for (ptrdiff_t i = 0; i < kh; i++)
-            for (ptrdiff_t r = 0; r < mr; r++) {
-                ptrdiff_t off = 0; /* (a table no tile takes: no next row / image to reach) */
-                if (t < mr) {
-                    off = min_pd(r, t) * step;
-                } else if (t < 2 * mr - 1 ? p->out_h > 1 : p->n > 1) {
-                    const ptrdiff_t a = t < 2 * mr - 1 ? t - mr + 1 : t - 2 * mr + 2;
-                    off = r * step + (r < a ? 0 : t < 2 * mr - 1 ? next_row : next_image);
-                }
-                shapes[(t * kh + i) * mr + r] = xf + i * row_step + off;
-            }
+    const ptrdiff_t step = p->stride_w * p->c, pw = padded_row_width(p) * p->c;
+    /* From a row's pixel OW - a to pixel 0 of the next row (image), less the a pixels' steps:
+     * positive, as the padded row holds (OW - 1) * stride_w + KW >= the skipped pixels' span.
+     * A table no tile can take (one output row, one image) jumps nowhere: in-range pointers. */
+    const ptrdiff_t next_row = p->out_h > 1 ? p->stride_h * pw - p->out_w * step : 0;
+    const ptrdiff_t next_image =
+        p->n > 1 ? (framed_rows(p) - (p->out_h - 1) * p->stride_h) * pw - p->out_w * step : 0;
+    for (ptrdiff_t rows = 1; rows <= mr; rows++)
+        FC_FN(framed_fill_table)(p, xf, mr, shapes, framed_table(mr, rows, mr, 0), rows, mr, 0);
+    for (ptrdiff_t a = 1; a < mr; a++) {
+        FC_FN(framed_fill_table)(p, xf, mr, shapes, framed_table(mr, mr, a, 0), mr, a, next_row);
+        FC_FN(framed_fill_table)(p, xf, mr, shapes, framed_table(mr, mr, a, 1), mr, a, next_image);
+    }
 }
 
 /* How the indirect kernel reads a tile of a framed image: through `tab` (KH * mr pointers)
@@ -316,9 +324,7 @@ static void FC_FN(framed_tiles)(const fc_conv2d_params *p, const FC_T *xf, const
         const ptrdiff_t rows = min_pd(mr, mb - t * mr);
         const ptrdiff_t a = p->out_w - ow; /* pixels left in this output row */
         if (rows <= a || (rows == mr && rows - a <= p->out_w)) {
-            const ptrdiff_t table = rows <= a ? rows - 1
-                                    : (oh + 1 < p->out_h ? mr : 2 * mr - 1) + a - 1;
-            tiles[t].tab = shapes + table * kh * mr;
+            tiles[t].tab = shapes + framed_table(mr, rows, a, oh + 1 == p->out_h) * kh * mr;
             tiles[t].off = framed_offset(p, n, oh, ow);
             if (rows <= a) {
                 ow += rows - 1; /* to the tile's last pixel, then on to the next one */
