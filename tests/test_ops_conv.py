@@ -446,6 +446,11 @@ FLAT_CASES = [
     ((2, 9, 9, 4), (3, 3, 4, 3), 1, ((2, 1), (0, 3)), 1, 1),   # asymmetric padding
     ((1, 12, 14, 8), (2, 3, 8, 1), 1, ((0, 2), (3, 1)), (1, 2), 1),  # one filter, width dilation
     ((2, 130, 150, 3), (3, 3, 3, 7), 1, "same", 1, 1),         # several bands per image
+    # wide rows of 32 pixels (whole blocks of the kernel that computes two output rows at once)
+    ((2, 13, 32, 2), (3, 3, 2, 5), 1, "valid", 1, 1),          # rows in pairs + an odd one
+    ((1, 16, 32, 1), (1, 3, 1, 7), 2, "valid", 1, 1),          # one kernel row, stride 2
+    ((2, 11, 30, 1), (3, 3, 1, 7), 1, "same", 1, 1),           # 16 values expand to 7 vectors + a tail
+    ((1, 9, 24, 1), (3, 1, 1, 8), 1, "same", 1, 1),            # 8 filters: one-vector pattern
     # One input channel, stride 1, whole vectors of filters: the one-channel weight gradient
     # (runs of up to three taps of a kernel row times the filters, sums kept in registers over
     # an output row), under the same switch ("flat" off: the GEMM path).

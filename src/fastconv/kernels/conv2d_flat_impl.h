@@ -109,6 +109,19 @@ static fc_conv2d_params adjoint_params(const fc_conv2d_params *p)
     return adj;
 }
 
+/* Whether kernel row i + 1's taps read the wide row below kernel row i's: in flat_tap_rows,
+ * the same row phase of (i * dh - pad_top) / sh and the next wide row. */
+static int flat_rows_stacked(const fc_conv2d_params *p)
+{
+    const ptrdiff_t sh = p->stride_h;
+    for (ptrdiff_t i = 0; i + 1 < p->kh; i++) {
+        const ptrdiff_t a = i * p->dil_h - p->pad_top, b = a + p->dil_h;
+        if (b - floor_div(b, sh) * sh != a - floor_div(a, sh) * sh || floor_div(b, sh) != floor_div(a, sh) + 1)
+            return 0;
+    }
+    return 1;
+}
+
 #endif /* FC_FLAT_SHARED */
 
 static int FC_FN(flat_plan_for)(const fc_kernel_table *kt, const fc_conv2d_params *p, flat_geom *g)
@@ -176,6 +189,9 @@ static int FC_FN(flat_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p
 {
     const ptrdiff_t F = p->f, taps = g->taps, pv = g->pv, row_len = p->out_w * F;
     const ptrdiff_t bands = ceil_div(p->out_h, g->band), units = p->n * bands;
+    /* kernel rows one wide row apart: the kernel may compute two output rows at once */
+    const ptrdiff_t row_taps = p->kw * p->c;
+    const int stacked = flat_rows_stacked(p);
     const ptrdiff_t buf_values = flat_band_values(p, g, g->band) + g->band * g->ld + g->slack;
     if (num_threads > units) num_threads = (int)units;
     FC_T *wpat = (FC_T *)fc_alloc((size_t)(taps * pv + pv) * sizeof(FC_T));
@@ -211,7 +227,7 @@ static int FC_FN(flat_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p
             FC_FN(flat_expand_band)(kt, p, g, x, n, oh0, oh0 + rows, buf);
             FC_FN(flat_tap_rows)(p, g, buf, rows, src);
             FC_KT(kt, flat_conv)(taps, src, wpat, (int)g->period, bias != NULL ? bpat : NULL, wide,
-                                 rows * g->ld);
+                                 rows * g->ld, row_taps, stacked ? g->ld : 0);
             for (ptrdiff_t r = 0; r < rows; r++) {
                 FC_T *out = y + (n * p->out_h + oh0 + r) * row_len;
                 memcpy(out, wide + r * g->ld, (size_t)row_len * sizeof(FC_T));

@@ -52,16 +52,16 @@
                 ? 1                                                                           \
                 : FC_FL_MIN(24 / (P), (FC_FLAT_REGS - (SPARE) - (P)) / (P))))
 
-/* out[e] = bpat[e mod PV] + sum_t src[t][e] * wpat[t * PV + e mod PV] for e < len (PV = P *
- * FC_VLEN), blocks of A vectors; a partial last block stores only its first len values but
- * reads whole blocks (the sources carry slack). */
+/* out[e] = bpat[e mod PV] + sum_t src[t][e] * wpat[t * PV + e mod PV] for begin <= e < len
+ * (PV = P * FC_VLEN), blocks of A vectors; a partial last block stores only its first len
+ * values but reads whole blocks (the sources carry slack). */
 FC_FL_INLINE void FC_FL_NAME(flat_conv_p)(ptrdiff_t taps, const FC_T *const *src,
                                           const FC_T *wpat, const FC_T *bpat, FC_T *out,
-                                          ptrdiff_t len, const int P)
+                                          ptrdiff_t begin, ptrdiff_t len, const int P)
 {
     enum { VL = FC_VLEN };
     const int A = FC_FL_BLOCK(P, 2);
-    for (ptrdiff_t e0 = 0; e0 < len; e0 += (ptrdiff_t)A * VL) {
+    for (ptrdiff_t e0 = begin; e0 < len; e0 += (ptrdiff_t)A * VL) {
         FC_VT acc[24];
         FC_FL_UNROLL
         for (int a = 0; a < A; a++) acc[a] = bpat != NULL ? FC_VLOAD(bpat + (a % P) * VL) : FC_VZERO();
@@ -100,10 +100,105 @@ FC_FL_INLINE void FC_FL_NAME(flat_conv_p)(ptrdiff_t taps, const FC_T *const *src
     default: CALL(8); break;                                                                  \
     }
 
-static void FC_FL_NAME(flat_conv)(ptrdiff_t taps, const FC_T *const *src, const FC_T *wpat,
-                                  int period, const FC_T *bpat, FC_T *out, ptrdiff_t len)
+#if FC_FLAT_REGS >= 32
+/* Two wide rows per block, where the kernel rows' sources are stacked one wide row apart
+ * (src[t + row_taps] == src[t] + ld: stride and dilation 1 down the height, or equal): the
+ * vector read at input row r for the taps of kernel row i serves output row r - i. A block
+ * holds A vectors of wide row 2k (set 0) and the same A of row 2k + 1 (set 1); input row r
+ * of the pair then feeds set 0 with kernel row r's taps and set 1 with row r - 1's, so each
+ * load does two multiply-adds where it did one (LeNet's 5x5: 30 loads per 50 where there
+ * were 50). Each output still adds its taps in tap order from bpat: the one-row kernel's
+ * bits. 2 x 12 accumulators, the two pattern vectors of the tap and the loaded one fit the
+ * 32 registers; a block past the row's end computes (and stores) the next row's values,
+ * which are the same. */
+#define FC_FL_PAIR_BLOCK(P) ((P) * (12 / (P)))
+
+/* Kernel row taps u < row_taps, source row_src[u] + at: set 0 with patterns w0, set 1 with
+ * w1 (SET0 / SET1 constants: the first and last input rows of a pair feed one set). */
+FC_FL_INLINE void FC_FL_NAME(flat_pair_row)(const FC_T *const *row_src, ptrdiff_t at,
+                                            ptrdiff_t row_taps, const FC_T *w0, const FC_T *w1,
+                                            FC_VT *acc0, FC_VT *acc1, const int P,
+                                            const int SET0, const int SET1)
 {
-#define FC_FL_CONV(P) FC_FL_NAME(flat_conv_p)(taps, src, wpat, bpat, out, len, P)
+    enum { VL = FC_VLEN };
+    const int A = FC_FL_PAIR_BLOCK(P);
+    for (ptrdiff_t u = 0; u < row_taps; u++, w0 += P * VL, w1 += P * VL) {
+        const FC_T *s = row_src[u] + at;
+        FC_FL_OPAQUE_PTR(s);
+        FC_FL_UNROLL
+        for (int q = 0; q < P; q++) {
+            FC_VT wv0 = SET0 ? FC_VLOAD(w0 + q * VL) : FC_VZERO();
+            FC_VT wv1 = SET1 ? FC_VLOAD(w1 + q * VL) : FC_VZERO();
+            FC_FL_OPAQUE_VEC(wv0);
+            FC_FL_OPAQUE_VEC(wv1);
+            FC_FL_UNROLL
+            for (int a = q; a < A; a += P) {
+                FC_VT v = FC_VLOAD(s + a * VL);
+                if (SET0 && SET1) FC_FL_OPAQUE_VEC(v); /* one load for both, not one each */
+                if (SET0) acc0[a] = FC_VFMA(v, wv0, acc0[a]);
+                if (SET1) acc1[a] = FC_VFMA(v, wv1, acc1[a]);
+            }
+        }
+    }
+}
+
+/* Pairs of wide rows of out (len values, rows ld apart) for kh kernel rows of row_taps taps
+ * each; returns the values done (whole pairs), 0 where the rows are too short for the blocks
+ * (the blocks of a row are whole: more than an eighth past its end would cost more than the
+ * loads save; LeNet's input gradient, rows of 36 values, ran at half speed). */
+FC_FL_INLINE ptrdiff_t FC_FL_NAME(flat_conv_pairs_p)(ptrdiff_t kh, ptrdiff_t row_taps,
+                                                     const FC_T *const *src, const FC_T *wpat,
+                                                     const FC_T *bpat, FC_T *out, ptrdiff_t len,
+                                                     ptrdiff_t ld, const int P)
+{
+    enum { VL = FC_VLEN };
+    const int A = FC_FL_PAIR_BLOCK(P);
+    const ptrdiff_t block = (ptrdiff_t)A * VL, pairs = len / ld / 2;
+    const ptrdiff_t wrow = row_taps * P * VL; /* a kernel row's patterns */
+    if ((ld + block - 1) / block * block - ld > ld / 8) return 0;
+    for (ptrdiff_t k = 0; k < pairs; k++)
+        for (ptrdiff_t e0 = 2 * k * ld; e0 < (2 * k + 1) * ld; e0 += (ptrdiff_t)A * VL) {
+            FC_VT acc0[12], acc1[12];
+            FC_FL_UNROLL
+            for (int a = 0; a < A; a++)
+                acc0[a] = acc1[a] = bpat != NULL ? FC_VLOAD(bpat + (a % P) * VL) : FC_VZERO();
+            FC_FL_NAME(flat_pair_row)(src, e0, row_taps, wpat, wpat, acc0, acc1, P, 1, 0);
+            for (ptrdiff_t r = 1; r < kh; r++)
+                FC_FL_NAME(flat_pair_row)(src + r * row_taps, e0, row_taps, wpat + r * wrow,
+                                          wpat + (r - 1) * wrow, acc0, acc1, P, 1, 1);
+            /* input row kh: one wide row below kernel row kh - 1's sources */
+            FC_FL_NAME(flat_pair_row)(src + (kh - 1) * row_taps, e0 + ld, row_taps, wpat,
+                                      wpat + (kh - 1) * wrow, acc0, acc1, P, 0, 1);
+            FC_FL_UNROLL
+            for (int a = 0; a < A; a++) {
+                const ptrdiff_t at = e0 + (ptrdiff_t)a * VL, left0 = len - at, left1 = left0 - ld;
+                if (left0 >= VL) FC_VSTORE(out + at, acc0[a]);
+                else if (left0 > 0) FC_VSTORE_N(out + at, acc0[a], (int)left0);
+                if (left1 >= VL) FC_VSTORE(out + at + ld, acc1[a]);
+                else if (left1 > 0) FC_VSTORE_N(out + at + ld, acc1[a], (int)left1);
+            }
+        }
+    return 2 * pairs * ld;
+}
+#endif
+
+static void FC_FL_NAME(flat_conv)(ptrdiff_t taps, const FC_T *const *src, const FC_T *wpat,
+                                  int period, const FC_T *bpat, FC_T *out, ptrdiff_t len,
+                                  ptrdiff_t row_taps, ptrdiff_t ld)
+{
+    ptrdiff_t begin = 0;
+#if FC_FLAT_REGS >= 32
+    if (ld > 0) {
+#define FC_FL_PAIRS(P) \
+    begin = FC_FL_NAME(flat_conv_pairs_p)(taps / row_taps, row_taps, src, wpat, bpat, out, len, ld, P)
+        FC_FL_BY_PERIOD(period, FC_FL_PAIRS)
+#undef FC_FL_PAIRS
+    }
+#else
+    (void)row_taps;
+    (void)ld;
+#endif
+#define FC_FL_CONV(P) FC_FL_NAME(flat_conv_p)(taps, src, wpat, bpat, out, begin, len, P)
     FC_FL_BY_PERIOD(period, FC_FL_CONV)
 #undef FC_FL_CONV
 }
@@ -235,7 +330,24 @@ static void FC_FL_NAME(flat_expand)(const FC_T *src, ptrdiff_t stride, ptrdiff_t
             if (r < R) FC_VSTORE(dst + R - FC_VLEN, v);
         }
     } else {
-        for (ptrdiff_t q = 0; q < n; q++, dst += R) FC_VSTORE(dst, FC_VSET1(src[q * stride]));
+        ptrdiff_t q = 0;
+#ifdef FC_VPERMUTE
+        /* Contiguous values (one channel, stride 1: LeNet's input): G values repeated R times
+         * are P whole vectors, each a permutation of one load, where a broadcast store per
+         * value wrote across two cache lines each time (LeNet-5's 1 -> 6: 18% of the
+         * forward). */
+        ptrdiff_t G = FC_VLEN, P = R;
+        while (G % 2 == 0 && P % 2 == 0) G /= 2, P /= 2; /* G * R = P * VL, lcm(VL, R) */
+        if (stride == 1 && P <= 8) {
+            FC_VIT idx[8];
+            for (ptrdiff_t k = 0; k < P; k++) idx[k] = FC_VREPEAT_IDX(k, R);
+            for (; q + G <= n; q += G, dst += G * R) {
+                const FC_VT v = FC_VLOAD_N(src + q, (int)G);
+                for (ptrdiff_t k = 0; k < P; k++) FC_VSTORE(dst + k * FC_VLEN, FC_VPERMUTE(v, idx[k]));
+            }
+        }
+#endif
+        for (; q < n; q++, dst += R) FC_VSTORE(dst, FC_VSET1(src[q * stride]));
     }
 }
 
@@ -405,6 +517,7 @@ static void FC_FL_NAME(pool_max)(const FC_T *src, ptrdiff_t lds, ptrdiff_t ph, p
 #undef FC_FL_OPAQUE_PTR
 #undef FC_FL_OPAQUE_VEC
 #undef FC_FL_BLOCK
+#undef FC_FL_PAIR_BLOCK
 #undef FC_FL_MIN
 #undef FC_FL_UNROLL
 #undef FC_FL_INLINE

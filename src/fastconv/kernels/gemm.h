@@ -80,11 +80,13 @@ enum { FC_GEMM_ACCUMULATE = 1, FC_GEMM_RELU = 2, FC_GEMM_STREAM = 4 };
                                           ptrdiff_t panel_stride);                              \
     /* Flat-row convolution (conv2d_flat_impl.h; VL = the table's flat_vl, PV = period * VL,  \
      * 1 <= period <= 8): out[e] = bpat[e % PV] (0 if bpat is NULL) + sum_{t < taps}         \
-     * src[t][e] * wpat[t * PV + e % PV] for e < len; reads src[t][e] up to                   \
-     * round_up(len, 24 * VL) (slack). */                                                      \
+     * src[t][e] * wpat[t * PV + e % PV] for e < len; reads src[t][e] for e < len + 24 * VL  \
+     * (slack). ld > 0 says the taps are kernel rows of row_taps whose \
+     * sources lie one wide row of ld values apart (src[t + row_taps] == src[t] + ld) and len \
+     * is whole rows: the kernel may then compute two rows at once (same bits). */             \
     typedef void (*fc_flat_conv_##SFX##_fn)(ptrdiff_t taps, const T *const *src,               \
                                             const T *wpat, int period, const T *bpat, T *out,  \
-                                            ptrdiff_t len);                                    \
+                                            ptrdiff_t len, ptrdiff_t row_taps, ptrdiff_t ld);  \
     /* acc[t * PV + i] += sum_{r < rows, e < len, e % PV == i} src[t][offset + r * src_ld + e] \
      * * dy[r * dy_ld + e] and, if db is not NULL, db[i] += the same sums of dy (reads      \
      * nothing of a row past len). */                                                          \

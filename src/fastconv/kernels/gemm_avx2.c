@@ -62,6 +62,13 @@ static inline double hsum4(__m256d v)
 /* the later value where greater or NaN: max(a, m) is a where a > m, else m (m on ties and
  * NaNs), then a where a is NaN (3 instructions; pool2d_impl.h's vmax) */
 #define FC_VMAX_NAN(m, a) _mm256_blendv_ps(_mm256_max_ps(a, m), a, _mm256_cmp_ps(a, a, _CMP_UNORD_Q))
+/* lanes of v by an index vector (see gemm_avx512.c) */
+#define FC_VIT __m256i
+#define FC_VPERMUTE(v, idx) _mm256_permutevar8x32_ps(v, idx)
+#define FC_VREPEAT_IDX(k, R)                                                                  \
+    _mm256_cvttps_epi32(_mm256_mul_ps(_mm256_add_ps(_mm256_set1_ps((float)(k) * 8.0f + 0.5f), \
+                                                    _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7)),   \
+                                      _mm256_set1_ps(1.0f / (float)(R))))
 #define FC_TILE_SFX f32
 #define FC_TILE_MR 6
 #define FC_TILE_NARROW_SFX f32n

@@ -28,6 +28,15 @@
 #define FC_VHSUM(v) _mm512_reduce_add_ps(v)
 /* max(a, m): a where a > m, else m (ties, NaNs); then a where a is NaN (gemm_avx2.c) */
 #define FC_VMAX_NAN(m, a) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), _mm512_max_ps(a, m), a)
+/* lanes of v picked by an index vector; FC_VREPEAT_IDX(k, R): lane l picks (k * 16 + l) / R
+ * (conv2d_flat_simd_impl.h's expansion; (m + 0.5) / R is never within rounding of an integer
+ * for m < 256, R < 16) */
+#define FC_VIT __m512i
+#define FC_VPERMUTE(v, idx) _mm512_permutexvar_ps(idx, v)
+#define FC_VREPEAT_IDX(k, R)                                                                  \
+    _mm512_cvttps_epi32(_mm512_mul_ps(_mm512_add_ps(_mm512_set1_ps((float)(k) * 16.0f + 0.5f), \
+                                                    _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)), \
+                                      _mm512_set1_ps(1.0f / (float)(R))))
 #define FC_TILE_SFX f32
 #define FC_TILE_MR 12
 #define FC_TILE_NARROW_SFX f32n
@@ -52,6 +61,12 @@
 #define FC_VSTORE_N(p, v, n) _mm512_mask_storeu_pd(p, (__mmask8)((1u << (n)) - 1u), v)
 #define FC_VHSUM(v) _mm512_reduce_add_pd(v)
 #define FC_VMAX_NAN(m, a) _mm512_mask_blend_pd(_mm512_cmp_pd_mask(a, a, _CMP_UNORD_Q), _mm512_max_pd(a, m), a)
+#define FC_VIT __m512i
+#define FC_VPERMUTE(v, idx) _mm512_permutexvar_pd(idx, v)
+#define FC_VREPEAT_IDX(k, R)                                                                  \
+    _mm512_cvttpd_epi64(_mm512_mul_pd(_mm512_add_pd(_mm512_set1_pd((double)(k) * 8.0 + 0.5),  \
+                                                    _mm512_setr_pd(0, 1, 2, 3, 4, 5, 6, 7)),   \
+                                      _mm512_set1_pd(1.0 / (double)(R))))
 #define FC_TILE_SFX f64
 #define FC_TILE_MR 12
 #define FC_TILE_NARROW_SFX f64n

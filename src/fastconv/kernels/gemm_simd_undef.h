@@ -18,3 +18,6 @@
 #undef FC_VSTORE_N
 #undef FC_VHSUM
 #undef FC_VMAX_NAN
+#undef FC_VIT
+#undef FC_VPERMUTE
+#undef FC_VREPEAT_IDX
