@@ -219,6 +219,32 @@ def test_non_finite_values_propagate_like_reference(value, row):
 
 # ---- numerical soundness --------------------------------------------------------------------------
 
+@pytest.mark.parametrize("order", ["ascending", "descending", "outliers first", "steps"])
+def test_statistics_do_not_depend_on_the_order_of_the_rows(order):
+    # Each tile's sums are taken about the mean of its first rows: rows sorted by value, or a
+    # first block of outliers, put that center far from the tile's mean (at most
+    # sqrt((rows - k) / k) standard deviations for k of the rows). The variance must stay a
+    # float32 rounding away from float64 statistics of the same numbers (a shifted sum with a
+    # bad shift, or E[x^2] - E[x]^2, loses digits: ~1e-2 relative here).
+    rng = np.random.default_rng(7)
+    rows = 64 * 28 * 28
+    x = 1e3 + rng.standard_normal((rows, 8))
+    if order == "ascending":
+        x = np.sort(x, axis=0)
+    elif order == "descending":
+        x = np.sort(x, axis=0)[::-1]
+    elif order == "outliers first":
+        x[:16] = 1e4
+    else:  # a level per block of 16 rows
+        x = 1e3 + np.repeat(rng.standard_normal((rows // 16, 8)) * 100, 16, axis=0) + 0.01 * x
+    x = np.ascontiguousarray(x, dtype=np.float32).reshape(64, 28, 28, 8)
+    ones, zeros = np.ones(8, np.float32), np.zeros(8, np.float32)
+    _, mean, var = ops.batch_norm_forward_training(x, ones, zeros, 1e-3)
+    m64, v64 = _stats64(x)
+    assert np.all(np.abs(mean - m64) <= 2 * np.spacing(np.abs(m64).astype(np.float32)))
+    np.testing.assert_allclose(var, v64, rtol=5e-6)
+
+
 @pytest.mark.parametrize("offset,spread", [(1e3, 1.0), (1e4, 1.0), (1e3, 1e-3), (-3e3, 0.05)])
 def test_large_mean_offset_in_float32(offset, spread):
     # float32 data far from zero: E[x^2] - E[x]^2 in float32 loses every digit of the variance

@@ -13,10 +13,11 @@
  * over tiles of at most FC_BN_COL_BLOCK columns by chunk_rows rows. chunk_rows depends on C
  * only, so the tiling -- and with it every rounding -- is the same for any thread count.
  * Each tile writes its partial results to its own slot; after a barrier the partials of
- * each column are merged in chunk order. A tile is small enough to stay in L1/L2, so the
- * forward pass can afford an exact two-pass mean/variance per tile (double accumulators),
- * merged with Chan et al.'s pairwise update: no E[x^2] - E[x]^2 cancellation, even for
- * float32 data with a large offset, while reading x from memory only once for the stats.
+ * each column are merged in chunk order. The forward pass takes each tile's mean and sum of
+ * squared deviations in one pass about a center near the tile's mean (the mean of its first
+ * rows: fc_bn_tile_moments bounds the cancellation for any order of the rows), with double
+ * accumulators, merged with Chan et al.'s pairwise update: no E[x^2] - E[x]^2
+ * cancellation, even for float32 data with a large offset, reading x once for the stats.
  * Inside a tile, sums run in the input dtype over blocks of FC_BN_BLOCK_ROWS rows (twice as
  * many float32 lanes per vector as double) and the block sums go into double accumulators;
  * the terms summed are deviations from a per-column shift near the mean, so a 16-term sum
@@ -129,6 +130,15 @@ typedef long long fc_bn_vi64 __attribute__((vector_size(FC_BN_VBYTES)));
 #define FC_BN_VECTORS 0
 #define FC_BN_VBYTES 16
 #endif
+/* Where the unit has FMA, x - c can run as x * 1 - c on the multiply-add ports (the same
+ * single rounding, so the same bits as the subtraction of the SSE2 unit): the statistics
+ * pass then spreads its four operations per vector over both port pairs instead of queuing
+ * three on the adders (Zen 4: one 512-bit addition per cycle). -DFC_BN_NO_FMSUB builds the
+ * plain subtraction (A/B runs; the same bits). */
+#if FC_BN_VECTORS && defined(__FMA__) && (FC_BN_VBYTES == 32 || FC_BN_VBYTES == 64) && !defined(FC_BN_NO_FMSUB)
+#include <immintrin.h>
+#define FC_BN_FMSUB 1
+#endif
 
 #define FC_BATCHNORM_TEMPLATE
 #define T float
@@ -169,91 +179,130 @@ static inline void SFX(fc_bn_vst)(T *p, VT v) { memcpy(p, &v, sizeof v); }
 #endif
 
 #if FC_BN_VECTORS
-/* block[u * LANES + l] = the sums over rows [rb, re) of lane l of (x - center) (squared: of
- * its square) for the U vectors of columns from xs (row r at xs + r * cols) and center. */
-static inline __attribute__((always_inline)) void SFX(fc_bn_deviation_strip)(
-    const T *xs, ptrdiff_t cols, ptrdiff_t rb, ptrdiff_t re, const T *center, T *block,
-    const int squared, const int U)
+/* x * one - c with one == 1 (see FC_BN_FMSUB), else x - c. */
+static inline VT SFX(fc_bn_minus)(VT x, VT one, VT c)
 {
-    VT cen[FC_BN_STRIP], sum[FC_BN_STRIP];
+#if defined(FC_BN_FMSUB) && FC_BN_VBYTES == 64
+    if (sizeof(T) == 4) return (VT)_mm512_fmsub_ps((__m512)x, (__m512)one, (__m512)c);
+    return (VT)_mm512_fmsub_pd((__m512d)x, (__m512d)one, (__m512d)c);
+#elif defined(FC_BN_FMSUB)
+    if (sizeof(T) == 4) return (VT)_mm256_fmsub_ps((__m256)x, (__m256)one, (__m256)c);
+    return (VT)_mm256_fmsub_pd((__m256d)x, (__m256d)one, (__m256d)c);
+#else
+    (void)one;
+    return x - c;
+#endif
+}
+
+/* block1 / block2[u * LANES + l] = the sums over rows [rb, re) of lane l of d = x - center and
+ * of d * d for the U vectors of columns from xs (row r at xs + r * cols) and center; ONE: the
+ * first sums only. */
+static inline __attribute__((always_inline)) void SFX(fc_bn_moment_strip)(
+    const T *xs, ptrdiff_t cols, ptrdiff_t rb, ptrdiff_t re, const T *center, T *block1,
+    T *block2, const int U, const int ONE)
+{
+    VT cen[FC_BN_STRIP], s1[FC_BN_STRIP], s2[FC_BN_STRIP], one = (VT){0} + 1;
+#if defined(FC_BN_FMSUB)
+    __asm__("" : "+v"(one)); /* not folded back into a subtraction */
+#endif
     FC_BN_UNROLL
     for (int u = 0; u < U; u++) {
         cen[u] = SFX(fc_bn_vld)(center + u * LANES);
-        sum[u] = (VT){0};
+        s1[u] = s2[u] = (VT){0};
     }
     for (ptrdiff_t r = rb; r < re; r++) {
         FC_BN_UNROLL
         for (int u = 0; u < U; u++) {
-            const VT d = SFX(fc_bn_vld)(xs + r * cols + u * LANES) - cen[u];
-            sum[u] += squared ? d * d : d;
+            const VT d = SFX(fc_bn_minus)(SFX(fc_bn_vld)(xs + r * cols + u * LANES), one, cen[u]);
+            s1[u] += d;
+            if (!ONE) s2[u] += d * d;
         }
     }
     FC_BN_UNROLL
-    for (int u = 0; u < U; u++) SFX(fc_bn_vst)(block + u * LANES, sum[u]);
+    for (int u = 0; u < U; u++) {
+        SFX(fc_bn_vst)(block1 + u * LANES, s1[u]);
+        if (!ONE) SFX(fc_bn_vst)(block2 + u * LANES, s2[u]);
+    }
 }
 #endif
 
-/* acc[i] += the column sums of (x - center) (squared: of (x - center)^2) over rows
- * [r0, r0 + nr), columns [c0, c0 + nc), block by block of rows in T then added in double.
- * `squared` is a constant at both calls: the loops compile without the test. */
-static inline void SFX(fc_bn_deviation_sums)(const T *x, ptrdiff_t cols, ptrdiff_t r0, ptrdiff_t nr,
-                                             ptrdiff_t c0, ptrdiff_t nc, const T *center,
-                                             double *restrict acc, const int squared)
+/* acc1[i] += the column sums of d = x - center and acc2[i] += those of d * d (ONE: acc1
+ * only) over rows [r0, r0 + nr), columns [c0, c0 + nc), block by block of rows in T then
+ * added in double. `ONE` is a constant at both calls: the loops compile without the test.
+ * With both sums a strip carries three vectors per vector of columns: at most
+ * FC_BN_MOMENT_STRIP of them (AVX2's 16 registers). */
+#if FC_BN_VBYTES >= 64
+#define FC_BN_MOMENT_STRIP 8
+#else
+#define FC_BN_MOMENT_STRIP 4
+#endif
+static inline void SFX(fc_bn_moment_sums)(const T *x, ptrdiff_t cols, ptrdiff_t r0, ptrdiff_t nr,
+                                          ptrdiff_t c0, ptrdiff_t nc, const T *center,
+                                          double *restrict acc1, double *restrict acc2,
+                                          const int ONE)
 {
-    T block[FC_BN_COL_BLOCK];
+    T block1[FC_BN_COL_BLOCK], block2[FC_BN_COL_BLOCK];
     for (ptrdiff_t rb = r0; rb < r0 + nr; rb += FC_BN_BLOCK_ROWS) {
         const ptrdiff_t re = fc_bn_min(rb + FC_BN_BLOCK_ROWS, r0 + nr);
         ptrdiff_t v = 0;
 #if FC_BN_VECTORS
-        for (; v + FC_BN_STRIP * LANES <= nc; v += FC_BN_STRIP * LANES)
-            SFX(fc_bn_deviation_strip)(x + c0 + v, cols, rb, re, center + v, block + v, squared, FC_BN_STRIP);
-        for (; v + 4 * LANES <= nc; v += 4 * LANES)
-            SFX(fc_bn_deviation_strip)(x + c0 + v, cols, rb, re, center + v, block + v, squared, 4);
+        for (; v + FC_BN_MOMENT_STRIP * LANES <= nc; v += FC_BN_MOMENT_STRIP * LANES)
+            SFX(fc_bn_moment_strip)(x + c0 + v, cols, rb, re, center + v, block1 + v, block2 + v,
+                                    FC_BN_MOMENT_STRIP, ONE);
         for (; v + 2 * LANES <= nc; v += 2 * LANES)
-            SFX(fc_bn_deviation_strip)(x + c0 + v, cols, rb, re, center + v, block + v, squared, 2);
+            SFX(fc_bn_moment_strip)(x + c0 + v, cols, rb, re, center + v, block1 + v, block2 + v, 2, ONE);
         for (; v + LANES <= nc; v += LANES)
-            SFX(fc_bn_deviation_strip)(x + c0 + v, cols, rb, re, center + v, block + v, squared, 1);
+            SFX(fc_bn_moment_strip)(x + c0 + v, cols, rb, re, center + v, block1 + v, block2 + v, 1, ONE);
 #endif
-        for (ptrdiff_t i = v; i < nc; i++) block[i] = 0;
+        for (ptrdiff_t i = v; i < nc; i++) block1[i] = block2[i] = 0;
         for (ptrdiff_t r = rb; r < re && v < nc; r++) {
             const T *restrict xr = x + r * cols + c0;
             for (ptrdiff_t i = v; i < nc; i++) {
                 const T d = xr[i] - center[i];
-                block[i] += squared ? d * d : d;
+                block1[i] += d;
+                if (!ONE) block2[i] += d * d;
             }
         }
-        for (ptrdiff_t i = 0; i < nc; i++) acc[i] += (double)block[i];
+        for (ptrdiff_t i = 0; i < nc; i++) {
+            acc1[i] += (double)block1[i];
+            if (!ONE) acc2[i] += (double)block2[i];
+        }
     }
 }
 
-/* Mean and M2 (sum of squared deviations) of columns [c0, c0 + nc) over rows [r0, r0 + nr).
- * Pass 1 sums x - s with s the tile's first row (0 where it is not finite); pass 2 sums (x - m)^2 with m the tile mean
- * rounded to T, then corrects exactly for m not being the exact mean. The tile is small
- * enough to stay in cache between the passes. */
+/* Mean and M2 (sum of squared deviations) of columns [c0, c0 + nc) over rows [r0, r0 + nr),
+ * in one pass over the tile: the sums of d = x - m and d * d, with m the mean of the tile's
+ * first FC_BN_BLOCK_ROWS rows (k of them, rounded to T; 0 where that is not finite); then
+ * mean = m + sum d / nr and M2 = sum d^2 - (sum d)^2 / nr. The subtraction cancels little
+ * because m is near the mean: (mean - m)^2 <= var * (nr - k) / k for any data (k of nr values
+ * lie within that of their mean), so sum d^2 <= M2 * nr / k -- in the common case M2 * (1 +
+ * 1 / k). Two passes (the exact tile mean, then the squares) cost an extra pass of adds: the
+ * statistics of 64x28x28x32 float32 ran at the adders' rate, 4 per vector. */
 static void SFX(fc_bn_tile_moments)(const T *x, ptrdiff_t cols, ptrdiff_t r0, ptrdiff_t nr,
                                     ptrdiff_t c0, ptrdiff_t nc, double *restrict mean,
                                     double *restrict m2)
 {
     T center[FC_BN_COL_BLOCK];
-    double acc[FC_BN_COL_BLOCK];
+    double acc1[FC_BN_COL_BLOCK], acc2[FC_BN_COL_BLOCK];
     const T *first = x + r0 * cols + c0;
+    const ptrdiff_t k = fc_bn_min(nr, FC_BN_BLOCK_ROWS);
     for (ptrdiff_t i = 0; i < nc; i++) {
         /* An Inf/NaN shift would turn an infinite mean into NaN (Inf - Inf): use 0 then. */
         T v = first[i];
         center[i] = (v - v == (T)0) ? v : (T)0;
-        acc[i] = 0.0;
+        acc1[i] = 0.0;
     }
-    SFX(fc_bn_deviation_sums)(x, cols, r0, nr, c0, nc, center, acc, 0);
+    SFX(fc_bn_moment_sums)(x, cols, r0, k, c0, nc, center, acc1, NULL, 1);
     for (ptrdiff_t i = 0; i < nc; i++) {
-        mean[i] = (double)center[i] + acc[i] / (double)nr;
-        center[i] = (T)mean[i];
-        acc[i] = 0.0;
+        const T m = (T)((double)center[i] + acc1[i] / (double)k);
+        center[i] = (m - m == (T)0) ? m : (T)0;
+        acc1[i] = acc2[i] = 0.0;
     }
-    SFX(fc_bn_deviation_sums)(x, cols, r0, nr, c0, nc, center, acc, 1);
-    /* sum (x - m)^2 = M2 + nr * (mean - m)^2, exactly. */
+    SFX(fc_bn_moment_sums)(x, cols, r0, nr, c0, nc, center, acc1, acc2, 0);
     for (ptrdiff_t i = 0; i < nc; i++) {
-        double off = mean[i] - (double)center[i];
-        double q = acc[i] - (double)nr * off * off;
+        const double off = acc1[i] / (double)nr; /* mean - m */
+        mean[i] = (double)center[i] + off;
+        const double q = acc2[i] - acc1[i] * off;
         m2[i] = q < 0.0 ? 0.0 : q; /* rounding may leave q slightly < 0; NaN stays NaN */
     }
 }
@@ -277,7 +326,10 @@ static inline __attribute__((always_inline)) void SFX(fc_bn_grad_strip)(
 {
     const VT zero = {0};
     VT m[FC_BN_GRAD_STRIP], s[FC_BN_GRAD_STRIP], b[FC_BN_GRAD_STRIP];
-    VT sum_g[FC_BN_GRAD_STRIP], sum_gxc[FC_BN_GRAD_STRIP];
+    VT sum_g[FC_BN_GRAD_STRIP], sum_gxc[FC_BN_GRAD_STRIP], one = zero + 1;
+#if defined(FC_BN_FMSUB)
+    __asm__("" : "+v"(one)); /* not folded back into a subtraction */
+#endif
     FC_BN_UNROLL
     for (int u = 0; u < U; u++) {
         m[u] = SFX(fc_bn_vld)(mu + u * LANES);
@@ -288,7 +340,7 @@ static inline __attribute__((always_inline)) void SFX(fc_bn_grad_strip)(
     for (ptrdiff_t r = rb; r < re; r++) {
         FC_BN_UNROLL
         for (int u = 0; u < U; u++) {
-            const VT xc = SFX(fc_bn_vld)(xs + r * cols + u * LANES) - m[u];
+            const VT xc = SFX(fc_bn_minus)(SFX(fc_bn_vld)(xs + r * cols + u * LANES), one, m[u]);
             VT g = SFX(fc_bn_vld)(dys + r * cols + u * LANES);
             /* (z >= 0) is -1 or 0 per lane: negated and converted, exactly 1.0 or 0.0. */
             if (relu) g = g * __builtin_convertvector(-(xc * s[u] + b[u] >= zero), VT);
@@ -716,7 +768,10 @@ static inline __attribute__((always_inline)) void SFX(fc_bn_dx_strip)(
 {
     const VT zero = {0};
     VT a[FC_BN_DX_STRIP], b[FC_BN_DX_STRIP], c[FC_BN_DX_STRIP], m[FC_BN_DX_STRIP];
-    VT s[FC_BN_DX_STRIP], be[FC_BN_DX_STRIP];
+    VT s[FC_BN_DX_STRIP], be[FC_BN_DX_STRIP], one = zero + 1;
+#if defined(FC_BN_FMSUB)
+    __asm__("" : "+v"(one)); /* not folded back into a subtraction */
+#endif
     FC_BN_UNROLL
     for (int u = 0; u < U; u++) {
         a[u] = SFX(fc_bn_vld)(coef_dy + u * LANES);
@@ -729,7 +784,7 @@ static inline __attribute__((always_inline)) void SFX(fc_bn_dx_strip)(
     for (ptrdiff_t r = 0; r < nrows; r++) {
         FC_BN_UNROLL
         for (int u = 0; u < U; u++) {
-            const VT xc = SFX(fc_bn_vld)(xs + r * cols + u * LANES) - m[u];
+            const VT xc = SFX(fc_bn_minus)(SFX(fc_bn_vld)(xs + r * cols + u * LANES), one, m[u]);
             VT g = SFX(fc_bn_vld)(gs + r * cols + u * LANES);
             if (relu) g = g * __builtin_convertvector(-(xc * s[u] + be[u] >= zero), VT);
             const VT d = a[u] * g + b[u] * xc + c[u];
