@@ -574,28 +574,24 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     if (num_threads > units) num_threads = (int)units; /* no idle threads, no idle buffers */
 
     FC_T *wpack = (FC_T *)fc_alloc((size_t)(G * panels * K * nr) * sizeof(FC_T));
-    FC_T *zeros = NULL, *patches = NULL, *xframed = NULL, *yblk = NULL;
-    const FC_T **ind = NULL, **shapes = NULL;
-    FC_FN(framed_tile) *ftiles = NULL;
+    FC_T *zeros = NULL, *xframed = NULL;
+    const FC_T **shapes = NULL;
     const ptrdiff_t tiles_max = ceil_div(mb_max, mr);
+    /* Per thread (allocated by each thread in the region, see flat_conv): pooled blocks;
+     * pointer tables (the indirect kernel's, or the framed tiles' rows); tiles; patch rows. */
+    const ptrdiff_t yblk_n = pool ? mb_max * F : 0;
+    const ptrdiff_t ind_n = row_ind ? mb_max * p->kh : (!direct && !patch_rows) ? mb_max * taps : 0;
+    const ptrdiff_t ftiles_n = row_ind ? tiles_max : 0, patches_n = patch_rows ? mb_max * K : 0;
     int failed = wpack == NULL;
-    if (pool) failed |= (yblk = (FC_T *)fc_alloc((size_t)(num_threads * mb_max * F) * sizeof(FC_T))) == NULL;
-    if (!direct && !patch_rows && !row_ind) {
+    if (!direct && !patch_rows && !row_ind)
         failed |= (zeros = (FC_T *)fc_alloc((size_t)p->c * sizeof(FC_T))) == NULL;
-        failed |= (ind = (const FC_T **)fc_alloc((size_t)(num_threads * mb_max * taps) * sizeof(FC_T *))) == NULL;
-    }
-    if (row_ind) { /* framed images; shared run tables; per thread, tables of its tiles */
+    if (row_ind) { /* framed images; shared run tables */
         const size_t framed = (size_t)(p->n * framed_rows(p) * padded_row_width(p) * p->c);
         failed |= (xframed = (FC_T *)fc_alloc(framed * sizeof(FC_T))) == NULL;
         failed |= (shapes = (const FC_T **)fc_alloc((size_t)(FC_FRAMED_TABLES(mr) * p->kh * mr) * sizeof(FC_T *))) == NULL;
-        failed |= (ind = (const FC_T **)fc_alloc((size_t)(num_threads * mb_max * p->kh) * sizeof(FC_T *))) == NULL;
-        failed |= (ftiles = (FC_FN(framed_tile) *)fc_alloc((size_t)(num_threads * tiles_max) * sizeof(*ftiles))) == NULL;
-    } else if (patch_rows) {
-        failed |= (patches = (FC_T *)fc_alloc((size_t)(num_threads * mb_max * K) * sizeof(FC_T))) == NULL;
     }
     if (failed) {
-        fc_free(wpack); fc_free(zeros); fc_free((void *)ind); fc_free(patches); fc_free(xframed);
-        fc_free((void *)shapes); fc_free(ftiles); fc_free(yblk);
+        fc_free(wpack); fc_free(zeros); fc_free(xframed); fc_free((void *)shapes);
         return FC_CONV_NOMEM;
     }
     if (zeros != NULL) memset(zeros, 0, (size_t)p->c * sizeof(FC_T));
@@ -637,12 +633,18 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
             }
         }
         if (xframed != NULL) FC_FN(framed_fill)(p, x, xframed);
-        const FC_T **ind_own = ind == NULL ? NULL
-                               : ind + (ptrdiff_t)fc_thread_id() * mb_max * (row_ind ? p->kh : taps);
-        FC_T *patches_own = patches == NULL ? NULL : patches + (ptrdiff_t)fc_thread_id() * mb_max * K;
-        FC_T *yblk_own = yblk == NULL ? NULL : yblk + (ptrdiff_t)fc_thread_id() * mb_max * F;
-        FC_FN(framed_tile) *ftiles_own = ftiles == NULL ? NULL : ftiles + (ptrdiff_t)fc_thread_id() * tiles_max;
-        FC_SHARE_FOR(&unit_share, unit) {
+        const FC_T **ind_own = ind_n ? (const FC_T **)fc_alloc((size_t)ind_n * sizeof(FC_T *)) : NULL;
+        FC_T *patches_own = patches_n ? (FC_T *)fc_alloc((size_t)patches_n * sizeof(FC_T)) : NULL;
+        FC_T *yblk_own = yblk_n ? (FC_T *)fc_alloc((size_t)yblk_n * sizeof(FC_T)) : NULL;
+        FC_FN(framed_tile) *ftiles_own =
+            ftiles_n ? (FC_FN(framed_tile) *)fc_alloc((size_t)ftiles_n * sizeof(*ftiles_own)) : NULL;
+        const int ready = (ind_own != NULL || !ind_n) && (patches_own != NULL || !patches_n) &&
+                          (yblk_own != NULL || !yblk_n) && (ftiles_own != NULL || !ftiles_n);
+        if (!ready) {
+            FC_OMP(atomic write)
+            failed = 1;
+        }
+        if (ready) FC_SHARE_FOR(&unit_share, unit) {
             const ptrdiff_t blk = unit / splits, part = unit % splits;
             const ptrdiff_t gp0 = part * gpanels / splits, gp1 = (part + 1) * gpanels / splits;
             const ptrdiff_t m0 = pool ? pooled_row_pixel(p, pool, blk) : blk * mb_max;
@@ -715,19 +717,16 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
                                          y + blk * pool_ow * F);
             }
         }
+        fc_free((void *)ind_own); fc_free(patches_own); fc_free(yblk_own); fc_free(ftiles_own);
         FC_OMP(barrier)
         if (stream) fc_store_fence(); /* (before the region's end: y is read after it) */
         fc_denormals_restore(csr);
     }
     fc_free(wpack);
     fc_free(zeros);
-    fc_free((void *)ind);
-    fc_free(patches);
     fc_free(xframed);
     fc_free((void *)shapes);
-    fc_free(ftiles);
-    fc_free(yblk);
-    return FC_CONV_OK;
+    return failed ? FC_CONV_NOMEM : FC_CONV_OK;
 }
 
 /* Where chunk `ch` of a weight gradient sums: chunk 0 into dw and db themselves, chunk ch > 0
