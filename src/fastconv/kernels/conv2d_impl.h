@@ -1115,12 +1115,12 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
      * first is copied to dw / db before the others are added. */
     const int db_in_gemm = padded_rows && !dw_transposed && db != NULL && kwblocks == 1 &&
                            K % ws.mr != 0 && K + 1 <= kcw;
-    FC_T *part = NULL, *wt = NULL, *pbuf = NULL, *ybuf = NULL, *dbuf = NULL, *xpad = NULL;
-    FC_T *dxpad = NULL;
+    FC_T *part = NULL, *wt = NULL, *xpad = NULL, *dxpad = NULL;
     int failed = 0;
     const ptrdiff_t part_chunks = db_in_gemm ? chunks : chunks - 1; /* scratch chunk blocks */
     if (part_chunks > 0) failed |= (part = (FC_T *)fc_alloc((size_t)(part_chunks * (dw_elems + F)) * sizeof(FC_T))) == NULL;
-    /* Patch, dy and col2im buffers per thread, for a team no larger than the work. */
+    /* Patch, dy and col2im buffers per thread (each thread allocates its own in the region,
+     * see flat_conv), for a team no larger than the work. */
     const ptrdiff_t band_rows = scatter_band_rows(p, mb_max);
     const ptrdiff_t bands = ceil_div(p->out_h, band_rows);
     /* Weight-gradient units: the chunks, each split into `kparts` ranges of the patch-column
@@ -1133,19 +1133,14 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     if (num_threads > units) num_threads = (int)units;
     const ptrdiff_t pstride = wb * max_pd(ldw, nr); /* patch buffer per thread */
     const ptrdiff_t ystride = dw_transposed ? frows * nr + wb * F + mr : fpanels * wb * ws.nr;
-    failed |= (pbuf = (FC_T *)fc_alloc((size_t)(num_threads * pstride) * sizeof(FC_T))) == NULL;
     if (padded_rows)
         failed |= (xpad = FC_FN(padded_rows_alloc)(p)) == NULL;
-    failed |= (ybuf = (FC_T *)fc_alloc((size_t)(num_threads * ystride) * sizeof(FC_T))) == NULL;
-    if (dx_scatter) {
+    if (dx_scatter)
         failed |= (wt = (FC_T *)fc_alloc((size_t)(G * kpanels * fg * nr) * sizeof(FC_T))) == NULL;
-        failed |= (dbuf = (FC_T *)fc_alloc((size_t)(num_threads * mb_max * ldd) * sizeof(FC_T))) == NULL;
-    }
     if (scatter_padded)
         failed |= (dxpad = (FC_T *)fc_alloc((size_t)(p->n * p->h * wpc) * sizeof(FC_T))) == NULL;
     if (failed) {
-        fc_free(part); fc_free(wt); fc_free(pbuf); fc_free(ybuf); fc_free(dbuf); fc_free(xpad);
-        fc_free(dxpad);
+        fc_free(part); fc_free(wt); fc_free(xpad); fc_free(dxpad);
         return FC_CONV_NOMEM;
     }
 
@@ -1157,16 +1152,21 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
-        const int tid = fc_thread_id();
         if (xpad != NULL) FC_FN(padded_rows_fill)(p, x, xpad);
+        /* a unit runs start to end on one thread: buffers per thread */
+        FC_T *p_own = (FC_T *)fc_alloc((size_t)pstride * sizeof(FC_T));
+        FC_T *y_own = (FC_T *)fc_alloc((size_t)ystride * sizeof(FC_T));
+        FC_T *d_own = dx_scatter ? (FC_T *)fc_alloc((size_t)(mb_max * ldd) * sizeof(FC_T)) : NULL;
+        const int ready = p_own != NULL && y_own != NULL && (d_own != NULL || !dx_scatter);
+        if (!ready) {
+            FC_OMP(atomic write)
+            failed = 1;
+        }
 
         /* ---- dW, db: chunk ch sums pixels [ch*M/chunks, (ch+1)*M/chunks) ---- */
-        FC_SHARE_FOR(&wu_share, wu) {
+        if (ready) FC_SHARE_FOR(&wu_share, wu) {
             const ptrdiff_t ch = wu / kparts, kp = wu % kparts;
             const ptrdiff_t kb0 = kp * kwblocks / kparts, kb1 = (kp + 1) * kwblocks / kparts;
-            /* a unit runs start to end on one thread: buffers per thread */
-            FC_T *p_own = pbuf + tid * pstride;
-            FC_T *y_own = ybuf + tid * ystride;
             FC_T *cdb, *cdw = db_in_gemm ? part + ch * (dw_elems + F)
                                          : FC_FN(chunk_slot)(dw, db, part, ch, dw_elems, F, &cdb);
             /* the bias gradient belongs to the chunk's first unit (summed here unless the
@@ -1250,14 +1250,13 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                 for (ptrdiff_t j = cols; j < nr; j++) dst[j] = 0;
             }
             {
-                FC_T *d_own = dbuf + (ptrdiff_t)tid * mb_max * ldd;
                 FC_T *dsum = dxpad != NULL ? dxpad : dx; /* where the scatter adds */
                 const ptrdiff_t total = dxpad != NULL ? p->n * p->h * wpc : p->n * p->h * p->w * p->c;
                 FC_OMP(for schedule(static))
                 for (ptrdiff_t e = 0; e < total; e++) dsum[e] = 0;
                 for (int phase = 0; phase < 2; phase++) {
                     const ptrdiff_t per_image = (bands + 1 - phase) / 2;
-                    FC_SHARE_FOR(&q_share[phase], q) {
+                    if (ready) FC_SHARE_FOR(&q_share[phase], q) {
                         const ptrdiff_t n = q / per_image, band = 2 * (q % per_image) + phase;
                         const ptrdiff_t oh0 = band * band_rows, oh1 = min_pd(p->out_h, oh0 + band_rows);
                         const ptrdiff_t b0 = (n * p->out_h + oh0) * p->out_w, b1 = (n * p->out_h + oh1) * p->out_w;
@@ -1289,10 +1288,11 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
                 }
             }
         }
+        fc_free(p_own); fc_free(y_own); fc_free(d_own);
         fc_denormals_restore(csr);
     }
-    fc_free(part); fc_free(wt); fc_free(pbuf); fc_free(ybuf); fc_free(dbuf); fc_free(xpad);
-    fc_free(dxpad);
+    fc_free(part); fc_free(wt); fc_free(xpad); fc_free(dxpad);
+    if (failed) return FC_CONV_NOMEM;
     if (dx != NULL && !dx_scatter) {
         /* dx[n, h, w] = sum over taps of dy[n, h + pt - i*dh, w + pl - j*dw] . W[i, j]^T */
         return FC_FN(gemm_conv)(kt, &adj, dy, w, 1, NULL, 0, NULL, dx, adjoint_threads);
