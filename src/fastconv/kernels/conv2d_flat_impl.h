@@ -262,22 +262,24 @@ static int FC_FN(flat_weight_grad)(const fc_kernel_table *kt, const fc_conv2d_pa
     const ptrdiff_t buf_values = flat_band_values(p, g, g->band);
     if (num_threads > chunks) num_threads = (int)chunks;
     FC_T *acc = (FC_T *)fc_alloc((size_t)(chunks * acc_len) * sizeof(FC_T));
-    FC_T *bufs = (FC_T *)fc_alloc((size_t)(num_threads * buf_values) * sizeof(FC_T));
-    const FC_T **ptrs = (const FC_T **)fc_alloc((size_t)(num_threads * taps) * sizeof(FC_T *));
-    if (acc == NULL || bufs == NULL || ptrs == NULL) {
-        fc_free(acc); fc_free(bufs); fc_free((void *)ptrs);
-        return FC_CONV_NOMEM;
-    }
+    if (acc == NULL) return FC_CONV_NOMEM;
     memset(acc, 0, (size_t)(chunks * acc_len) * sizeof(FC_T));
+    int failed = 0;
 
     fc_share ch_share;
     fc_share_init(&ch_share, chunks, num_threads, 1, FC_SHARE_EAGER);
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
-        FC_T *buf = bufs + (ptrdiff_t)fc_thread_id() * buf_values;
-        const FC_T **src = ptrs + (ptrdiff_t)fc_thread_id() * taps;
-        FC_SHARE_FOR(&ch_share, ch) {
+        /* per thread, allocated by the thread (see flat_conv) */
+        FC_T *buf = (FC_T *)fc_alloc((size_t)buf_values * sizeof(FC_T));
+        const FC_T **src = (const FC_T **)fc_alloc((size_t)taps * sizeof(FC_T *));
+        const int ready = buf != NULL && src != NULL;
+        if (!ready) {
+            FC_OMP(atomic write)
+            failed = 1;
+        }
+        if (ready) FC_SHARE_FOR(&ch_share, ch) {
             FC_T *cacc = acc + ch * acc_len;
             const ptrdiff_t r1 = (ch + 1) * rows_total / chunks;
             for (ptrdiff_t r0 = ch * rows_total / chunks; r0 < r1;) {
@@ -292,6 +294,7 @@ static int FC_FN(flat_weight_grad)(const fc_kernel_table *kt, const fc_conv2d_pa
                 r0 += rows;
             }
         }
+        fc_free(buf); fc_free((void *)src);
         FC_OMP(barrier)
         /* fold: dW[t, f] = sum over chunks, then over the lanes k * F + f of the pattern */
         FC_OMP(for schedule(static))
@@ -307,6 +310,6 @@ static int FC_FN(flat_weight_grad)(const fc_kernel_table *kt, const fc_conv2d_pa
         }
         fc_denormals_restore(csr);
     }
-    fc_free(acc); fc_free(bufs); fc_free((void *)ptrs);
-    return FC_CONV_OK;
+    fc_free(acc);
+    return failed ? FC_CONV_NOMEM : FC_CONV_OK;
 }

@@ -146,14 +146,14 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
     const FC_CI_CAT(FC_CI_CAT(fc_wino_output, FC_SFX), fn) output = m == 4 ? FC_KT(kt, wino4_output) : FC_KT(kt, wino_output);
 
     FC_T *upack = (FC_T *)fc_alloc((size_t)(a2 * panels * C * nr) * sizeof(FC_T));
-    FC_T *work = (FC_T *)fc_alloc((size_t)(num_threads * (vsize + msize) + C) * sizeof(FC_T));
-    if (upack == NULL || work == NULL) {
+    FC_T *zeros = (FC_T *)fc_alloc((size_t)C * sizeof(FC_T));
+    if (upack == NULL || zeros == NULL) {
         fc_free(upack);
-        fc_free(work);
+        fc_free(zeros);
         return FC_CONV_NOMEM;
     }
-    FC_T *zeros = work + num_threads * (vsize + msize);
     memset(zeros, 0, (size_t)C * sizeof(FC_T));
+    int failed = 0;
 
     fc_share blk_share;
     fc_share_init(&blk_share, blocks, num_threads, 1, FC_SHARE_EAGER);
@@ -163,9 +163,14 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
         FC_OMP(for schedule(static))
         for (ptrdiff_t cp = 0; cp < C * panels; cp++)
             FC_FN(winograd_pack_kernel)(w, transposed, C, F, a, nr, panels, cp / panels, cp % panels, upack);
-        FC_T *v = work + (ptrdiff_t)fc_thread_id() * (vsize + msize);
-        FC_T *mbuf = v + vsize;
-        FC_SHARE_FOR(&blk_share, blk) {
+        /* V and M blocks per thread, allocated by the thread (see flat_conv) */
+        FC_T *v = (FC_T *)fc_alloc((size_t)(vsize + msize) * sizeof(FC_T));
+        FC_T *mbuf = v != NULL ? v + vsize : NULL;
+        if (v == NULL) {
+            FC_OMP(atomic write)
+            failed = 1;
+        }
+        if (v != NULL) FC_SHARE_FOR(&blk_share, blk) {
             const ptrdiff_t t0 = blk * tb, tn = min_pd(tb, tiles - t0);
             /* inputs -> V: v[xi * vxs + t * C + c] */
             for (ptrdiff_t t = 0; t < tn; t++) {
@@ -203,12 +208,13 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
                                                   tx * (m / pool->w)) * F);
             }
         }
+        fc_free(v);
         FC_OMP(barrier)
         fc_denormals_restore(csr);
     }
     fc_free(upack);
-    fc_free(work);
-    return FC_CONV_OK;
+    fc_free(zeros);
+    return failed ? FC_CONV_NOMEM : FC_CONV_OK;
 }
 
 /* Weight (and bias) gradient of a convolution winograd_applies() accepts. For L = sum y * dy,
@@ -258,28 +264,33 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
         m == 4 ? FC_KT(kt, wino4_dy) : FC_KT(kt, wino_dy);
     const double *G = m == 4 ? &FC_FN(wino_g4)[0][0] : &FC_FN(wino_g2)[0][0];
 
-    FC_T *work = (FC_T *)fc_alloc((size_t)(num_threads * per_thread + max_pd(C, F)) * sizeof(FC_T));
+    FC_T *zeros = (FC_T *)fc_alloc((size_t)max_pd(C, F) * sizeof(FC_T));
     FC_T *qall = (FC_T *)fc_alloc((size_t)(chunks * stride) * sizeof(FC_T));
-    if (work == NULL || qall == NULL) {
-        fc_free(work);
+    if (zeros == NULL || qall == NULL) {
+        fc_free(zeros);
         fc_free(qall);
         return FC_CONV_NOMEM;
     }
-    FC_T *zeros = work + num_threads * per_thread;
     memset(zeros, 0, (size_t)max_pd(C, F) * sizeof(FC_T));
+    int failed = 0;
 
     fc_share ch_share;
     fc_share_init(&ch_share, chunks, num_threads, 1, FC_SHARE_EAGER);
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
-        FC_T *v = work + (ptrdiff_t)fc_thread_id() * per_thread;
-        FC_T *d = v + vsize;
+        /* V and D blocks per thread, allocated by the thread (see flat_conv) */
+        FC_T *v = (FC_T *)fc_alloc((size_t)per_thread * sizeof(FC_T));
+        FC_T *d = v != NULL ? v + vsize : NULL;
+        if (v == NULL) {
+            FC_OMP(atomic write)
+            failed = 1;
+        }
         /* Zero what the GEMMs and bias sums read but no transform writes (not the whole 3-4 MB
          * workspace: that memset was ~10% of mnist_c2's weight gradient): the cache-line pads
          * after each transform point's block and the slack past the last (gemm_cola reads up to
          * mr - 1 values past a block's last row), and D's padding columns (F % nr != 0). */
-        for (int xi = 0; xi < a2; xi++) {
+        for (int xi = 0; xi < a2 && v != NULL; xi++) {
             memset(v + xi * vxs + tb * C, 0, (size_t)(vxs - tb * C) * sizeof(FC_T));
             memset(d + xi * dxs + panels * tb * nr, 0, (size_t)(dxs - panels * tb * nr) * sizeof(FC_T));
             if (F % nr != 0)
@@ -287,9 +298,11 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
                     memset(d + xi * dxs + ((panels - 1) * tb + t) * nr + F % nr, 0,
                            (size_t)(nr - F % nr) * sizeof(FC_T));
         }
-        memset(v + a2 * vxs, 0, (size_t)(vsize - a2 * vxs) * sizeof(FC_T));
-        memset(d + a2 * dxs, 0, (size_t)(dsize - a2 * dxs) * sizeof(FC_T));
-        FC_SHARE_FOR(&ch_share, ch) {
+        if (v != NULL) {
+            memset(v + a2 * vxs, 0, (size_t)(vsize - a2 * vxs) * sizeof(FC_T));
+            memset(d + a2 * dxs, 0, (size_t)(dsize - a2 * dxs) * sizeof(FC_T));
+        }
+        if (v != NULL) FC_SHARE_FOR(&ch_share, ch) {
             FC_T *q = qall + ch * stride, *cdb = q + q_elems;
             const ptrdiff_t c0 = ch * tiles / chunks, c1 = (ch + 1) * tiles / chunks;
             memset(cdb, 0, (size_t)fp * sizeof(FC_T));
@@ -329,6 +342,7 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
                     }
             }
         }
+        fc_free(v);
         FC_OMP(barrier)
         /* chunk 0 += chunks 1.. (Q and bias sums), in chunk order */
         FC_FN(reduce_chunks)(qall + stride, chunks, q_elems, qall, qall + q_elems, fp);
@@ -358,7 +372,7 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
         fc_denormals_restore(csr);
     }
     if (db != NULL) memcpy(db, qall + q_elems, (size_t)F * sizeof(FC_T));
-    fc_free(work);
+    fc_free(zeros);
     fc_free(qall);
-    return FC_CONV_OK;
+    return failed ? FC_CONV_NOMEM : FC_CONV_OK;
 }
