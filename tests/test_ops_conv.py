@@ -272,7 +272,8 @@ THREAD_CASES = [
     ((3, 17, 17, 3), (3, 3, 3, 16), 2, "same", 1, 1),     # few channels, strided scatter
     ((3, 1, 1, 700), (1, 1, 700, 70), 1, "valid", 1, 1),  # dense-like: work split over panels, K blocks
     ((2, 5, 5, 40), (3, 3, 40, 50), 1, "same", 1, 1),     # one pixel block, two K blocks
-    ((2, 30, 40, 3), (11, 11, 3, 16), 4, 2, 1, 1),        # AlexNet-like stem: kernel rows in 2 blocks
+    ((2, 30, 40, 3), (11, 11, 3, 16), 4, 2, 1, 1),        # AlexNet-like stem: kernel rows in one call
+    ((2, 27, 33, 5), (11, 11, 5, 16), 4, 2, 1, 1),        # 11 x 55 values: kernel rows in 2 calls
     ((2, 130, 150, 3), (3, 3, 3, 7), 1, "same", 1, 1),    # flat rows: several bands per image
     ((8, 32, 32, 16), (3, 3, 16, 16), 1, "same", 1, 1),   # Winograd weight gradient in 2 chunks
     ((5, 28, 28, 1), (3, 3, 1, 32), 1, "same", 1, 1),     # one-channel weight gradient, 3 chunks

@@ -6,6 +6,11 @@
 
 /* Largest reduction length per microkernel call: keeps a B panel (KC x NR) in L1/L2. */
 #define FC_KC_MAX ((ptrdiff_t)320)
+/* The framed few-channel forward reads whole kernel rows per call, at most this many values:
+ * an 11x11x3 kernel (363) in one call rather than 9 rows and then 2, which stored and reloaded
+ * the tile between (alex_c1 forward 5.45 -> 5.37 ms p10, 2 threads); its B panel (363 x 64
+ * floats, 93 KiB) streams from L2 at a few loads per 24 multiply-adds. */
+#define FC_ROW_KC_MAX ((ptrdiff_t)512)
 /* Output pixels per block of the forward / backward-data GEMMs, in microtiles. */
 #define FC_MB_TILES 8
 /* Few-channel forwards (K = KH * KW * C_g small) take more tiles per block, up to this many:
@@ -555,13 +560,13 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
      * few multiply-adds per pointer. With one group and no width dilation, the KW taps of a
      * kernel row are one contiguous run of the framed images (framed_rows): the indirect
      * kernel then reads KH runs of KW * C values per pixel (in blocks of `rpb` kernel rows, at
-     * most FC_KC_MAX values) through a table shared by the tiles within an output row, and
+     * most FC_ROW_KC_MAX values) through a table shared by the tiles within an output row, and
      * nothing is copied or built per pixel. Otherwise (groups,
      * width dilation) the block's patches are copied into contiguous rows of K values (one
      * reduction block) for the row kernel. */
     const int row_ind = few_channels && G == 1 && p->dil_w == 1 && p->kw * cg <= FC_KC_MAX;
     const int patch_rows = few_channels && !row_ind && K <= FC_KC_MAX;
-    const ptrdiff_t rpb = max_pd(1, FC_KC_MAX / (p->kw * cg));
+    const ptrdiff_t rpb = max_pd(1, FC_ROW_KC_MAX / (p->kw * cg));
     const ptrdiff_t tloop = (direct || row_ind || patch_rows) ? 1 : tblocks; /* tap blocks */
     /* Work units: pixel blocks, each split into `splits` ranges of the G * panels column
      * panels when there are too few blocks to keep every thread busy (dense layers, small
@@ -1303,6 +1308,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
 #undef FC_RUN_CHUNK
 #undef FC_DOT_MAX_KH
 #undef FC_KC_MAX
+#undef FC_ROW_KC_MAX
 #undef FC_MB_TILES
 #undef FC_PATCH_ROWS_MAX_CG
 #undef FC_WB_PIXELS
