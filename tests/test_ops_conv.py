@@ -384,6 +384,51 @@ def test_streamed_outputs_at_any_alignment(offset, filters, dtype):
     assert y.tobytes() == ops.conv2d_forward(x, k, b, **_kwargs(case)).tobytes()
 
 
+# Paths whose threads allocate their scratch inside the parallel region (fc_thread_alloc),
+# forward and backward: (case, the paths allowed).
+THREAD_SCRATCH_CASES = [
+    (((4, 30, 30, 1), (5, 5, 1, 6), 1, "same", 1, 1), {}),                 # flat rows, flat dW
+    (((8, 33, 31, 8), (3, 3, 8, 24), 1, "same", 1, 1), {"winograd": False}),  # implicit GEMM
+    (((8, 33, 33, 3), (3, 3, 3, 16), 2, "same", 1, 1), {}),                # strided scatter
+    (((16, 63, 63, 3), (11, 11, 3, 16), 4, 2, 1, 1), {}),                  # framed few-channel
+    (((8, 32, 32, 16), (3, 3, 16, 16), 1, "same", 1, 1), {}),              # Winograd, its dW
+]
+
+
+@pytest.mark.parametrize("failing", [1, 2, 3], ids=["thread0", "thread1", "both"])
+@pytest.mark.parametrize("case,paths", THREAD_SCRATCH_CASES,
+                         ids=[f"x{c[0][0]}-k{c[0][1]}" for c in THREAD_SCRATCH_CASES])
+def test_scratch_allocation_failure_raises_memory_error(case, paths, failing):
+    """A thread whose scratch cannot be allocated skips its share and the call raises
+    MemoryError (no crash, no hang: the other threads still meet at the barriers); the next
+    call, with memory, gives the same result as before."""
+    x, k, b = _data(case, np.float32, seed=17)
+    kw = _kwargs(case)
+    previous = fastconv.backend._num_threads
+    try:
+        fastconv.set_num_threads(2)
+        core._set_paths(**paths)
+        y = ops.conv2d_forward(x, k, b, **kw)
+        dy = np.cos(y)
+        grads = ops.conv2d_backward(dy, x, k, **kw)
+        core._fail_thread_allocs(failing)
+        try:
+            with pytest.raises(MemoryError, match="workspace"):
+                ops.conv2d_forward(x, k, b, **kw)
+            for wanted in ({}, {"need_input_grad": False}, {"need_kernel_grad": False,
+                                                            "need_bias_grad": False}):
+                with pytest.raises(MemoryError, match="workspace"):
+                    ops.conv2d_backward(dy, x, k, **kw, **wanted)
+        finally:
+            core._fail_thread_allocs(0)
+        np.testing.assert_array_equal(ops.conv2d_forward(x, k, b, **kw), y)
+        for again, first in zip(ops.conv2d_backward(dy, x, k, **kw), grads):
+            np.testing.assert_array_equal(again, first)
+    finally:
+        core._set_paths()
+        fastconv.set_num_threads(previous)
+
+
 def _path_on_and_off(path, x, k, b, dy, kw, activation=None, **other_paths):
     """{True: results, False: results} with the optional kernel path `path` (a keyword of
     core._set_paths) allowed, then not; results = (y, dx, dkernel, dbias), plus y with the

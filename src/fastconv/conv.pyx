@@ -52,6 +52,7 @@ cdef extern from "conv2d.h":
     ptrdiff_t FC_STREAM_MIN_BYTES
     int fc_conv2d_flat_lanes(int double_precision)
     ptrdiff_t fc_conv2d_set_stream_min_bytes(ptrdiff_t nbytes)
+    int fc_conv2d_fail_thread_allocs(int mask)
 
 cdef extern from "dispatch.h":
     int FC_DISPATCH_OK
@@ -92,6 +93,13 @@ def _set_stream_min_bytes(nbytes=None):
     writes directly are stored with non-temporal stores (the same values; see conv2d.h).
     For tests (0: every such output) and benchmarks; returns the previous threshold."""
     return fc_conv2d_set_stream_min_bytes(FC_STREAM_MIN_BYTES if nbytes is None else nbytes)
+
+
+def _fail_thread_allocs(mask=0):
+    """Make the per-thread scratch allocations inside the kernels' parallel regions fail for
+    the threads whose bit (1 << thread number) is set in `mask` (0: none). For tests of the
+    out-of-memory path; returns the previous mask."""
+    return fc_conv2d_fail_thread_allocs(int(mask))
 
 
 def _flat_lanes(dtype):

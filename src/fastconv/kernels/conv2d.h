@@ -61,5 +61,10 @@ int fc_conv2d_flat_lanes(int double_precision);
  * such output; for tests) and returns the previous one; set it only while no convolution
  * runs. */
 ptrdiff_t fc_conv2d_set_stream_min_bytes(ptrdiff_t bytes);
+/* Makes the scratch allocations that threads make inside a parallel region fail, for the
+ * threads whose bit (1 << thread number) is set in mask (0: none, the default), so that tests
+ * reach the failure path: the call returns FC_CONV_NOMEM. Set it only while no convolution
+ * runs; returns the previous mask. */
+int fc_conv2d_fail_thread_allocs(int mask);
 
 #endif /* FASTCONV_CONV2D_H */

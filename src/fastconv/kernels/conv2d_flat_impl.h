@@ -110,7 +110,9 @@ static fc_conv2d_params adjoint_params(const fc_conv2d_params *p)
 }
 
 /* Whether kernel row i + 1's taps read the wide row below kernel row i's: in flat_tap_rows,
- * the same row phase of (i * dh - pad_top) / sh and the next wide row. */
+ * the same row phase of (i * dh - pad_top) / sh and the next wide row. That is dh == sh, or
+ * one kernel row; as the layers reject a stride above 1 together with a dilation above 1, in
+ * practice stride and dilation 1 down the height, or one kernel row. */
 static int flat_rows_stacked(const fc_conv2d_params *p)
 {
     const ptrdiff_t sh = p->stride_h;
@@ -214,21 +216,11 @@ static int FC_FN(flat_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
-        /* Each thread allocates its own scratch, inside the region: glibc serves each thread
-         * from its own arena, so the memory a thread gets is the memory it used last call,
-         * still in its core's caches. Slices of one block allocated before the region changed
-         * hands from call to call, and when the host ran our two vCPUs on two L3s every line
-         * of them crossed between the caches (lenet_c1 forward, 2 threads: 0.199 -> 0.150 ms
-         * across L3s, 0.158 -> 0.150 within one). */
-        FC_T *buf = (FC_T *)fc_alloc((size_t)buf_values * sizeof(FC_T));
-        const FC_T **src = (const FC_T **)fc_alloc((size_t)taps * sizeof(FC_T *));
+        int ready = 1; /* scratch per thread, allocated by the thread (see fc_thread_alloc) */
+        FC_T *buf = (FC_T *)fc_thread_alloc((size_t)buf_values * sizeof(FC_T), &ready);
+        const FC_T **src = (const FC_T **)fc_thread_alloc((size_t)taps * sizeof(FC_T *), &ready);
         FC_T *wide = buf != NULL ? buf + flat_band_values(p, g, g->band) : NULL; /* output rows */
-        const int ready = buf != NULL && src != NULL;
-        if (!ready) {
-            FC_OMP(atomic write)
-            failed = 1;
-        }
-        if (ready) FC_SHARE_FOR(&u_share, u) {
+        if (fc_thread_ready(ready, &failed)) FC_SHARE_FOR(&u_share, u) {
             const ptrdiff_t n = u / bands, oh0 = (u % bands) * g->band;
             const ptrdiff_t rows = min_pd(p->out_h - oh0, g->band);
             FC_FN(flat_expand_band)(kt, p, g, x, n, oh0, oh0 + rows, buf);
@@ -271,15 +263,10 @@ static int FC_FN(flat_weight_grad)(const fc_kernel_table *kt, const fc_conv2d_pa
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
-        /* per thread, allocated by the thread (see flat_conv) */
-        FC_T *buf = (FC_T *)fc_alloc((size_t)buf_values * sizeof(FC_T));
-        const FC_T **src = (const FC_T **)fc_alloc((size_t)taps * sizeof(FC_T *));
-        const int ready = buf != NULL && src != NULL;
-        if (!ready) {
-            FC_OMP(atomic write)
-            failed = 1;
-        }
-        if (ready) FC_SHARE_FOR(&ch_share, ch) {
+        int ready = 1; /* scratch per thread, allocated by the thread (see fc_thread_alloc) */
+        FC_T *buf = (FC_T *)fc_thread_alloc((size_t)buf_values * sizeof(FC_T), &ready);
+        const FC_T **src = (const FC_T **)fc_thread_alloc((size_t)taps * sizeof(FC_T *), &ready);
+        if (fc_thread_ready(ready, &failed)) FC_SHARE_FOR(&ch_share, ch) {
             FC_T *cacc = acc + ch * acc_len;
             const ptrdiff_t r1 = (ch + 1) * rows_total / chunks;
             for (ptrdiff_t r0 = ch * rows_total / chunks; r0 < r1;) {

@@ -102,15 +102,15 @@ FC_FL_INLINE void FC_FL_NAME(flat_conv_p)(ptrdiff_t taps, const FC_T *const *src
 
 #if FC_FLAT_REGS >= 32
 /* Two wide rows per block, where the kernel rows' sources are stacked one wide row apart
- * (src[t + row_taps] == src[t] + ld: stride and dilation 1 down the height, or equal): the
- * vector read at input row r for the taps of kernel row i serves output row r - i. A block
- * holds A vectors of wide row 2k (set 0) and the same A of row 2k + 1 (set 1); input row r
- * of the pair then feeds set 0 with kernel row r's taps and set 1 with row r - 1's, so each
- * load does two multiply-adds where it did one (LeNet's 5x5: 30 loads per 50 where there
- * were 50). Each output still adds its taps in tap order from bpat: the one-row kernel's
- * bits. 2 x 12 accumulators, the two pattern vectors of the tap and the loaded one fit the
- * 32 registers; a block past the row's end computes (and stores) the next row's values,
- * which are the same. */
+ * (src[t + row_taps] == src[t] + ld; flat_rows_stacked: in practice stride and dilation 1
+ * down the height, or one kernel row): the vector read at input row r for the taps of kernel
+ * row i serves output row r - i. A block holds A vectors of wide row 2k (set 0) and the same
+ * A of row 2k + 1 (set 1); input row r of the pair then feeds set 0 with kernel row r's taps
+ * and set 1 with row r - 1's, so each load does two multiply-adds where it did one (LeNet's
+ * 5x5: 30 loads per 50 where there were 50). Each output still adds its taps in tap order from
+ * bpat: the one-row kernel's bits. 2 x 12 accumulators, the two pattern vectors of the tap and
+ * the loaded one fit the 32 registers; a block past the row's end computes (and stores) the
+ * next row's values, which are the same. */
 #define FC_FL_PAIR_BLOCK(P) ((P) * (12 / (P)))
 
 /* Kernel row taps u < row_taps, source row_src[u] + at: set 0 with patterns w0, set 1 with

@@ -638,18 +638,13 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
             }
         }
         if (xframed != NULL) FC_FN(framed_fill)(p, x, xframed);
-        const FC_T **ind_own = ind_n ? (const FC_T **)fc_alloc((size_t)ind_n * sizeof(FC_T *)) : NULL;
-        FC_T *patches_own = patches_n ? (FC_T *)fc_alloc((size_t)patches_n * sizeof(FC_T)) : NULL;
-        FC_T *yblk_own = yblk_n ? (FC_T *)fc_alloc((size_t)yblk_n * sizeof(FC_T)) : NULL;
+        int ready = 1; /* scratch per thread, allocated by the thread (see fc_thread_alloc) */
+        const FC_T **ind_own = (const FC_T **)fc_thread_alloc((size_t)ind_n * sizeof(FC_T *), &ready);
+        FC_T *patches_own = (FC_T *)fc_thread_alloc((size_t)patches_n * sizeof(FC_T), &ready);
+        FC_T *yblk_own = (FC_T *)fc_thread_alloc((size_t)yblk_n * sizeof(FC_T), &ready);
         FC_FN(framed_tile) *ftiles_own =
-            ftiles_n ? (FC_FN(framed_tile) *)fc_alloc((size_t)ftiles_n * sizeof(*ftiles_own)) : NULL;
-        const int ready = (ind_own != NULL || !ind_n) && (patches_own != NULL || !patches_n) &&
-                          (yblk_own != NULL || !yblk_n) && (ftiles_own != NULL || !ftiles_n);
-        if (!ready) {
-            FC_OMP(atomic write)
-            failed = 1;
-        }
-        if (ready) FC_SHARE_FOR(&unit_share, unit) {
+            (FC_FN(framed_tile) *)fc_thread_alloc((size_t)ftiles_n * sizeof(*ftiles_own), &ready);
+        if (fc_thread_ready(ready, &failed)) FC_SHARE_FOR(&unit_share, unit) {
             const ptrdiff_t blk = unit / splits, part = unit % splits;
             const ptrdiff_t gp0 = part * gpanels / splits, gp1 = (part + 1) * gpanels / splits;
             const ptrdiff_t m0 = pool ? pooled_row_pixel(p, pool, blk) : blk * mb_max;
@@ -1158,15 +1153,14 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     {
         unsigned csr = fc_denormals_off();
         if (xpad != NULL) FC_FN(padded_rows_fill)(p, x, xpad);
-        /* a unit runs start to end on one thread: buffers per thread */
-        FC_T *p_own = (FC_T *)fc_alloc((size_t)pstride * sizeof(FC_T));
-        FC_T *y_own = (FC_T *)fc_alloc((size_t)ystride * sizeof(FC_T));
-        FC_T *d_own = dx_scatter ? (FC_T *)fc_alloc((size_t)(mb_max * ldd) * sizeof(FC_T)) : NULL;
-        const int ready = p_own != NULL && y_own != NULL && (d_own != NULL || !dx_scatter);
-        if (!ready) {
-            FC_OMP(atomic write)
-            failed = 1;
-        }
+        /* a unit runs start to end on one thread: buffers per thread, allocated by the thread
+         * (see fc_thread_alloc) */
+        int ready = 1;
+        FC_T *p_own = (FC_T *)fc_thread_alloc((size_t)pstride * sizeof(FC_T), &ready);
+        FC_T *y_own = (FC_T *)fc_thread_alloc((size_t)ystride * sizeof(FC_T), &ready);
+        FC_T *d_own = dx_scatter ? (FC_T *)fc_thread_alloc((size_t)(mb_max * ldd) * sizeof(FC_T), &ready)
+                                 : NULL;
+        ready = fc_thread_ready(ready, &failed);
 
         /* ---- dW, db: chunk ch sums pixels [ch*M/chunks, (ch+1)*M/chunks) ---- */
         if (ready) FC_SHARE_FOR(&wu_share, wu) {

@@ -163,14 +163,10 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
         FC_OMP(for schedule(static))
         for (ptrdiff_t cp = 0; cp < C * panels; cp++)
             FC_FN(winograd_pack_kernel)(w, transposed, C, F, a, nr, panels, cp / panels, cp % panels, upack);
-        /* V and M blocks per thread, allocated by the thread (see flat_conv) */
-        FC_T *v = (FC_T *)fc_alloc((size_t)(vsize + msize) * sizeof(FC_T));
+        int ready = 1; /* V and M blocks per thread, allocated by the thread (see fc_thread_alloc) */
+        FC_T *v = (FC_T *)fc_thread_alloc((size_t)(vsize + msize) * sizeof(FC_T), &ready);
         FC_T *mbuf = v != NULL ? v + vsize : NULL;
-        if (v == NULL) {
-            FC_OMP(atomic write)
-            failed = 1;
-        }
-        if (v != NULL) FC_SHARE_FOR(&blk_share, blk) {
+        if (fc_thread_ready(ready, &failed)) FC_SHARE_FOR(&blk_share, blk) {
             const ptrdiff_t t0 = blk * tb, tn = min_pd(tb, tiles - t0);
             /* inputs -> V: v[xi * vxs + t * C + c] */
             for (ptrdiff_t t = 0; t < tn; t++) {
@@ -279,18 +275,15 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
-        /* V and D blocks per thread, allocated by the thread (see flat_conv) */
-        FC_T *v = (FC_T *)fc_alloc((size_t)per_thread * sizeof(FC_T));
+        int ready = 1; /* V and D blocks per thread, allocated by the thread (see fc_thread_alloc) */
+        FC_T *v = (FC_T *)fc_thread_alloc((size_t)per_thread * sizeof(FC_T), &ready);
         FC_T *d = v != NULL ? v + vsize : NULL;
-        if (v == NULL) {
-            FC_OMP(atomic write)
-            failed = 1;
-        }
+        ready = fc_thread_ready(ready, &failed);
         /* Zero what the GEMMs and bias sums read but no transform writes (not the whole 3-4 MB
          * workspace: that memset was ~10% of mnist_c2's weight gradient): the cache-line pads
          * after each transform point's block and the slack past the last (gemm_cola reads up to
          * mr - 1 values past a block's last row), and D's padding columns (F % nr != 0). */
-        for (int xi = 0; xi < a2 && v != NULL; xi++) {
+        for (int xi = 0; xi < a2 && ready; xi++) {
             memset(v + xi * vxs + tb * C, 0, (size_t)(vxs - tb * C) * sizeof(FC_T));
             memset(d + xi * dxs + panels * tb * nr, 0, (size_t)(dxs - panels * tb * nr) * sizeof(FC_T));
             if (F % nr != 0)
@@ -298,11 +291,11 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
                     memset(d + xi * dxs + ((panels - 1) * tb + t) * nr + F % nr, 0,
                            (size_t)(nr - F % nr) * sizeof(FC_T));
         }
-        if (v != NULL) {
+        if (ready) {
             memset(v + a2 * vxs, 0, (size_t)(vsize - a2 * vxs) * sizeof(FC_T));
             memset(d + a2 * dxs, 0, (size_t)(dsize - a2 * dxs) * sizeof(FC_T));
         }
-        if (v != NULL) FC_SHARE_FOR(&ch_share, ch) {
+        if (ready) FC_SHARE_FOR(&ch_share, ch) {
             FC_T *q = qall + ch * stride, *cdb = q + q_elems;
             const ptrdiff_t c0 = ch * tiles / chunks, c1 = (ch + 1) * tiles / chunks;
             memset(cdb, 0, (size_t)fp * sizeof(FC_T));
