@@ -44,9 +44,10 @@ def _per_call(fn, min_time):
 
 
 # Core-to-core round trips (ns) probed before each round: whether the host ran the two CPUs
-# on one L3 or on two then (see docs/performance.md, "Measuring").
+# on one L3 or on two then (see docs/performance.md, "Measuring"). The threshold sits between
+# the Zen 4 host's ~60-90 ns within an L3 and ~320-340 across, above an Intel mesh's ~120-165.
 L3_PROBES = []
-ACROSS_L3_NS = 150.0
+ACROSS_L3_NS = 250.0
 
 
 def l3_state_line():
