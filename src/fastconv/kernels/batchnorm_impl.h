@@ -569,7 +569,8 @@ static void SFX(fc_bn_affine)(const T *x, T *out, const T *restrict shift,
     (void)shift;
     (void)scale;
     (void)bias;
-    FC_SHARE_FOR(share, seg) {
+    FC_SHARE_FOR(share, item) {
+        const ptrdiff_t seg = fc_share_mirror(share, item); /* backwards: see the dx pass */
         const ptrdiff_t r0 = seg * seg_rows, nrows = fc_bn_min(seg_rows, rows - r0);
         const ptrdiff_t len = nrows * cols;
         const T *restrict xs = x + r0 * cols;
@@ -915,7 +916,10 @@ static int SFX(fc_bn_backward)(const T *dy, const T *x, const T *gamma, const T 
                 SFX(fc_bn_repeat_column)(beta_rep, beta[c], c, cols, seg_len);
             }
         }
-        FC_SHARE_FOR(&item_share, seg) {
+        /* Each thread's rows backwards: it starts with those it summed last, still in its
+         * L2 (the forward's affine pass likewise, after the statistics pass). */
+        FC_SHARE_FOR(&item_share, item) {
+            const ptrdiff_t seg = fc_share_mirror(&item_share, item);
             const ptrdiff_t r0 = seg * seg_rows, nrows = fc_bn_min(seg_rows, rows - r0);
             const ptrdiff_t len = nrows * cols;
             const T *restrict xs = x + r0 * cols;

@@ -330,6 +330,20 @@ static inline int fc_share_take(fc_share *s, fc_share_cursor *c, ptrdiff_t *lo, 
     return 0;
 }
 
+/* The item a pass that walks each block backwards runs for `item` of s (blocks as
+ * fc_share_init cuts them; a bijection of each block): its owner starts at the block's end,
+ * the rows it read last in the pass before, which are still in its caches. */
+static inline ptrdiff_t fc_share_mirror(const fc_share *s, ptrdiff_t item)
+{
+    ptrdiff_t start = 0;
+    for (int b = 0; b < s->blocks; b++) {
+        const ptrdiff_t end = s->block[b].end;
+        if (item < end) return start + end - 1 - item;
+        start = end;
+    }
+    return item;
+}
+
 /* `FC_SHARE_FOR(s, item) body`: the body for each item of the calling thread's share of s (no
  * barrier at the end: add one where the team reads what the loop wrote). */
 #define FC_SHARE_FOR(s, item)                                                                  \
