@@ -1630,7 +1630,8 @@ static void SFX(fc_max_pool2d_backward_argmax_disjoint)(const T *dy, const unsig
 #pragma omp parallel num_threads(num_threads)
 #endif
     {
-        FC_SHARE_FOR(&item_share, item) {
+        FC_SHARE_FOR(&item_share, mirrored) {
+            const ptrdiff_t item = fc_share_mirror(&item_share, mirrored);
             const ptrdiff_t n = item / OH, oh = item % OH, top = oh * g->stride_h - g->pad_top;
             T *dxn = dx + n * H * W * C;
             ptrdiff_t b0, b1, r0, r1;
@@ -1792,7 +1793,8 @@ void SFX(fc_avg_pool2d_backward)(const T *dy, T *dx, const fc_pool2d_geometry *g
     {
         FC_FTZ_BEGIN();
         SFX(fc_band_out) out = SFX(fc_band_out_init)(stage_rows, g);
-        FC_SHARE_FOR(&item_share, item) {
+        FC_SHARE_FOR(&item_share, mirrored) {
+            const ptrdiff_t item = fc_share_mirror(&item_share, mirrored);
             T share[FC_POOL_CHANNEL_BLOCK];
             SFX(fc_band_begin)(&out, dx, g, &plan, item);
             for (ptrdiff_t o = fc_max_pd(out.o_lo - reach, 0); o < out.o_hi; o++) {
