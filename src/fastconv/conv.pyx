@@ -53,6 +53,7 @@ cdef extern from "conv2d.h":
     int fc_conv2d_flat_lanes(int double_precision)
     ptrdiff_t fc_conv2d_set_stream_min_bytes(ptrdiff_t nbytes)
     int fc_conv2d_fail_thread_allocs(int mask)
+    ptrdiff_t fc_conv2d_thread_allocs_denied()
 
 cdef extern from "dispatch.h":
     int FC_DISPATCH_OK
@@ -100,6 +101,11 @@ def _fail_thread_allocs(mask=0):
     the threads whose bit (1 << thread number) is set in `mask` (0: none). For tests of the
     out-of-memory path; returns the previous mask."""
     return fc_conv2d_fail_thread_allocs(int(mask))
+
+
+def _thread_allocs_denied():
+    """How many per-thread scratch allocations `_fail_thread_allocs` has made fail so far."""
+    return fc_conv2d_thread_allocs_denied()
 
 
 def _flat_lanes(dtype):

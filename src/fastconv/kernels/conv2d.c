@@ -66,6 +66,7 @@ static void fc_denormals_restore(unsigned old) { (void)old; }
  * 0.150 ms across L3s, 0.158 -> 0.150 within one). */
 
 static int thread_alloc_failures = 0; /* bit t: thread t's allocations fail (tests) */
+static ptrdiff_t thread_allocs_denied = 0; /* how many failed so */
 
 int fc_conv2d_fail_thread_allocs(int mask)
 {
@@ -74,12 +75,20 @@ int fc_conv2d_fail_thread_allocs(int mask)
     return previous;
 }
 
+ptrdiff_t fc_conv2d_thread_allocs_denied(void) { return thread_allocs_denied; }
+
 /* `bytes` from fc_alloc (NULL for 0 bytes); a failed allocation clears *ready. */
 static void *fc_thread_alloc(size_t bytes, int *ready)
 {
     if (bytes == 0) return NULL;
     const int t = fc_thread_id();
-    void *m = t < 31 && (thread_alloc_failures >> t & 1) ? NULL : fc_alloc(bytes);
+    void *m = NULL;
+    if (t < 31 && (thread_alloc_failures >> t & 1)) {
+        FC_OMP(atomic update)
+        thread_allocs_denied++;
+    } else {
+        m = fc_alloc(bytes);
+    }
     if (m == NULL) *ready = 0;
     return m;
 }
