@@ -66,7 +66,7 @@ static void fc_denormals_restore(unsigned old) { (void)old; }
  * 0.150 ms across L3s, 0.158 -> 0.150 within one). */
 
 static int thread_alloc_failures = 0; /* bit t: thread t's allocations fail (tests) */
-static ptrdiff_t thread_allocs_denied = 0; /* how many failed so */
+static ptrdiff_t thread_allocs_denied = 0; /* how many of them the mask has failed */
 
 int fc_conv2d_fail_thread_allocs(int mask)
 {

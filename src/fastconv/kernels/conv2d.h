@@ -64,8 +64,8 @@ ptrdiff_t fc_conv2d_set_stream_min_bytes(ptrdiff_t bytes);
 /* Makes the scratch allocations that threads make inside a parallel region fail, for the
  * threads whose bit (1 << thread number) is set in mask (0: none, the default), so that tests
  * reach the failure path: a call where one failed returns FC_CONV_NOMEM (paths whose threads
- * allocate nothing in the region, e.g. the one-channel weight gradient, are not affected). Set it only while no convolution
- * runs; returns the previous mask. */
+ * allocate nothing in the region, e.g. the one-channel weight gradient, are not affected).
+ * Set it only while no convolution runs; returns the previous mask. */
 int fc_conv2d_fail_thread_allocs(int mask);
 /* How many allocations that mask has made fail so far (tests). */
 ptrdiff_t fc_conv2d_thread_allocs_denied(void);

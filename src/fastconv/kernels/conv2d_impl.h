@@ -582,7 +582,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     FC_T *zeros = NULL, *xframed = NULL;
     const FC_T **shapes = NULL;
     const ptrdiff_t tiles_max = ceil_div(mb_max, mr);
-    /* Per thread (allocated by each thread in the region, see flat_conv): pooled blocks;
+    /* Per thread (allocated by each thread in the region, see fc_thread_alloc): pooled blocks;
      * pointer tables (the indirect kernel's, or the framed tiles' rows); tiles; patch rows. */
     const ptrdiff_t yblk_n = pool ? mb_max * F : 0;
     const ptrdiff_t ind_n = row_ind ? mb_max * p->kh : (!direct && !patch_rows) ? mb_max * taps : 0;
@@ -1120,7 +1120,7 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     const ptrdiff_t part_chunks = db_in_gemm ? chunks : chunks - 1; /* scratch chunk blocks */
     if (part_chunks > 0) failed |= (part = (FC_T *)fc_alloc((size_t)(part_chunks * (dw_elems + F)) * sizeof(FC_T))) == NULL;
     /* Patch, dy and col2im buffers per thread (each thread allocates its own in the region,
-     * see flat_conv), for a team no larger than the work. */
+     * see fc_thread_alloc), for a team no larger than the work. */
     const ptrdiff_t band_rows = scatter_band_rows(p, mb_max);
     const ptrdiff_t bands = ceil_div(p->out_h, band_rows);
     /* Weight-gradient units: the chunks, each split into `kparts` ranges of the patch-column

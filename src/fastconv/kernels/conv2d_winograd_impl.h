@@ -283,15 +283,15 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
          * workspace: that memset was ~10% of mnist_c2's weight gradient): the cache-line pads
          * after each transform point's block and the slack past the last (gemm_cola reads up to
          * mr - 1 values past a block's last row), and D's padding columns (F % nr != 0). */
-        for (int xi = 0; xi < a2 && ready; xi++) {
-            memset(v + xi * vxs + tb * C, 0, (size_t)(vxs - tb * C) * sizeof(FC_T));
-            memset(d + xi * dxs + panels * tb * nr, 0, (size_t)(dxs - panels * tb * nr) * sizeof(FC_T));
-            if (F % nr != 0)
-                for (ptrdiff_t t = 0; t < tb; t++)
-                    memset(d + xi * dxs + ((panels - 1) * tb + t) * nr + F % nr, 0,
-                           (size_t)(nr - F % nr) * sizeof(FC_T));
-        }
         if (ready) {
+            for (int xi = 0; xi < a2; xi++) {
+                memset(v + xi * vxs + tb * C, 0, (size_t)(vxs - tb * C) * sizeof(FC_T));
+                memset(d + xi * dxs + panels * tb * nr, 0, (size_t)(dxs - panels * tb * nr) * sizeof(FC_T));
+                if (F % nr != 0)
+                    for (ptrdiff_t t = 0; t < tb; t++)
+                        memset(d + xi * dxs + ((panels - 1) * tb + t) * nr + F % nr, 0,
+                               (size_t)(nr - F % nr) * sizeof(FC_T));
+            }
             memset(v + a2 * vxs, 0, (size_t)(vsize - a2 * vxs) * sizeof(FC_T));
             memset(d + a2 * dxs, 0, (size_t)(dsize - a2 * dxs) * sizeof(FC_T));
         }
