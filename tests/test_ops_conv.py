@@ -70,6 +70,10 @@ CASES = [
     # framed images: runs of whole tiles in one kernel call, kernel rows split over calls
     ((2, 31, 60, 3), (11, 11, 3, 20), 2, ((3, 2), (3, 4)), 1, 1),
     ((2, 10, 12, 9), (2, 3, 9, 6), 1, ((3, 2), (4, 1)), 1, 1),  # adjoint with negative pads
+    # few filters, many channels (forward) and the reverse (input gradient): lanes along the
+    # reduction, with zero-bordered rows where border pixels are most of a row
+    ((3, 14, 14, 6), (5, 5, 6, 16), 1, "valid", 1, 1),          # LeNet-5 C2
+    ((2, 6, 5, 10), (5, 5, 10, 7), 1, "same", 1, 1),
 ]
 CASE_IDS = [f"x{c[0]}-k{c[1]}-s{c[2]}-p{c[3]}-d{c[4]}-g{c[5]}" for c in CASES]
 
@@ -392,6 +396,7 @@ THREAD_SCRATCH_CASES = [
     (((8, 33, 33, 3), (3, 3, 3, 16), 2, "same", 1, 1), {}),                # strided scatter
     (((16, 63, 63, 3), (11, 11, 3, 16), 4, 2, 1, 1), {}),                  # framed few-channel
     (((8, 32, 32, 16), (3, 3, 16, 16), 1, "same", 1, 1), {}),              # Winograd, its dW
+    (((8, 14, 14, 6), (5, 5, 6, 16), 1, "valid", 1, 1), {}),               # zero-bordered dx rows
 ]
 
 
@@ -542,9 +547,11 @@ def test_flat_rows_match_reference_and_gemm(case, dtype):
         assert not np.array_equal(results[True][2], results[False][2])
 
 
-# One filter and more input channels than the flat rows take (forward), or one input
-# channel (the input gradient: its adjoint has one filter): the single-filter kernel, whose
-# lanes run along the reduction (runs of KW * C values; border pixels with shorter runs).
+# One to eight filters and more input channels than the flat rows take (forward), or one to
+# eight input channels and more filters (the stride-1 input gradient: its adjoint has the
+# layer's channels as filters): the few-filter kernel, whose lanes run along the reduction
+# (runs of KW * C values; border pixels with shorter runs, or zero-bordered rows where they
+# are most of a row).
 DOT_CASES = [
     ((2, 11, 13, 12), (3, 3, 12, 1), 1, "same", 1, 1),
     ((2, 15, 17, 13), (3, 4, 13, 1), (2, 3), ((2, 1), (3, 0)), 1, 1),  # strided, asymmetric
@@ -553,6 +560,16 @@ DOT_CASES = [
     ((2, 7, 9, 24), (1, 1, 24, 1), 1, "valid", 1, 1),            # 1x1: matrix-vector
     ((3, 28, 28, 1), (3, 3, 1, 32), 1, "same", 1, 1),            # first layer: dx
     ((2, 12, 10, 1), (5, 5, 1, 20), 1, ((3, 1), (0, 4)), 1, 1),  # ... asymmetric padding
+    # several filters (forward) or several channels (input gradient)
+    ((2, 9, 11, 12), (3, 3, 12, 5), 1, "same", 1, 1),
+    ((2, 15, 17, 16), (3, 4, 16, 3), (2, 3), ((2, 1), (3, 0)), 1, 1),  # strided, asymmetric
+    ((1, 7, 9, 24), (3, 3, 24, 8), 1, ((3, 4), (5, 2)), 1, 1),  # pads wider than the kernel
+    ((2, 6, 5, 10), (5, 5, 10, 7), 1, "same", 1, 1),            # zero-bordered rows
+    ((2, 5, 6, 64), (1, 1, 64, 2), 1, "valid", 1, 1),           # 1x1
+    ((2, 14, 14, 6), (5, 5, 6, 16), 1, "valid", 1, 1),          # LeNet-5 C2: dx
+    ((2, 9, 8, 3), (3, 3, 3, 20), 1, "same", 1, 1),             # ... runs with a tail
+    ((1, 10, 12, 8), (2, 3, 8, 24), 1, ((0, 2), (1, 3)), 1, 1),  # ... asymmetric padding
+    ((2, 11, 9, 5), (4, 3, 5, 17), 1, "same", (2, 1), 1),       # ... dilated rows
 ]
 
 
@@ -569,13 +586,28 @@ def test_single_filter_kernel_matches_reference_and_gemm(case, dtype):
                                     results[False], want):
         _close(got, exp, dtype, name)
         _close(got, gemm, dtype, name + " vs GEMM")
-    # the paths sum in different orders: the kernel did run (forward: one filter, more input
-    # channels than the flat rows take; input gradient: one channel, many filters). With
-    # one-lane vectors (the portable-C build) its sums run in the GEMM's order: same bits.
-    if core._flat_lanes(dtype) > 1 and k.shape[3] == 1:
+    # the paths sum in different orders: the kernel did run (forward: one filter, or up to
+    # eight with more input channels than the flat rows take; input gradient: one channel,
+    # or up to eight with more filters than they take). With one-lane vectors (the
+    # portable-C build) its sums run in the GEMM's order: same bits.
+    channels, filters = k.shape[2], k.shape[3]
+    if core._flat_lanes(dtype) > 1 and (filters == 1 or channels > 8 >= filters):
         assert not np.array_equal(results[True][0], results[False][0])
-    if core._flat_lanes(dtype) > 1 and k.shape[2] == 1:
+    if core._flat_lanes(dtype) > 1 and (channels == 1 or filters > 8 >= channels):
         assert not np.array_equal(results[True][1], results[False][1])
+
+
+@pytest.mark.parametrize("filters", [1, 3, 6, 8])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_few_filter_sums_do_not_depend_on_the_pixel_grouping(filters, dtype):
+    """The few-filter kernel adds up the lanes of P pixels x F filters at once (a transposition)
+    and of a row's last pixels one at a time: every sum must get the same bits either way.
+    Dropping the input's first column shifts each output pixel by one place in its row, so
+    into another slot of its block (or out of a block)."""
+    x, k, b = _data(((2, 7, 14, 16), (3, 3, 16, filters)), dtype, seed=21)
+    full = ops.conv2d_forward(x, k, b)
+    shifted = ops.conv2d_forward(np.ascontiguousarray(x[:, :, 1:]), k, b)
+    np.testing.assert_array_equal(full[:, :, 1:], shifted)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -792,33 +792,38 @@ static int FC_FN(forward_then_pool)(const fc_kernel_table *kt, const fc_conv2d_p
     return status;
 }
 
-/* Most kernel rows of the single-filter path (more: the implicit GEMM). */
+/* Most kernel rows of the few-filter path (more: the implicit GEMM). */
 #define FC_DOT_MAX_KH 32
 
-static int FC_FN(dot_applies)(const fc_conv2d_params *p)
+/* One filter; or up to FC_DOT_MAX_F with at least four vectors of reduction per output, as
+ * each (pixel, filter) sum ends with a reduction of its lanes that costs about three
+ * instructions (64x28x28x12 -> 8, 1x1: 0.115 ms by the implicit GEMM, 0.249 here; 3x3 x 16
+ * -> 8: 1.44 -> 0.74; 1x1 64 -> 4: 1.25 -> 0.74). */
+static int FC_FN(dot_applies)(const fc_kernel_table *kt, const fc_conv2d_params *p)
 {
-    return (conv_paths & FC_PATH_DOT) && p->f == 1 && p->groups == 1 && p->dil_w == 1 &&
-           p->kh <= FC_DOT_MAX_KH;
+    return (conv_paths & FC_PATH_DOT) && p->groups == 1 && p->dil_w == 1 && p->kh <= FC_DOT_MAX_KH &&
+           (p->f == 1 || (p->f <= FC_DOT_MAX_F && p->kh * p->kw * p->c >= 4 * (ptrdiff_t)FC_KT(kt, flat_vl)));
 }
 
-/* y[q] for m pixels of one output row, the first reading input column iw, the next ones
- * `step` values further: the single-filter kernel over kernel columns [j0, j1) (inside the
- * image) of the kernel rows ki[t] whose input rows start at in_rows[t], t < runs. */
+/* y[q * F + f] for m pixels of one output row, the first reading input column iw, the next
+ * ones `step` values further: the few-filter kernel over kernel columns [j0, j1) (inside the
+ * image) of the kernel rows ki[t] whose input rows start at in_rows[t], t < runs. wv: the
+ * weights as (kernel row, filter, kernel column, channel). */
 static void FC_FN(dot_columns)(const fc_kernel_table *kt, ptrdiff_t runs, const FC_T *const *in_rows,
                                const ptrdiff_t *ki, const FC_T *wv, ptrdiff_t kw, ptrdiff_t C,
-                               ptrdiff_t iw, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t step, ptrdiff_t m,
-                               FC_T *y)
+                               ptrdiff_t F, ptrdiff_t iw, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t step,
+                               ptrdiff_t m, FC_T *y)
 {
     const FC_T *src[FC_DOT_MAX_KH], *wr[FC_DOT_MAX_KH];
     for (ptrdiff_t t = 0; t < runs; t++) {
         src[t] = in_rows[t] + (iw + j0) * C;
-        wr[t] = wv + (ki[t] * kw + j0) * C;
+        wr[t] = wv + (ki[t] * F * kw + j0) * C;
     }
-    FC_KT(kt, dot_runs)(runs, (j1 - j0) * C, src, wr, step, m, y);
+    FC_KT(kt, dot_runs)(runs, (j1 - j0) * C, src, wr, kw * C, (int)F, step, m, y);
 }
 
-/* y = act(conv_p(x, w) + bias) for one filter (dot_applies), `transposed` as in
- * implicit_gemm_conv: a GEMM tile would fill one of its NR columns, so the single-filter
+/* y = act(conv_p(x, w) + bias) for at most FC_DOT_MAX_F filters (dot_applies), `transposed`
+ * as in implicit_gemm_conv: a GEMM tile would fill F of its NR columns, so the few-filter
  * kernel (conv2d_dot_impl.h) runs its lanes along the reduction instead, over the kernel
  * rows inside the image: for the pixels whose KW input columns all lie in the image, runs of
  * KW * C values (one call per output row); for each border pixel, the shorter runs of its
@@ -827,58 +832,104 @@ static int FC_FN(dot_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p,
                            const FC_T *w, int transposed, const FC_T *bias, int act, FC_T *y,
                            int num_threads)
 {
-    const ptrdiff_t C = p->c, kw = p->kw, taps = p->kh * kw, rows = p->n * p->out_h;
+    const ptrdiff_t C = p->c, F = p->f, kh = p->kh, kw = p->kw, rows = p->n * p->out_h;
     const ptrdiff_t sw = p->stride_w, pl = p->pad_left, OW = p->out_w;
-    FC_T *flipped = NULL;
-    if (transposed) { /* the adjoint's weights: w is (KH, KW, 1, C), its taps flipped */
-        flipped = (FC_T *)fc_alloc((size_t)(taps * C) * sizeof(FC_T));
-        if (flipped == NULL) return FC_CONV_NOMEM;
-        for (ptrdiff_t t = 0; t < taps; t++)
-            memcpy(flipped + t * C, w + (taps - 1 - t) * C, (size_t)C * sizeof(FC_T));
+    /* wv[((i * F + f) * kw + j) * C + c]: W[i, j, c, f] (HWIO), or for the adjoint the
+     * layer's w[KH-1-i, KW-1-j, f, c] (its channels are our filters). One filter, not
+     * transposed: HWIO is that order already. */
+    FC_T *packed = NULL;
+    if (transposed || F > 1) {
+        packed = (FC_T *)fc_alloc((size_t)(kh * kw * C * F) * sizeof(FC_T));
+        if (packed == NULL) return FC_CONV_NOMEM;
+        for (ptrdiff_t i = 0; i < kh; i++)
+            for (ptrdiff_t f = 0; f < F; f++)
+                for (ptrdiff_t j = 0; j < kw; j++) {
+                    FC_T *dst = packed + ((i * F + f) * kw + j) * C;
+                    if (transposed) {
+                        const FC_T *src = w + (((kh - 1 - i) * kw + kw - 1 - j) * F + f) * C;
+                        for (ptrdiff_t c = 0; c < C; c++) dst[c] = src[c];
+                    } else {
+                        const FC_T *src = w + (i * kw + j) * C * F + f;
+                        for (ptrdiff_t c = 0; c < C; c++) dst[c] = src[c * F];
+                    }
+                }
     }
-    const FC_T *wv = transposed ? flipped : w; /* (i, j, c) order: HWIO with one filter */
+    const FC_T *wv = packed != NULL ? packed : w;
     /* Output columns [lo, hi) read only input columns inside the image. */
     const ptrdiff_t lo = min_pd(ceil_div(max_pd(pl, 0), sw), OW), span = p->w + pl - kw;
     const ptrdiff_t hi = span < 0 ? lo : max_pd(lo, min_pd(OW, span / sw + 1));
+    /* The others (border pixels) run one at a time, with shorter runs and F lane sums each.
+     * Where they are most of a row and F > 1 (LeNet-5 C2's adjoint: 8 of 14 pixels), each
+     * thread copies the row's kernel rows into zero-bordered rows (pad_l + W + pad_r pixels)
+     * instead, and the whole row runs in blocks (6 -> 16 5x5, dx: 0.190 -> 0.1xx ms). */
+    const ptrdiff_t pad_l = max_pd(pl, 0), pad_r = max_pd(0, (OW - 1) * sw - pl + kw - p->w);
+    const ptrdiff_t brow = (pad_l + p->w + pad_r) * C; /* values per bordered row */
+    const int bordered = F > 1 && 2 * (OW - (hi - lo)) > OW;
+    /* A thread's bordered rows: input row ih in slot ih % slots (the rows of an output row
+     * fall in distinct slots), kept while the next output rows read it. */
+    const ptrdiff_t slots = (kh - 1) * p->dil_h + 1;
     if (num_threads > rows) num_threads = (int)rows;
-    (void)num_threads;
+    int failed = 0;
     fc_share row_share;
     fc_share_init(&row_share, rows, num_threads, 4, FC_SHARE_EAGER);
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
-        FC_SHARE_FOR(&row_share, row) {
+        int ready = 1; /* (scratch allocated by the thread: see fc_thread_alloc) */
+        FC_T *rows_own = bordered ? (FC_T *)fc_thread_alloc((size_t)(slots * brow) * sizeof(FC_T), &ready) : NULL;
+        ptrdiff_t *held = bordered ? (ptrdiff_t *)fc_thread_alloc((size_t)slots * sizeof(ptrdiff_t), &ready) : NULL;
+        if (rows_own != NULL) memset(rows_own, 0, (size_t)(slots * brow) * sizeof(FC_T)); /* the borders */
+        if (held != NULL)
+            for (ptrdiff_t r = 0; r < slots; r++) held[r] = -1;
+        if (fc_thread_ready(ready, &failed)) FC_SHARE_FOR(&row_share, row) {
             const ptrdiff_t n = row / p->out_h, oh = row % p->out_h;
             const FC_T *in_rows[FC_DOT_MAX_KH];
             ptrdiff_t runs = 0, ki[FC_DOT_MAX_KH];
-            for (ptrdiff_t i = 0; i < p->kh; i++) { /* kernel rows inside the image */
+            for (ptrdiff_t i = 0; i < kh; i++) { /* kernel rows inside the image */
                 const ptrdiff_t ih = oh * p->stride_h - p->pad_top + i * p->dil_h;
                 if (ih < 0 || ih >= p->h) continue;
                 in_rows[runs] = x + (n * p->h + ih) * p->w * C;
+                if (bordered) {
+                    const ptrdiff_t slot = ih % slots;
+                    FC_T *in = rows_own + slot * brow + pad_l * C;
+                    if (held[slot] != n * p->h + ih) {
+                        memcpy(in, in_rows[runs], (size_t)(p->w * C) * sizeof(FC_T));
+                        held[slot] = n * p->h + ih;
+                    }
+                    in_rows[runs] = in;
+                }
                 ki[runs++] = i;
             }
-            FC_T *yr = y + row * OW;
-            for (ptrdiff_t ow = 0; ow < OW; ow++) {
-                if (ow == lo && hi > lo) ow = hi; /* past the interior pixels */
-                if (ow == OW) break;
-                /* kernel columns [j0, j1) inside the image */
-                const ptrdiff_t iw0 = ow * sw - pl, j0 = max_pd(0, -iw0), j1 = min_pd(kw, p->w - iw0);
-                if (j1 <= j0) { /* every tap in the padding */
-                    yr[ow] = 0;
-                    continue;
+            FC_T *yr = y + row * OW * F;
+            if (bordered) {
+                FC_FN(dot_columns)(kt, runs, in_rows, ki, wv, kw, C, F, -pl, 0, kw, sw * C, OW, yr);
+            } else {
+                for (ptrdiff_t ow = 0; ow < OW; ow++) {
+                    if (ow == lo && hi > lo) ow = hi; /* past the interior pixels */
+                    if (ow == OW) break;
+                    /* kernel columns [j0, j1) inside the image */
+                    const ptrdiff_t iw0 = ow * sw - pl, j0 = max_pd(0, -iw0), j1 = min_pd(kw, p->w - iw0);
+                    if (j1 <= j0) { /* every tap in the padding */
+                        for (ptrdiff_t f = 0; f < F; f++) yr[ow * F + f] = 0;
+                        continue;
+                    }
+                    FC_FN(dot_columns)(kt, runs, in_rows, ki, wv, kw, C, F, iw0, j0, j1, 0, 1, yr + ow * F);
                 }
-                FC_FN(dot_columns)(kt, runs, in_rows, ki, wv, kw, C, iw0, j0, j1, 0, 1, yr + ow);
+                if (hi > lo)
+                    FC_FN(dot_columns)(kt, runs, in_rows, ki, wv, kw, C, F, lo * sw - pl, 0, kw, sw * C,
+                                       hi - lo, yr + lo * F);
             }
-            if (hi > lo) FC_FN(dot_columns)(kt, runs, in_rows, ki, wv, kw, C, lo * sw - pl, 0, kw, sw * C, hi - lo, yr + lo);
             if (bias != NULL)
-                for (ptrdiff_t ow = 0; ow < OW; ow++) yr[ow] += bias[0];
-            if (act) FC_FN(activate)(kt, act, yr, OW);
+                for (ptrdiff_t ow = 0; ow < OW; ow++)
+                    for (ptrdiff_t f = 0; f < F; f++) yr[ow * F + f] += bias[f];
+            if (act) FC_FN(activate)(kt, act, yr, OW * F);
         }
+        fc_free(rows_own); fc_free(held);
         FC_OMP(barrier)
         fc_denormals_restore(csr);
     }
-    fc_free(flipped);
-    return FC_CONV_OK;
+    fc_free(packed);
+    return failed ? FC_CONV_NOMEM : FC_CONV_OK;
 }
 
 /* A convolution without groups' special paths: Winograd, flat rows or the single-filter
@@ -896,7 +947,7 @@ static int FC_FN(gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p
             return FC_FN(winograd_conv)(kt, p, x, w, transposed, bias, act, pool, y, num_threads);
     } else if (FC_FN(flat_plan_for)(kt, p, &fg)) {
         if (pool == NULL) return FC_FN(flat_conv)(kt, p, &fg, x, w, transposed, bias, act, y, num_threads);
-    } else if (FC_FN(dot_applies)(p)) {
+    } else if (FC_FN(dot_applies)(kt, p)) {
         if (pool == NULL) return FC_FN(dot_conv)(kt, p, x, w, transposed, bias, act, y, num_threads);
     } else {
         return FC_FN(implicit_gemm_conv)(kt, p, x, w, transposed, bias, act, pool, y, num_threads);
@@ -1065,8 +1116,14 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
      * rows or, for one channel, the single-filter kernel take the adjoint) -> dy @ W^T and
      * col2im here. */
     const int stride1 = p->stride_h == 1 && p->stride_w == 1;
+    /* (the few-filter kernel takes an adjoint of several channels unless the scatter's GEMM
+     * runs well, over 64 or more filters, while each dy vector feeds few multiply-adds there:
+     * 64x32x32x3 -> 64 3x3, dx: 1.47 ms scattered, 1.62 by the kernel; 6 -> 64 5x5: 1.40, 1.11;
+     * 6 -> 16 5x5 (LeNet-5 C2): 0.223, 0.202) */
+    const int adj_dot = FC_FN(dot_applies)(kt, &adj) &&
+                        (cg == 1 || fg < 64 || p->kh * p->kw * cg >= 64);
     const int dx_scatter = dx != NULL && (!stride1 || (2 * cg < nr && !FC_FN(flat_plan_for)(kt, &adj, &flat) &&
-                                                       !FC_FN(dot_applies)(&adj)));
+                                                       !adj_dot));
 
     /* --- weight gradient workspaces --- */
     const ptrdiff_t chunks = dw == NULL ? 0 : weight_grad_chunks(M, dw_elems + F, sizeof(FC_T));

@@ -97,11 +97,12 @@ enum { FC_GEMM_ACCUMULATE = 1, FC_GEMM_RELU = 2, FC_GEMM_STREAM = 4 };
     /* dst[q * R + r] = src[q * stride] for q < n, r < R; may write VL - 1 values past. */    \
     typedef void (*fc_flat_expand_##SFX##_fn)(const T *src, ptrdiff_t stride, ptrdiff_t n,     \
                                               ptrdiff_t R, T *dst);                             \
-    /* Single-filter convolution (conv2d_dot_impl.h): y[q] = sum_{t < runs} sum_{k < len}     \
-     * src[t][q * step + k] * w[t][k] for q < m. */                                            \
+    /* Few-filter convolution (conv2d_dot_impl.h): y[q * F + f] = sum_{t < runs}              \
+     * sum_{k < len} src[t][q * step + k] * w[t][f * wstep + k] for q < m,                   \
+     * f < F <= FC_DOT_MAX_F. */                                                              \
     typedef void (*fc_dot_runs_##SFX##_fn)(ptrdiff_t runs, ptrdiff_t len, const T *const *src, \
-                                           const T *const *w, ptrdiff_t step, ptrdiff_t m,     \
-                                           T *y);                                              \
+                                           const T *const *w, ptrdiff_t wstep, int F,          \
+                                           ptrdiff_t step, ptrdiff_t m, T *y);                 \
     /* y[i] = tanh(y[i]) for i < n, in place (activation_impl.h: the fused activation). */   \
     typedef void (*fc_act_tanh_##SFX##_fn)(T *y, ptrdiff_t n);                                 \
     /* dst[i] += src[i] for i < n. */                                                          \
@@ -217,6 +218,9 @@ typedef struct {
         add_rows_f64, act_tanh_f32, act_tanh_f64, pool_max_f32, pool_max_f64,                   \
         c1_dw_f32, c1_dw_f64,                                                                   \
     }
+
+/* Most filters of the few-filter kernel (dot_runs). */
+#define FC_DOT_MAX_F 8
 
 /* Largest MR and NR of any table: drivers size their scratch tiles with these. */
 #define FC_MAX_MR 24

@@ -44,6 +44,44 @@ static inline double hsum4(__m256d v)
     return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
 }
 
+/* out[i] = hsum8(v[i]) for i < n <= 8 (the few-filter kernel, conv2d_dot_impl.h), the bits of
+ * each sum the same: a transposition adding the same pairs in the same order for every slot
+ * (halves, then (l0 + l2) + (l1 + l3)). Its lane 4h + e ends up holding slot h + 2e, so slot
+ * h + 2e takes v[4h + e] (slots past n: zeros, never mixed with the others). */
+static inline void hsum8_block(const __m256 *v, int n, float *out)
+{
+    if (n <= 2) {
+        for (int i = 0; i < n; i++) out[i] = hsum8(v[i]);
+        return;
+    }
+    __m256 x[8], s[4], t[2];
+    for (int h = 0; h < 2; h++)
+        for (int e = 0; e < 4; e++) x[h + 2 * e] = 4 * h + e < n ? v[4 * h + e] : _mm256_setzero_ps();
+    for (int k = 0; k < 4; k++) /* halves added: half 0 slot 2k, half 1 slot 2k + 1 */
+        s[k] = _mm256_add_ps(_mm256_permute2f128_ps(x[2 * k], x[2 * k + 1], 0x20),
+                             _mm256_permute2f128_ps(x[2 * k], x[2 * k + 1], 0x31));
+    for (int k = 0; k < 2; k++) /* lanes (l0 + l2), (l1 + l3) */
+        t[k] = _mm256_add_ps(_mm256_shuffle_ps(s[2 * k], s[2 * k + 1], 0x44),
+                             _mm256_shuffle_ps(s[2 * k], s[2 * k + 1], 0xEE));
+    const __m256 r = _mm256_add_ps(_mm256_shuffle_ps(t[0], t[1], 0x88), _mm256_shuffle_ps(t[0], t[1], 0xDD));
+    if (n == 8) _mm256_storeu_ps(out, r);
+    else store_n32(out, r, n);
+}
+/* The same for 4 doubles (hsum4's order): lanes 0..3 hold slots 0, 2, 1, 3. */
+static inline void hsum4_block(const __m256d *v, int n, double *out)
+{
+    if (n <= 2) {
+        for (int i = 0; i < n; i++) out[i] = hsum4(v[i]);
+        return;
+    }
+    const __m256d x0 = v[0], x1 = v[2], x2 = v[1], x3 = n > 3 ? v[3] : _mm256_setzero_pd();
+    const __m256d s0 = _mm256_add_pd(_mm256_permute2f128_pd(x0, x1, 0x20), _mm256_permute2f128_pd(x0, x1, 0x31));
+    const __m256d s1 = _mm256_add_pd(_mm256_permute2f128_pd(x2, x3, 0x20), _mm256_permute2f128_pd(x2, x3, 0x31));
+    const __m256d r = _mm256_hadd_pd(s0, s1);
+    if (n == 4) _mm256_storeu_pd(out, r);
+    else store_n64(out, r, n);
+}
+
 /* ---- float32: wide 6 x 16 and narrow 12 x 8 tiles ---- */
 #define FC_T float
 #define FC_VT __m256
@@ -59,6 +97,7 @@ static inline double hsum4(__m256d v)
 #define FC_VLOAD_N(p, n) _mm256_maskload_ps(p, lanes32(n))
 #define FC_VSTORE_N(p, v, n) store_n32(p, v, n)
 #define FC_VHSUM(v) hsum8(v)
+#define FC_VHSUM_BLOCK(v, n, out) hsum8_block(v, n, out)
 /* the later value where greater or NaN: max(a, m) is a where a > m, else m (m on ties and
  * NaNs), then a where a is NaN (3 instructions; pool2d_impl.h's vmax) */
 #define FC_VMAX_NAN(m, a) _mm256_blendv_ps(_mm256_max_ps(a, m), a, _mm256_cmp_ps(a, a, _CMP_UNORD_Q))
@@ -90,6 +129,7 @@ static inline double hsum4(__m256d v)
 #define FC_VLOAD_N(p, n) _mm256_maskload_pd(p, lanes64(n))
 #define FC_VSTORE_N(p, v, n) store_n64(p, v, n)
 #define FC_VHSUM(v) hsum4(v)
+#define FC_VHSUM_BLOCK(v, n, out) hsum4_block(v, n, out)
 #define FC_VMAX_NAN(m, a) _mm256_blendv_pd(_mm256_max_pd(a, m), a, _mm256_cmp_pd(a, a, _CMP_UNORD_Q))
 #define FC_TILE_SFX f64
 #define FC_TILE_MR 6

@@ -11,6 +11,68 @@
 
 #define FC_FLAT_REGS 32 /* zmm0-31 */
 
+/* Lane sums for the few-filter kernel (conv2d_dot_impl.h). One vector: 128-bit quarters
+ * (q0 + q2) + (q1 + q3), then lanes (l0 + l2) + (l1 + l3), the order the block form below
+ * gives every slot (and GCC's _mm512_reduce_add_ps / _pd). */
+static inline float hsum16_one(__m512 v)
+{
+    const __m512 h = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0xEE));
+    const __m128 s = _mm_add_ps(_mm512_castps512_ps128(h), _mm512_extractf32x4_ps(h, 1));
+    const __m128 u = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(u, _mm_movehdup_ps(u)));
+}
+static inline double hsum8_one(__m512d v)
+{
+    const __m512d h = _mm512_add_pd(v, _mm512_shuffle_f64x2(v, v, 0xEE));
+    const __m128d s = _mm_add_pd(_mm512_castpd512_pd128(h), _mm512_extractf64x2_pd(h, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
+/* out[i] = hsum16_one(v[i]) for i < n <= 16, the bits of each sum the same: a transposition
+ * that adds the same pairs in the same order for every slot (31 shuffles and 15 additions
+ * for 16 sums, against 4 + 4 each alone). Its lane 4j + e ends up holding slot j + 4e, so
+ * slot j + 4e takes v[4j + e] (slots past n: zeros, never mixed with the others). */
+static inline void hsum16_block(const __m512 *v, int n, float *out)
+{
+    if (n <= 2) {
+        for (int i = 0; i < n; i++) out[i] = hsum16_one(v[i]);
+        return;
+    }
+    __m512 x[16], s[8], t[4], u[2];
+    for (int j = 0; j < 4; j++)
+        for (int e = 0; e < 4; e++) x[j + 4 * e] = 4 * j + e < n ? v[4 * j + e] : _mm512_setzero_ps();
+    for (int k = 0; k < 8; k++) /* quarters: (q0 + q2), (q1 + q3) of two slots */
+        s[k] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * k], x[2 * k + 1], 0x44),
+                             _mm512_shuffle_f32x4(x[2 * k], x[2 * k + 1], 0xEE));
+    for (int k = 0; k < 4; k++) /* quarter j: slot 4k + j's four lanes */
+        t[k] = _mm512_add_ps(_mm512_shuffle_f32x4(s[2 * k], s[2 * k + 1], 0x88),
+                             _mm512_shuffle_f32x4(s[2 * k], s[2 * k + 1], 0xDD));
+    for (int k = 0; k < 2; k++) /* lanes (l0 + l2), (l1 + l3) */
+        u[k] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * k], t[2 * k + 1], 0x44),
+                             _mm512_shuffle_ps(t[2 * k], t[2 * k + 1], 0xEE));
+    const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(u[0], u[1], 0x88), _mm512_shuffle_ps(u[0], u[1], 0xDD));
+    _mm512_mask_storeu_ps(out, (__mmask16)((1u << n) - 1u), r);
+}
+/* The same for 8 doubles: lane 2j + e holds slot j + 4e, which takes v[2j + e]. */
+static inline void hsum8_block(const __m512d *v, int n, double *out)
+{
+    if (n <= 2) {
+        for (int i = 0; i < n; i++) out[i] = hsum8_one(v[i]);
+        return;
+    }
+    __m512d x[8], s[4], t[2];
+    for (int j = 0; j < 4; j++)
+        for (int e = 0; e < 2; e++) x[j + 4 * e] = 2 * j + e < n ? v[2 * j + e] : _mm512_setzero_pd();
+    for (int k = 0; k < 4; k++)
+        s[k] = _mm512_add_pd(_mm512_shuffle_f64x2(x[2 * k], x[2 * k + 1], 0x44),
+                             _mm512_shuffle_f64x2(x[2 * k], x[2 * k + 1], 0xEE));
+    for (int k = 0; k < 2; k++)
+        t[k] = _mm512_add_pd(_mm512_shuffle_f64x2(s[2 * k], s[2 * k + 1], 0x88),
+                             _mm512_shuffle_f64x2(s[2 * k], s[2 * k + 1], 0xDD));
+    const __m512d r = _mm512_add_pd(_mm512_shuffle_pd(t[0], t[1], 0x00), _mm512_shuffle_pd(t[0], t[1], 0xFF));
+    _mm512_mask_storeu_pd(out, (__mmask8)((1u << n) - 1u), r);
+}
+
 /* ---- float32: wide 12 x 32 and narrow 24 x 16 tiles ---- */
 #define FC_T float
 #define FC_VT __m512
@@ -26,6 +88,7 @@
 #define FC_VLOAD_N(p, n) _mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1u), p)
 #define FC_VSTORE_N(p, v, n) _mm512_mask_storeu_ps(p, (__mmask16)((1u << (n)) - 1u), v)
 #define FC_VHSUM(v) _mm512_reduce_add_ps(v)
+#define FC_VHSUM_BLOCK(v, n, out) hsum16_block(v, n, out)
 /* max(a, m): a where a > m, else m (ties, NaNs); then a where a is NaN (gemm_avx2.c) */
 #define FC_VMAX_NAN(m, a) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), _mm512_max_ps(a, m), a)
 /* lanes of v picked by an index vector; FC_VREPEAT_IDX(k, R): lane l picks (k * 16 + l) / R
@@ -60,6 +123,7 @@
 #define FC_VLOAD_N(p, n) _mm512_maskz_loadu_pd((__mmask8)((1u << (n)) - 1u), p)
 #define FC_VSTORE_N(p, v, n) _mm512_mask_storeu_pd(p, (__mmask8)((1u << (n)) - 1u), v)
 #define FC_VHSUM(v) _mm512_reduce_add_pd(v)
+#define FC_VHSUM_BLOCK(v, n, out) hsum8_block(v, n, out)
 #define FC_VMAX_NAN(m, a) _mm512_mask_blend_pd(_mm512_cmp_pd_mask(a, a, _CMP_UNORD_Q), _mm512_max_pd(a, m), a)
 #define FC_VIT __m512i
 #define FC_VPERMUTE(v, idx) _mm512_permutexvar_pd(idx, v)

@@ -17,6 +17,7 @@
 #undef FC_VLOAD_N
 #undef FC_VSTORE_N
 #undef FC_VHSUM
+#undef FC_VHSUM_BLOCK
 #undef FC_VMAX_NAN
 #undef FC_VIT
 #undef FC_VPERMUTE
