@@ -534,6 +534,18 @@ def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon, v_hat=None):
 def adam_update_many(params, grads, ms, vs, alpha, beta_1, beta_2, epsilon, v_hats=None):
     """`adam_update` on every entry of the lists at once (one parallel region for all of a
     model's parameters; see `fastconv.reference.adam_update_many`)."""
+    if (type(params) is list and type(grads) is list and type(ms) is list and type(vs) is list
+            and (v_hats is None or type(v_hats) is list)
+            and _python_real(alpha, beta_1, beta_2, epsilon)):
+        # The optimizer's call, every step: straight to the kernel, which checks every array
+        # before it writes any. Arrays it does not take as they are (and the errors, which
+        # the path below raises again, or leaves to the reference) go entry by entry below.
+        try:
+            _ew.adam_update_many(params, grads, ms, vs, v_hats, 1.0 - beta_1, 1.0 - beta_2, alpha,
+                                 epsilon, get_num_threads())
+            return
+        except (TypeError, ValueError):
+            pass
     params, grads, ms, vs = list(params), list(grads), list(ms), list(vs)
     v_hats = None if v_hats is None else list(v_hats)
     lists = (params, grads, ms, vs) + ((v_hats,) if v_hats is not None else ())

@@ -14,7 +14,7 @@ import numpy as np
 cimport numpy as cnp
 from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free, malloc, qsort
 
 cnp.import_array()
 
@@ -65,31 +65,40 @@ _MAX_THREADS = 512
 _TWO_TO_32 = 1 << 32
 
 
-cdef cnp.ndarray _array(a, str name, dtype=None, tuple shape=None, bint output=False):
-    """Check one array argument; `dtype=None` means: float32 or float64 (the reference dtype).
+cdef str _entry_name(str base, Py_ssize_t k):
+    """`base` of entry k ("param[3]"), or `base` itself for k < 0."""
+    return base if k < 0 else f"{base}[{k}]"
 
-    The flags and the dtype are read through NumPy's C API: the optimizer calls these
-    kernels once per parameter per step, mostly on small arrays, where Python attribute
-    access (a.flags builds an object) cost more than the kernel."""
+
+cdef cnp.ndarray _array(a, str name, dtype=None, tuple shape=None, bint output=False,
+                        Py_ssize_t k=-1):
+    """Check one array argument (entry k of a list argument when k >= 0, named so in the
+    messages); `dtype=None` means: float32 or float64 (the reference dtype).
+
+    The flags and the dtype are read through NumPy's C API, and messages are built only for
+    an error: the optimizer calls these kernels on each parameter's arrays every step, mostly
+    small ones, where Python attribute access (a.flags builds an object) cost more than the
+    kernel."""
     if not isinstance(a, np.ndarray):
-        raise TypeError(f"`{name}` must be a numpy.ndarray; received {type(a).__name__}.")
+        raise TypeError(f"`{_entry_name(name, k)}` must be a numpy.ndarray; received {type(a).__name__}.")
     cdef cnp.ndarray arr = <cnp.ndarray>a
     # An array's dtype is usually the very object np.dtype(np.float32) returns; equality
     # (byte order included) decides otherwise.
     descr = <object>cnp.PyArray_DESCR(arr)
     if dtype is None:
         if descr is not _FLOAT32 and descr is not _FLOAT64 and descr != _FLOAT32 and descr != _FLOAT64:
-            raise TypeError(f"`{name}` must have dtype float32 or float64; received dtype {a.dtype}.")
+            raise TypeError(f"`{_entry_name(name, k)}` must have dtype float32 or float64; "
+                            f"received dtype {a.dtype}.")
     elif descr is not dtype and descr != dtype:
-        raise ValueError(f"`{name}` must have dtype {dtype} (as the other arrays); "
+        raise ValueError(f"`{_entry_name(name, k)}` must have dtype {dtype} (as the other arrays); "
                          f"received dtype {a.dtype}.")
     if shape is not None and a.shape != shape:
-        raise ValueError(f"`{name}` must have shape {shape} (as the other arrays); "
+        raise ValueError(f"`{_entry_name(name, k)}` must have shape {shape} (as the other arrays); "
                          f"received {a.shape}.")
     if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
-        raise ValueError(f"`{name}` must be C-contiguous.")
+        raise ValueError(f"`{_entry_name(name, k)}` must be C-contiguous.")
     if output and not cnp.PyArray_ISWRITEABLE(arr):
-        raise ValueError(f"`{name}` (an output) must be writeable.")
+        raise ValueError(f"`{_entry_name(name, k)}` (an output) must be writeable.")
     return arr
 
 
@@ -278,48 +287,101 @@ def sigmoid_backward(dy, y, dx, num_threads):
             fc_sigmoid_backward_f64(<const double *>pdy, <const double *>py, <double *>pdx, n, nt)
 
 
-cdef tuple _adam_entry(param, grad, m, v, v_hat, dtype, str suffix):
-    """Check one parameter's arrays (names end with `suffix`, e.g. "[3]"); dtype None: the
-    param's own (float32 or float64)."""
-    cdef cnp.ndarray ap = _array(param, "param" + suffix, dtype, None, True)
+# Adam's arrays in entry order, and the pairs that must not overlap: each output (param, m,
+# v, v_hat) against every later array and the gradient.
+_ADAM_NAMES = ("param", "grad", "m", "v", "v_hat")
+cdef int _ADAM_PAIRS[10][2]
+for _n, _pair in enumerate(((0, 1), (0, 2), (0, 3), (0, 4), (2, 1), (2, 3), (2, 4), (3, 1), (3, 4), (4, 1))):
+    _ADAM_PAIRS[_n][0], _ADAM_PAIRS[_n][1] = _pair
+
+
+cdef tuple _adam_entry(param, grad, m, v, v_hat, dtype, Py_ssize_t k):
+    """Check one parameter's arrays (entry k of a list, or k = -1 for a single update);
+    dtype None: the param's own (float32 or float64). Names go into messages only for an
+    error, and the overlaps are compared in C: the optimizer checks every parameter's four
+    arrays each step."""
+    cdef cnp.ndarray ap = _array(param, "param", dtype, None, True, k)
     shape = param.shape
-    cdef cnp.ndarray ag = _array(grad, "grad" + suffix, ap.dtype, shape)
-    cdef cnp.ndarray am = _array(m, "m" + suffix, ap.dtype, shape, output=True)
-    cdef cnp.ndarray av = _array(v, "v" + suffix, ap.dtype, shape, output=True)
-    cdef cnp.ndarray ah = None
-    if v_hat is not None:
-        ah = _array(v_hat, "v_hat" + suffix, ap.dtype, shape, output=True)
-    _separate(ap, "param" + suffix, [(ag, "grad" + suffix), (am, "m" + suffix),
-                                     (av, "v" + suffix), (ah, "v_hat" + suffix)])
-    _separate(am, "m" + suffix, [(ag, "grad" + suffix), (av, "v" + suffix), (ah, "v_hat" + suffix)])
-    _separate(av, "v" + suffix, [(ag, "grad" + suffix), (ah, "v_hat" + suffix)])
-    if ah is not None:
-        _separate(ah, "v_hat" + suffix, [(ag, "grad" + suffix)])
-    return ap, ag, am, av, ah
+    cdef cnp.ndarray ag = _array(grad, "grad", ap.dtype, shape, False, k)
+    cdef cnp.ndarray am = _array(m, "m", ap.dtype, shape, True, k)
+    cdef cnp.ndarray av = _array(v, "v", ap.dtype, shape, True, k)
+    cdef cnp.ndarray ah = None if v_hat is None else _array(v_hat, "v_hat", ap.dtype, shape, True, k)
+    arrays = (ap, ag, am, av, ah)
+    cdef char *lo[5]
+    cdef char *hi[5]
+    cdef bint present[5]
+    cdef cnp.ndarray arr
+    cdef int n, i, j
+    for i in range(5):
+        arr = arrays[i]
+        present[i] = arr is not None
+        if present[i]:
+            lo[i] = <char *>cnp.PyArray_DATA(arr)
+            hi[i] = lo[i] + cnp.PyArray_NBYTES(arr)
+    for n in range(10):  # (_overlap's test)
+        i, j = _ADAM_PAIRS[n][0], _ADAM_PAIRS[n][1]
+        if present[i] and present[j] and lo[i] < hi[j] and lo[j] < hi[i]:
+            raise ValueError(f"`{_entry_name(_ADAM_NAMES[i], k)}` must not overlap "
+                             f"`{_entry_name(_ADAM_NAMES[j], k)}`.")
+    return arrays
+
+
+ctypedef struct _span:
+    size_t start, stop
+    int is_output
+    Py_ssize_t k
+
+
+cdef int _span_order(const void *a, const void *b) noexcept nogil:
+    """By start, then stop, output flag and entry (the order of sorted (start, stop, ...) tuples)."""
+    cdef const _span *s = <const _span *>a
+    cdef const _span *t = <const _span *>b
+    if s.start != t.start:
+        return -1 if s.start < t.start else 1
+    if s.stop != t.stop:
+        return -1 if s.stop < t.stop else 1
+    if s.is_output != t.is_output:
+        return s.is_output - t.is_output
+    return -1 if s.k < t.k else (1 if s.k > t.k else 0)
 
 
 cdef _separate_entries(list entries):
     """Refuse an output of one entry that overlaps an array of another (the entries are
     updated concurrently): a sweep over the arrays' byte ranges sorted by start."""
-    spans = []
+    cdef Py_ssize_t count = len(entries), k, total = 0, s
+    cdef _span *spans = <_span *>malloc(5 * count * sizeof(_span))
+    if spans == NULL:
+        raise MemoryError()
     cdef cnp.ndarray arr
-    for k, arrays in enumerate(entries):
-        for j, arr in enumerate(arrays):
+    cdef int j
+    for k in range(count):
+        arrays = <tuple>entries[k]
+        for j in range(5):
+            arr = arrays[j]
             if arr is not None:
-                start = <size_t>cnp.PyArray_DATA(arr)
-                spans.append((start, start + <size_t>cnp.PyArray_NBYTES(arr), j != 1, k))
-    spans.sort()
-    end_any, end_out, owner_any, owner_out = 0, 0, -1, -1
-    for start, stop, is_output, k in spans:
-        if start == stop:
+                spans[total].start = <size_t>cnp.PyArray_DATA(arr)
+                spans[total].stop = spans[total].start + <size_t>cnp.PyArray_NBYTES(arr)
+                spans[total].is_output = j != 1
+                spans[total].k = k
+                total += 1
+    qsort(spans, total, sizeof(_span), _span_order)
+    cdef size_t end_any = 0, end_out = 0
+    cdef Py_ssize_t owner_any = -1, owner_out = -1, clash = -1
+    for s in range(total):
+        if spans[s].start == spans[s].stop:
             continue
-        if (start < end_out and owner_out != k) or (is_output and start < end_any and owner_any != k):
-            raise ValueError("The parameters' arrays must not overlap each other "
-                             f"(entry {k} overlaps another entry).")
-        if stop > end_any:
-            end_any, owner_any = stop, k
-        if is_output and stop > end_out:
-            end_out, owner_out = stop, k
+        if ((spans[s].start < end_out and owner_out != spans[s].k)
+                or (spans[s].is_output and spans[s].start < end_any and owner_any != spans[s].k)):
+            clash = spans[s].k
+            break
+        if spans[s].stop > end_any:
+            end_any, owner_any = spans[s].stop, spans[s].k
+        if spans[s].is_output and spans[s].stop > end_out:
+            end_out, owner_out = spans[s].stop, spans[s].k
+    free(spans)
+    if clash >= 0:
+        raise ValueError("The parameters' arrays must not overlap each other "
+                         f"(entry {clash} overlaps another entry).")
 
 
 def adam_update_many(params, grads, ms, vs, v_hats, one_minus_beta_1, one_minus_beta_2, alpha,
@@ -356,7 +418,7 @@ def adam_update_many(params, grads, ms, vs, v_hats, one_minus_beta_1, one_minus_
     dtype = None
     for k in range(count):
         entry = _adam_entry(params[k], grads[k], ms[k], vs[k],
-                            None if v_hats is None else v_hats[k], dtype, f"[{k}]")
+                            None if v_hats is None else v_hats[k], dtype, k)
         dtype = entry[0].dtype
         entries.append(entry)
     if count > 1:
@@ -414,7 +476,7 @@ def adam_update(param, grad, m, v, v_hat, one_minus_beta_1, one_minus_beta_2, al
         epsilon: added to sqrt(v).
         num_threads: OpenMP threads (>= 1).
     """
-    entry = _adam_entry(param, grad, m, v, v_hat, None, "")
+    entry = _adam_entry(param, grad, m, v, v_hat, None, -1)
     cdef double b1 = _real(one_minus_beta_1, "one_minus_beta_1")
     cdef double b2 = _real(one_minus_beta_2, "one_minus_beta_2")
     cdef double a = _real(alpha, "alpha")
