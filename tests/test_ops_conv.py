@@ -72,8 +72,9 @@ CASES = [
     ((2, 10, 12, 9), (2, 3, 9, 6), 1, ((3, 2), (4, 1)), 1, 1),  # adjoint with negative pads
     # few filters, many channels (forward) and the reverse (input gradient): lanes along the
     # reduction, with zero-bordered rows where border pixels are most of a row
-    ((3, 14, 14, 6), (5, 5, 6, 16), 1, "valid", 1, 1),          # LeNet-5 C2
+    ((3, 14, 14, 6), (5, 5, 6, 16), 1, "valid", 1, 1),          # LeNet-5 C2 (tiles over 3 rows)
     ((2, 6, 5, 10), (5, 5, 10, 7), 1, "same", 1, 1),
+    ((7, 4, 5, 3), (3, 3, 3, 16), 1, "same", 1, 1),             # 20-pixel images: tiles span several
 ]
 CASE_IDS = [f"x{c[0]}-k{c[1]}-s{c[2]}-p{c[3]}-d{c[4]}-g{c[5]}" for c in CASES]
 

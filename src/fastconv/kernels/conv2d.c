@@ -220,6 +220,16 @@ static ptrdiff_t framed_table(int mr, ptrdiff_t rows, ptrdiff_t a, int next_imag
     return rows <= a ? rows - 1 : (next_image ? 2 * (ptrdiff_t)mr - 1 : mr) + a - 1;
 }
 
+/* With OW < mr, tables of whole tiles spanning three output rows or more (LeNet-5 C3's
+ * 10-pixel rows in 24-pixel tiles), which would otherwise each build their own: a tile within
+ * one image that starts at column ow takes table FC_FRAMED_TABLES(mr) + ow; one that crosses
+ * into the next image with `left` < mr of its pixels in its own takes FC_FRAMED_TABLES(mr) +
+ * OW + left - 1 (left fixes where it starts). The count of all tables: */
+static ptrdiff_t framed_tables_count(const fc_conv2d_params *p, int mr)
+{
+    return FC_FRAMED_TABLES(mr) + (p->out_w < mr ? p->out_w + mr - 1 : 0);
+}
+
 /* The offset from a tile of mr pixels of an output row to the next one in that row. */
 static ptrdiff_t framed_tile_step(const fc_conv2d_params *p, ptrdiff_t mr)
 {

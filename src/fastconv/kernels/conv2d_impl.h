@@ -302,6 +302,23 @@ static void FC_FN(framed_shapes)(const fc_conv2d_params *p, const FC_T *xf, int 
         FC_FN(framed_fill_table)(p, xf, mr, shapes, framed_table(mr, mr, a, 0), mr, a, next_row);
         FC_FN(framed_fill_table)(p, xf, mr, shapes, framed_table(mr, mr, a, 1), mr, a, next_image);
     }
+    if (p->out_w < mr) { /* (framed_tables_count) */
+        const ptrdiff_t kh = p->kh, row_step = p->dil_h * pw, per_image = p->out_h * p->out_w;
+        for (ptrdiff_t u = 0; u < p->out_w + mr - 1; u++) {
+            /* a tile of the table's kind, in image 0 (the offsets do not depend on the image) */
+            const ptrdiff_t q0 = u < p->out_w ? u : per_image - (u - p->out_w + 1);
+            ptrdiff_t n = 0, oh = max_pd(q0, 0) / p->out_w, ow = max_pd(q0, 0) % p->out_w;
+            const ptrdiff_t first = framed_offset(p, 0, oh, ow);
+            const FC_T **table = shapes + (FC_FRAMED_TABLES(mr) + u) * kh * mr;
+            for (ptrdiff_t r = 0; r < mr; r++) {
+                /* (past the last image, or no such tile: a table no whole tile takes, kept in
+                 * range) */
+                const ptrdiff_t delta = q0 >= 0 && n < p->n ? framed_offset(p, n, oh, ow) - first : 0;
+                for (ptrdiff_t i = 0; i < kh; i++) table[i * mr + r] = xf + i * row_step + delta;
+                next_pixel(p, &n, &oh, &ow);
+            }
+        }
+    }
 }
 
 /* How the indirect kernel reads a tile of a framed image: through `tab` (KH * mr pointers)
@@ -338,6 +355,17 @@ static void FC_FN(framed_tiles)(const fc_conv2d_params *p, const FC_T *xf, const
                 if (++oh == p->out_h) { oh = 0; ++n; }
             }
             next_pixel(p, &n, &oh, &ow);
+            continue;
+        }
+        if (rows == mr && p->out_w < mr) { /* a whole tile over three rows or more */
+            const ptrdiff_t left = (p->out_h - oh) * p->out_w - ow; /* pixels left in its image */
+            const ptrdiff_t table = FC_FRAMED_TABLES(mr) + (left >= mr ? ow : p->out_w + left - 1);
+            tiles[t].tab = shapes + table * kh * mr;
+            tiles[t].off = framed_offset(p, n, oh, ow);
+            const ptrdiff_t q = oh * p->out_w + ow + mr, per_image = p->out_h * p->out_w;
+            n += q / per_image;
+            oh = (q % per_image) / p->out_w;
+            ow = q % p->out_w;
             continue;
         }
         const FC_T **dst = own + t * kh * mr;
@@ -593,7 +621,7 @@ static int FC_FN(implicit_gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_
     if (row_ind) { /* framed images; shared run tables */
         const size_t framed = (size_t)(p->n * framed_rows(p) * padded_row_width(p) * p->c);
         failed |= (xframed = (FC_T *)fc_alloc(framed * sizeof(FC_T))) == NULL;
-        failed |= (shapes = (const FC_T **)fc_alloc((size_t)(FC_FRAMED_TABLES(mr) * p->kh * mr) * sizeof(FC_T *))) == NULL;
+        failed |= (shapes = (const FC_T **)fc_alloc((size_t)(framed_tables_count(p, mr) * p->kh * mr) * sizeof(FC_T *))) == NULL;
     }
     if (failed) {
         fc_free(wpack); fc_free(zeros); fc_free(xframed); fc_free((void *)shapes);
