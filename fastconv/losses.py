@@ -18,6 +18,7 @@ import numbers
 import numpy as np
 
 from . import _validation as V
+from .backend import get_ops
 
 EPSILON = 1e-7  # Keras' backend.epsilon(): clip bound for probabilities
 
@@ -213,6 +214,27 @@ class SparseCategoricalCrossentropy(Loss):
 
     def check_targets(self, y_true, pred_shape, name="y_true", dtype=None):
         return sparse_labels(y_true, pred_shape, name)
+
+    def _one_call(self, y_true, y_pred):
+        """(mean loss, gradient) by one kernel call (ops.sparse_softmax_crossentropy) for
+        logits (batch, classes) and integer labels (batch,) or (batch, 1), a training step's
+        call; None for anything else, and for labels out of range (which sparse_labels then
+        names on the general path)."""
+        if (self.from_logits and type(y_pred) is np.ndarray and type(y_true) is np.ndarray
+                and y_pred.ndim == 2 and y_pred.dtype.kind == "f" and y_pred.dtype.itemsize >= 4
+                and y_true.dtype.kind in "iu" and y_pred.size
+                and y_true.shape in (y_pred.shape[:1], (y_pred.shape[0], 1))):
+            labels = y_true.reshape(-1).astype(np.int64, copy=False)
+            return get_ops().sparse_softmax_crossentropy(y_pred, labels)
+        return None
+
+    def __call__(self, y_true, y_pred):
+        result = self._one_call(y_true, y_pred)  # (the value value_and_gradient gives)
+        return super().__call__(y_true, y_pred) if result is None else result[0]
+
+    def value_and_gradient(self, y_true, y_pred):
+        result = self._one_call(y_true, y_pred)
+        return super().value_and_gradient(y_true, y_pred) if result is None else result
 
     def _per_sample_and_grad(self, labels, y_pred, need_grad):
         index = labels[..., None]

@@ -435,6 +435,7 @@ def dense_backward(dy, x, kernel, need_input_grad=True, need_bias_grad=True):
 # C-contiguous float32/float64 arrays of one dtype and shape, NumPy scalars, ...) go to the
 # reference, which defines the result for every input.
 from .reference import elementwise as _ew_ref  # noqa: E402
+from .reference import losses as _loss_ref  # noqa: E402
 
 try:
     from ._core import elementwise as _ew
@@ -560,6 +561,21 @@ def adam_update_many(params, grads, ms, vs, alpha, beta_1, beta_2, epsilon, v_ha
         return
     _ew.adam_update_many(params, grads, ms, vs, v_hats, 1.0 - beta_1, 1.0 - beta_2, alpha,
                          epsilon, get_num_threads())
+
+
+def sparse_softmax_crossentropy(logits, labels):
+    """(mean loss, gradient of the mean with respect to `logits`) of the softmax crossentropy
+    of integer labels, or None if a label lies outside [0, classes) (see
+    `fastconv.reference.sparse_softmax_crossentropy`): one kernel call, where the NumPy
+    version's dozen calls on a batch's few logits cost ~50-90 us of a training step."""
+    if (type(logits) is np.ndarray and logits.ndim == 2 and logits.dtype in _EW_DTYPES
+            and logits.size and logits.flags.c_contiguous and type(labels) is np.ndarray
+            and labels.dtype == np.int64 and labels.shape == logits.shape[:1]
+            and labels.flags.c_contiguous):
+        grad = _empty(logits.shape, dtype=logits.dtype)
+        bad, total = _ew.sparse_softmax_crossentropy(logits, labels, grad)
+        return None if bad >= 0 else (total / logits.shape[0], grad)
+    return _loss_ref.sparse_softmax_crossentropy(logits, labels)
 
 
 def sgd_update(param, grad, learning_rate, momentum=0.0, velocity=None, nesterov=False):

@@ -242,3 +242,74 @@ def test_serialize_round_trip():
     assert again.get_config() == loss.get_config()
     with pytest.raises(ValueError, match="Unknown loss configuration"):
         losses.deserialize({"class_name": "Nope", "config": {}})
+
+
+# -- the compiled softmax crossentropy of integer labels (ops.sparse_softmax_crossentropy) ----
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,scale", [((64, 10), 3.0), ((1, 1), 1.0), ((1, 3), 1.0), ((3, 1), 5.0),
+                                         ((7, 1000), 2.0), ((33, 17), 80.0)])
+def test_sparse_softmax_kernel_matches_reference(shape, scale, dtype):
+    from fastconv import ops
+    from fastconv import reference as ref
+
+    rng = np.random.default_rng(shape[1] + 7)
+    logits = (rng.standard_normal(shape) * scale).astype(dtype)
+    labels = rng.integers(0, shape[1], shape[0])
+    value, grad = ops.sparse_softmax_crossentropy(logits, labels)
+    want_value, want_grad = ref.sparse_softmax_crossentropy(logits, labels)
+    tol = 2e-6 if dtype == np.float32 else 1e-12
+    assert grad.dtype == dtype and grad.shape == shape and grad.flags.c_contiguous
+    np.testing.assert_allclose(value, want_value, rtol=tol, atol=tol)
+    np.testing.assert_allclose(grad, want_grad, rtol=tol, atol=tol / shape[0])
+    # in float64, exactly: the mean of log(sum exp) - z[label], the gradient softmax - onehot
+    z = logits.astype(np.float64)
+    lse = np.log(np.exp(z - z.max(1, keepdims=True)).sum(1)) + z.max(1)
+    np.testing.assert_allclose(value, np.mean(lse - z[np.arange(shape[0]), labels]), rtol=tol)
+    # the loss object takes the kernel for this layout: its value and gradient, and its call
+    loss = losses.SparseCategoricalCrossentropy(from_logits=True)
+    got_value, got_grad = loss.value_and_gradient(labels.astype(np.uint8 if shape[1] < 256 else np.int32), logits)
+    assert got_value == value and got_grad.tobytes() == grad.tobytes()
+    assert loss(labels[:, None], logits) == value
+
+
+def test_sparse_softmax_kernel_labels_out_of_range_and_odd_inputs():
+    from fastconv import ops
+    from fastconv import reference as ref
+    from fastconv._core import elementwise as core
+
+    logits = np.zeros((4, 3), np.float32)
+    for bad in (3, -1):
+        labels = np.array([0, 1, bad, 2])
+        assert ops.sparse_softmax_crossentropy(logits, labels) is None
+        assert ref.sparse_softmax_crossentropy(logits, labels) is None
+        with pytest.raises(ValueError, match=f"class index {bad}, outside"):
+            losses.SparseCategoricalCrossentropy(from_logits=True).value_and_gradient(labels, logits)
+    # uint64 labels past int64: wrapped negative by the cast, still refused and named
+    big = np.array([0, 2**64 - 1, 0, 0], np.uint64)
+    with pytest.raises(ValueError, match="outside"):
+        losses.SparseCategoricalCrossentropy(from_logits=True)(big, logits)
+    # a NaN logit: that row's loss and gradient are NaN, the others are not
+    nan = np.array([[0.0, np.nan, 1.0], [0.0, 1.0, 2.0]])
+    value, grad = ops.sparse_softmax_crossentropy(nan, np.array([0, 1]))
+    assert np.isnan(value) and np.isnan(grad[0]).all() and np.isfinite(grad[1]).all()
+    # Fortran-ordered logits (the reference computes them) and a strided label vector
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((9, 5)).astype(np.float32)
+    labels = rng.integers(0, 5, 18)[::2]
+    want = ref.sparse_softmax_crossentropy(logits, labels)
+    for z, lab in ((np.asfortranarray(logits), labels), (logits, labels)):
+        value, grad = ops.sparse_softmax_crossentropy(z, lab)
+        np.testing.assert_allclose(value, want[0], rtol=2e-6)
+        np.testing.assert_allclose(grad, want[1], atol=1e-7)
+    # the kernel's own checks
+    grad = np.empty((9, 5), np.float32)
+    with pytest.raises(ValueError, match="labels"):
+        core.sparse_softmax_crossentropy(logits, labels.astype(np.int32), grad)
+    with pytest.raises(ValueError, match="labels"):
+        core.sparse_softmax_crossentropy(logits, np.ascontiguousarray(labels[:4]), grad)
+    with pytest.raises(ValueError, match="grad"):
+        core.sparse_softmax_crossentropy(logits, np.ascontiguousarray(labels), np.empty((9, 5)))
+    with pytest.raises(ValueError, match="logits"):
+        core.sparse_softmax_crossentropy(logits[0], np.ascontiguousarray(labels), grad)
+    with pytest.raises(ValueError, match="overlap"):
+        core.sparse_softmax_crossentropy(logits, np.ascontiguousarray(labels), logits)

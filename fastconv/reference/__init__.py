@@ -4,6 +4,7 @@ Same functions and signatures as `fastconv.ops`; the compiled core is tested aga
 """
 from .conv import conv2d_backward, conv2d_forward
 from .dense import dense_backward, dense_forward
+from .losses import sparse_softmax_crossentropy
 from .elementwise import (
     adam_update,
     adam_update_many,

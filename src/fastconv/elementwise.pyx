@@ -13,7 +13,7 @@ import numpy as np
 
 cimport numpy as cnp
 from libc.stddef cimport ptrdiff_t
-from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, qsort
 
 cnp.import_array()
@@ -55,11 +55,16 @@ cdef extern from "elementwise.h" nogil:
                                  ptrdiff_t n, int nt)
     void fc_dropout_backward_f64(const double *dy, const uint8_t *keep, double scale,
                                  double *dx, ptrdiff_t n, int nt)
+    ptrdiff_t fc_sparse_softmax_xent_f32(const float *z, const int64_t *labels, ptrdiff_t rows,
+                                         ptrdiff_t classes, float *grad, double *loss_sum)
+    ptrdiff_t fc_sparse_softmax_xent_f64(const double *z, const int64_t *labels, ptrdiff_t rows,
+                                         ptrdiff_t classes, double *grad, double *loss_sum)
 
 _FLOAT32 = np.dtype(np.float32)
 _FLOAT64 = np.dtype(np.float64)
 _UINT32 = np.dtype(np.uint32)
 _BOOL = np.dtype(np.bool_)
+_INT64 = np.dtype(np.int64)
 # More threads than this only idle (and could exhaust the process); results do not change.
 _MAX_THREADS = 512
 _TWO_TO_32 = 1 << 32
@@ -610,3 +615,42 @@ def dropout_backward(dy, keep, scale, dx, num_threads):
         with nogil:
             fc_dropout_backward_f64(<const double *>pdy, <const uint8_t *>pk, s, <double *>pdx,
                                     n, nt)
+
+
+def sparse_softmax_crossentropy(logits, labels, grad):
+    """Softmax crossentropy of integer labels from logits, and its gradient: returns (row,
+    loss_sum). row is -1 when every label lies in [0, classes): grad (an output like logits)
+    then holds the gradient of the mean loss with respect to the logits, and loss_sum the sum
+    of the rows' losses (a float). Otherwise row is the first row whose label does not, and
+    nothing was written.
+
+    Args:
+        logits: (rows, classes), float32 or float64, C-contiguous, rows and classes >= 1.
+        labels: (rows,), int64, C-contiguous.
+        grad: output, the dtype and shape of logits.
+    """
+    cdef cnp.ndarray az = _array(logits, "logits")
+    if az.ndim != 2 or az.shape[0] < 1 or az.shape[1] < 1:
+        raise ValueError(f"`logits` must have shape (rows, classes), both >= 1; received {logits.shape}.")
+    cdef cnp.ndarray ag = _array(grad, "grad", az.dtype, logits.shape, output=True)
+    if not isinstance(labels, np.ndarray):
+        raise TypeError(f"`labels` must be a numpy.ndarray; received {type(labels).__name__}.")
+    cdef cnp.ndarray al = <cnp.ndarray>labels
+    if labels.dtype != _INT64 or labels.shape != (logits.shape[0],) or not cnp.PyArray_IS_C_CONTIGUOUS(al):
+        raise ValueError(f"`labels` must be a C-contiguous int64 array of shape ({logits.shape[0]},); "
+                         f"received {labels.dtype} {labels.shape}.")
+    _separate(ag, "grad", [(az, "logits"), (al, "labels")])
+    cdef ptrdiff_t rows = az.shape[0], classes = az.shape[1], bad
+    cdef double total = 0.0
+    cdef void *z = _data(az)
+    cdef void *lab = _data(al)
+    cdef void *g = _data(ag)
+    if az.dtype == _FLOAT32:
+        with nogil:
+            bad = fc_sparse_softmax_xent_f32(<const float *>z, <const int64_t *>lab, rows, classes,
+                                             <float *>g, &total)
+    else:
+        with nogil:
+            bad = fc_sparse_softmax_xent_f64(<const double *>z, <const int64_t *>lab, rows, classes,
+                                             <double *>g, &total)
+    return bad, total

@@ -359,4 +359,26 @@ void SFX(fc_dropout_backward)(const T *dy, const uint8_t *keep, T scale, T *dx, 
                    SFX(fc_dropout_backward_block)(dy + lo, keep + lo, scale, dx + lo, hi - lo));
 }
 
+ptrdiff_t SFX(fc_sparse_softmax_xent)(const T *z, const int64_t *labels, ptrdiff_t rows,
+                                      ptrdiff_t classes, T *grad, double *loss_sum)
+{
+    for (ptrdiff_t r = 0; r < rows; r++)
+        if (labels[r] < 0 || labels[r] >= classes) return r;
+    double total = 0.0;
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const T *zr = z + r * classes;
+        T *gr = grad + r * classes;
+        double m = zr[0];
+        for (ptrdiff_t j = 1; j < classes; j++) m = zr[j] > m ? zr[j] : m; /* (a NaN: NaN sums) */
+        double s = 0.0;
+        for (ptrdiff_t j = 0; j < classes; j++) s += exp((double)zr[j] - m);
+        const double scale = 1.0 / (double)rows, inv_s = 1.0 / s;
+        for (ptrdiff_t j = 0; j < classes; j++)
+            gr[j] = (T)((exp((double)zr[j] - m) * inv_s - (j == labels[r] ? 1.0 : 0.0)) * scale);
+        total += m + log(s) - (double)zr[labels[r]];
+    }
+    *loss_sum = total;
+    return -1;
+}
+
 #endif /* FC_ELEMENTWISE_TEMPLATE */

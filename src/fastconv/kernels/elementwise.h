@@ -54,7 +54,14 @@
                                   T scale, T *y, uint8_t *keep, ptrdiff_t n, int num_threads); \
     /* dx = dy * (keep ? scale : 0) for keep[i] in {0, 1}. */                                  \
     void fc_dropout_backward_##SFX(const T *dy, const uint8_t *keep, T scale, T *dx,           \
-                                   ptrdiff_t n, int num_threads);
+                                   ptrdiff_t n, int num_threads);                              \
+    /* Softmax crossentropy of integer labels from logits z (rows x classes, rows >= 1): per  \
+     * row, in double around its maximum m, s = sum_j exp(z_j - m); the row's loss is          \
+     * m + log(s) - z[label] and grad[j] = (exp(z_j - m) / s - [j == label]) / rows. Returns   \
+     * -1 with *loss_sum = the sum of the rows' losses, or the first row whose label lies      \
+     * outside [0, classes) (then nothing is written). One thread: a batch's logits are small. */ \
+    ptrdiff_t fc_sparse_softmax_xent_##SFX(const T *z, const int64_t *labels, ptrdiff_t rows,  \
+                                           ptrdiff_t classes, T *grad, double *loss_sum);
 
 FC_DECLARE_ELEMENTWISE(float, f32)
 FC_DECLARE_ELEMENTWISE(double, f64)
