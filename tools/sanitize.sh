@@ -5,7 +5,7 @@
 #
 # Usage: tools/sanitize.sh [pytest arguments...]
 #   default tests: the kernel suites (tests/test_ops_*.py tests/test_elementwise.py
-#   tests/test_reference.py), the thread tests (tests/test_threads.py: 2 OpenMP threads) and the
+#   tests/test_reference.py, and tests/test_losses.py for the loss kernel), the thread tests (tests/test_threads.py: 2 OpenMP threads) and the
 #   fuzzers (tests/test_fuzz.py tests/test_invalid_inputs.py), once per instruction-set path
 #   in $FASTCONV_SANITIZE_ISAS (default "avx512 avx2 generic"; paths the CPU lacks are skipped).
 #   The build's generic path is the portable C (FASTCONV_PORTABLE_GENERIC=1: the kernels
@@ -77,8 +77,8 @@ export PYTHONFAULTHANDLER=1
 if [ "$#" -gt 0 ]; then
     tests=("$@")
 else
-    tests=(tests/test_ops_*.py tests/test_elementwise.py tests/test_reference.py tests/test_threads.py
-           tests/test_fuzz.py tests/test_invalid_inputs.py)
+    tests=(tests/test_ops_*.py tests/test_elementwise.py tests/test_losses.py tests/test_reference.py
+           tests/test_threads.py tests/test_fuzz.py tests/test_invalid_inputs.py)
 fi
 
 status=0
