@@ -72,7 +72,7 @@ CASES = [
     ((2, 10, 12, 9), (2, 3, 9, 6), 1, ((3, 2), (4, 1)), 1, 1),  # adjoint with negative pads
     # few filters, many channels (forward) and the reverse (input gradient): lanes along the
     # reduction, with zero-bordered rows where border pixels are most of a row
-    ((3, 14, 14, 6), (5, 5, 6, 16), 1, "valid", 1, 1),          # LeNet-5 C2 (tiles over 3 rows)
+    ((3, 14, 14, 6), (5, 5, 6, 16), 1, "valid", 1, 1),          # LeNet-5 C3 (tiles over 3 rows)
     ((2, 6, 5, 10), (5, 5, 10, 7), 1, "same", 1, 1),
     ((7, 4, 5, 3), (3, 3, 3, 16), 1, "same", 1, 1),             # 20-pixel images: tiles span several
 ]
@@ -569,7 +569,7 @@ DOT_CASES = [
     ((1, 7, 9, 24), (3, 3, 24, 8), 1, ((3, 4), (5, 2)), 1, 1),  # pads wider than the kernel
     ((2, 6, 5, 10), (5, 5, 10, 7), 1, "same", 1, 1),            # zero-bordered rows
     ((2, 5, 6, 64), (1, 1, 64, 2), 1, "valid", 1, 1),           # 1x1
-    ((2, 14, 14, 6), (5, 5, 6, 16), 1, "valid", 1, 1),          # LeNet-5 C2: dx
+    ((2, 14, 14, 6), (5, 5, 6, 16), 1, "valid", 1, 1),          # LeNet-5 C3: dx
     ((2, 9, 8, 3), (3, 3, 3, 20), 1, "same", 1, 1),             # ... runs with a tail
     ((1, 10, 12, 8), (2, 3, 8, 24), 1, ((0, 2), (1, 3)), 1, 1),  # ... asymmetric padding
     ((2, 11, 9, 5), (4, 3, 5, 17), 1, "same", (2, 1), 1),       # ... dilated rows

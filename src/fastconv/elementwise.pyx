@@ -107,11 +107,16 @@ cdef cnp.ndarray _array(a, str name, dtype=None, tuple shape=None, bint output=F
     return arr
 
 
+cdef inline bint _bytes_overlap(const char *a0, const char *a1, const char *b0, const char *b1) noexcept nogil:
+    """Whether the byte ranges [a0, a1) and [b0, b1) meet."""
+    return a0 < b1 and b0 < a1
+
+
 cdef bint _overlap(cnp.ndarray a, cnp.ndarray b):
     """Whether two C-contiguous arrays share bytes (their memory is exactly [data, data + nbytes))."""
     cdef char *a0 = <char *>cnp.PyArray_DATA(a)
     cdef char *b0 = <char *>cnp.PyArray_DATA(b)
-    return a0 < b0 + cnp.PyArray_NBYTES(b) and b0 < a0 + cnp.PyArray_NBYTES(a)
+    return _bytes_overlap(a0, a0 + cnp.PyArray_NBYTES(a), b0, b0 + cnp.PyArray_NBYTES(b))
 
 
 cdef _separate(cnp.ndarray out, str out_name, list others):
@@ -323,9 +328,9 @@ cdef tuple _adam_entry(param, grad, m, v, v_hat, dtype, Py_ssize_t k):
         if present[i]:
             lo[i] = <char *>cnp.PyArray_DATA(arr)
             hi[i] = lo[i] + cnp.PyArray_NBYTES(arr)
-    for n in range(10):  # (_overlap's test)
+    for n in range(10):
         i, j = _ADAM_PAIRS[n][0], _ADAM_PAIRS[n][1]
-        if present[i] and present[j] and lo[i] < hi[j] and lo[j] < hi[i]:
+        if present[i] and present[j] and _bytes_overlap(lo[i], hi[i], lo[j], hi[j]):
             raise ValueError(f"`{_entry_name(_ADAM_NAMES[i], k)}` must not overlap "
                              f"`{_entry_name(_ADAM_NAMES[j], k)}`.")
     return arrays

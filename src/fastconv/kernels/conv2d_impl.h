@@ -887,7 +887,7 @@ static int FC_FN(dot_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p,
     const ptrdiff_t lo = min_pd(ceil_div(max_pd(pl, 0), sw), OW), span = p->w + pl - kw;
     const ptrdiff_t hi = span < 0 ? lo : max_pd(lo, min_pd(OW, span / sw + 1));
     /* The others (border pixels) run one at a time, with shorter runs and F lane sums each.
-     * Where they are most of a row and F > 1 (LeNet-5 C2's adjoint: 8 of 14 pixels), each
+     * Where they are most of a row and F > 1 (LeNet-5 C3's adjoint: 8 of 14 pixels), each
      * thread copies the row's kernel rows into zero-bordered rows (pad_l + W + pad_r pixels)
      * instead, and the whole row runs in blocks (6 -> 16 5x5, dx, 2 threads: 0.209 -> 0.181
      * ms). */
@@ -961,9 +961,9 @@ static int FC_FN(dot_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p,
     return failed ? FC_CONV_NOMEM : FC_CONV_OK;
 }
 
-/* A convolution without groups' special paths: Winograd, flat rows or the single-filter
- * path where they apply (and are allowed), else the implicit GEMM. Arguments as
- * implicit_gemm_conv; a pool the chosen path cannot fuse (flat rows, single filter; Winograd
+/* A convolution without groups' special paths: Winograd, flat rows or the few-filter path
+ * where they apply (and are allowed), else the implicit GEMM. Arguments as
+ * implicit_gemm_conv; a pool the chosen path cannot fuse (flat rows, few filters; Winograd
  * tiles the window does not divide) is applied after. */
 static int FC_FN(gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p, const FC_T *x,
                             const FC_T *w, int transposed, const FC_T *bias, int act,
@@ -1142,13 +1142,12 @@ int FC_FN(fc_conv2d_backward)(const fc_conv2d_params *p, const FC_T *dy, const F
     /* Input gradient: stride 1 -> the adjoint convolution, an implicit GEMM of its own (run
      * after this function's parallel region) whose output channels are our C_g; larger
      * strides, or too few channels per group to fill half a microtile row (unless the flat
-     * rows or, for one channel, the single-filter kernel take the adjoint) -> dy @ W^T and
-     * col2im here. */
+     * rows or the few-filter kernel take the adjoint) -> dy @ W^T and col2im here. */
     const int stride1 = p->stride_h == 1 && p->stride_w == 1;
     /* (the few-filter kernel takes an adjoint of several channels unless the scatter's GEMM
      * runs well, over 64 or more filters, while each dy vector feeds few multiply-adds there:
      * 64x32x32x3 -> 64 3x3, dx: 1.47 ms scattered, 1.62 by the kernel; 6 -> 64 5x5: 1.40, 1.11;
-     * 6 -> 16 5x5 (LeNet-5 C2): 0.223, 0.202) */
+     * 6 -> 16 5x5 (LeNet-5 C3): 0.223, 0.202) */
     const int adj_dot = FC_FN(dot_applies)(kt, &adj) &&
                         (cg == 1 || fg < 64 || p->kh * p->kw * cg >= 64);
     const int dx_scatter = dx != NULL && (!stride1 || (2 * cg < nr && !FC_FN(flat_plan_for)(kt, &adj, &flat) &&

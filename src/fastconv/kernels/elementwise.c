@@ -364,6 +364,7 @@ ptrdiff_t SFX(fc_sparse_softmax_xent)(const T *z, const int64_t *labels, ptrdiff
 {
     for (ptrdiff_t r = 0; r < rows; r++)
         if (labels[r] < 0 || labels[r] >= classes) return r;
+    const double scale = 1.0 / (double)rows;
     double total = 0.0;
     for (ptrdiff_t r = 0; r < rows; r++) {
         const T *zr = z + r * classes;
@@ -372,7 +373,9 @@ ptrdiff_t SFX(fc_sparse_softmax_xent)(const T *z, const int64_t *labels, ptrdiff
         for (ptrdiff_t j = 1; j < classes; j++) m = zr[j] > m ? zr[j] : m; /* (a NaN: NaN sums) */
         double s = 0.0;
         for (ptrdiff_t j = 0; j < classes; j++) s += exp((double)zr[j] - m);
-        const double scale = 1.0 / (double)rows, inv_s = 1.0 / s;
+        const double inv_s = 1.0 / s;
+        /* exp again rather than kept: in T it would round before the division, and a double
+         * buffer per row would be an allocation per call (a batch's logits: ~640 exp) */
         for (ptrdiff_t j = 0; j < classes; j++)
             gr[j] = (T)((exp((double)zr[j] - m) * inv_s - (j == labels[r] ? 1.0 : 0.0)) * scale);
         total += m + log(s) - (double)zr[labels[r]];

@@ -31,7 +31,7 @@ static inline void store_n64(double *p, __m256d v, int n)
     fc_store_n256_ps((float *)p, _mm256_castpd_ps(v), 2 * n);
 }
 
-/* Sums of the lanes (the single-filter kernel, conv2d_dot_impl.h): halves added pairwise. */
+/* Sums of the lanes (the few-filter kernel, conv2d_dot_impl.h): halves added pairwise. */
 static inline float hsum8(__m256 v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
