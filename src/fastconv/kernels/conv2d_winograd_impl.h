@@ -24,47 +24,7 @@
  * block of V, M and D. */
 #ifndef FC_WINO_PAD
 #define FC_WINO_PAD ((ptrdiff_t)16)
-/* (c, f) values per step of the weight gradient's final transform (vectorised over them) */
-#define FC_WINO_RUN 64
 #endif
-
-/* G of F(2x2, 3x3) and F(4x4, 3x3) (rows: the a transform points). */
-static const double FC_FN(wino_g2)[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-static const double FC_FN(wino_g4)[6][3] = {{1.0 / 4, 0, 0},
-                                            {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                            {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                            {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                            {1.0 / 24, -1.0 / 12, 1.0 / 6},
-                                            {0, 0, 1}};
-
-/* Transformed kernels of channel c, panel pj, as the packed B operands of the a^2 GEMMs:
- * upack[((xi * panels + pj) * C + c) * nr + j] = U_xi[c][pj * nr + j] (0 past F), U = G g G^T
- * (a x a) of the 3x3 slice g = w[i, j, c, f], or for the adjoint w[2 - i, 2 - j, f, c] (w is
- * then (3, 3, F, C) in p's terms); in double, rounded once. Vectorised over the panel's
- * filters (a scalar transform per (c, f) cost 7% of a 64x14x14x32 -> 64 forward). */
-static void FC_FN(winograd_pack_kernel)(const FC_T *w, int transposed, ptrdiff_t C, ptrdiff_t F,
-                                        int a, ptrdiff_t nr, ptrdiff_t panels, ptrdiff_t c,
-                                        ptrdiff_t pj, FC_T *upack)
-{
-    const double *G = a == 4 ? &FC_FN(wino_g2)[0][0] : &FC_FN(wino_g4)[0][0];
-    const ptrdiff_t f0 = pj * nr, cols = min_pd(nr, F - f0);
-    double g[9][FC_MAX_NR], t[6][3][FC_MAX_NR]; /* g[tap][j], t = G g per kernel column */
-    for (int tap = 0; tap < 9; tap++)
-        for (ptrdiff_t j = 0; j < cols; j++)
-            g[tap][j] = transposed ? (double)w[((8 - tap) * F + f0 + j) * C + c]
-                                   : (double)w[(tap * C + c) * F + f0 + j];
-    for (int i = 0; i < a; i++)
-        for (int k = 0; k < 3; k++)
-            for (ptrdiff_t j = 0; j < cols; j++)
-                t[i][k][j] = G[i * 3] * g[k][j] + G[i * 3 + 1] * g[3 + k][j] + G[i * 3 + 2] * g[6 + k][j];
-    for (int i = 0; i < a; i++)
-        for (int l = 0; l < a; l++) {
-            FC_T *dst = upack + (((ptrdiff_t)(i * a + l) * panels + pj) * C + c) * nr;
-            for (ptrdiff_t j = 0; j < cols; j++)
-                dst[j] = (FC_T)(t[i][0][j] * G[l * 3] + t[i][1][j] * G[l * 3 + 1] + t[i][2][j] * G[l * 3 + 2]);
-            for (ptrdiff_t j = cols; j < nr; j++) dst[j] = 0;
-        }
-}
 
 /* Tile `tile` of the (n, ty, tx) grid with th x tw tiles per image. */
 typedef struct {
@@ -162,7 +122,7 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
         unsigned csr = fc_denormals_off();
         FC_OMP(for schedule(static))
         for (ptrdiff_t cp = 0; cp < C * panels; cp++)
-            FC_FN(winograd_pack_kernel)(w, transposed, C, F, a, nr, panels, cp / panels, cp % panels, upack);
+            FC_KT(kt, wino_kernel)(w, transposed, C, F, a, nr, panels, cp / panels, cp % panels, upack);
         int ready = 1; /* V and M blocks per thread, allocated by the thread (see fc_thread_alloc) */
         FC_T *v = (FC_T *)fc_thread_alloc((size_t)(vsize + msize) * sizeof(FC_T), &ready);
         FC_T *mbuf = v != NULL ? v + vsize : NULL;
@@ -258,7 +218,6 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
         m == 4 ? FC_KT(kt, wino4_input) : FC_KT(kt, wino_input);
     const FC_CI_CAT(FC_CI_CAT(fc_wino_dy, FC_SFX), fn) dy_transform =
         m == 4 ? FC_KT(kt, wino4_dy) : FC_KT(kt, wino_dy);
-    const double *G = m == 4 ? &FC_FN(wino_g4)[0][0] : &FC_FN(wino_g2)[0][0];
 
     FC_T *zeros = (FC_T *)fc_alloc((size_t)max_pd(C, F) * sizeof(FC_T));
     FC_T *qall = (FC_T *)fc_alloc((size_t)(chunks * stride) * sizeof(FC_T));
@@ -339,29 +298,10 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
         FC_OMP(barrier)
         /* chunk 0 += chunks 1.. (Q and bias sums), in chunk order */
         FC_FN(reduce_chunks)(qall + stride, chunks, q_elems, qall, qall + q_elems, fp);
-        /* dW[i][j][c][f] = (G^T Q_cf G)[i][j], in double; vectorised over runs of consecutive
-         * (c, f) (each value summed in the same order as one at a time) */
+        /* dW[i][j][c][f] = (G^T Q_cf G)[i][j], in double, over runs of consecutive (c, f) */
         FC_OMP(for schedule(static))
-        for (ptrdiff_t cf0 = 0; cf0 < C * F; cf0 += FC_WINO_RUN) {
-            const ptrdiff_t n = min_pd(FC_WINO_RUN, C * F - cf0);
-            double t[6][3][FC_WINO_RUN]; /* t = Q G per run element */
-            for (int r = 0; r < a; r++)
-                for (int j = 0; j < 3; j++) {
-                    for (ptrdiff_t e = 0; e < n; e++) t[r][j][e] = 0;
-                    for (int s2 = 0; s2 < a; s2++) {
-                        const FC_T *qr = qall + (r * a + s2) * C * F + cf0;
-                        for (ptrdiff_t e = 0; e < n; e++) t[r][j][e] += (double)qr[e] * G[s2 * 3 + j];
-                    }
-                }
-            for (int i = 0; i < 3; i++)
-                for (int j = 0; j < 3; j++) {
-                    double acc[FC_WINO_RUN];
-                    for (ptrdiff_t e = 0; e < n; e++) acc[e] = 0;
-                    for (int r = 0; r < a; r++)
-                        for (ptrdiff_t e = 0; e < n; e++) acc[e] += G[r * 3 + i] * t[r][j][e];
-                    for (ptrdiff_t e = 0; e < n; e++) dw[(i * 3 + j) * C * F + cf0 + e] = (FC_T)acc[e];
-                }
-        }
+        for (ptrdiff_t cf0 = 0; cf0 < C * F; cf0 += FC_WINO_RUN)
+            FC_KT(kt, wino_kernel_grad)(qall + cf0, C * F, a, dw + cf0, C * F, min_pd(FC_WINO_RUN, C * F - cf0));
         fc_denormals_restore(csr);
     }
     if (db != NULL) memcpy(db, qall + q_elems, (size_t)F * sizeof(FC_T));

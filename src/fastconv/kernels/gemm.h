@@ -78,6 +78,18 @@ enum { FC_GEMM_ACCUMULATE = 1, FC_GEMM_RELU = 2, FC_GEMM_STREAM = 4 };
     typedef void (*fc_wino_dy_##SFX##_fn)(const T *const *src, ptrdiff_t F, T *d,              \
                                           ptrdiff_t xi_stride, ptrdiff_t nr,                   \
                                           ptrdiff_t panel_stride);                              \
+    /* Winograd kernel transforms, in double and rounded once (a = 4: F(2x2, 3x3), a = 6:      \
+     * F(4x4, 3x3)). wino_kernel packs U = G g G^T of channel c, panel pj as the GEMMs' B      \
+     * operands: upack[((xi * panels + pj) * C + c) * nr + j] = U_xi[c][pj * nr + j] (0 past   \
+     * F), g the 3x3 slice w[i, j, c, f] (HWIO, C x F), or with `transposed` w[2 - i, 2 - j,   \
+     * f, c] (w then 3 x 3 x F x C). wino_kernel_grad: dw[(i * 3 + j) * ds + e] = (G^T Q_e      \
+     * G)[i][j] for e < n <= FC_WINO_RUN, Q_e[r][s] = q[(r * a + s) * qs + e]. */             \
+    typedef void (*fc_wino_kernel_##SFX##_fn)(const T *w, int transposed, ptrdiff_t C,         \
+                                              ptrdiff_t F, int a, ptrdiff_t nr,                \
+                                              ptrdiff_t panels, ptrdiff_t c, ptrdiff_t pj,     \
+                                              T *upack);                                       \
+    typedef void (*fc_wino_kernel_grad_##SFX##_fn)(const T *q, ptrdiff_t qs, int a, T *dw,     \
+                                                   ptrdiff_t ds, ptrdiff_t n);                 \
     /* Flat-row convolution (conv2d_flat_impl.h; VL = the table's flat_vl, PV = period * VL,  \
      * 1 <= period <= 8): out[e] = bpat[e % PV] (0 if bpat is NULL) + sum_{t < taps}         \
      * src[t][e] * wpat[t * PV + e % PV] for e < len; reads src[t][e] for e < len + 24 * VL  \
@@ -170,6 +182,10 @@ typedef struct {
     fc_wino_output_f64_fn wino4_output_f64;
     fc_wino_dy_f32_fn wino_dy_f32, wino4_dy_f32;
     fc_wino_dy_f64_fn wino_dy_f64, wino4_dy_f64;
+    fc_wino_kernel_f32_fn wino_kernel_f32;
+    fc_wino_kernel_f64_fn wino_kernel_f64;
+    fc_wino_kernel_grad_f32_fn wino_kernel_grad_f32;
+    fc_wino_kernel_grad_f64_fn wino_kernel_grad_f64;
     int flat_vl_f32, flat_vl_f64; /* the flat-row kernels' vector length (elements) */
     fc_flat_conv_f32_fn flat_conv_f32;
     fc_flat_conv_f64_fn flat_conv_f64;
@@ -213,11 +229,15 @@ typedef struct {
         wino_input_f32, wino_input_f64, wino_output_f32, wino_output_f64,                       \
         wino4_input_f32, wino4_input_f64, wino4_output_f32, wino4_output_f64,                   \
         wino_dy_f32, wino4_dy_f32, wino_dy_f64, wino4_dy_f64,                                   \
+        wino_kernel_f32, wino_kernel_f64, wino_kernel_grad_f32, wino_kernel_grad_f64,           \
         vl32, vl64, flat_conv_f32, flat_conv_f64, flat_dw_f32, flat_dw_f64,                     \
         flat_expand_f32, flat_expand_f64, add_into_f32, add_into_f64, add_rows_f32,             \
         add_rows_f64, act_tanh_f32, act_tanh_f64, pool_max_f32, pool_max_f64,                   \
         c1_dw_f32, c1_dw_f64,                                                                   \
     }
+
+/* (c, f) values per call of wino_kernel_grad (vectorised over them) */
+#define FC_WINO_RUN 64
 
 /* Most filters of the few-filter kernel (dot_runs). */
 #define FC_DOT_MAX_F 8

@@ -223,6 +223,105 @@ static void FC_WI_NAME(wino4_output)(const FC_T *mt, ptrdiff_t mstride, ptrdiff_
     }
 FC_WI_DY_FN(wino_dy, FC_WI_DY2)
 FC_WI_DY_FN(wino4_dy, FC_WI_DY4)
+/* Kernel transforms (fc_wino_kernel_fn, fc_wino_kernel_grad_fn), in double over n lanes at
+ * once, in plain loops that this file's flags vectorise (the SSE2 baseline's two lanes made
+ * U's packing most of a call with few tiles). G's rows are written out by their structure:
+ * F(2x2): g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2 (halving is exact: the bits of the
+ * dense product); F(4x4): g0 / 4, -(g0 + g1 + g2) / 6, -(g0 - g1 + g2) / 6, g0 / 24 + g1 / 12
+ * + g2 / 6, g0 / 24 - g1 / 12 + g2 / 6, g2. */
+#ifndef FC_WINO_G_ROWS
+#define FC_WINO_G_ROWS
+/* r[i * rs + e] = (G (g0, g1, g2)^T)[i] (i < a) */
+static inline void wino_g_rows(int a, const double *restrict g0, const double *restrict g1,
+                               const double *restrict g2, double *restrict r, ptrdiff_t rs,
+                               ptrdiff_t n)
+{
+    if (a == 4) {
+        for (ptrdiff_t e = 0; e < n; e++) {
+            r[e] = g0[e];
+            r[rs + e] = 0.5 * ((g0[e] + g1[e]) + g2[e]);
+            r[2 * rs + e] = 0.5 * ((g0[e] - g1[e]) + g2[e]);
+            r[3 * rs + e] = g2[e];
+        }
+        return;
+    }
+    for (ptrdiff_t e = 0; e < n; e++) {
+        const double s = g0[e] + g2[e], q = g0[e] * (1.0 / 24) + g2[e] * (1.0 / 6);
+        const double h = g1[e] * (1.0 / 12);
+        r[e] = g0[e] * 0.25;
+        r[rs + e] = (s + g1[e]) * (-1.0 / 6);
+        r[2 * rs + e] = (s - g1[e]) * (-1.0 / 6);
+        r[3 * rs + e] = q + h;
+        r[4 * rs + e] = q - h;
+        r[5 * rs + e] = g2[e];
+    }
+}
+
+/* r[k * rs + e] = (G^T (q_0 .. q_{a-1})^T)[k] (k < 3), q_i = q[i * qs + e] */
+static inline void wino_gt_rows(int a, const double *restrict q, ptrdiff_t qs,
+                                double *restrict r, ptrdiff_t rs, ptrdiff_t n)
+{
+    if (a == 4) {
+        for (ptrdiff_t e = 0; e < n; e++) {
+            const double p = q[qs + e] + q[2 * qs + e];
+            r[e] = q[e] + 0.5 * p;
+            r[rs + e] = 0.5 * (q[qs + e] - q[2 * qs + e]);
+            r[2 * rs + e] = 0.5 * p + q[3 * qs + e];
+        }
+        return;
+    }
+    for (ptrdiff_t e = 0; e < n; e++) {
+        const double s12 = q[qs + e] + q[2 * qs + e], d12 = q[qs + e] - q[2 * qs + e];
+        const double s34 = q[3 * qs + e] + q[4 * qs + e], d34 = q[3 * qs + e] - q[4 * qs + e];
+        r[e] = (q[e] * 0.25 - s12 * (1.0 / 6)) + s34 * (1.0 / 24);
+        r[rs + e] = d34 * (1.0 / 12) - d12 * (1.0 / 6);
+        r[2 * rs + e] = (s34 - s12) * (1.0 / 6) + q[5 * qs + e];
+    }
+}
+#endif
+
+static void FC_WI_NAME(wino_kernel)(const FC_T *w, int transposed, ptrdiff_t C, ptrdiff_t F,
+                                    int a, ptrdiff_t nr, ptrdiff_t panels, ptrdiff_t c,
+                                    ptrdiff_t pj, FC_T *upack)
+{
+    const ptrdiff_t f0 = pj * nr, cols = F - f0 < nr ? F - f0 : nr;
+    double g[9][FC_MAX_NR], t[6][3][FC_MAX_NR], u[6][FC_MAX_NR]; /* t = G g per kernel column */
+    for (int tap = 0; tap < 9; tap++) {
+        if (transposed) {
+            const FC_T *src = w + ((ptrdiff_t)(8 - tap) * F + f0) * C + c;
+            for (ptrdiff_t j = 0; j < cols; j++) g[tap][j] = (double)src[j * C];
+        } else {
+            const FC_T *src = w + ((ptrdiff_t)tap * C + c) * F + f0;
+            for (ptrdiff_t j = 0; j < cols; j++) g[tap][j] = (double)src[j];
+        }
+        for (ptrdiff_t j = cols; j < nr; j++) g[tap][j] = 0;
+    }
+    for (int k = 0; k < 3; k++) wino_g_rows(a, g[k], g[3 + k], g[6 + k], t[0][k], 3 * FC_MAX_NR, nr);
+    for (int i = 0; i < a; i++) {
+        wino_g_rows(a, t[i][0], t[i][1], t[i][2], u[0], FC_MAX_NR, nr);
+        for (int l = 0; l < a; l++) {
+            FC_T *dst = upack + (((ptrdiff_t)(i * a + l) * panels + pj) * C + c) * nr;
+            for (ptrdiff_t j = 0; j < nr; j++) dst[j] = (FC_T)u[l][j];
+        }
+    }
+}
+
+static void FC_WI_NAME(wino_kernel_grad)(const FC_T *q, ptrdiff_t qs, int a, FC_T *dw,
+                                         ptrdiff_t ds, ptrdiff_t n)
+{
+    double qr[6][FC_WINO_RUN], t[6][3][FC_WINO_RUN], o[3][FC_WINO_RUN]; /* t = Q G */
+    for (int r = 0; r < a; r++) {
+        for (int s = 0; s < a; s++)
+            for (ptrdiff_t e = 0; e < n; e++) qr[s][e] = (double)q[(ptrdiff_t)(r * a + s) * qs + e];
+        wino_gt_rows(a, qr[0], FC_WINO_RUN, t[r][0], FC_WINO_RUN, n);
+    }
+    for (int j = 0; j < 3; j++) {
+        wino_gt_rows(a, t[0][j], 3 * FC_WINO_RUN, o[0], FC_WINO_RUN, n);
+        for (int i = 0; i < 3; i++)
+            for (ptrdiff_t e = 0; e < n; e++) dw[(ptrdiff_t)(i * 3 + j) * ds + e] = (FC_T)o[i][e];
+    }
+}
+
 #undef FC_WI_DY2
 #undef FC_WI_DY4
 #undef FC_WI_DY_FN
