@@ -477,7 +477,7 @@ WINOGRAD_CASES = [
 ]
 
 
-@pytest.mark.parametrize("tiles4", [True, False], ids=["tiles-auto", "tiles-2x2"])
+@pytest.mark.parametrize("tiles4", ["always", False], ids=["tiles-4x4", "tiles-2x2"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", WINOGRAD_CASES, ids=[f"x{c[0]}-k{c[1]}" for c in WINOGRAD_CASES])
 def test_winograd_matches_reference_and_direct(case, dtype, tiles4):
@@ -794,8 +794,10 @@ def test_core_boundary_checks():
 
 
 def test_winograd_4x4_tiles_run_where_they_pay():
-    """64 x 128 channels with whole 4x4 tiles: the 4x4-tile variant runs (its rounding differs
-    from the 2x2 one); 128 x 128 stays on 2x2 tiles (measured faster there)."""
+    """4x4 tiles run for 64 x 128 channels over 128 whole tiles (their rounding differs from
+    2x2 tiles'), not over 4 tiles (the kernels' packing would outweigh the products saved),
+    nor for 400 x 400 channels (36 transformed kernels of 400 x 400 floats, 23 MB, beyond
+    FC_WINO4_MAX_U_BYTES); forced ("always"), they run there too."""
     def forward(x_shape, k_shape, tiles4):
         x, k, b = _data((x_shape, k_shape), np.float32, seed=8)
         try:
@@ -803,10 +805,14 @@ def test_winograd_4x4_tiles_run_where_they_pay():
             return ops.conv2d_forward(x, k, b, strides=1, padding="same", dilation_rate=1, groups=1)
         finally:
             core._set_paths()
-    small = ((1, 8, 8, 64), (3, 3, 64, 128))
-    assert not np.array_equal(forward(*small, True), forward(*small, False))
-    large = ((1, 8, 8, 128), (3, 3, 128, 128))
-    np.testing.assert_array_equal(forward(*large, True), forward(*large, False))
+    many = ((8, 16, 16, 64), (3, 3, 64, 128))
+    assert not np.array_equal(forward(*many, True), forward(*many, False))
+    for shapes in (((1, 8, 8, 64), (3, 3, 64, 128)), ((8, 16, 16, 400), (3, 3, 400, 400))):
+        two = forward(*shapes, False)
+        np.testing.assert_array_equal(forward(*shapes, True), two)
+        assert not np.array_equal(forward(*shapes, "always"), two)
+    assert core._set_paths(winograd4="always")["winograd4"] is True
+    assert core._set_paths()["winograd4"] == "always"
 
 
 def test_winograd_weight_gradient_takes_partial_4x4_tiles():

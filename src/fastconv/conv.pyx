@@ -46,6 +46,7 @@ cdef extern from "conv2d.h":
     int FC_PATH_BROAD
     int FC_PATH_WINOGRAD
     int FC_PATH_WINOGRAD4
+    int FC_PATH_WINOGRAD4_ALWAYS
     int FC_PATH_FLAT
     int FC_PATH_DOT
     int fc_conv2d_set_paths(int mask)
@@ -74,7 +75,8 @@ cnp.import_array()
 def _set_paths(narrow=True, broad=True, winograd=True, winograd4=True, flat=True, dot=True):
     """Allow (or not) the optional kernel paths: narrow / broad GEMM tiles besides the wide
     ones (results unchanged), Winograd for 3x3 stride-1 layers (results equal to
-    rounding; `winograd4`: its 4x4-tile variant where it pays, else 2x2 tiles), flat
+    rounding; `winograd4`: its 4x4-tile variant where it pays, else 2x2 tiles; "always":
+    4x4 tiles wherever Winograd runs), flat
     rows for layers with few filters or input channels and the single-filter kernel (`dot`)
     for one filter (results equal to rounding). For tests and benchmarks; returns the
     previous setting as a dict."""
@@ -82,11 +84,13 @@ def _set_paths(narrow=True, broad=True, winograd=True, winograd4=True, flat=True
                                    (FC_PATH_BROAD if broad else 0) |
                                    (FC_PATH_WINOGRAD if winograd else 0) |
                                    (FC_PATH_WINOGRAD4 if winograd4 else 0) |
+                                   (FC_PATH_WINOGRAD4_ALWAYS if winograd4 == "always" else 0) |
                                    (FC_PATH_FLAT if flat else 0) |
                                    (FC_PATH_DOT if dot else 0))
     return dict(narrow=bool(previous & FC_PATH_NARROW), broad=bool(previous & FC_PATH_BROAD),
                 winograd=bool(previous & FC_PATH_WINOGRAD),
-                winograd4=bool(previous & FC_PATH_WINOGRAD4),
+                winograd4=("always" if previous & FC_PATH_WINOGRAD4_ALWAYS
+                           else bool(previous & FC_PATH_WINOGRAD4)),
                 flat=bool(previous & FC_PATH_FLAT), dot=bool(previous & FC_PATH_DOT))
 
 def _set_stream_min_bytes(nbytes=None):

@@ -110,7 +110,7 @@ static int conv_paths = FC_PATH_ALL;
 int fc_conv2d_set_paths(int mask)
 {
     const int previous = conv_paths;
-    conv_paths = mask & FC_PATH_ALL;
+    conv_paths = mask & (FC_PATH_ALL | FC_PATH_WINOGRAD4_ALWAYS);
     return previous;
 }
 

@@ -50,7 +50,8 @@ FC_DECLARE_CONV2D(double, f64)
  * results to rounding). For tests and benchmarks; set it only while no convolution runs.
  * Returns the previous mask. */
 enum { FC_PATH_NARROW = 1, FC_PATH_BROAD = 2, FC_PATH_WINOGRAD = 4, FC_PATH_WINOGRAD4 = 8,
-       FC_PATH_FLAT = 16, FC_PATH_DOT = 32, FC_PATH_ALL = 63 };
+       FC_PATH_FLAT = 16, FC_PATH_DOT = 32, FC_PATH_ALL = 63,
+       FC_PATH_WINOGRAD4_ALWAYS = 64 /* with WINOGRAD4: 4x4 tiles wherever Winograd runs */ };
 int fc_conv2d_set_paths(int mask);
 /* Vector length (elements) of the selected ISA's flat-row kernels: the flat path serves
  * layers with fewer filters than this (and at most 8 input channels; conv2d_flat_impl.h). */

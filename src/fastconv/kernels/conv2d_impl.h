@@ -971,7 +971,7 @@ static int FC_FN(gemm_conv)(const fc_kernel_table *kt, const fc_conv2d_params *p
 {
     flat_geom fg;
     if ((conv_paths & FC_PATH_WINOGRAD) && FC_FN(winograd_applies)(p)) {
-        const int m = FC_FN(winograd_tile)(p);
+        const int m = FC_FN(winograd_tile)(p, 0);
         if (pool == NULL || (m % pool->h == 0 && m % pool->w == 0))
             return FC_FN(winograd_conv)(kt, p, x, w, transposed, bias, act, pool, y, num_threads);
     } else if (FC_FN(flat_plan_for)(kt, p, &fg)) {

@@ -24,6 +24,8 @@
  * block of V, M and D. */
 #ifndef FC_WINO_PAD
 #define FC_WINO_PAD ((ptrdiff_t)16)
+/* Largest transformed kernels (bytes) for 4x4 tiles (see winograd_tile) */
+#define FC_WINO4_MAX_U_BYTES (20.0 * 1024 * 1024)
 #endif
 
 /* Tile `tile` of the (n, ty, tx) grid with th x tw tiles per image. */
@@ -63,13 +65,27 @@ static int FC_FN(winograd_applies)(const fc_conv2d_params *p)
 }
 
 /* Output tile size: 4 where it pays (and the path mask allows it), else 2. 4x4 tiles need
- * 36 / 16 products per output against 16 / 4, but their 36 transformed kernels take 2.25x
- * the memory: measured (1 thread, interleaved) 2.1-2.5x the direct path against 1.6-1.8x
- * for 2x2 tiles with C * F <= 64 * 128, and slower than 2x2 tiles from 128 * 128 on. Partial
- * tiles at the border compute outputs that are thrown away: 4x4 tiles must still win. */
-static int FC_FN(winograd_tile)(const fc_conv2d_params *p)
+ * 36 / 16 products per output against 16 / 4, but 2.25x the transformed kernels (36 C F
+ * values, packed on every call and read by every block of tiles), and partial tiles at the
+ * border compute outputs that are thrown away. Measured on Zen 4 (2 threads, the two sizes
+ * alternated in one process, 4x4 time / 2x2 time):
+ * - kernels beyond FC_WINO4_MAX_U_BYTES: 512 x 512 channels (37.7 MB, more than the L3)
+ *   1.26-1.36; from 128 x 128 to 256 x 512 (2.4-18.9 MB) with many tiles 0.68-0.96;
+ * - few tiles, where the packing weighs: forward and input gradient 1.08-1.27 with t2, t4
+ *   tiles of each size at 16 t2 - 36 t4 (products per (c, f) saved) = 104-832, 0.69-0.95 from
+ *   1372 on (the 20 extra kernel values per (c, f) cost about 64 tiles' products each);
+ * - the weight gradient (weight_grad) won with 4x4 tiles at any tile count up to 128 x 128
+ *   channels (0.63-0.96; its products reduce over the tiles), lost with 256 x 256 and few
+ *   tiles (1.11). */
+static int FC_FN(winograd_tile)(const fc_conv2d_params *p, int weight_grad)
 {
-    if (!(conv_paths & FC_PATH_WINOGRAD4) || p->c * p->f > 64 * 128) return 2;
+    if (!(conv_paths & FC_PATH_WINOGRAD4)) return 2;
+    if (conv_paths & FC_PATH_WINOGRAD4_ALWAYS) return 4; /* (tests) */
+    if (36.0 * (double)(p->c * p->f) * (double)sizeof(FC_T) > FC_WINO4_MAX_U_BYTES) return 2;
+    const double t4 = (double)(p->n * ceil_div(p->out_h, 4) * ceil_div(p->out_w, 4));
+    const double t2 = (double)(p->n * ceil_div(p->out_h, 2) * ceil_div(p->out_w, 2));
+    const int few_tiles = 16.0 * t2 - 36.0 * t4 < 20.0 * 64;
+    if (few_tiles && !(weight_grad && p->c * p->f <= 128 * 128)) return 2;
     /* outputs computed per useful output, over the padded tile grid */
     const double waste4 = (double)(round_up(p->out_h, 4) * round_up(p->out_w, 4)) / (double)(p->out_h * p->out_w);
     return p->out_h >= 6 && p->out_w >= 6 && 2.25 * waste4 < 4.0 * 0.8 ? 4 : 2;
@@ -84,7 +100,7 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
                                 int act, const pool_window *pool, FC_T *y, int num_threads)
 {
     const ptrdiff_t C = p->c, F = p->f;
-    const int m = FC_FN(winograd_tile)(p), a = m + 2, a2 = a * a;
+    const int m = FC_FN(winograd_tile)(p, 0), a = m + 2, a2 = a * a;
     const FC_FN(gemm_set) gs = FC_FN(pick_gemm)(kt, F, C <= 128);
     const int mr = gs.mr, nr = gs.nr;
     const ptrdiff_t panels = ceil_div(F, nr);
@@ -190,7 +206,7 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
      * generic 7.2 -> 6.4-6.6 ms; AVX-512 on Zen 4 (two builds' calls alternated in one process,
      * p10) 1.31 -> 1.08, 1.36 -> 1.11 and 2.50 -> 2.12 ms, 1 thread 2.79 -> 2.49 ms. (An earlier
      * session had measured 2x2 tiles faster with AVX-512 on another host.) */
-    const int m = FC_FN(winograd_tile)(p);
+    const int m = FC_FN(winograd_tile)(p, 1);
     const int a = m + 2, a2 = a * a;
     const FC_FN(gemm_set) gs = FC_FN(pick_gemm)(kt, F, C <= 128);
     const int mr = gs.mr, nr = gs.nr;
