@@ -4,8 +4,8 @@ At inference, BatchNormalization is the per-channel affine map y = z * s + t wit
 s = gamma / sqrt(moving_variance + epsilon) and t = beta - moving_mean * s. When it directly
 follows a channels-last Conv2D or a Dense layer without activation, the pair is one layer with
 kernel * s and bias * s + t: one pass over the activations instead of two, and no BN kernel
-call. The folded weights are computed (in float64) from the current weights at every call,
-which costs one multiply per weight, so training, `set_weights` and `load_weights` need no
+call. The folded weights are computed from the current weights at every call (the scale and
+shift in float64, the kernel scaled in its dtype), which costs one multiply per weight, so training, `set_weights` and `load_weights` need no
 cache invalidation. Outputs agree with the unfused layers to rounding (float32: ~1e-6
 relative).
 
@@ -70,7 +70,11 @@ def _foldable(layer, norm):
 
 
 def _folded_weights(layer, norm):
-    """(kernel * s, bias * s + t) in the layer's dtype; the output channels are the last axis."""
+    """(kernel * s, bias * s + t) in the layer's dtype; the output channels are the last axis.
+    s and t come from float64 arithmetic; the kernel is scaled in its own dtype (one rounding
+    of s, one of the product: float32 within ~1 ulp of the float64 product, as precise as the
+    unfused pair's z * s). Scaling it in float64 had cost 0.22 ms of a 1.24 ms CIFAR CNN
+    prediction of one image (260 K weights cast to float64 and back)."""
     var = norm.moving_variance.astype(np.float64)
     scale = 1.0 / np.sqrt(var + norm.epsilon)
     if norm.scale:
@@ -80,7 +84,7 @@ def _folded_weights(layer, norm):
         shift = shift + norm.beta.astype(np.float64)
     if layer.use_bias:
         shift = shift + layer.bias.astype(np.float64) * scale
-    kernel = (layer.kernel.astype(np.float64) * scale).astype(layer.dtype)
+    kernel = np.multiply(layer.kernel, scale.astype(layer.dtype), dtype=layer.dtype)
     return kernel, shift.astype(layer.dtype)
 
 
