@@ -76,7 +76,12 @@ static int FC_FN(winograd_applies)(const fc_conv2d_params *p)
  *   1372 on (the 20 extra kernel values per (c, f) cost about 64 tiles' products each);
  * - the weight gradient (weight_grad) won with 4x4 tiles at any tile count up to 128 x 128
  *   channels (0.63-0.96; its products reduce over the tiles), lost with 256 x 256 and few
- *   tiles (1.11). */
+ *   tiles (1.11);
+ * - partial tiles at the border count through t4 and t2 (the tiles over the padded grid),
+ *   which replaced a rule on the fraction of thrown-away outputs: 13x13 outputs (AlexNet's
+ *   conv3-5, 1.51x the outputs computed) had stayed on 2x2 tiles; 32x13x13x256 -> 384 with 4x4
+ *   tiles 0.86 forward and input gradient, 0.62 weight gradient (with weight_grad_chunks' 2
+ *   chunks), 8x13x13x384 -> 384 forward 1.00. */
 static int FC_FN(winograd_tile)(const fc_conv2d_params *p, int weight_grad)
 {
     if (!(conv_paths & FC_PATH_WINOGRAD4)) return 2;
@@ -84,11 +89,9 @@ static int FC_FN(winograd_tile)(const fc_conv2d_params *p, int weight_grad)
     if (36.0 * (double)(p->c * p->f) * (double)sizeof(FC_T) > FC_WINO4_MAX_U_BYTES) return 2;
     const double t4 = (double)(p->n * ceil_div(p->out_h, 4) * ceil_div(p->out_w, 4));
     const double t2 = (double)(p->n * ceil_div(p->out_h, 2) * ceil_div(p->out_w, 2));
+    if (36.0 * t4 >= 16.0 * t2) return 2; /* no fewer products (e.g. 5x5 or 6x6 outputs) */
     const int few_tiles = 16.0 * t2 - 36.0 * t4 < 20.0 * 64;
-    if (few_tiles && !(weight_grad && p->c * p->f <= 128 * 128)) return 2;
-    /* outputs computed per useful output, over the padded tile grid */
-    const double waste4 = (double)(round_up(p->out_h, 4) * round_up(p->out_w, 4)) / (double)(p->out_h * p->out_w);
-    return p->out_h >= 6 && p->out_w >= 6 && 2.25 * waste4 < 4.0 * 0.8 ? 4 : 2;
+    return few_tiles && !(weight_grad && p->c * p->f <= 128 * 128) ? 2 : 4;
 }
 
 /* y = act(conv_p(x, w) + bias); `transposed` as in implicit_gemm_conv (w is then the HWIO kernel
@@ -214,8 +217,15 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
     const ptrdiff_t th = ceil_div(p->out_h, m), tw = ceil_div(p->out_w, m);
     const ptrdiff_t tiles = p->n * th * tw;
     const ptrdiff_t q_elems = a2 * C * F, stride = q_elems + fp; /* a chunk's Q, then its bias sums */
-    /* Chunks of >= 256 tiles, at most 16, partial sums within 64 MiB. */
+    /* Chunks of >= 256 tiles, at most 16, partial sums within 64 MiB. Below 4 chunks, more of
+     * >= 64 tiles while the extra partial sums stay within 8 MiB: one chunk runs on one thread
+     * (64x7x7x128 -> 128 with 4x4 tiles, 256 tiles: 0.60x the time with 4 chunks), but extra
+     * partials of 9-14 MB each cost more than a second thread gains (8x13x13x384 -> 384 with
+     * 2x2 tiles: 1.12x the time with 4 chunks instead of 1). */
     ptrdiff_t chunks = min_pd(16, max_pd(1, tiles / 256));
+    while (chunks < 4 && chunks < tiles / 64 &&
+           (double)chunks * (double)stride * sizeof(FC_T) <= 8.0 * 1024 * 1024)
+        chunks++;
     while (chunks > 1 && (double)chunks * (double)stride * sizeof(FC_T) > 64.0 * 1024 * 1024) chunks--;
     /* Tiles per GEMM block: 64, or fewer to keep V and D of a block within about 8 MiB (L3).
      * 256 (V and D 3.5 MB for mnist_c2) made the two threads' blocks compete for L3: weight
