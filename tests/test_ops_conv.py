@@ -815,6 +815,28 @@ def test_winograd_4x4_tiles_run_where_they_pay():
     assert core._set_paths()["winograd4"] == "always"
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_winograd_weight_gradient_of_one_large_chunk_is_shared_by_the_threads(dtype):
+    """384 -> 384 channels over 81 2x2 tiles: one chunk (its partial sums, 9.4 MB and more,
+    would be too large to split), whose blocks the two threads share: the bits of one thread,
+    and the reference's values."""
+    x, k = _data(((1, 18, 18, 384), (3, 3, 384, 384)), dtype, seed=10)[:2]
+    dy = np.random.default_rng(10).standard_normal((1, 18, 18, 384)).astype(dtype)
+    previous = fastconv.backend._num_threads  # None (OpenMP default) or the value set
+    results = {}
+    try:
+        for threads in (1, 2):
+            fastconv.set_num_threads(threads)
+            results[threads] = ops.conv2d_backward(dy, x, k, padding="same", need_input_grad=False)[1:]
+    finally:
+        fastconv.set_num_threads(previous)
+    for one, two in zip(results[1], results[2]):
+        np.testing.assert_array_equal(one, two)
+    want = ref.conv2d_backward(dy, x, k, padding="same")[1:]
+    _close(results[2][0], want[0], dtype, "dkernel")
+    _close(results[2][1], want[1], dtype, "dbias")
+
+
 def test_winograd_weight_gradient_takes_partial_4x4_tiles():
     """The weight gradient of a layer with 14x14 outputs takes partial 4x4 tiles on every ISA
     path, as the forward does: the two roundings show which ran."""

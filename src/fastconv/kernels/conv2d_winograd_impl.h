@@ -192,6 +192,47 @@ static int FC_FN(winograd_conv)(const fc_kernel_table *kt, const fc_conv2d_param
     return failed ? FC_CONV_NOMEM : FC_CONV_OK;
 }
 
+
+/* Weight gradient, tile t0 + t of a block: its input block into row t of V (v, vxs apart per
+ * transform point) and its output-gradient block (0 past the edge) into row t of D. */
+static inline void FC_FN(wino_wg_tile)(const fc_conv2d_params *p, const FC_T *x, const FC_T *dy,
+                                       const FC_T *zeros, int m, ptrdiff_t th, ptrdiff_t tw,
+                                       ptrdiff_t tile, ptrdiff_t t,
+                                       FC_CI_CAT(FC_CI_CAT(fc_wino_input, FC_SFX), fn) input,
+                                       FC_CI_CAT(FC_CI_CAT(fc_wino_dy, FC_SFX), fn) dy_transform,
+                                       FC_T *v, ptrdiff_t vxs, FC_T *d, ptrdiff_t dxs,
+                                       ptrdiff_t nr, ptrdiff_t tb)
+{
+    const ptrdiff_t C = p->c, F = p->f;
+    const FC_FN(wino_tile) tl = FC_FN(wino_tile_at)(tile, th, tw);
+    const FC_T *src[36];
+    FC_FN(wino_input_block)(p, x, zeros, tl, m, src);
+    input(src, C, v + t * C, vxs);
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < m; j++) {
+            const ptrdiff_t oh = m * tl.ty + i, ow = m * tl.tx + j;
+            const int inside = oh < p->out_h && ow < p->out_w;
+            src[i * m + j] = inside ? dy + ((tl.n * p->out_h + oh) * p->out_w + ow) * F : zeros;
+        }
+    dy_transform(src, F, d + t * nr, dxs, nr, tb * nr);
+}
+
+/* Weight gradient, item k of a block's a^2 x panels GEMMs: Q_xi (+)= V_xi^T @ D_xi for the
+ * filters of panel pj (xi = k / panels, pj = k % panels); rows = channels, reduction over the
+ * block's tn tiles. Each item writes its own part of Q. */
+static inline void FC_FN(wino_wg_gemm)(const FC_FN(gemm_set) *gs, ptrdiff_t k, ptrdiff_t panels,
+                                       ptrdiff_t C, ptrdiff_t F, ptrdiff_t tn, ptrdiff_t tb,
+                                       const FC_T *v, ptrdiff_t vxs, const FC_T *d,
+                                       ptrdiff_t dxs, FC_T *q, int accumulate)
+{
+    const ptrdiff_t xi = k / panels, pj = k % panels, nr = gs->nr;
+    const FC_T *bp = d + xi * dxs + pj * tb * nr;
+    const int cols = (int)min_pd(nr, F - pj * nr);
+    for (ptrdiff_t cc = 0; cc < C; cc += gs->mr)
+        gs->cola(tn, v + xi * vxs + cc, C, bp, nr, q + (xi * C + cc) * F + pj * nr, F,
+                 (int)min_pd(gs->mr, C - cc), cols, accumulate, NULL);
+}
+
 /* Weight (and bias) gradient of a convolution winograd_applies() accepts. For L = sum y * dy,
  * dL/dg = G^T [ sum_tiles (A dy_t A^T) .* (B^T d_t B) ] G: the input blocks transform as in
  * the forward, the output-gradient blocks by the transpose of the output transform, and the
@@ -212,7 +253,7 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
     const int m = FC_FN(winograd_tile)(p, 1);
     const int a = m + 2, a2 = a * a;
     const FC_FN(gemm_set) gs = FC_FN(pick_gemm)(kt, F, C <= 128);
-    const int mr = gs.mr, nr = gs.nr;
+    const int nr = gs.nr;
     const ptrdiff_t panels = ceil_div(F, nr), fp = panels * nr;
     const ptrdiff_t th = ceil_div(p->out_h, m), tw = ceil_div(p->out_w, m);
     const ptrdiff_t tiles = p->n * th * tw;
@@ -233,7 +274,14 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
      * 3.58 -> 2.98 ms (64x16x16x64 -> 64), 6.30 -> 5.90 ms (64x8x8x128 -> 128); 32 and 16
      * tiles were slower again (each Q tile then loaded and stored too often). */
     const ptrdiff_t tb = max_pd(16, min_pd(64, (ptrdiff_t)(8 * 1024 * 1024 / sizeof(FC_T)) / (a2 * (C + fp))));
-    if (num_threads > chunks) num_threads = (int)chunks;
+    /* One chunk whose Q is too large for partial sums (above): the team shares one V and D and
+     * splits each block's tiles and GEMMs (the same sums in the same order: the bits of one
+     * thread). 8x13x13x384 -> 384 (2x2 tiles, Q 9.4 MB) had run on one thread: 0.47x the time.
+     * Not for small Q, whose few tiles make the barriers and the exchange of V and D between
+     * the cores cost more than the second thread gains (4x20x20x64 -> 64: 1.26x). */
+    const int shared = chunks == 1 && num_threads > 1 && tiles > tb &&
+                       (double)stride * sizeof(FC_T) > 8.0 * 1024 * 1024;
+    if (!shared && num_threads > chunks) num_threads = (int)chunks;
     /* (each part a whole number of 64-byte lines: D holds the packed GEMM panels) */
     /* V and D blocks padded by a cache line each, as in winograd_conv (here tb * C and
      * panels * tb * nr are multiples of 4 KiB for most layers) */
@@ -247,9 +295,11 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
 
     FC_T *zeros = (FC_T *)fc_alloc((size_t)max_pd(C, F) * sizeof(FC_T));
     FC_T *qall = (FC_T *)fc_alloc((size_t)(chunks * stride) * sizeof(FC_T));
-    if (zeros == NULL || qall == NULL) {
+    FC_T *vshared = shared ? (FC_T *)fc_alloc((size_t)per_thread * sizeof(FC_T)) : NULL;
+    if (zeros == NULL || qall == NULL || (shared && vshared == NULL)) {
         fc_free(zeros);
         fc_free(qall);
+        fc_free(vshared);
         return FC_CONV_NOMEM;
     }
     memset(zeros, 0, (size_t)max_pd(C, F) * sizeof(FC_T));
@@ -260,15 +310,16 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
     FC_OMP(parallel num_threads(num_threads))
     {
         unsigned csr = fc_denormals_off();
-        int ready = 1; /* V and D blocks per thread, allocated by the thread (see fc_thread_alloc) */
-        FC_T *v = (FC_T *)fc_thread_alloc((size_t)per_thread * sizeof(FC_T), &ready);
+        int ready = 1; /* V and D blocks per thread, allocated by the thread (see fc_thread_alloc),
+                        * or the team's one (shared) */
+        FC_T *v = shared ? vshared : (FC_T *)fc_thread_alloc((size_t)per_thread * sizeof(FC_T), &ready);
         FC_T *d = v != NULL ? v + vsize : NULL;
         ready = fc_thread_ready(ready, &failed);
         /* Zero what the GEMMs and bias sums read but no transform writes (not the whole 3-4 MB
          * workspace: that memset was ~10% of mnist_c2's weight gradient): the cache-line pads
          * after each transform point's block and the slack past the last (gemm_cola reads up to
          * mr - 1 values past a block's last row), and D's padding columns (F % nr != 0). */
-        if (ready) {
+        if (ready && (!shared || fc_thread_id() == 0)) { /* (shared: before the first single's barrier) */
             for (int xi = 0; xi < a2; xi++) {
                 memset(v + xi * vxs + tb * C, 0, (size_t)(vxs - tb * C) * sizeof(FC_T));
                 memset(d + xi * dxs + panels * tb * nr, 0, (size_t)(dxs - panels * tb * nr) * sizeof(FC_T));
@@ -280,27 +331,36 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
             memset(v + a2 * vxs, 0, (size_t)(vsize - a2 * vxs) * sizeof(FC_T));
             memset(d + a2 * dxs, 0, (size_t)(dsize - a2 * dxs) * sizeof(FC_T));
         }
-        if (ready) FC_SHARE_FOR(&ch_share, ch) {
+        if (ready && shared) { /* one chunk, its blocks' tiles and GEMMs split between the team */
+            FC_T *cdb = qall + q_elems;
+            FC_OMP(single)
+            memset(cdb, 0, (size_t)fp * sizeof(FC_T));
+            for (ptrdiff_t t0 = 0; t0 < tiles; t0 += tb) {
+                const ptrdiff_t tn = min_pd(tb, tiles - t0);
+                FC_OMP(for schedule(static))
+                for (ptrdiff_t t = 0; t < tn; t++)
+                    FC_FN(wino_wg_tile)(p, x, dy, zeros, m, th, tw, t0 + t, t, input, dy_transform,
+                                        v, vxs, d, dxs, nr, tb);
+                FC_OMP(single) { /* (then the implicit barrier: V and D complete) */
+                    if (tn < tb)
+                        for (int xi = 0; xi < a2; xi++)
+                            memset(v + xi * vxs + tn * C, 0, (size_t)min_pd(FC_MAX_MR, (tb - tn) * C) * sizeof(FC_T));
+                    for (ptrdiff_t pj = 0; pj < panels; pj++)
+                        FC_KT(kt, add_rows)(cdb + pj * nr, d + (a + 1) * dxs + pj * tb * nr, tn, nr);
+                }
+                FC_OMP(for schedule(static)) /* (its barrier: the next block may overwrite V, D) */
+                for (ptrdiff_t k = 0; k < a2 * panels; k++)
+                    FC_FN(wino_wg_gemm)(&gs, k, panels, C, F, tn, tb, v, vxs, d, dxs, qall, t0 > 0);
+            }
+        } else if (ready) FC_SHARE_FOR(&ch_share, ch) {
             FC_T *q = qall + ch * stride, *cdb = q + q_elems;
             const ptrdiff_t c0 = ch * tiles / chunks, c1 = (ch + 1) * tiles / chunks;
             memset(cdb, 0, (size_t)fp * sizeof(FC_T));
             for (ptrdiff_t t0 = c0; t0 < c1; t0 += tb) {
                 const ptrdiff_t tn = min_pd(tb, c1 - t0);
-                for (ptrdiff_t t = 0; t < tn; t++) {
-                    const FC_FN(wino_tile) tl = FC_FN(wino_tile_at)(t0 + t, th, tw);
-                    const ptrdiff_t n = tl.n, ty = tl.ty, tx = tl.tx;
-                    const FC_T *src[36];
-                    FC_FN(wino_input_block)(p, x, zeros, tl, m, src);
-                    input(src, C, v + t * C, vxs);
-                    for (int i = 0; i < m; i++) /* output-gradient block (0 past the edge) */
-                        for (int j = 0; j < m; j++) {
-                            const ptrdiff_t oh = m * ty + i, ow = m * tx + j;
-                            const int inside = oh < p->out_h && ow < p->out_w;
-                            const FC_T *g = inside ? dy + ((n * p->out_h + oh) * p->out_w + ow) * F : zeros;
-                            src[i * m + j] = g;
-                        }
-                    dy_transform(src, F, d + t * nr, dxs, nr, tb * nr);
-                }
+                for (ptrdiff_t t = 0; t < tn; t++)
+                    FC_FN(wino_wg_tile)(p, x, dy, zeros, m, th, tw, t0 + t, t, input, dy_transform,
+                                        v, vxs, d, dxs, nr, tb);
                 if (tn < tb) /* a short block: the rows past its last are read as slack (above) */
                     for (int xi = 0; xi < a2; xi++)
                         memset(v + xi * vxs + tn * C, 0, (size_t)min_pd(FC_MAX_MR, (tb - tn) * C) * sizeof(FC_T));
@@ -308,19 +368,11 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
                  * of A is all ones), so the tiles' D rows there sum dy (padding columns are 0) */
                 for (ptrdiff_t pj = 0; pj < panels; pj++)
                     FC_KT(kt, add_rows)(cdb + pj * nr, d + (a + 1) * dxs + pj * tb * nr, tn, nr);
-                /* Q_xi (+)= V_xi^T @ D_xi: rows = channels, reduction over the block's tiles */
-                const int accumulate = t0 > c0;
-                for (int xi = 0; xi < a2; xi++)
-                    for (ptrdiff_t pj = 0; pj < panels; pj++) {
-                        const FC_T *bp = d + xi * dxs + pj * tb * nr;
-                        const int cols = (int)min_pd(nr, F - pj * nr);
-                        for (ptrdiff_t cc = 0; cc < C; cc += mr)
-                            gs.cola(tn, v + xi * vxs + cc, C, bp, nr, q + (xi * C + cc) * F + pj * nr, F,
-                                    (int)min_pd(mr, C - cc), cols, accumulate, NULL);
-                    }
+                for (ptrdiff_t k = 0; k < a2 * panels; k++)
+                    FC_FN(wino_wg_gemm)(&gs, k, panels, C, F, tn, tb, v, vxs, d, dxs, q, t0 > c0);
             }
         }
-        fc_free(v);
+        if (!shared) fc_free(v);
         FC_OMP(barrier)
         /* chunk 0 += chunks 1.. (Q and bias sums), in chunk order */
         FC_FN(reduce_chunks)(qall + stride, chunks, q_elems, qall, qall + q_elems, fp);
@@ -333,5 +385,6 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
     if (db != NULL) memcpy(db, qall + q_elems, (size_t)F * sizeof(FC_T));
     fc_free(zeros);
     fc_free(qall);
+    fc_free(vshared);
     return failed ? FC_CONV_NOMEM : FC_CONV_OK;
 }
