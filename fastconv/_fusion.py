@@ -5,9 +5,9 @@ s = gamma / sqrt(moving_variance + epsilon) and t = beta - moving_mean * s. When
 follows a channels-last Conv2D or a Dense layer without activation, the pair is one layer with
 kernel * s and bias * s + t: one pass over the activations instead of two, and no BN kernel
 call. The folded weights are computed from the current weights at every call (the scale and
-shift in float64, the kernel scaled in its dtype), which costs one multiply per weight, so training, `set_weights` and `load_weights` need no
-cache invalidation. Outputs agree with the unfused layers to rounding (float32: ~1e-6
-relative).
+shift in float64, the kernel scaled in its dtype), which costs one multiply per weight, so
+training, `set_weights` and `load_weights` need no cache invalidation. Outputs agree with the
+unfused layers to rounding (float32: ~1e-6 relative).
 
 `Sequential` runs its inference passes (predict, evaluate, `model(x)`) through `run_inference`.
 

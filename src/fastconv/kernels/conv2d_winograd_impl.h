@@ -233,6 +233,22 @@ static inline void FC_FN(wino_wg_gemm)(const FC_FN(gemm_set) *gs, ptrdiff_t k, p
                  (int)min_pd(gs->mr, C - cc), cols, accumulate, NULL);
 }
 
+/* Weight gradient, after a block's tn of tb tiles are transformed: zeros V's rows past the
+ * last (a short block: gemm_cola reads them as slack) and adds the block's bias sums to cdb:
+ * transform point (1, 1) of A e A^T is the sum of the block e (row 1 of A is all ones), so
+ * the tiles' D rows there sum dy (padding columns are 0). */
+static inline void FC_FN(wino_wg_block_end)(const fc_kernel_table *kt, int a, ptrdiff_t C,
+                                            ptrdiff_t panels, ptrdiff_t nr, ptrdiff_t tn,
+                                            ptrdiff_t tb, FC_T *v, ptrdiff_t vxs,
+                                            const FC_T *d, ptrdiff_t dxs, FC_T *cdb)
+{
+    if (tn < tb)
+        for (int xi = 0; xi < a * a; xi++)
+            memset(v + xi * vxs + tn * C, 0, (size_t)min_pd(FC_MAX_MR, (tb - tn) * C) * sizeof(FC_T));
+    for (ptrdiff_t pj = 0; pj < panels; pj++)
+        FC_KT(kt, add_rows)(cdb + pj * nr, d + (a + 1) * dxs + pj * tb * nr, tn, nr);
+}
+
 /* Weight (and bias) gradient of a convolution winograd_applies() accepts. For L = sum y * dy,
  * dL/dg = G^T [ sum_tiles (A dy_t A^T) .* (B^T d_t B) ] G: the input blocks transform as in
  * the forward, the output-gradient blocks by the transpose of the output transform, and the
@@ -263,9 +279,10 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
      * (64x7x7x128 -> 128 with 4x4 tiles, 256 tiles: 0.60x the time with 4 chunks), but extra
      * partials of 9-14 MB each cost more than a second thread gains (8x13x13x384 -> 384 with
      * 2x2 tiles: 1.12x the time with 4 chunks instead of 1). */
+    const double few_partials_bytes = 8.0 * 1024 * 1024;
     ptrdiff_t chunks = min_pd(16, max_pd(1, tiles / 256));
     while (chunks < 4 && chunks < tiles / 64 &&
-           (double)chunks * (double)stride * sizeof(FC_T) <= 8.0 * 1024 * 1024)
+           (double)chunks * (double)stride * sizeof(FC_T) <= few_partials_bytes)
         chunks++;
     while (chunks > 1 && (double)chunks * (double)stride * sizeof(FC_T) > 64.0 * 1024 * 1024) chunks--;
     /* Tiles per GEMM block: 64, or fewer to keep V and D of a block within about 8 MiB (L3).
@@ -280,7 +297,7 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
      * Not for small Q, whose few tiles make the barriers and the exchange of V and D between
      * the cores cost more than the second thread gains (4x20x20x64 -> 64: 1.26x). */
     const int shared = chunks == 1 && num_threads > 1 && tiles > tb &&
-                       (double)stride * sizeof(FC_T) > 8.0 * 1024 * 1024;
+                       (double)stride * sizeof(FC_T) > few_partials_bytes;
     if (!shared && num_threads > chunks) num_threads = (int)chunks;
     /* (each part a whole number of 64-byte lines: D holds the packed GEMM panels) */
     /* V and D blocks padded by a cache line each, as in winograd_conv (here tb * C and
@@ -341,13 +358,8 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
                 for (ptrdiff_t t = 0; t < tn; t++)
                     FC_FN(wino_wg_tile)(p, x, dy, zeros, m, th, tw, t0 + t, t, input, dy_transform,
                                         v, vxs, d, dxs, nr, tb);
-                FC_OMP(single) { /* (then the implicit barrier: V and D complete) */
-                    if (tn < tb)
-                        for (int xi = 0; xi < a2; xi++)
-                            memset(v + xi * vxs + tn * C, 0, (size_t)min_pd(FC_MAX_MR, (tb - tn) * C) * sizeof(FC_T));
-                    for (ptrdiff_t pj = 0; pj < panels; pj++)
-                        FC_KT(kt, add_rows)(cdb + pj * nr, d + (a + 1) * dxs + pj * tb * nr, tn, nr);
-                }
+                FC_OMP(single) /* (then the implicit barrier: V and D complete) */
+                FC_FN(wino_wg_block_end)(kt, a, C, panels, nr, tn, tb, v, vxs, d, dxs, cdb);
                 FC_OMP(for schedule(static)) /* (its barrier: the next block may overwrite V, D) */
                 for (ptrdiff_t k = 0; k < a2 * panels; k++)
                     FC_FN(wino_wg_gemm)(&gs, k, panels, C, F, tn, tb, v, vxs, d, dxs, qall, t0 > 0);
@@ -361,13 +373,7 @@ static int FC_FN(winograd_weight_grad)(const fc_kernel_table *kt, const fc_conv2
                 for (ptrdiff_t t = 0; t < tn; t++)
                     FC_FN(wino_wg_tile)(p, x, dy, zeros, m, th, tw, t0 + t, t, input, dy_transform,
                                         v, vxs, d, dxs, nr, tb);
-                if (tn < tb) /* a short block: the rows past its last are read as slack (above) */
-                    for (int xi = 0; xi < a2; xi++)
-                        memset(v + xi * vxs + tn * C, 0, (size_t)min_pd(FC_MAX_MR, (tb - tn) * C) * sizeof(FC_T));
-                /* bias sums: transform point (1, 1) of A e A^T is the sum of the block e (row 1
-                 * of A is all ones), so the tiles' D rows there sum dy (padding columns are 0) */
-                for (ptrdiff_t pj = 0; pj < panels; pj++)
-                    FC_KT(kt, add_rows)(cdb + pj * nr, d + (a + 1) * dxs + pj * tb * nr, tn, nr);
+                FC_FN(wino_wg_block_end)(kt, a, C, panels, nr, tn, tb, v, vxs, d, dxs, cdb);
                 for (ptrdiff_t k = 0; k < a2 * panels; k++)
                     FC_FN(wino_wg_gemm)(&gs, k, panels, C, F, tn, tb, v, vxs, d, dxs, q, t0 > c0);
             }
